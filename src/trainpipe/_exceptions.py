@@ -1,0 +1,85 @@
+"""Exceptions raised by trainpipe.
+
+The tree::
+
+    TrainpipeError                 root of everything trainpipe raises on purpose
+    ├── ConfigError                bad pipeline file, override or CLI input        (exit 2)
+    ├── DataError                  data that cannot be read or used as given       (exit 2)
+    ├── MissingExtraError          an optional dependency is not installed         (exit 2)
+    ├── DataValidationError        declared or inferred data checks failed         (exit 3)
+    ├── GateRefused                the quality gate refused the model              (exit 4)
+    └── TrainingInterrupted        SIGTERM/SIGINT while a step was running         (exit 130/143)
+
+Every message says what was found, what was expected and what to do about it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TrainpipeError(Exception):
+    """Root of every error trainpipe raises on purpose."""
+
+    exit_code: int = 1
+
+
+class ConfigError(TrainpipeError):
+    """The pipeline file, a profile, an override or a CLI argument is invalid."""
+
+    exit_code = 2
+
+
+class DataError(TrainpipeError):
+    """The data cannot be read, or cannot be used the way the config asks."""
+
+    exit_code = 2
+
+
+class MissingExtraError(TrainpipeError):
+    """An optional dependency is needed but not installed."""
+
+    exit_code = 2
+
+    def __init__(self, module: str, extra: str, purpose: str) -> None:
+        self.module = module
+        self.extra = extra
+        super().__init__(
+            f"{purpose} needs the '{module}' package, which is not installed. "
+            f'Install it with: pip install "trainpipe[{extra}]"'
+        )
+
+
+class DataValidationError(TrainpipeError):
+    """Data checks failed; ``report`` holds the failed checks."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, report: Any = None) -> None:
+        self.report = report
+        super().__init__(message)
+
+
+class GateRefused(TrainpipeError):
+    """The quality gate refused the model; nothing was registered."""
+
+    exit_code = 4
+
+
+class TrainingInterrupted(TrainpipeError):
+    """A signal stopped the run; ``exit_code`` is 128 + the signal number."""
+
+    def __init__(self, signum: int, message: str) -> None:
+        self.exit_code = 128 + signum
+        super().__init__(message)
+
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "DataValidationError",
+    "GateRefused",
+    "MissingExtraError",
+    "TrainingInterrupted",
+    "TrainpipeError",
+]

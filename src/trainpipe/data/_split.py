@@ -1,0 +1,98 @@
+"""Seeded train / validation / test split: random, stratified, by time, or by group."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from trainpipe._exceptions import DataError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from trainpipe.config import SplitConfig
+
+
+def split_indices(
+    df: pd.DataFrame, target: str, split: SplitConfig, stratify: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row positions of (train, val, test). ``val`` may be empty when ``val_size`` is 0."""
+    import numpy as np
+
+    n = len(df)
+    n_test = max(1, int(round(n * split.test_size)))
+    n_val = int(round(n * split.val_size))
+    if split.val_size > 0:
+        n_val = max(1, n_val)
+    if n - n_test - n_val < 2:
+        raise DataError(f"{n} rows are too few to split with test_size={split.test_size}, val_size={split.val_size}.")
+    positions = np.arange(n)
+    if split.method == "time":
+        col = _column(df, split.time_column, "data.split.time_column")
+        order = _time_order(col, split.time_column or "")
+        positions = positions[order]
+        train_end = n - n_test - n_val
+        return positions[:train_end], positions[train_end : n - n_test], positions[n - n_test :]
+    if split.method == "group":
+        return _group_split(df, split, n_test, n_val)
+    from sklearn.model_selection import train_test_split
+
+    labels = df[target].to_numpy() if (stratify and split.method == "stratified") else None
+    if labels is not None:
+        counts = df[target].value_counts()
+        if counts.min() < 3:
+            rare = counts[counts < 3].index.tolist()[:5]
+            raise DataError(
+                f"stratified split: classes {rare} of target {target!r} have fewer than 3 rows, so they cannot "
+                "appear in train, validation and test. Remove them, or set data.split.method: random."
+            )
+    rest, test = train_test_split(positions, test_size=n_test, random_state=split.seed,
+                                  stratify=labels)
+    if n_val == 0:
+        return np.sort(rest), np.array([], dtype=np.int64), np.sort(test)
+    rest_labels = labels[rest] if labels is not None else None
+    train, val = train_test_split(rest, test_size=n_val, random_state=split.seed + 1, stratify=rest_labels)
+    return np.sort(train), np.sort(val), np.sort(test)
+
+
+def _column(df: pd.DataFrame, name: str | None, key: str) -> pd.Series:
+    if not name or name not in df.columns:
+        raise DataError(f"{key}: column {name!r} is not in the data. Columns: {', '.join(map(str, df.columns[:20]))}")
+    return df[name]
+
+
+def _time_order(col: pd.Series, name: str) -> np.ndarray:
+    import numpy as np
+    import pandas as pd
+
+    if col.isna().any():
+        raise DataError(f"data.split.time_column {name!r} has {int(col.isna().sum())} missing values; "
+                        "every row needs a time to be ordered.")
+    if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_datetime64_any_dtype(col):
+        keys = col
+    else:
+        keys = pd.to_datetime(col, errors="coerce")
+        if keys.isna().any():
+            bad = col[keys.isna()].iloc[0]
+            raise DataError(f"data.split.time_column {name!r}: value {bad!r} is not a date/time or a number.")
+    return np.argsort(keys.to_numpy(), kind="stable")
+
+
+def _group_split(
+    df: pd.DataFrame, split: SplitConfig, n_test: int, n_val: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    import numpy as np
+    from sklearn.model_selection import GroupShuffleSplit
+
+    groups = _column(df, split.group_column, "data.split.group_column").astype(str).to_numpy()
+    if len(set(groups)) < 3:
+        raise DataError(f"data.split.group_column {split.group_column!r} has fewer than 3 groups; cannot split.")
+    n = len(df)
+    positions = np.arange(n)
+    gss = GroupShuffleSplit(n_splits=1, test_size=n_test / n, random_state=split.seed)
+    rest, test = next(gss.split(positions, groups=groups))
+    if n_val == 0:
+        return np.sort(rest), np.array([], dtype=np.int64), np.sort(test)
+    gss_val = GroupShuffleSplit(n_splits=1, test_size=n_val / len(rest), random_state=split.seed + 1)
+    tr, va = next(gss_val.split(rest, groups=groups[rest]))
+    return np.sort(rest[tr]), np.sort(rest[va]), np.sort(test)

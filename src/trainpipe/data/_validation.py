@@ -1,0 +1,271 @@
+"""Data validation with pandera, before any training.
+
+Declared checks come from ``validation.columns``; defaults are always applied: target present with no
+missing labels and at least two classes (classification), minimum rows, missing fraction per column,
+duplicate rows, minimum class fraction. The report names column, check and counts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from trainpipe.config import ColumnCheck, PipelineConfig
+
+_TABLE = "<table>"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    column: str
+    check: str
+    passed: bool
+    observed: str
+    expected: str
+    failing_rows: int = 0
+    examples: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    n_rows: int
+    n_columns: int
+    checks: list[CheckResult]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def failures(self) -> list[CheckResult]:
+        return [c for c in self.checks if not c.passed]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "n_rows": self.n_rows, "n_columns": self.n_columns,
+                "checks": [asdict(c) for c in self.checks]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, default=str)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ValidationReport:
+        return cls(data["n_rows"], data["n_columns"], [CheckResult(**c) for c in data["checks"]])
+
+    def summary(self) -> str:
+        """One line per failed check: column, check, counts."""
+        lines = [f"data validation failed: {len(self.failures)} of {len(self.checks)} checks "
+                 f"({self.n_rows} rows, {self.n_columns} columns)"]
+        for c in self.failures:
+            rows = f", {c.failing_rows} rows" if c.failing_rows else ""
+            ex = f", e.g. {', '.join(c.examples[:3])}" if c.examples else ""
+            lines.append(f"  - {c.column}: {c.check}: observed {c.observed}, expected {c.expected}{rows}{ex}")
+        return "\n".join(lines)
+
+    def to_markdown(self) -> str:
+        rows = ["| column | check | result | observed | expected | failing rows |", "|---|---|---|---|---|---|"]
+        for c in self.checks:
+            rows.append(f"| {c.column} | {c.check} | {'pass' if c.passed else 'FAIL'} | {c.observed} | "
+                        f"{c.expected} | {c.failing_rows} |")
+        head = f"# Data validation: {'passed' if self.passed else 'FAILED'}\n\n{self.n_rows} rows, {self.n_columns} columns\n\n"
+        return head + "\n".join(rows) + "\n"
+
+
+def validate_frame(df: pd.DataFrame, config: PipelineConfig, is_classification: bool | None = None) -> ValidationReport:
+    """Run every declared and default check; never raises for bad data, returns the report."""
+    import pandera.pandas as pa
+    from pandera.errors import SchemaErrors
+
+    vc = config.validation
+    target = config.data.target
+    results: list[CheckResult] = []
+    n = len(df)
+
+    results.append(_compare(_TABLE, "min_rows", n, f">= {vc.min_rows}", n >= vc.min_rows))
+    if n:
+        dup = int(df.duplicated().sum())
+        frac = dup / n
+        results.append(_compare(_TABLE, "max_duplicate_fraction", f"{frac:.4f} ({dup} rows)",
+                                f"<= {vc.max_duplicate_fraction}", frac <= vc.max_duplicate_fraction, dup))
+    if target not in df.columns:
+        results.append(CheckResult(target, "target_present", False, "column missing",
+                                   f"column {target!r} in the data", 0, _closest(target, df.columns)))
+    else:
+        y = df[target]
+        missing = int(y.isna().sum())
+        results.append(_compare(target, "target_not_null", f"{missing} missing labels", "0", missing == 0, missing))
+        if is_classification is None:
+            is_classification = _looks_categorical(y, config.task)
+        if is_classification:
+            counts = y.dropna().astype(str).value_counts()
+            results.append(_compare(target, "min_classes", f"{len(counts)} classes", ">= 2", len(counts) >= 2))
+            if len(counts) >= 2:
+                smallest = counts.index[-1]
+                frac = counts.iloc[-1] / counts.sum()
+                results.append(_compare(target, "min_class_fraction", f"{frac:.4f} (class {smallest!r})",
+                                        f">= {vc.min_class_fraction}", frac >= vc.min_class_fraction))
+
+    for col in df.columns:
+        if col == target:
+            continue
+        miss = int(df[col].isna().sum())
+        frac = miss / n if n else 0.0
+        if frac > vc.max_missing_fraction:
+            results.append(_compare(str(col), "max_missing_fraction", f"{frac:.4f} ({miss} rows)",
+                                    f"<= {vc.max_missing_fraction}", False, miss))
+    missing_fraction_ok = sum(1 for r in results if r.check == "max_missing_fraction")
+    if not missing_fraction_ok:
+        results.append(CheckResult(_TABLE, "max_missing_fraction", True, "all columns within limit",
+                                   f"<= {vc.max_missing_fraction} per column"))
+
+    declared = _declared_feature_columns(config)
+    for col in declared:
+        if col not in df.columns:
+            results.append(CheckResult(col, "required_column", False, "column missing",
+                                       "column named in features.*", 0, _closest(col, df.columns)))
+
+    columns: dict[str, Any] = {}
+    for col, spec in vc.columns.items():
+        if col not in df.columns:
+            if spec.required:
+                results.append(CheckResult(col, "required_column", False, "column missing",
+                                           "column declared in validation.columns", 0, _closest(col, df.columns)))
+            continue
+        columns[col] = pa.Column(checks=_column_checks(pa, spec, df[col]), nullable=spec.nullable,
+                                 unique=spec.unique, required=spec.required, coerce=False)
+    if columns:
+        schema = pa.DataFrameSchema(columns, strict=False)
+        try:
+            schema.validate(df, lazy=True)
+            failed: dict[tuple[str, str], tuple[int, list[str]]] = {}
+        except SchemaErrors as err:
+            failed = _summarise_failures(err.failure_cases)
+        for col, spec in vc.columns.items():
+            if col not in df.columns:
+                continue
+            for name, expected in _expected_of(spec):
+                count, examples = failed.get((col, name), (0, []))
+                passed = (col, name) not in failed
+                observed = "ok" if passed else f"{count} failing rows"
+                results.append(CheckResult(col, name, passed, observed, expected, count, examples))
+    return ValidationReport(n, df.shape[1], results)
+
+
+def _compare(column: str, check: str, observed: Any, expected: str, passed: bool, rows: int = 0) -> CheckResult:
+    return CheckResult(column, check, bool(passed), str(observed), expected, int(rows) if not passed else 0)
+
+
+def _closest(name: str, columns: Any) -> list[str]:
+    import difflib
+
+    close = difflib.get_close_matches(name, [str(c) for c in columns], n=1, cutoff=0.6)
+    return [f"did you mean {close[0]!r}?"] if close else []
+
+
+def _looks_categorical(y: pd.Series, task: str) -> bool:
+    import pandas as pd
+
+    if task in ("binary", "multiclass"):
+        return True
+    if task == "regression":
+        return False
+    values = y.dropna()
+    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return True
+    return bool(values.nunique() <= 20 and (values % 1 == 0).all())
+
+
+def _declared_feature_columns(config: PipelineConfig) -> list[str]:
+    f = config.features
+    cols = [*(f.numeric or []), *(f.categorical or []), *f.text]
+    for c in config.evaluation.slices:
+        if c not in cols:
+            cols.append(c)
+    return cols
+
+
+def _expected_of(spec: ColumnCheck) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    if spec.dtype:
+        out.append((f"dtype_{spec.dtype}", f"values of type {spec.dtype}"))
+    if spec.min is not None:
+        out.append(("greater_than_or_equal_to", f">= {spec.min}"))
+    if spec.max is not None:
+        out.append(("less_than_or_equal_to", f"<= {spec.max}"))
+    if spec.allowed is not None:
+        out.append(("isin", f"one of {spec.allowed}"))
+    if not spec.nullable:
+        out.append(("not_nullable", "no missing values"))
+    if spec.unique:
+        out.append(("field_uniqueness", "unique values"))
+    return out
+
+
+def _column_checks(pa: Any, spec: ColumnCheck, series: pd.Series) -> list[Any]:
+    import pandas as pd
+
+    checks = []
+    if spec.dtype:
+        checks.append(pa.Check(_dtype_predicate(spec.dtype), element_wise=False, name=f"dtype_{spec.dtype}"))
+    numeric = pd.api.types.is_numeric_dtype(series)
+    if spec.min is not None:
+        checks.append(pa.Check.ge(spec.min) if numeric else pa.Check(
+            lambda s, lo=spec.min: pd.to_numeric(s, errors="coerce") >= lo, name="greater_than_or_equal_to"))
+    if spec.max is not None:
+        checks.append(pa.Check.le(spec.max) if numeric else pa.Check(
+            lambda s, hi=spec.max: pd.to_numeric(s, errors="coerce") <= hi, name="less_than_or_equal_to"))
+    if spec.allowed is not None:
+        allowed = list(spec.allowed)
+        if numeric:
+            checks.append(pa.Check.isin(allowed))
+        else:
+            texts = {str(a) for a in allowed}
+            checks.append(pa.Check(lambda s, t=texts: s.astype(str).isin(t), name="isin"))
+    return checks
+
+
+def _dtype_predicate(dtype: str) -> Any:
+    import pandas as pd
+
+    def check(s: pd.Series) -> Any:
+        values = s.dropna()
+        if dtype == "int":
+            if pd.api.types.is_integer_dtype(values):
+                return True
+            if pd.api.types.is_float_dtype(values):
+                return values % 1 == 0
+            return pd.Series(False, index=values.index)
+        if dtype in ("float", "numeric"):
+            if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+                return True
+            return pd.to_numeric(values, errors="coerce").notna() & False
+        if dtype == "str":
+            return values.map(lambda v: isinstance(v, str))
+        if dtype == "bool":
+            if pd.api.types.is_bool_dtype(values):
+                return True
+            return values.isin([0, 1, True, False])
+        if dtype == "datetime":
+            if pd.api.types.is_datetime64_any_dtype(values):
+                return True
+            return pd.to_datetime(values, errors="coerce", format="mixed").notna()
+        return True
+
+    return check
+
+
+def _summarise_failures(cases: pd.DataFrame) -> dict[tuple[str, str], tuple[int, list[str]]]:
+    out: dict[tuple[str, str], tuple[int, list[str]]] = {}
+    for (column, check), group in cases.groupby(["column", "check"], dropna=False, sort=False):
+        name = str(check)
+        if name.startswith("not_nullable"):
+            name = "not_nullable"
+        name = name.split("(")[0]
+        examples = [repr(v) for v in group["failure_case"].drop_duplicates().head(3).tolist()]
+        count = int(group["index"].notna().sum()) or len(group)
+        prev = out.get((str(column), name), (0, []))
+        out[(str(column), name)] = (prev[0] + count, prev[1] + examples)
+    return out
