@@ -1,0 +1,29 @@
+"""trainpipe: one validated YAML file takes a dataset to a tracked, evaluated model.
+
+``import trainpipe`` is light: heavy libraries (mlflow, xgboost, lightgbm, torch, sklearn) load where used.
+"""
+
+from trainpipe._exceptions import (
+    ConfigError,
+    DataError,
+    DataValidationError,
+    GateRefused,
+    MissingExtraError,
+    TrainingInterrupted,
+    TrainpipeError,
+)
+from trainpipe._hooks import Hooks, RecordingHooks
+from trainpipe._version import __version__
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "DataValidationError",
+    "GateRefused",
+    "Hooks",
+    "MissingExtraError",
+    "RecordingHooks",
+    "TrainingInterrupted",
+    "TrainpipeError",
+    "__version__",
+]

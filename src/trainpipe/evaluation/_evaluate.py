@@ -1,0 +1,112 @@
+"""Evaluate a trained model on the held-out test split: metrics, slices, plots, latency."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trainpipe.evaluation._metrics import compute_metrics, metrics_for
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from trainpipe.config import EvaluationConfig
+    from trainpipe.models import TrainedModel
+
+_MAX_SLICE_LEVELS = 20
+
+
+@dataclass
+class EvaluationResult:
+    metrics: dict[str, float | None]
+    slices: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    latency: dict[str, float] = field(default_factory=dict)
+    plots: list[str] = field(default_factory=list)
+    n_test: int = 0
+
+    def flat_metrics(self) -> dict[str, float]:
+        """Metrics for the tracker: overall ``test_*`` and latency, numbers only."""
+        out = {f"test_{k}": v for k, v in self.metrics.items() if v is not None}
+        out.update(self.latency)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n_test": self.n_test, "metrics": self.metrics, "latency": self.latency,
+                "slices": self.slices, "plots": self.plots}
+
+
+def evaluate_model(model: TrainedModel, test: pd.DataFrame, target: str, config: EvaluationConfig,
+                   out_dir: Path) -> EvaluationResult:
+    import numpy as np
+
+    task = model.task
+    names = metrics_for(task.task, config.metrics)
+    y = task.encode(test[target])
+    X = model.transform(test)
+    raw_pred = model.adapter.predict(X)
+    proba = model.adapter.predict_proba(X) if task.is_classification else None
+    pred = np.asarray(raw_pred, dtype=np.int64 if task.is_classification else np.float64)
+    k = len(task.classes)
+    result = EvaluationResult(compute_metrics(names, task.task, y, pred, proba, k), n_test=len(test))
+    for col in config.slices:
+        result.slices[col] = _slice_metrics(test[col], names, task.task, y, pred, proba, k)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result.plots = _plots(model, y, pred, proba, out_dir)
+    if config.latency:
+        result.latency = _latency(model, test.drop(columns=[target]))
+    (out_dir / "metrics.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
+    return result
+
+
+def _latency(model: TrainedModel, raw: pd.DataFrame) -> dict[str, float]:
+    from trainpipe.evaluation._latency import measure_latency
+
+    predict = model.predict_proba if model.task.is_classification else model.predict
+    return measure_latency(predict, raw)
+
+
+def _slice_metrics(col: pd.Series, names: list[str], task: str, y: np.ndarray, pred: np.ndarray,
+                   proba: np.ndarray | None, k: int) -> list[dict[str, Any]]:
+    import numpy as np
+    import pandas as pd
+
+    if pd.api.types.is_numeric_dtype(col) and col.nunique() > _MAX_SLICE_LEVELS:
+        groups = pd.qcut(col, q=4, duplicates="drop").astype(str)
+    else:
+        groups = col.astype(object).where(col.notna(), "(missing)").astype(str)
+        top = groups.value_counts().index[:_MAX_SLICE_LEVELS]
+        groups = groups.where(groups.isin(top), "(other)")
+    groups = groups.where(groups != "nan", "(missing)")
+    rows = []
+    for level, positions in groups.groupby(groups.to_numpy()).indices.items():
+        pos = np.asarray(positions)
+        values = compute_metrics(names, task, y[pos], pred[pos], None if proba is None else proba[pos], k)
+        rows.append({"slice": str(level), "count": len(pos), **values})
+    rows.sort(key=lambda r: -int(r["count"]))
+    return rows
+
+
+def _plots(model: TrainedModel, y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None,
+           out_dir: Path) -> list[str]:
+    from trainpipe.evaluation import _plots as plots
+
+    written: list[str] = []
+    task = model.task
+    if task.is_classification:
+        labels = [str(c) for c in task.classes]
+        plots.confusion_matrix_png(y, pred, labels, out_dir / "confusion_matrix.png")
+        written.append("confusion_matrix.png")
+        if proba is not None:
+            plots.roc_pr_png(y, proba, labels, out_dir / "roc_curve.png", out_dir / "pr_curve.png")
+            written += ["roc_curve.png", "pr_curve.png"]
+    else:
+        plots.predicted_vs_actual_png(y, pred, out_dir / "predicted_vs_actual.png")
+        written.append("predicted_vs_actual.png")
+    importances = model.adapter.feature_importances()
+    if importances is not None and len(importances):
+        plots.feature_importance_png(model.spec.feature_names, importances, out_dir / "feature_importance.png")
+        written.append("feature_importance.png")
+    return written

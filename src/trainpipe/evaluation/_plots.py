@@ -1,0 +1,101 @@
+"""PNG plots (matplotlib, Agg backend): confusion matrix, ROC, PR, feature importance, residuals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def confusion_matrix_png(y: np.ndarray, pred: np.ndarray, labels: list[str], path: Path) -> None:
+    import numpy as np
+    from sklearn.metrics import confusion_matrix
+
+    plt = _plt()
+    k = len(labels)
+    cm = confusion_matrix(y, pred, labels=list(range(k)))
+    size = min(3 + 0.5 * k, 14)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(k), labels=[s[:20] for s in labels], rotation=45, ha="right")
+    ax.set_yticks(range(k), labels=[s[:20] for s in labels])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    if k <= 20:
+        top = cm.max() if cm.size else 0
+        for (i, j), v in np.ndenumerate(cm):
+            ax.text(j, i, str(v), ha="center", va="center", color="white" if v > top / 2 else "black")
+    ax.set_title("Confusion matrix (test)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def roc_pr_png(y: np.ndarray, proba: np.ndarray, labels: list[str], roc_path: Path, pr_path: Path) -> None:
+    import numpy as np
+    from sklearn.metrics import auc, precision_recall_curve, roc_curve
+
+    plt = _plt()
+    k = proba.shape[1]
+    classes = [1] if k == 2 else list(range(min(k, 10)))
+    fig_roc, ax_roc = plt.subplots(figsize=(5, 5))
+    fig_pr, ax_pr = plt.subplots(figsize=(5, 5))
+    for c in classes:
+        truth = (y == c).astype(int)
+        if truth.min() == truth.max():
+            continue
+        fpr, tpr, _ = roc_curve(truth, proba[:, c])
+        prec, rec, _ = precision_recall_curve(truth, proba[:, c])
+        ax_roc.plot(fpr, tpr, label=f"{labels[c][:20]} (AUC {auc(fpr, tpr):.3f})")
+        ax_pr.plot(rec, prec, label=f"{labels[c][:20]} (AP {np.trapezoid(prec[::-1], rec[::-1]):.3f})")
+    ax_roc.plot([0, 1], [0, 1], "k--", linewidth=0.8)
+    ax_roc.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test)")
+    ax_pr.set(xlabel="recall", ylabel="precision", title="Precision-recall (test)")
+    for fig, ax, path in ((fig_roc, ax_roc, roc_path), (fig_pr, ax_pr, pr_path)):
+        ax.legend(loc="best", fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+
+
+def feature_importance_png(names: list[str], importances: np.ndarray, path: Path, top: int = 20) -> None:
+    import numpy as np
+
+    plt = _plt()
+    imp = np.asarray(importances, dtype=float)
+    if not names or len(names) != len(imp):
+        names = [f"f{i}" for i in range(len(imp))]
+    order = np.argsort(imp)[::-1][:top][::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(order) + 1.5))
+    ax.barh([names[i][:40] for i in order], imp[order])
+    ax.set_title(f"Feature importance (top {len(order)})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def predicted_vs_actual_png(y: np.ndarray, pred: np.ndarray, path: Path) -> None:
+    import numpy as np
+
+    plt = _plt()
+    n = len(y)
+    idx = np.random.default_rng(0).choice(n, size=min(n, 5000), replace=False)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(y[idx], pred[idx], s=4, alpha=0.4)
+    lo, hi = float(np.nanmin(y)), float(np.nanmax(y))
+    ax.plot([lo, hi], [lo, hi], "k--", linewidth=0.8)
+    ax.set(xlabel="actual", ylabel="predicted", title="Predicted vs actual (test)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

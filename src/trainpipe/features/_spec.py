@@ -1,0 +1,144 @@
+"""Which raw columns are features, and of which kind: declared in ``features`` or inferred from dtypes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from trainpipe._exceptions import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from trainpipe.config import PipelineConfig
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Feature columns by kind, and the columns left out with the reason."""
+
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    text: tuple[str, ...] = ()
+    dropped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (*self.numeric, *self.categorical, *self.text)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"numeric": list(self.numeric), "categorical": list(self.categorical),
+                "text": list(self.text), "dropped": dict(self.dropped)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeatureSpec:
+        return cls(tuple(data["numeric"]), tuple(data["categorical"]), tuple(data.get("text", ())),
+                   dict(data.get("dropped", {})))
+
+
+def infer_feature_spec(df: pd.DataFrame, config: PipelineConfig) -> FeatureSpec:
+    """Declared lists win; with none declared, every column but the target is classified by dtype."""
+    import pandas as pd
+
+    fc = config.features
+    target = config.data.target
+    excluded = {target, *config.data.drop_columns}
+    if fc.numeric is not None or fc.categorical is not None:
+        numeric = list(fc.numeric or [])
+        categorical = list(fc.categorical or [])
+        text = list(fc.text)
+        missing = [c for c in (*numeric, *categorical, *text) if c not in df.columns]
+        if missing:
+            raise ConfigError(f"features: columns {missing} are not in the data. Columns: {list(df.columns)[:30]}")
+        dup = set(numeric) & set(categorical) | (set(numeric) | set(categorical)) & set(text)
+        if dup:
+            raise ConfigError(f"features: columns {sorted(dup)} are listed under more than one kind.")
+        bad = [c for c in numeric if not _is_numeric(df[c])]
+        if bad:
+            raise ConfigError(
+                f"features.numeric: columns {bad} are not numeric (dtypes: "
+                f"{[str(df[c].dtype) for c in bad]}). Move them to features.categorical."
+            )
+        return FeatureSpec(tuple(numeric), tuple(categorical), tuple(text),
+                           {c: "not listed in features" for c in df.columns if c not in excluded
+                            and c not in (*numeric, *categorical, *text)})
+    split = config.data.split
+    numeric, categorical, dropped = [], [], {}
+    text = [c for c in fc.text if c in df.columns]
+    n = max(len(df), 1)
+    for col in df.columns:
+        if col in excluded or col in text:
+            continue
+        s = df[col]
+        if col == split.group_column:
+            dropped[col] = "split group column (would leak group identity)"
+        elif s.isna().all():
+            dropped[col] = "all values missing"
+        elif pd.api.types.is_datetime64_any_dtype(s):
+            dropped[col] = "datetime column: derive numeric features from it upstream"
+        elif _is_numeric(s):
+            numeric.append(col)
+        else:
+            nunique = s.nunique(dropna=True)
+            if col == split.time_column:
+                dropped[col] = "split time column"
+            elif nunique > 50 and nunique / n > 0.9:
+                dropped[col] = f"identifier-like ({nunique} distinct values in {n} rows)"
+            else:
+                categorical.append(col)
+    if not (numeric or categorical or text):
+        raise ConfigError(
+            f"features: no usable feature columns were found besides the target {target!r} "
+            f"(dropped: {dropped}). Declare features.numeric / features.categorical."
+        )
+    return FeatureSpec(tuple(numeric), tuple(categorical), tuple(text), dropped)
+
+
+def _is_numeric(s: pd.Series) -> bool:
+    import pandas as pd
+
+    return bool(pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s))
+
+
+def prepare_frame(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+    """Select the feature columns with the types the preprocessor expects.
+
+    Numeric -> float64 (non-numbers become NaN and are imputed), categorical -> object strings with NaN
+    kept for missing, text -> strings with '' for missing. Raises ``DataError`` naming missing columns.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from trainpipe._exceptions import DataError
+
+    missing = [c for c in spec.columns if c not in df.columns]
+    if missing:
+        raise DataError(f"input is missing feature columns {missing}; the model expects {list(spec.columns)}.")
+    out: dict[str, Any] = {}
+    for c in spec.numeric:
+        s = df[c]
+        if pd.api.types.is_bool_dtype(s):
+            s = s.astype("float64")
+        elif not pd.api.types.is_numeric_dtype(s):
+            coerced = pd.to_numeric(s, errors="coerce")
+            bad = s.notna() & coerced.isna()
+            if bad.any():
+                raise DataError(
+                    f"column {c!r} must be numeric, but has non-numeric values such as "
+                    f"{s[bad].iloc[0]!r} ({int(bad.sum())} rows)."
+                )
+            s = coerced
+        out[c] = s.to_numpy(dtype=np.float64, na_value=np.nan)
+    for c in spec.categorical:
+        s = df[c]
+        values = s.astype(object).where(s.notna(), None).map(lambda v: v if v is None else _cat_str(v))
+        out[c] = values.to_numpy(dtype=object)
+    for c in spec.text:
+        out[c] = df[c].fillna("").astype(str).to_numpy(dtype=object)
+    return pd.DataFrame(out, index=df.index)
+
+
+def _cat_str(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

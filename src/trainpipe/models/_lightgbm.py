@@ -1,0 +1,104 @@
+"""LightGBM adapter: early stopping on the validation split, saved as LightGBM's text model."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from trainpipe._imports import optional_import
+from trainpipe.models._params import BOOSTER_RULES, check_params
+from trainpipe.models._protocol import FitReport, RoundCallback
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from trainpipe.config import TrainingConfig
+    from trainpipe.data import TaskInfo
+
+_FILE = "model.txt"
+
+
+def _lgb() -> Any:
+    return optional_import("lightgbm", "model.type lightgbm")
+
+
+class LightGBMAdapter:
+    family: ClassVar[str] = "lightgbm"
+
+    def __init__(self, task: TaskInfo, model_type: str, params: Mapping[str, Any], training: TrainingConfig) -> None:
+        self.task = task
+        self.check_config(task.task, params)
+        self.params: dict[str, Any] = {"n_estimators": 500, "learning_rate": 0.05, "num_leaves": 31,
+                                       "random_state": training.seed, "verbosity": -1}
+        self.params.update(params)
+        self.early_stopping_rounds = training.early_stopping_rounds
+        self.booster: Any = None
+
+    @classmethod
+    def check_config(cls, task_name: str, params: Mapping[str, Any]) -> None:
+        lgb = _lgb()
+        est = lgb.LGBMRegressor if task_name == "regression" else lgb.LGBMClassifier
+        check_params(params, est().get_params().keys(), BOOSTER_RULES, "lightgbm")
+
+    def fit(self, X: Any, y: np.ndarray, X_val: Any | None, y_val: np.ndarray | None,
+            on_round: RoundCallback | None = None) -> FitReport:
+        lgb = _lgb()
+        total = int(self.params["n_estimators"])
+        record: dict[str, Any] = {}
+        callbacks: list[Any] = [lgb.record_evaluation(record)]
+        has_val = X_val is not None and y_val is not None and len(y_val) > 0
+        if has_val and self.early_stopping_rounds:
+            callbacks.append(lgb.early_stopping(self.early_stopping_rounds, verbose=False))
+        if on_round is not None:
+            def _progress(env: Any) -> None:
+                on_round(env.iteration + 1, total, {f"{r[1]}": float(r[2]) for r in env.evaluation_result_list})
+            callbacks.append(_progress)
+        cls = lgb.LGBMRegressor if self.task.task == "regression" else lgb.LGBMClassifier
+        model = cls(**self.params)
+        model.fit(X, y, eval_set=[(X_val, y_val)] if has_val else None,
+                  eval_names=["valid"] if has_val else None, callbacks=callbacks)
+        self.booster = model.booster_
+        history = {f"val_{m}": [float(v) for v in vals] for m, vals in record.get("valid", {}).items()}
+        best = model.best_iteration_ if has_val and self.early_stopping_rounds else None
+        return FitReport(history=history, best_iteration=int(best) - 1 if best else None,
+                         n_iterations=int(self.booster.current_iteration()), params=dict(self.params))
+
+    def _raw(self, X: Any) -> np.ndarray:
+        best = self.booster.best_iteration or None
+        return self.booster.predict(X, num_iteration=best)
+
+    def predict(self, X: Any) -> np.ndarray:
+        import numpy as np
+
+        out = self._raw(X)
+        if self.task.task == "regression":
+            return out
+        if self.task.task == "binary":
+            return (out >= 0.5).astype(np.int64)
+        return np.argmax(out, axis=1)
+
+    def predict_proba(self, X: Any) -> np.ndarray | None:
+        import numpy as np
+
+        if self.task.task == "regression":
+            return None
+        out = self._raw(X)
+        if self.task.task == "binary":
+            return np.column_stack([1.0 - out, out])
+        return out
+
+    def feature_importances(self) -> np.ndarray | None:
+        return self.booster.feature_importance(importance_type="gain")
+
+    def save(self, directory: Path) -> None:
+        self.booster.save_model(str(directory / _FILE), num_iteration=self.booster.best_iteration or None)
+
+    @classmethod
+    def load(cls, directory: Path, task: TaskInfo, model_type: str) -> LightGBMAdapter:
+        self = cls.__new__(cls)
+        self.task = task
+        self.params = {}
+        self.early_stopping_rounds = None
+        self.booster = _lgb().Booster(model_file=str(directory / _FILE))
+        return self

@@ -1,0 +1,70 @@
+"""Checks of ``model.params`` before any data is read: unknown names and obviously wrong values."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from trainpipe._exceptions import ConfigError
+
+
+@dataclass(frozen=True)
+class Rule:
+    kind: type  # int or float
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+
+    def describe(self) -> str:
+        name = "an integer" if self.kind is int else "a number"
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.low_open else '>='} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"<= {self.high:g}")
+        return f"{name} {' and '.join(parts)}".strip()
+
+    def accepts(self, value: Any) -> bool:
+        if isinstance(value, bool):
+            return False
+        if self.kind is int and not isinstance(value, int):
+            return False
+        if self.kind is float and not isinstance(value, int | float):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return not (self.high is not None and value > self.high)
+
+
+def check_params(params: Mapping[str, Any], known: Iterable[str], rules: Mapping[str, Rule], model_type: str) -> None:
+    known = sorted(set(known))
+    problems = []
+    for key, value in params.items():
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            problems.append(f"model.params.{key}: unknown parameter for {model_type}.{hint}")
+            continue
+        rule = rules.get(key)
+        if rule is not None and value is not None and not rule.accepts(value):
+            problems.append(f"model.params.{key}: expected {rule.describe()}, got {value!r}")
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+BOOSTER_RULES: dict[str, Rule] = {
+    "n_estimators": Rule(int, 1),
+    "max_depth": Rule(int, -1),
+    "learning_rate": Rule(float, 0.0, None, low_open=True),
+    "subsample": Rule(float, 0.0, 1.0, low_open=True),
+    "colsample_bytree": Rule(float, 0.0, 1.0, low_open=True),
+    "min_child_weight": Rule(float, 0.0),
+    "reg_alpha": Rule(float, 0.0),
+    "reg_lambda": Rule(float, 0.0),
+    "gamma": Rule(float, 0.0),
+    "num_leaves": Rule(int, 2),
+    "min_child_samples": Rule(int, 1),
+    "max_bin": Rule(int, 2),
+}

@@ -1,0 +1,97 @@
+"""A trained model as one directory: preprocessing + estimator, predicting from raw columns.
+
+Layout::
+
+    model/
+      spec.json              task, classes, feature columns, model type, versions
+      preprocessor.skops     fitted ColumnTransformer (skops, no pickle)
+      model.ubj | model.txt | estimator.skops    the estimator in its library's own format
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trainpipe.data._task import TaskInfo
+from trainpipe.features._spec import FeatureSpec, prepare_frame
+from trainpipe.models import _skops_io
+from trainpipe.models._resolver import adapter_class
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from trainpipe.models._protocol import ModelAdapter
+
+SPEC_FILE = "spec.json"
+PREPROCESSOR_FILE = "preprocessor.skops"
+
+
+@dataclass
+class ModelSpec:
+    model_type: str
+    family: str
+    task: TaskInfo
+    features: FeatureSpec
+    feature_names: list[str] = field(default_factory=list)
+    input_dtypes: dict[str, str] = field(default_factory=dict)
+    best_iteration: int | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": 1, "model_type": self.model_type, "family": self.family, "task": self.task.to_dict(),
+                "features": self.features.to_dict(), "feature_names": self.feature_names,
+                "input_dtypes": self.input_dtypes, "best_iteration": self.best_iteration,
+                "params": {k: v for k, v in self.params.items()
+                           if isinstance(v, str | int | float | bool | type(None))}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
+        return cls(model_type=data["model_type"], family=data["family"], task=TaskInfo.from_dict(data["task"]),
+                   features=FeatureSpec.from_dict(data["features"]), feature_names=data.get("feature_names", []),
+                   input_dtypes=data.get("input_dtypes", {}), best_iteration=data.get("best_iteration"),
+                   params=data.get("params", {}))
+
+
+class TrainedModel:
+    """Preprocessor + estimator; ``predict`` takes the raw columns."""
+
+    def __init__(self, spec: ModelSpec, preprocessor: Any, adapter: ModelAdapter) -> None:
+        self.spec = spec
+        self.preprocessor = preprocessor
+        self.adapter = adapter
+
+    @property
+    def task(self) -> TaskInfo:
+        return self.spec.task
+
+    def transform(self, raw: pd.DataFrame) -> Any:
+        return self.preprocessor.transform(prepare_frame(raw, self.spec.features))
+
+    def predict(self, raw: pd.DataFrame) -> np.ndarray:
+        """Labels as in the training data (classification) or values (regression)."""
+        out = self.adapter.predict(self.transform(raw))
+        if self.task.is_classification:
+            import numpy as np
+
+            return self.task.decode(np.asarray(out, dtype=np.int64))
+        return out
+
+    def predict_proba(self, raw: pd.DataFrame) -> np.ndarray | None:
+        return self.adapter.predict_proba(self.transform(raw))
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        _skops_io.dump(self.preprocessor, directory / PREPROCESSOR_FILE)
+        self.adapter.save(directory)
+        (directory / SPEC_FILE).write_text(json.dumps(self.spec.to_dict(), indent=2, default=str))
+
+    @classmethod
+    def load(cls, directory: Path) -> TrainedModel:
+        spec = ModelSpec.from_dict(json.loads((Path(directory) / SPEC_FILE).read_text()))
+        preprocessor = _skops_io.load(Path(directory) / PREPROCESSOR_FILE)
+        adapter = adapter_class(spec.model_type).load(Path(directory), spec.task, spec.model_type)
+        return cls(spec, preprocessor, adapter)

@@ -1,0 +1,102 @@
+"""XGBoost adapter: sklearn API, early stopping on the validation split, saved as UBJSON."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from trainpipe._imports import optional_import
+from trainpipe.models._params import BOOSTER_RULES, check_params
+from trainpipe.models._protocol import FitReport, RoundCallback
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from trainpipe.config import TrainingConfig
+    from trainpipe.data import TaskInfo
+
+_FILE = "model.ubj"
+
+
+def _xgb() -> Any:
+    return optional_import("xgboost", "model.type xgboost")
+
+
+def _estimator_class(task: TaskInfo) -> Any:
+    xgb = _xgb()
+    return xgb.XGBRegressor if task.task == "regression" else xgb.XGBClassifier
+
+
+class XGBoostAdapter:
+    family: ClassVar[str] = "xgboost"
+
+    def __init__(self, task: TaskInfo, model_type: str, params: Mapping[str, Any], training: TrainingConfig) -> None:
+        self.task = task
+        cls = _estimator_class(task)
+        check_params(params, cls().get_params().keys(), BOOSTER_RULES, "xgboost")
+        self.params: dict[str, Any] = {"n_estimators": 500, "learning_rate": 0.1, "max_depth": 6,
+                                       "tree_method": "hist", "random_state": training.seed}
+        self.params.update(params)
+        self.early_stopping_rounds = training.early_stopping_rounds
+        self.model: Any = None
+
+    @classmethod
+    def check_config(cls, task_name: str, params: Mapping[str, Any]) -> None:
+        xgb = _xgb()
+        est = xgb.XGBRegressor if task_name == "regression" else xgb.XGBClassifier
+        check_params(params, est().get_params().keys(), BOOSTER_RULES, "xgboost")
+
+    def fit(self, X: Any, y: np.ndarray, X_val: Any | None, y_val: np.ndarray | None,
+            on_round: RoundCallback | None = None) -> FitReport:
+        xgb = _xgb()
+        total = int(self.params["n_estimators"])
+
+        class _Progress(xgb.callback.TrainingCallback):  # type: ignore[misc, name-defined]
+            def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+                if on_round is not None:
+                    last = {f"{k}": float(v[-1]) for data in evals_log.values() for k, v in data.items()}
+                    on_round(epoch + 1, total, last)
+                return False
+
+        params = dict(self.params)
+        has_val = X_val is not None and len(y_val if y_val is not None else []) > 0
+        if has_val and self.early_stopping_rounds:
+            params["early_stopping_rounds"] = self.early_stopping_rounds
+        params["callbacks"] = [_Progress()]
+        self.model = _estimator_class(self.task)(**params)
+        self.model.fit(X, y, eval_set=[(X_val, y_val)] if has_val else None, verbose=False)
+        history: dict[str, list[float]] = {}
+        if has_val:
+            for metric, values in self.model.evals_result().get("validation_0", {}).items():
+                history[f"val_{metric}"] = [float(v) for v in values]
+        best = getattr(self.model, "best_iteration", None) if has_val and self.early_stopping_rounds else None
+        self.model.set_params(callbacks=None)
+        n_iter = self.model.get_booster().num_boosted_rounds()
+        effective = {k: v for k, v in params.items() if k != "callbacks"}
+        return FitReport(history=history, best_iteration=None if best is None else int(best),
+                         n_iterations=int(n_iter), params=effective)
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.model.predict(X)
+
+    def predict_proba(self, X: Any) -> np.ndarray | None:
+        if self.task.task == "regression":
+            return None
+        return self.model.predict_proba(X)
+
+    def feature_importances(self) -> np.ndarray | None:
+        return getattr(self.model, "feature_importances_", None)
+
+    def save(self, directory: Path) -> None:
+        self.model.save_model(str(directory / _FILE))
+
+    @classmethod
+    def load(cls, directory: Path, task: TaskInfo, model_type: str) -> XGBoostAdapter:
+        self = cls.__new__(cls)
+        self.task = task
+        self.params = {}
+        self.early_stopping_rounds = None
+        self.model = _estimator_class(task)()
+        self.model.load_model(str(directory / _FILE))
+        return self

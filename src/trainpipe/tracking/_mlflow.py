@@ -1,0 +1,116 @@
+"""The real tracker: MLflow through ``MlflowClient`` (no global fluent state), batched writes."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from trainpipe.config._secrets import redact_uri
+
+_PARAM_MAX = 6000
+_BATCH_PARAMS = 100
+_BATCH_METRICS = 1000
+_BATCH_TAGS = 100
+DEFAULT_DIR = ".trainpipe"
+
+
+def default_tracking_uri(workdir: Path) -> str:
+    return f"sqlite:///{(workdir / DEFAULT_DIR / 'mlflow.db').resolve()}"
+
+
+def resolve_tracking_uri(configured: str | None, workdir: Path) -> str:
+    """``MLFLOW_TRACKING_URI`` wins, then ``tracking.uri``, then the embedded SQLite store."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    if configured:
+        return configured
+    return default_tracking_uri(workdir)
+
+
+class MlflowTracker:
+    """Implements :class:`~trainpipe.tracking.Tracker` on an MLflow tracking store or server."""
+
+    def __init__(self, uri: str, experiment: str, artifact_root: Path | None = None) -> None:
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        from mlflow.tracking import MlflowClient
+
+        if uri.startswith("sqlite:///"):
+            Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        self._uri = uri
+        self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        self.experiment_id = self._experiment(experiment, artifact_root)
+
+    @property
+    def uri(self) -> str:
+        return redact_uri(self._uri)
+
+    def _experiment(self, name: str, artifact_root: Path | None) -> str:
+        from mlflow.exceptions import MlflowException
+
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            if found.lifecycle_stage == "deleted":
+                self.client.restore_experiment(found.experiment_id)
+            return str(found.experiment_id)
+        location = None
+        if artifact_root is not None:
+            location = (artifact_root / name).resolve().as_uri()
+        try:
+            return str(self.client.create_experiment(name, artifact_location=location))
+        except MlflowException:
+            # another process created it between our lookup and create
+            again = self.client.get_experiment_by_name(name)
+            if again is None:
+                raise
+            return str(again.experiment_id)
+
+    def start_run(self, name: str, *, parent_id: str | None = None, tags: Mapping[str, str] | None = None) -> str:
+        all_tags = {k: str(v) for k, v in (tags or {}).items()}
+        if parent_id:
+            all_tags["mlflow.parentRunId"] = parent_id
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
+        return str(run.info.run_id)
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:_PARAM_MAX]) for k, v in params.items()]
+        for i in range(0, len(items), _BATCH_PARAMS):
+            self.client.log_batch(run_id, params=items[i : i + _BATCH_PARAMS], synchronous=True)
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
+        self._metrics(run_id, items)
+
+    def log_metric_history(self, run_id: str, key: str, values: Sequence[float]) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self._metrics(run_id, [Metric(key, float(v), now, i) for i, v in enumerate(values)])
+
+    def _metrics(self, run_id: str, items: list[Any]) -> None:
+        for i in range(0, len(items), _BATCH_METRICS):
+            self.client.log_batch(run_id, metrics=items[i : i + _BATCH_METRICS], synchronous=True)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, str(v)[:_PARAM_MAX]) for k, v in tags.items()]
+        for i in range(0, len(items), _BATCH_TAGS):
+            self.client.log_batch(run_id, tags=items[i : i + _BATCH_TAGS], synchronous=True)
+
+    def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
+        if path.is_dir():
+            self.client.log_artifacts(run_id, str(path), artifact_path)
+        else:
+            self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status=status)
