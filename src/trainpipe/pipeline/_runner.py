@@ -1,0 +1,331 @@
+"""Run the step graph: cache look-ups, run directory, per-step tracking, timings and cost."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trainpipe._exceptions import ConfigError
+from trainpipe._hooks import Hooks
+from trainpipe._version import __version__
+from trainpipe.config import LoadedConfig, config_hash, load_config, redact
+from trainpipe.pipeline._cache import StepCache, explain_change, key_of, link_tree, manifest_of
+from trainpipe.pipeline._records import PipelineResult, StepRecord
+from trainpipe.pipeline._step import Step, StepContext
+from trainpipe.pipeline._steps import CORE_STEPS
+from trainpipe.tracking import Tracker, library_versions, lineage_tags
+
+STATE_DIR = ".trainpipe"
+RUN_FILE = "run.json"
+CONFIG_FILE = "config.yaml"
+STEP_RESULT = "_step_result.json"
+
+
+@dataclass
+class _Usage:
+    wall: float
+    cpu: float
+
+    @classmethod
+    def now(cls) -> _Usage:
+        t = os.times()
+        return cls(time.perf_counter(), t.user + t.system + t.children_user + t.children_system)
+
+
+def _peak_rss_mb() -> float:
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return 0.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _config_value(dump: dict[str, Any], dotted: str) -> Any:
+    node: Any = dump
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def flatten_params(value: Any, prefix: str = "") -> dict[str, str]:
+    if isinstance(value, dict):
+        out: dict[str, str] = {}
+        for k, v in value.items():
+            out.update(flatten_params(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: json.dumps(value) if isinstance(value, list | type(None)) else str(value)}
+
+
+class PipelineRunner:
+    """Runs steps of one pipeline config, in order, through the step cache."""
+
+    def __init__(self, loaded: LoadedConfig, *, workdir: Path | None = None, tracker: Tracker | None = None,
+                 hooks: Hooks | None = None, no_cache: bool = False, force: Iterable[str] = (),
+                 trigger: str = "manual", steps: Sequence[Step] = CORE_STEPS) -> None:
+        self.loaded = loaded
+        self.workdir = (workdir or Path.cwd()).resolve()
+        self.tracker = tracker
+        self.hooks = hooks or Hooks()
+        self.no_cache = no_cache
+        self.steps = list(steps)
+        names = [s.name for s in self.steps]
+        unknown = [f for f in force if f not in names]
+        if unknown:
+            raise ConfigError(f"--force: unknown step(s) {unknown}; steps are {', '.join(names)}.")
+        self.force = set(force)
+        if trigger not in ("manual", "schedule", "event"):
+            raise ConfigError(f"--trigger: expected manual, schedule or event, got {trigger!r}.")
+        self.trigger = trigger
+        self.cache = StepCache(self.workdir / STATE_DIR / "cache")
+
+    @property
+    def config(self) -> Any:
+        return self.loaded.config
+
+    def step_by_name(self, name: str) -> Step:
+        for s in self.steps:
+            if s.name == name:
+                return s
+        raise ConfigError(f"unknown step {name!r}; steps are {', '.join(s.name for s in self.steps)}.")
+
+    # -- whole pipeline ---------------------------------------------------------------------------
+
+    def run(self) -> PipelineResult:
+        from trainpipe.pipeline._preflight import preflight
+
+        preflight(self.config)
+        run_id, parent = self._start_parent()
+        run_dir = self.workdir / STATE_DIR / "runs" / run_id
+        (run_dir / "steps").mkdir(parents=True, exist_ok=True)
+        self._write_config(run_dir)
+        result = PipelineResult(run_id, run_dir, self.config.name, "running", [],
+                                tracking_uri=self.tracker.uri if self.tracker else "")
+        result.write(run_dir / RUN_FILE)
+        self.hooks.on_pipeline_start(self.config.name, [s.name for s in self.steps])
+        try:
+            for step in self.steps:
+                result.steps.append(self._run_one(step, run_dir, parent, result))
+        except BaseException as exc:
+            self._finish(result, parent, exc)
+            raise
+        self._finish(result, parent, None)
+        return result
+
+    def run_step(self, name: str, run_dir: Path) -> PipelineResult:
+        """Run one step inside an existing run directory (its inputs must be there)."""
+        from trainpipe.pipeline._preflight import preflight
+
+        step = self.step_by_name(name)
+        preflight(self.config)
+        run_file = run_dir / RUN_FILE
+        result = (PipelineResult.read(run_file) if run_file.exists()
+                  else PipelineResult(run_dir.name, run_dir, self.config.name, "running", []))
+        (run_dir / "steps").mkdir(parents=True, exist_ok=True)
+        if not (run_dir / CONFIG_FILE).exists():
+            self._write_config(run_dir)
+        parent = result.run_id if self.tracker is not None and run_file.exists() else None
+        record = self._run_one(step, run_dir, parent, result)
+        result.steps = [r for r in result.steps if r.name != name] + [record]
+        order = {s.name: i for i, s in enumerate(self.steps)}
+        result.steps.sort(key=lambda r: order.get(r.name, 99))
+        result.write(run_file)
+        return result
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _start_parent(self) -> tuple[str, str | None]:
+        if self.tracker is None:
+            return f"local-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}", None
+        cfg = self.config
+        tags = {"trainpipe.kind": "pipeline", "trainpipe.pipeline": cfg.name, "config_hash": config_hash(cfg),
+                "mlflow.note.content": cfg.description, "trainpipe.profile": self.loaded.profile or "",
+                **lineage_tags(self.loaded.base_dir, self.trigger)}
+        run_id = self.tracker.start_run(f"{cfg.name}", tags=tags)
+        self.tracker.log_params(run_id, redact(flatten_params(cfg.model_dump(mode="json"))))
+        return run_id, run_id
+
+    def _write_config(self, run_dir: Path) -> None:
+        dump = self.config.model_dump(mode="json")
+        path = run_dir / CONFIG_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump(dump, sort_keys=False))
+        os.chmod(tmp, 0o600)
+        tmp.replace(path)
+        (run_dir / "config.redacted.yaml").write_text(yaml.safe_dump(redact(dump), sort_keys=False))
+        (run_dir / "source_dir.txt").write_text(str(self.loaded.base_dir))
+
+    def _components(self, step: Step, inputs: dict[str, str]) -> dict[str, Any]:
+        dump = self.config.model_dump(mode="json")
+        external = step.external(self.loaded) if step.external else {}
+        return {"step": step.name, "trainpipe": __version__,
+                "config": {k: _config_value(dump, k) for k in step.config_keys},
+                "inputs": inputs, "external": external,
+                "libraries": library_versions(step.libraries)}
+
+    def _run_one(self, step: Step, run_dir: Path, parent: str | None, result: PipelineResult) -> StepRecord:
+        self.hooks.on_step_start(step.name)
+        start = _Usage.now()
+        known = {r.name: r for r in result.steps}
+        input_dirs, input_fps = {}, {}
+        for name in step.inputs:
+            folder = run_dir / "steps" / name
+            if not folder.is_dir():
+                raise ConfigError(f"step {step.name!r} needs the output of step {name!r}, which is not in "
+                                  f"{run_dir}. Run that step first (trainpipe step {name} --run-dir {run_dir}).")
+            input_dirs[name] = folder
+            rec = known.get(name)
+            input_fps[name] = rec.fingerprint if rec and rec.fingerprint else _dir_fingerprint(folder)
+        components = self._components(step, input_fps)
+        key = key_of(components)
+        previous = self.cache.last_components(step.name, self.config.name)
+        entry, miss_reason = (None, "")
+        if self.no_cache:
+            reason = "--no-cache"
+        elif step.name in self.force:
+            reason = f"--force {step.name}"
+        else:
+            entry, miss_reason = self.cache.lookup(step.name, key)
+            reason = ""
+            if entry is None:
+                changed = explain_change(previous, components)
+                same = previous is not None and key_of(previous) == key
+                reason = miss_reason if same or miss_reason.startswith("cached artifact") else changed
+        target = run_dir / "steps" / step.name
+        child = None
+        if self.tracker is not None and parent is not None:
+            child = self.tracker.start_run(step.name, parent_id=parent,
+                                           tags={"trainpipe.kind": "step", "trainpipe.step": step.name,
+                                                 "trainpipe.pipeline": self.config.name})
+        ctx = StepContext(step.name, self.loaded, input_dirs, target, run_dir, self.hooks)
+        if entry is not None:
+            link_tree(entry.path, target)
+            stored = json.loads((entry.path / STEP_RESULT).read_text())
+            ctx.metrics.update(stored.get("metrics", {}))
+            ctx.params.update(stored.get("params", {}))
+            status, fingerprint, reason = "cached", entry.fingerprint, "inputs unchanged"
+        else:
+            tmp = self.cache.new_tmp(step.name)
+            ctx.out_dir = tmp
+            try:
+                step.func(ctx)
+                (tmp / STEP_RESULT).write_text(json.dumps({"metrics": ctx.metrics, "params": ctx.params,
+                                                           "curves": ctx.curves}, default=str))
+                entry = self.cache.commit(step.name, key, tmp, components)
+            except BaseException as exc:
+                shutil.rmtree(tmp, ignore_errors=True)
+                record = self._record(step, "failed", f"{type(exc).__name__}: {exc}"[:500], start, key, "", ctx)
+                self._log_step(child, record, ctx, "KILLED" if not isinstance(exc, Exception) else "FAILED")
+                result.steps.append(record)
+                self.hooks.on_step_end(step.name, "failed", record.reason, record.seconds)
+                raise
+            self.cache.remember(step.name, self.config.name, components)
+            link_tree(entry.path, target)
+            status, fingerprint = "ran", entry.fingerprint
+        record = self._record(step, status, reason, start, key, fingerprint, ctx)
+        self._log_step(child, record, ctx, "FINISHED")
+        self.hooks.on_step_end(step.name, status, reason, record.seconds)
+        return record
+
+    def _record(self, step: Step, status: str, reason: str, start: _Usage, key: str, fingerprint: str,
+                ctx: StepContext) -> StepRecord:
+        end = _Usage.now()
+        cpu = max(0.0, end.cpu - start.cpu)
+        return StepRecord(step.name, status, reason, round(end.wall - start.wall, 4), round(cpu, 4),
+                          round(_peak_rss_mb(), 1), cpu / 3600.0 * self.config.cost.cpu_hour, key, fingerprint,
+                          dict(ctx.metrics))
+
+    def _log_step(self, child: str | None, record: StepRecord, ctx: StepContext, status: str) -> None:
+        if self.tracker is None or child is None:
+            return
+        self.tracker.set_tags(child, {"trainpipe.status": record.status, "trainpipe.reason": record.reason,
+                                      "trainpipe.cache_key": record.key})
+        metrics = {"duration_s": record.seconds, "cpu_s": record.cpu_seconds, "peak_rss_mb": record.peak_rss_mb,
+                   "cost": record.cost, **record.metrics}
+        self.tracker.log_metrics(child, metrics)
+        if ctx.params:
+            self.tracker.log_params(child, ctx.params)
+        if record.status == "ran":
+            for key, values in ctx.curves.items():
+                self.tracker.log_metric_history(child, key, values)
+        self.tracker.end_run(child, status)
+
+    def _finish(self, result: PipelineResult, parent: str | None, exc: BaseException | None) -> None:
+        result.status = "finished" if exc is None else ("failed" if isinstance(exc, Exception) else "interrupted")
+        result.error = "" if exc is None else f"{type(exc).__name__}: {exc}"
+        totals = {"total_seconds": sum(s.seconds for s in result.steps),
+                  "total_cpu_seconds": sum(s.cpu_seconds for s in result.steps),
+                  "peak_rss_mb": max((s.peak_rss_mb for s in result.steps), default=0.0),
+                  "estimated_cost": sum(s.cost for s in result.steps)}
+        metrics = {f"step_{s.name}_seconds": s.seconds for s in result.steps}
+        metrics.update(totals)
+        for s in result.steps:
+            if s.name == "evaluate":
+                metrics.update(s.metrics)
+        result.metrics = metrics
+        result.write(result.run_dir / RUN_FILE)
+        if self.tracker is None or parent is None:
+            return
+        steps_table = [{k: v for k, v in s.to_dict().items() if k != "metrics"} for s in result.steps]
+        (result.run_dir / "steps.json").write_text(json.dumps(steps_table, indent=2))
+        ingest_info = result.run_dir / "steps" / "ingest" / "ingest.json"
+        tags = {"trainpipe.status": result.status, "trainpipe.run_dir": str(result.run_dir)}
+        if ingest_info.exists():
+            tags["data_fingerprint"] = json.loads(ingest_info.read_text())["fingerprint"]
+        if result.error:
+            tags["trainpipe.error"] = result.error[:5000]
+        self.tracker.set_tags(parent, tags)
+        self.tracker.log_metrics(parent, metrics)
+        self._log_artifacts(parent, result.run_dir)
+        self.tracker.end_run(parent, {"finished": "FINISHED", "failed": "FAILED"}.get(result.status, "KILLED"))
+
+    def _log_artifacts(self, parent: str, run_dir: Path) -> None:
+        if self.tracker is None:
+            return
+        for name in ("config.redacted.yaml", "steps.json", "validation_report.json", "validation_report.md"):
+            path = run_dir / name
+            if path.exists():
+                self.tracker.log_artifact(parent, path)
+        for step, sub in (("train", "train"), ("evaluate", "evaluation"), ("preprocess", "features")):
+            folder = run_dir / "steps" / step
+            if not folder.is_dir():
+                continue
+            for f in sorted(folder.iterdir()):
+                if f.name.startswith("_") or f.suffix in (".npy", ".npz", ".parquet"):
+                    continue
+                self.tracker.log_artifact(parent, f, "model" if f.is_dir() and f.name == "model" else sub)
+
+
+def _dir_fingerprint(folder: Path) -> str:
+    from trainpipe.pipeline._cache import fingerprint_of
+
+    return fingerprint_of(manifest_of(folder))
+
+
+def load_run_config(run_dir: Path) -> LoadedConfig:
+    """The resolved config saved in a run directory, read back for ``trainpipe step``."""
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(f"--run-dir {run_dir}: no {CONFIG_FILE} there; is this a trainpipe run directory? "
+                          f"Runs live under {STATE_DIR}/runs/.")
+    loaded = load_config(path, env={})
+    source_dir = run_dir / "source_dir.txt"
+    if source_dir.exists():
+        base = Path(source_dir.read_text().strip())
+        return LoadedConfig(loaded.config, loaded.path, base, None, loaded.raw)
+    return loaded
+
+
+def state_dir(workdir: Path) -> Path:
+    return workdir / STATE_DIR
+
+
+__all__ = ["PipelineRunner", "load_run_config", "state_dir"]

@@ -1,0 +1,48 @@
+"""A step: a pure function (config, input artifacts) -> output artifacts, with what its cache key covers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trainpipe._hooks import Hooks
+    from trainpipe.config import LoadedConfig, PipelineConfig
+
+
+@dataclass
+class StepContext:
+    """What a step function sees: the config, its inputs' folders and the folder to write to."""
+
+    step: str
+    loaded: LoadedConfig
+    inputs: Mapping[str, Path]
+    out_dir: Path
+    run_dir: Path
+    hooks: Hooks
+    metrics: dict[str, float] = field(default_factory=dict)
+    curves: dict[str, list[float]] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config(self) -> PipelineConfig:
+        return self.loaded.config
+
+    def input(self, step: str) -> Path:
+        return self.inputs[step]
+
+
+@dataclass(frozen=True)
+class Step:
+    """``config_keys`` are dotted config paths the step depends on; ``libraries`` go into its cache key;
+    ``external`` adds key parts from outside the run directory (e.g. the data file's fingerprint)."""
+
+    name: str
+    func: Callable[[StepContext], None]
+    inputs: tuple[str, ...] = ()
+    config_keys: tuple[str, ...] = ()
+    libraries: tuple[str, ...] = ()
+    external: Callable[[LoadedConfig], dict[str, str]] | None = None
+    description: str = ""

@@ -1,0 +1,242 @@
+"""The steps of the core pipeline: ingest -> validate -> split -> preprocess -> train -> evaluate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trainpipe._exceptions import DataError, DataValidationError
+from trainpipe.pipeline._step import Step, StepContext
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from trainpipe.config import LoadedConfig
+
+DATA = "data.parquet"
+TASK = "task.json"
+SPLITS = ("train", "val", "test")
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, default=str))
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def _data_fingerprint(loaded: LoadedConfig) -> dict[str, str]:
+    from trainpipe.data import fingerprint_source, resolve_source
+
+    source = resolve_source(loaded.config.data.source, loaded.base_dir)
+    return {"data_fingerprint": fingerprint_source(source)}
+
+
+def write_parquet(df: pd.DataFrame, path: Path) -> None:
+    """Parquet, with mixed-type object columns stored as strings (CSV columns holding '3' and 'x')."""
+    import pyarrow as pa
+
+    try:
+        df.to_parquet(path, index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
+        fixed = df.copy()
+        for col in fixed.columns:
+            if fixed[col].dtype == object:
+                fixed[col] = fixed[col].map(lambda v: v if v is None or v != v else str(v))
+        fixed.to_parquet(path, index=False)
+
+
+def ingest(ctx: StepContext) -> None:
+    from trainpipe.data import fingerprint_frame, fingerprint_source, read_source, resolve_source
+
+    cfg = ctx.config.data
+    source = resolve_source(cfg.source, ctx.loaded.base_dir)
+    df = read_source(source)
+    fingerprint = fingerprint_source(source) if source.kind == "file" else fingerprint_frame(df)
+    missing = [c for c in cfg.drop_columns if c not in df.columns]
+    if missing:
+        raise DataError(f"data.drop_columns: {missing} are not columns of {cfg.source}. "
+                        f"Columns: {list(df.columns)[:30]}")
+    df = df.drop(columns=list(cfg.drop_columns))
+    write_parquet(df, ctx.out_dir / DATA)
+    info = {"source": cfg.source, "kind": source.kind, "location": source.location, "rows": len(df),
+            "columns": list(map(str, df.columns)), "dtypes": {str(c): str(t) for c, t in df.dtypes.items()},
+            "fingerprint": fingerprint}
+    _write_json(ctx.out_dir / "ingest.json", info)
+    ctx.metrics.update({"rows": float(len(df)), "columns": float(df.shape[1])})
+    ctx.params["data_fingerprint"] = fingerprint
+
+
+def validate(ctx: StepContext) -> None:
+    import pandas as pd
+
+    from trainpipe.data import infer_task, validate_frame
+    from trainpipe.data._validation import _looks_categorical
+
+    df = pd.read_parquet(ctx.input("ingest") / DATA)
+    cfg = ctx.config
+    target = cfg.data.target
+    is_cls = None
+    if target in df.columns and cfg.task == "auto":
+        is_cls = _looks_categorical(df[target], "auto")
+    report = validate_frame(df, cfg, is_classification=is_cls)
+    for out in (ctx.out_dir, ctx.run_dir):
+        _write_json(out / "validation_report.json", report.to_dict())
+        (out / "validation_report.md").write_text(report.to_markdown())
+    ctx.metrics.update({"checks": float(len(report.checks)), "failed_checks": float(len(report.failures))})
+    if not report.passed:
+        raise DataValidationError(report.summary(), report)
+    try:
+        task = infer_task(df[target], cfg.task, cfg.data.positive_label, target)
+    except DataError as exc:
+        raise DataValidationError(f"data validation failed: {exc}") from exc
+    for note in task.notes:
+        ctx.hooks.on_message(note)
+    _write_json(ctx.out_dir / TASK, task.to_dict())
+
+
+def split(ctx: StepContext) -> None:
+    import pandas as pd
+
+    from trainpipe.data import TaskInfo, split_indices
+
+    df = pd.read_parquet(ctx.input("ingest") / DATA)
+    task = TaskInfo.from_dict(_read_json(ctx.input("validate") / TASK))
+    cfg = ctx.config.data
+    train, val, test = split_indices(df, cfg.target, cfg.split, stratify=task.is_classification)
+    sizes = {}
+    for name, idx in zip(SPLITS, (train, val, test), strict=True):
+        write_parquet(df.iloc[idx].reset_index(drop=True), ctx.out_dir / f"{name}.parquet")
+        sizes[name] = len(idx)
+    _write_json(ctx.out_dir / "split.json", {"method": cfg.split.method, "seed": cfg.split.seed, "sizes": sizes})
+    ctx.metrics.update({f"{k}_rows": float(v) for k, v in sizes.items()})
+
+
+def preprocess(ctx: StepContext) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from trainpipe.data import TaskInfo
+    from trainpipe.features import build_preprocessor, feature_names, infer_feature_spec, prepare_frame
+    from trainpipe.models import _skops_io
+
+    cfg = ctx.config
+    task = TaskInfo.from_dict(_read_json(ctx.input("validate") / TASK))
+    frames = {name: pd.read_parquet(ctx.input("split") / f"{name}.parquet") for name in SPLITS}
+    spec = infer_feature_spec(frames["train"], cfg)
+    for col, why in spec.dropped.items():
+        ctx.hooks.on_message(f"column {col!r} is not used as a feature: {why}")
+    pre = build_preprocessor(spec, cfg.features)
+    pre.fit(prepare_frame(frames["train"], spec))
+    _skops_io.dump(pre, ctx.out_dir / "preprocessor.skops")
+    names = feature_names(pre)
+    dtypes = {c: str(frames["train"][c].dtype) for c in spec.columns}
+    _write_json(ctx.out_dir / "features.json", {"spec": spec.to_dict(), "feature_names": names,
+                                                 "input_dtypes": dtypes})
+    for name in ("train", "val"):
+        frame = frames[name]
+        if len(frame) == 0:
+            continue
+        X = pre.transform(prepare_frame(frame, spec))
+        _save_matrix(X, ctx.out_dir / f"X_{name}")
+        np.save(ctx.out_dir / f"y_{name}.npy", task.encode(frame[cfg.data.target]))
+    ctx.metrics["n_features"] = float(len(names))
+
+
+def _save_matrix(X: Any, stem: Path) -> None:
+    import numpy as np
+    import scipy.sparse as sp
+
+    if sp.issparse(X):
+        sp.save_npz(stem.with_suffix(".npz"), sp.csr_matrix(X))
+    else:
+        np.save(stem.with_suffix(".npy"), np.ascontiguousarray(X))
+
+
+def load_matrix(stem: Path) -> Any:
+    import numpy as np
+    import scipy.sparse as sp
+
+    npz = stem.with_suffix(".npz")
+    if npz.exists():
+        return sp.load_npz(npz)
+    npy = stem.with_suffix(".npy")
+    return np.load(npy) if npy.exists() else None
+
+
+def train(ctx: StepContext) -> None:
+    import numpy as np
+
+    from trainpipe.data import TaskInfo
+    from trainpipe.features import FeatureSpec
+    from trainpipe.models import ModelSpec, TrainedModel, create_adapter, family_of
+    from trainpipe.models import _skops_io
+
+    cfg = ctx.config
+    task = TaskInfo.from_dict(_read_json(ctx.input("validate") / TASK))
+    pdir = ctx.input("preprocess")
+    X, y = load_matrix(pdir / "X_train"), np.load(pdir / "y_train.npy")
+    X_val = load_matrix(pdir / "X_val")
+    y_val = np.load(pdir / "y_val.npy") if (pdir / "y_val.npy").exists() else None
+    adapter = create_adapter(task, cfg.model, cfg.training)
+
+    def on_round(i: int, total: int, metrics: Any) -> None:
+        ctx.hooks.on_round("train", i, total, metrics)
+
+    report = adapter.fit(X, y, X_val, y_val, on_round)
+    feats = _read_json(pdir / "features.json")
+    spec = ModelSpec(model_type=cfg.model.type, family=family_of(cfg.model.type), task=task,
+                     features=FeatureSpec.from_dict(feats["spec"]), feature_names=feats["feature_names"],
+                     input_dtypes=feats["input_dtypes"], best_iteration=report.best_iteration,
+                     params=report.params)
+    model = TrainedModel(spec, _skops_io.load(pdir / "preprocessor.skops"), adapter)
+    model.save(ctx.out_dir / "model")
+    _write_json(ctx.out_dir / "train.json", {"best_iteration": report.best_iteration,
+                                              "n_iterations": report.n_iterations, "params": spec.to_dict()["params"],
+                                              "history": report.history})
+    ctx.curves.update(report.history)
+    if report.best_iteration is not None:
+        ctx.metrics["best_iteration"] = float(report.best_iteration)
+    if report.n_iterations is not None:
+        ctx.metrics["n_iterations"] = float(report.n_iterations)
+    for name, values in report.history.items():
+        if values:
+            best = min(values) if not name.endswith(("auc", "map", "ndcg")) else max(values)
+            ctx.metrics[f"{name}_best"] = float(best)
+
+
+def evaluate(ctx: StepContext) -> None:
+    import pandas as pd
+
+    from trainpipe.evaluation import evaluate_model
+    from trainpipe.models import TrainedModel
+
+    model = TrainedModel.load(ctx.input("train") / "model")
+    test = pd.read_parquet(ctx.input("split") / "test.parquet")
+    result = evaluate_model(model, test, ctx.config.data.target, ctx.config.evaluation, ctx.out_dir)
+    ctx.metrics.update(result.flat_metrics())
+
+
+_SK = ("scikit-learn", "pandas", "numpy")
+CORE_STEPS: tuple[Step, ...] = (
+    Step("ingest", ingest, (), ("data.source", "data.drop_columns"), ("pandas", "pyarrow"),
+         external=_data_fingerprint, description="read the source, drop columns, fingerprint"),
+    Step("validate", validate, ("ingest",), ("data.target", "data.positive_label", "task", "validation",
+                                             "features", "evaluation.slices"), ("pandera", "pandas"),
+         description="data checks with pandera; infer the task"),
+    Step("split", split, ("ingest", "validate"), ("data.target", "data.split"), _SK,
+         description="seeded train/validation/test split"),
+    Step("preprocess", preprocess, ("split", "validate"), ("data.target", "data.split", "features"),
+         (*_SK, "skops"), description="fit the ColumnTransformer on train"),
+    Step("train", train, ("preprocess", "validate"), ("model", "training"),
+         (*_SK, "xgboost", "xgboost-cpu", "lightgbm", "skops"), description="fit the model"),
+    Step("evaluate", evaluate, ("train", "split"), ("data.target", "evaluation"),
+         (*_SK, "matplotlib", "xgboost", "xgboost-cpu", "lightgbm"),
+         description="test metrics, slices, plots, latency"),
+)
+
+
+def step_names() -> list[str]:
+    return [s.name for s in CORE_STEPS]
