@@ -136,6 +136,7 @@ def explain_change(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
                          ("external", "data changed"), ("libraries", "library changed")):
         a, b = _flatten(old.get(group, {})), _flatten(new.get(group, {}))
         changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        changed = [k for k in changed if not any(o.startswith(k + ".") for o in changed)]
         if changed:
             shown = ", ".join(changed[:4]) + (f" (+{len(changed) - 4} more)" if len(changed) > 4 else "")
             reasons.append(f"{label}: {shown}")

@@ -1,0 +1,133 @@
+"""Reading past pipeline runs back from MLflow for ``trainpipe runs``."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from trainpipe._exceptions import ConfigError
+
+_LINEAGE = ("config_hash", "data_fingerprint", "git.commit", "git.dirty", "trigger", "trainpipe.version",
+            "python", "host", "user", "trainpipe.profile", "trainpipe.run_dir")
+
+
+def store(tracking_uri: str | None) -> Any:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    from mlflow.tracking import MlflowClient
+
+    from trainpipe.tracking import resolve_tracking_uri
+
+    uri = tracking_uri or resolve_tracking_uri(None, Path.cwd())
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        raise ConfigError(f"no tracking store at {uri}. Run a pipeline here first, or pass --tracking-uri.")
+    return MlflowClient(tracking_uri=uri)
+
+
+def _pipeline_runs(client: Any, pipeline: str | None, limit: int) -> list[Any]:
+    from mlflow.entities import ViewType
+
+    exps = client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
+    if not exps:
+        return []
+    query = "tags.`trainpipe.kind` = 'pipeline'"
+    if pipeline:
+        query += f" and tags.`trainpipe.pipeline` = '{pipeline.replace(chr(39), '')}'"
+    return list(client.search_runs([e.experiment_id for e in exps], filter_string=query,
+                                   max_results=limit, order_by=["attributes.start_time DESC"]))
+
+
+def _get(client: Any, run_id: str) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(run_id)
+    except MlflowException as exc:
+        raise ConfigError(f"run {run_id!r} was not found in the tracking store ({client.tracking_uri}). "
+                          "List runs with: trainpipe runs list") from exc
+
+
+def _headline(metrics: dict[str, float]) -> str:
+    for key in ("test_roc_auc", "test_r2", "test_accuracy", "test_rmse"):
+        if key in metrics:
+            return f"{key[5:]}={metrics[key]:.4f}"
+    return ""
+
+
+def list_table(client: Any, pipeline: str | None, limit: int) -> Table:
+    import datetime as dt
+
+    table = Table(title="pipeline runs")
+    for col in ("run id", "pipeline", "started", "status", "trigger", "model", "headline metric", "seconds"):
+        table.add_column(col)
+    for r in _pipeline_runs(client, pipeline, limit):
+        started = dt.datetime.fromtimestamp(r.info.start_time / 1000).strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(r.info.run_id, r.data.tags.get("trainpipe.pipeline", ""), started, r.info.status,
+                      r.data.tags.get("trigger", ""), r.data.params.get("model.type", ""),
+                      _headline(r.data.metrics), f"{r.data.metrics.get('total_seconds', 0.0):.1f}")
+    return table
+
+
+def show(client: Any, run_id: str) -> list[Any]:
+    r = _get(client, run_id)
+    head = Table(title=f"run {run_id} ({r.data.tags.get('trainpipe.pipeline', '')}) — {r.info.status}")
+    head.add_column("lineage")
+    head.add_column("value")
+    for key in _LINEAGE:
+        if key in r.data.tags:
+            head.add_row(key, r.data.tags[key])
+    params = Table(title="params")
+    params.add_column("param")
+    params.add_column("value")
+    for k in sorted(r.data.params):
+        params.add_row(k, r.data.params[k])
+    metrics = Table(title="metrics")
+    metrics.add_column("metric")
+    metrics.add_column("value", justify="right")
+    for k in sorted(r.data.metrics):
+        metrics.add_row(k, f"{r.data.metrics[k]:.4f}")
+    out: list[Any] = [head, params, metrics]
+    steps = _steps(client, run_id)
+    if steps:
+        table = Table(title="steps")
+        for col in ("step", "status", "seconds", "reason"):
+            table.add_column(col)
+        for s in steps:
+            table.add_row(s["name"], s["status"], f"{s['seconds']:.2f}", s["reason"])
+        out.append(table)
+    return out
+
+
+def _steps(client: Any, run_id: str) -> list[dict[str, Any]]:
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(run_id, "steps.json", tmp)
+        except (MlflowException, OSError):
+            return []
+        return list(json.loads(Path(path).read_text()))
+
+
+def compare(client: Any, run_ids: list[str], all_params: bool) -> Table:
+    if len(run_ids) < 2:
+        raise ConfigError("runs compare: give at least two run ids.")
+    runs = [_get(client, rid) for rid in run_ids]
+    table = Table(title="run comparison")
+    table.add_column("")
+    for r in runs:
+        table.add_column(r.info.run_id[:12], justify="right")
+    keys = sorted(set().union(*(r.data.params for r in runs)))
+    for k in keys:
+        values = [r.data.params.get(k, "—") for r in runs]
+        if all_params or len(set(values)) > 1:
+            table.add_row(f"[bold]{k}[/]", *values)
+    table.add_section()
+    metric_keys = sorted(set().union(*(r.data.metrics for r in runs)))
+    for k in metric_keys:
+        table.add_row(k, *(f"{r.data.metrics[k]:.4f}" if k in r.data.metrics else "—" for r in runs))
+    return table

@@ -1,0 +1,244 @@
+"""The ``trainpipe`` command: parses, calls the library, maps exceptions to exit codes. No logic here.
+
+Exit codes: 0 ok, 2 bad config or input, 3 data validation failed, 4 gate refused, 130/143 interrupted,
+1 anything unexpected (traceback only with --debug).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from trainpipe._exceptions import DataValidationError, TrainingInterrupted, TrainpipeError
+from trainpipe._version import __version__
+
+if TYPE_CHECKING:
+    from trainpipe.config import LoadedConfig
+
+app = typer.Typer(name="trainpipe", help="One YAML file from data to a tracked, evaluated model.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+runs_app = typer.Typer(help="Look at past pipeline runs in the tracking store.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+err = Console(stderr=True)
+out = Console()
+T = TypeVar("T")
+
+ConfigArg = Annotated[Path, typer.Argument(help="Pipeline YAML file.", show_default=False)]
+ProfileOpt = Annotated[str | None, typer.Option("--profile", "-p", help="Overlay pipeline.PROFILE.yaml "
+                                                 "(or set TRAINPIPE_PROFILE).")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a key: --set model.params.max_depth=8")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+UriOpt = Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI (default: "
+                                             "MLFLOW_TRACKING_URI, else ./.trainpipe/mlflow.db).")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"trainpipe {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the version.")] = False) -> None:
+    """One YAML file from data to a tracked, evaluated model."""
+
+
+@contextmanager
+def _signals() -> Iterator[None]:
+    def handler(signum: int, frame: Any) -> None:
+        raise TrainingInterrupted(signum, f"interrupted by signal {signal.Signals(signum).name}")
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(signal.SIGINT, "interrupted (Ctrl-C)") from None
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _guard(debug: bool, fn: Callable[[], T]) -> T:
+    """Run ``fn``; turn trainpipe errors into a message and the documented exit code."""
+    try:
+        with _signals():
+            return fn()
+    except typer.Exit:
+        raise
+    except DataValidationError as exc:
+        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+        if debug:
+            err.print(traceback.format_exc())
+        raise typer.Exit(exc.exit_code) from None
+    except TrainpipeError as exc:
+        err.print("[red]error:[/] ", end="", markup=True)
+        err.print(str(exc), markup=False, highlight=False)
+        if debug:
+            err.print(traceback.format_exc(), markup=False)
+        raise typer.Exit(exc.exit_code) from None
+    except Exception as exc:
+        err.print("[red]unexpected error:[/] ", end="", markup=True)
+        err.print(f"{type(exc).__name__}: {exc}", markup=False, highlight=False)
+        if debug:
+            err.print(traceback.format_exc(), markup=False)
+        else:
+            err.print("run again with --debug for the traceback", style="dim")
+        raise typer.Exit(1) from None
+
+
+def _load(config: Path, profile: str | None, sets: list[str] | None) -> LoadedConfig:
+    from trainpipe.config import load_config
+
+    return load_config(config, profile=profile, overrides=sets or [])
+
+
+def _tracker(loaded: LoadedConfig) -> Any:
+    from trainpipe.tracking import MlflowTracker, resolve_tracking_uri
+
+    cfg = loaded.config
+    uri = resolve_tracking_uri(cfg.tracking.uri, Path.cwd())
+    return MlflowTracker(uri, cfg.tracking.experiment or cfg.name, Path.cwd() / ".trainpipe" / "mlartifacts")
+
+
+def _print_result(result: Any) -> None:
+    from trainpipe._cli_render import metrics_table, step_table
+
+    out.print(step_table(result))
+    shown = {k: v for k, v in result.metrics.items() if k.startswith(("test_", "latency_", "batch_"))}
+    if shown:
+        out.print(metrics_table(shown, "test metrics"))
+    out.print(f"run directory: {result.run_dir}")
+    if result.tracking_uri:
+        out.print(f"mlflow run {result.run_id} in {result.tracking_uri}")
+
+
+@app.command()
+def run(
+    config: ConfigArg,
+    profile: ProfileOpt = None,
+    set_: SetOpt = None,
+    trigger: Annotated[str, typer.Option(help="manual | schedule | event (recorded as a tag).")] = "manual",
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Run every step.")] = False,
+    force: Annotated[list[str] | None, typer.Option("--force", help="Re-run this step (repeatable).")] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Run the whole pipeline: ingest, validate, split, preprocess, train, evaluate."""
+    from trainpipe._cli_render import RichHooks
+
+    def go() -> None:
+        from trainpipe.pipeline import PipelineRunner
+
+        loaded = _load(config, profile, set_)
+        runner = PipelineRunner(loaded, tracker=None, no_cache=no_cache, force=force or [], trigger=trigger)
+        runner.tracker = _tracker(loaded)
+        with RichHooks(err) as hooks:
+            runner.hooks = hooks
+            result = runner.run()
+        _print_result(result)
+
+    _guard(debug, go)
+
+
+@app.command()
+def validate(config: ConfigArg, profile: ProfileOpt = None, set_: SetOpt = None, debug: DebugOpt = False) -> None:
+    """Check the config and the data (no training, nothing tracked). Exit 3 when data checks fail."""
+
+    def go() -> None:
+        from trainpipe.pipeline import CORE_STEPS, PipelineRunner
+
+        loaded = _load(config, profile, set_)
+        steps = [s for s in CORE_STEPS if s.name in ("ingest", "validate")]
+        result = PipelineRunner(loaded, steps=steps).run()
+        report = result.run_dir / "validation_report.md"
+        out.print(f"config OK ({loaded.config.name}); data checks passed. Report: {report}")
+
+    _guard(debug, go)
+
+
+@app.command()
+def step(
+    name: Annotated[str, typer.Argument(help="Step to run: ingest, validate, split, preprocess, train, evaluate.")],
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="Run directory holding config.yaml and inputs.")],
+    no_cache: Annotated[bool, typer.Option("--no-cache")] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Run one step alone inside a run directory (what exported Airflow/Kubeflow tasks call)."""
+
+    def go() -> None:
+        from trainpipe.pipeline import PipelineRunner, load_run_config
+
+        loaded = load_run_config(run_dir)
+        runner = PipelineRunner(loaded, no_cache=no_cache, force=[])
+        if (run_dir / "run.json").exists() and _has_tracking(run_dir):
+            runner.tracker = _tracker(loaded)
+        result = runner.run_step(name, run_dir.resolve())
+        _print_result(result)
+
+    _guard(debug, go)
+
+
+def _has_tracking(run_dir: Path) -> bool:
+    import json
+
+    return bool(json.loads((run_dir / "run.json").read_text()).get("tracking_uri"))
+
+
+@runs_app.command("list")
+def runs_list(
+    pipeline: Annotated[str | None, typer.Option("--pipeline", help="Only runs of this pipeline.")] = None,
+    limit: Annotated[int, typer.Option(help="How many runs.")] = 20,
+    tracking_uri: UriOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Recent pipeline runs, newest first."""
+
+    def go() -> None:
+        from trainpipe import _runs
+
+        out.print(_runs.list_table(_runs.store(tracking_uri), pipeline, limit))
+
+    _guard(debug, go)
+
+
+@runs_app.command("show")
+def runs_show(run_id: str, tracking_uri: UriOpt = None, debug: DebugOpt = False) -> None:
+    """Params, metrics, lineage tags and the step table of one run."""
+
+    def go() -> None:
+        from trainpipe import _runs
+
+        for renderable in _runs.show(_runs.store(tracking_uri), run_id):
+            out.print(renderable)
+
+    _guard(debug, go)
+
+
+@runs_app.command("compare")
+def runs_compare(run_ids: Annotated[list[str], typer.Argument(help="Two or more run ids.")],
+                 all_params: Annotated[bool, typer.Option("--all", help="Show params that are equal too.")] = False,
+                 tracking_uri: UriOpt = None, debug: DebugOpt = False) -> None:
+    """A table of params (those that differ) and metrics side by side."""
+
+    def go() -> None:
+        from trainpipe import _runs
+
+        out.print(_runs.compare(_runs.store(tracking_uri), run_ids, all_params))
+
+    _guard(debug, go)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
