@@ -56,13 +56,22 @@ class LightGBMAdapter:
             callbacks.append(_progress)
         cls = lgb.LGBMRegressor if self.task.task == "regression" else lgb.LGBMClassifier
         model = cls(**self.params)
-        model.fit(X, y, eval_set=[(X_val, y_val)] if has_val else None,
-                  eval_names=["valid"] if has_val else None, callbacks=callbacks)
+        kwargs: dict[str, Any] = {}
+        if has_val:
+            import inspect
+
+            if "eval_X" in inspect.signature(model.fit).parameters:  # lightgbm >= 4.7
+                kwargs = {"eval_X": (X_val,), "eval_y": (y_val,)}
+            else:
+                kwargs = {"eval_set": [(X_val, y_val)]}
+            kwargs["eval_names"] = ["valid"]
+        model.fit(X, y, callbacks=callbacks, **kwargs)
         self.booster = model.booster_
         history = {f"val_{m}": [float(v) for v in vals] for m, vals in record.get("valid", {}).items()}
         best = model.best_iteration_ if has_val and self.early_stopping_rounds else None
+        n_iter = max((len(v) for v in history.values()), default=int(self.booster.current_iteration()))
         return FitReport(history=history, best_iteration=int(best) - 1 if best else None,
-                         n_iterations=int(self.booster.current_iteration()), params=dict(self.params))
+                         n_iterations=n_iter, params=dict(self.params))
 
     def _raw(self, X: Any) -> np.ndarray:
         best = self.booster.best_iteration or None

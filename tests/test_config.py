@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_pipeline
+from trainpipe import ConfigError
+from trainpipe.config import apply_override, config_from_dict, config_hash, load_config, redact
+
+MINIMAL = """\
+name: telco-churn
+data:
+  source: data/churn.csv
+  target: churn
+model:
+  type: xgboost
+"""
+
+
+def test_smallest_config_gets_every_default(tmp_path: Path) -> None:
+    cfg = load_config(write_pipeline(tmp_path, MINIMAL)).config
+    assert cfg.task == "auto"
+    assert cfg.data.split.method == "stratified"
+    assert cfg.data.split.test_size == 0.2
+    assert cfg.features.numeric is None
+    assert cfg.validation.min_rows == 100
+    assert cfg.model.params == {}
+    assert cfg.evaluation.metrics is None
+    assert cfg.tracking.uri is None
+    assert cfg.tuning is None
+
+
+def test_unknown_key_names_path_and_suggests(tmp_path: Path) -> None:
+    text = MINIMAL.replace("  target: churn", "  targt: churn")
+    with pytest.raises(ConfigError, match=r"data\.targt: unknown key\. Did you mean 'target'\?"):
+        load_config(write_pipeline(tmp_path, text))
+
+
+def test_unknown_top_level_section(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"modle: unknown key\. Did you mean 'model'\?"):
+        load_config(write_pipeline(tmp_path, MINIMAL + "modle: {type: x}\n"))
+
+
+def test_wrong_type_names_key(tmp_path: Path) -> None:
+    text = MINIMAL + "validation:\n  min_rows: lots\n"
+    with pytest.raises(ConfigError, match=r"validation\.min_rows: .*integer.*'lots'"):
+        load_config(write_pipeline(tmp_path, text))
+
+
+def test_invalid_yaml_gives_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"invalid YAML at line 4, column 9"):
+        load_config(write_pipeline(tmp_path, "name: x\ndata:\n  source: [a, b\n  target: y\n"))
+
+
+@pytest.mark.parametrize("text", ["", "- just\n- a list\n"])
+def test_empty_or_non_mapping_file(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ConfigError, match="pipeline.yaml"):
+        load_config(write_pipeline(tmp_path, text))
+
+
+def test_missing_file() -> None:
+    with pytest.raises(ConfigError, match="pipeline file not found"):
+        load_config("does/not/exist.yaml")
+
+
+def test_set_overrides_parse_yaml_values(tmp_path: Path) -> None:
+    loaded = load_config(write_pipeline(tmp_path, MINIMAL),
+                         overrides=["model.params.max_depth=8", "evaluation.slices=[a, b]", "data.split.seed=1"])
+    assert loaded.config.model.params == {"max_depth": 8}
+    assert loaded.config.evaluation.slices == ["a", "b"]
+    assert loaded.config.data.split.seed == 1
+
+
+def test_set_rejects_malformed() -> None:
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        apply_override({}, "model.params.max_depth")
+    with pytest.raises(ConfigError, match="data.source is a str, not a section"):
+        apply_override({"data": {"source": "x"}}, "data.source.y=1")
+
+
+def test_set_unknown_path_is_rejected_at_validation(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"model\.parms: unknown key\. Did you mean 'params'\?"):
+        load_config(write_pipeline(tmp_path, MINIMAL), overrides=["model.parms.max_depth=3"])
+
+
+def test_profile_overlay_merges_deeply(tmp_path: Path) -> None:
+    path = write_pipeline(tmp_path, MINIMAL + "model:\n  type: xgboost\n  params: {max_depth: 3, n_estimators: 50}\n")
+    write_pipeline(tmp_path, "model:\n  params: {max_depth: 9}\ntracking: {experiment: stg}\n",
+                   name="pipeline.staging.yaml")
+    cfg = load_config(path, profile="staging").config
+    assert cfg.model.params == {"max_depth": 9, "n_estimators": 50}
+    assert cfg.tracking.experiment == "stg"
+    env_cfg = load_config(path, env={"TRAINPIPE_PROFILE": "staging"}).config
+    assert env_cfg == cfg
+
+
+def test_missing_profile_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"profile 'prod'.*pipeline\.prod\.yaml"):
+        load_config(write_pipeline(tmp_path, MINIMAL), profile="prod")
+
+
+def test_env_interpolation_keeps_types_and_defaults(tmp_path: Path) -> None:
+    text = MINIMAL.replace("data/churn.csv", "${DATA_DIR}/churn.csv") + (
+        "model:\n  type: xgboost\n  params: {max_depth: '${DEPTH}', n_estimators: '${TREES:-40}'}\n")
+    cfg = load_config(write_pipeline(tmp_path, text), env={"DATA_DIR": "/data", "DEPTH": "7"}).config
+    assert cfg.data.source == "/data/churn.csv"
+    assert cfg.model.params == {"max_depth": 7, "n_estimators": 40}
+
+
+def test_env_interpolation_missing_variable(tmp_path: Path) -> None:
+    text = MINIMAL.replace("data/churn.csv", "${DATA_DIR}/churn.csv")
+    with pytest.raises(ConfigError, match=r"data\.source: environment variable DATA_DIR is not set"):
+        load_config(write_pipeline(tmp_path, text), env={})
+
+
+def test_cross_field_checks() -> None:
+    base = {"name": "x", "data": {"source": "a.csv", "target": "y"}, "model": {"type": "xgboost"}}
+    with pytest.raises(ConfigError, match="time_column"):
+        config_from_dict({**base, "data": {**base["data"], "split": {"method": "time"}}})
+    with pytest.raises(ConfigError, match="drop_columns lists the target"):
+        config_from_dict({**base, "data": {**base["data"], "drop_columns": ["y"]}})
+    with pytest.raises(ConfigError, match=r"gate\.thresholds.*'>= 0\.8'"):
+        config_from_dict({**base, "gate": {"thresholds": {"roc_auc": "at least 0.8"}}})
+    with pytest.raises(ConfigError, match=r"name: must start with"):
+        config_from_dict({**base, "name": "bad name!"})
+
+
+def test_config_hash_is_stable_and_sensitive() -> None:
+    base = {"name": "x", "data": {"source": "a.csv", "target": "y"}, "model": {"type": "xgboost"}}
+    a = config_from_dict(base).config
+    b = config_from_dict(dict(base)).config
+    c = config_from_dict({**base, "model": {"type": "xgboost", "params": {"max_depth": 3}}}).config
+    assert config_hash(a) == config_hash(b)
+    assert config_hash(a) != config_hash(c)
+
+
+def test_redact_masks_secret_names_and_uri_passwords() -> None:
+    data = {"tracking": {"uri": "postgresql://bob:hunter2@db:5432/ml"}, "API_KEY": "abc",
+            "nested": {"db_password": "x", "token_ttl": 5, "other": "keep"}}
+    out = redact(data)
+    assert out["tracking"]["uri"] == "postgresql://bob:***@db:5432/ml"
+    assert out["API_KEY"] == "***"
+    assert out["nested"] == {"db_password": "***", "token_ttl": "***", "other": "keep"}

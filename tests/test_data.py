@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import make_frame
+from trainpipe import DataError
+from trainpipe.config import config_from_dict
+from trainpipe.data import infer_task, split_indices, validate_frame
+
+
+def _cfg(**sections: object) -> object:
+    base: dict[str, object] = {"name": "t", "data": {"source": "a.csv", "target": "label"},
+                               "model": {"type": "xgboost"}}
+    base.update(sections)
+    return config_from_dict(base).config
+
+
+@pytest.mark.parametrize(("values", "positive"), [
+    (["No", "Yes", "No"], "Yes"), ([0, 1, 1], 1), ([True, False, True], True), (["n", "y", "y"], "y"),
+])
+def test_obvious_positive_label(values: list[object], positive: object) -> None:
+    info = infer_task(pd.Series(values * 10), "auto", None, "label")
+    assert info.task == "binary"
+    assert info.positive_label == positive
+    assert info.classes[1] == positive
+
+
+def test_non_obvious_binary_uses_minority_and_says_so() -> None:
+    info = infer_task(pd.Series(["cat"] * 30 + ["dog"] * 10), "auto", None, "label")
+    assert info.positive_label == "dog"
+    assert any("minority class 'dog'" in n for n in info.notes)
+
+
+def test_declared_positive_label_must_exist() -> None:
+    with pytest.raises(DataError, match="positive_label 'maybe' is not a value"):
+        infer_task(pd.Series(["a", "b"] * 5), "binary", "maybe", "label")
+
+
+def test_multiclass_and_regression_inference() -> None:
+    assert infer_task(pd.Series([1, 2, 3] * 10), "auto", None, "y").task == "multiclass"
+    assert infer_task(pd.Series(np.linspace(0, 1, 50)), "auto", None, "y").task == "regression"
+    with pytest.raises(DataError, match="single class"):
+        infer_task(pd.Series(["a"] * 10), "auto", None, "y")
+    with pytest.raises(DataError, match="not numeric"):
+        infer_task(pd.Series(["a", "b", "c"]), "regression", None, "y")
+
+
+def test_encode_decode_round_trip() -> None:
+    y = pd.Series(["low", "high", "mid", "low"])
+    info = infer_task(y, "multiclass", None, "y")
+    codes = info.encode(y)
+    assert list(info.decode(codes)) == list(y)
+    with pytest.raises(DataError, match="not seen in training"):
+        info.encode(pd.Series(["other"]))
+
+
+def test_stratified_split_is_seeded_disjoint_and_balanced() -> None:
+    df = make_frame(1000)
+    cfg = _cfg()
+    tr, va, te = split_indices(df, "label", cfg.data.split, stratify=True)
+    assert len(te) == 200 and len(va) == 100 and len(tr) == 700
+    assert not (set(tr) & set(va) or set(tr) & set(te) or set(va) & set(te))
+    share = (df.label.iloc[te] == "yes").mean()
+    assert abs(share - (df.label == "yes").mean()) < 0.01
+    again = split_indices(df, "label", cfg.data.split, stratify=True)
+    assert all((a == b).all() for a, b in zip((tr, va, te), again, strict=True))
+
+
+def test_time_split_puts_latest_rows_in_test() -> None:
+    df = make_frame(300)
+    df["when"] = pd.date_range("2024-01-01", periods=300, freq="D").astype(str)[::-1]
+    cfg = _cfg(data={"source": "a.csv", "target": "label",
+                     "split": {"method": "time", "time_column": "when"}})
+    tr, va, te = split_indices(df, "label", cfg.data.split, stratify=True)
+    when = pd.to_datetime(df["when"])
+    assert when.iloc[tr].max() < when.iloc[va].min() <= when.iloc[va].max() < when.iloc[te].min()
+
+
+def test_group_split_keeps_groups_whole() -> None:
+    df = make_frame(600)
+    df["customer"] = np.arange(600) // 6
+    cfg = _cfg(data={"source": "a.csv", "target": "label",
+                     "split": {"method": "group", "group_column": "customer"}})
+    tr, va, te = split_indices(df, "label", cfg.data.split, stratify=True)
+    groups = [set(df.customer.iloc[i]) for i in (tr, va, te)]
+    assert not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2])
+
+
+def test_validation_report_names_column_check_and_counts() -> None:
+    df = make_frame(300)
+    df.loc[:9, "x1"] = -5.0
+    df.loc[:49, "count"] = np.nan
+    df["colour"] = df["colour"].where(df.index >= 3, "purple")
+    cfg = _cfg(validation={"columns": {"x1": {"min": -4.0}, "colour": {"allowed": ["red", "green", "blue"]},
+                                       "missing_col": {"dtype": "int"}},
+                           "max_missing_fraction": 0.1})
+    report = validate_frame(df, cfg)
+    failed = {(c.column, c.check): c for c in report.failures}
+    assert failed[("x1", "greater_than_or_equal_to")].failing_rows == 10
+    assert failed[("colour", "isin")].failing_rows == 3
+    assert "'purple'" in failed[("colour", "isin")].examples
+    assert failed[("count", "max_missing_fraction")].failing_rows == 50
+    assert ("missing_col", "required_column") in failed
+    assert "x1: greater_than_or_equal_to" in report.summary()
+
+
+def test_validation_defaults_catch_target_problems() -> None:
+    df = make_frame(200)
+    df.loc[:4, "label"] = None
+    report = validate_frame(df, _cfg())
+    assert [(c.column, c.check, c.failing_rows) for c in report.failures] == [("label", "target_not_null", 5)]
+    single = make_frame(200).assign(label="yes")
+    assert ("label", "min_classes") in {(c.column, c.check) for c in validate_frame(single, _cfg()).failures}
+    dup = pd.concat([make_frame(150), make_frame(150).iloc[:20]])
+    assert ("<table>", "max_duplicate_fraction") in {(c.column, c.check) for c in validate_frame(dup, _cfg()).failures}
+
+
+def test_validation_dtype_check() -> None:
+    df = make_frame(200)
+    df["count"] = df["count"].astype(str)
+    df.loc[0, "count"] = "many"
+    cfg = _cfg(validation={"columns": {"count": {"dtype": "int"}, "x1": {"dtype": "float"}}})
+    failed = {(c.column, c.check) for c in validate_frame(df, cfg).failures}
+    assert failed == {("count", "dtype_int")}
