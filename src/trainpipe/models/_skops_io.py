@@ -12,9 +12,45 @@ SAFE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
 
 
 def dump(obj: Any, path: Path) -> None:
+    """Write ``obj`` with skops, byte-for-byte reproducible (so the step cache sees equal outputs as equal)."""
     import skops.io as sio
 
-    sio.dump(obj, str(path))
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(_canonical(sio.dumps(obj)))
+    tmp.replace(path)
+
+
+def _canonical(data: bytes) -> bytes:
+    """skops names arrays by ``id()`` and stamps the zip with the time; renumber ids, fix the times."""
+    import io
+    import re
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as src:
+        entries = {name: src.read(name) for name in src.namelist()}
+    schema = entries["schema.json"].decode()
+    ids = {n.split(".")[0] for n in entries if n.split(".")[0].isdigit()}
+    ids |= set(re.findall(r'"__id__":\s*(\d+)', schema))
+    order: dict[str, str] = {}
+    for match in re.finditer(r"\d+", schema):
+        token = match.group(0)
+        if token in ids and token not in order:
+            order[token] = str(len(order) + 1)
+    for token in sorted(ids - set(order)):
+        order[token] = str(len(order) + 1)
+    pattern = re.compile(r"(?<![\d.])(" + "|".join(sorted(order, key=len, reverse=True)) + r")(?![\d])") if order else None
+
+    def renumber(text: str) -> str:
+        return pattern.sub(lambda m: order[m.group(1)], text) if pattern else text
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as dst:
+        for name in sorted(entries, key=renumber):
+            info = zipfile.ZipInfo(renumber(name), date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            body = renumber(schema).encode() if name == "schema.json" else entries[name]
+            dst.writestr(info, body)
+    return out.getvalue()
 
 
 def load(path: Path, extra_prefixes: Iterable[str] = ()) -> Any:
