@@ -1,0 +1,97 @@
+"""Integration with a real `mlflow server` started on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_frame, write_pipeline
+
+pytestmark = [pytest.mark.slow, pytest.mark.server]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path) -> Iterator[str]:
+    port = _free_port()
+    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    assert mlflow_bin.exists(), f"the mlflow CLI is missing next to {sys.executable}; install trainpipe's deps"
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen(
+        [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
+         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1"],
+        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"mlflow server did not start: {(tmp_path / 'server.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def test_pipeline_logs_to_a_real_mlflow_server(workdir: Path, mlflow_server: str) -> None:
+    from mlflow import MlflowClient
+
+    make_frame(400, task="multiclass").to_csv(workdir / "data.csv", index=False)
+    path = write_pipeline(workdir, f"""\
+name: server-test
+data: {{source: data.csv, target: label}}
+model: {{type: lightgbm, params: {{n_estimators: 30, min_child_samples: 5}}}}
+tracking: {{uri: "{mlflow_server}"}}
+evaluation: {{slices: [colour]}}
+""")
+    proc = subprocess.run([sys.executable, "-m", "trainpipe.cli", "run", str(path)], cwd=workdir,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert not (workdir / ".trainpipe" / "mlflow.db").exists(), "tracking.uri was ignored"
+    client = MlflowClient(tracking_uri=mlflow_server)
+    exp = client.get_experiment_by_name("server-test")
+    assert exp is not None
+    runs = client.search_runs([exp.experiment_id], filter_string="tags.`trainpipe.kind` = 'pipeline'")
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model.type"] == "lightgbm"
+    assert run.data.metrics["test_accuracy"] > 0.5
+    assert {"config_hash", "data_fingerprint", "git.commit"} <= set(run.data.tags)
+    names = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
+    assert "evaluation/confusion_matrix.png" in names
+    children = client.search_runs([exp.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'")
+    assert len(children) == 6
+    listing = subprocess.run([sys.executable, "-m", "trainpipe.cli", "runs", "list", "--tracking-uri", mlflow_server],
+                             cwd=workdir, capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "COLUMNS": "250"})
+    assert listing.returncode == 0 and run.info.run_id in listing.stdout

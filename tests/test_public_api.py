@@ -1,0 +1,49 @@
+"""Pins the public names of each package; a change here is a change of the API."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+EXPECTED = {
+    "trainpipe": {"ConfigError", "DataError", "DataValidationError", "GateRefused", "Hooks", "MissingExtraError",
+                  "RecordingHooks", "TrainingInterrupted", "TrainpipeError", "__version__"},
+    "trainpipe.config": {"PROFILE_ENV", "ColumnCheck", "CostConfig", "DataConfig", "EvaluationConfig",
+                         "FeaturesConfig", "GateConfig", "LoadedConfig", "ModelConfig", "PipelineConfig",
+                         "RegistryConfig", "SplitConfig", "TrackingConfig", "TrainingConfig", "TuningConfig",
+                         "ValidationConfig", "apply_override", "config_from_dict", "config_hash", "deep_merge",
+                         "is_secret_name", "load_config", "redact", "redact_uri"},
+    "trainpipe.data": {"CheckResult", "DataSource", "TaskInfo", "ValidationReport", "fingerprint_file",
+                       "fingerprint_frame", "fingerprint_source", "infer_task", "read_source", "resolve_source",
+                       "split_indices", "validate_frame"},
+    "trainpipe.features": {"FeatureSpec", "build_preprocessor", "feature_names", "infer_feature_spec",
+                           "prepare_frame"},
+    "trainpipe.models": {"BUILTIN_TYPES", "FitReport", "ModelAdapter", "ModelSpec", "TrainedModel",
+                         "adapter_class", "check_model_config", "create_adapter", "family_of"},
+    "trainpipe.evaluation": {"DEFAULTS", "METRICS", "EvaluationResult", "Metric", "check_metric_names",
+                             "compute_metrics", "evaluate_model", "measure_latency", "metrics_for"},
+    "trainpipe.tracking": {"InMemoryTracker", "MemoryRun", "MlflowTracker", "Tracker", "default_tracking_uri",
+                           "git_state", "library_versions", "lineage_tags", "resolve_tracking_uri"},
+    "trainpipe.pipeline": {"CORE_STEPS", "PipelineResult", "PipelineRunner", "Step", "StepCache", "StepContext",
+                           "StepRecord", "explain_change", "load_run_config", "preflight", "state_dir",
+                           "step_names"},
+}
+
+
+@pytest.mark.parametrize("module", sorted(EXPECTED))
+def test_exported_members(module: str) -> None:
+    mod = importlib.import_module(module)
+    assert set(mod.__all__) == EXPECTED[module]
+    for name in mod.__all__:
+        assert hasattr(mod, name), f"{module}.{name} is in __all__ but missing"
+
+
+def test_exceptions_map_to_documented_exit_codes() -> None:
+    import trainpipe as tp
+
+    assert tp.ConfigError.exit_code == 2 and tp.DataError.exit_code == 2
+    assert tp.DataValidationError.exit_code == 3 and tp.GateRefused.exit_code == 4
+    assert tp.TrainingInterrupted(15, "x").exit_code == 143 and tp.TrainingInterrupted(2, "x").exit_code == 130
+    assert all(issubclass(e, tp.TrainpipeError) for e in (tp.ConfigError, tp.DataError, tp.MissingExtraError,
+                                                          tp.DataValidationError, tp.GateRefused))

@@ -1,0 +1,35 @@
+"""`import trainpipe` and `trainpipe --help` stay light: no heavy library is imported at start-up."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+HEAVY = ("torch", "xgboost", "lightgbm", "mlflow", "sklearn", "pandas", "pandera", "matplotlib", "optuna")
+
+
+def _loaded_after(code: str) -> set[str]:
+    probe = code + "\nimport sys, json\nprint(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_import_trainpipe_is_light() -> None:
+    loaded = _loaded_after("import trainpipe, trainpipe.config")
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_help_is_light() -> None:
+    code = ("import sys\nfrom trainpipe.cli import app\n"
+            "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n")
+    loaded = _loaded_after(code)
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_help_lists_commands() -> None:
+    out = subprocess.run([sys.executable, "-m", "trainpipe.cli", "--help"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0
+    for command in ("run", "validate", "step", "runs"):
+        assert command in out.stdout
