@@ -13,8 +13,7 @@ from trainpipe import ConfigError, DataError
 from trainpipe.config import config_from_dict
 from trainpipe.data import infer_task
 from trainpipe.features import build_preprocessor, infer_feature_spec, prepare_frame
-from trainpipe.models import ModelSpec, TrainedModel, check_model_config, create_adapter, family_of
-from trainpipe.models import _skops_io
+from trainpipe.models import ModelSpec, TrainedModel, _skops_io, check_model_config, create_adapter, family_of
 
 FAMILIES = {
     "xgboost": {"binary": "xgboost", "multiclass": "xgboost", "regression": "xgboost"},

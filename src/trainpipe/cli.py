@@ -7,7 +7,6 @@ Exit codes: 0 ok, 2 bad config or input, 3 data validation failed, 4 gate refuse
 from __future__ import annotations
 
 import signal
-import sys
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -241,4 +240,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -20,8 +20,8 @@ def split_indices(
     import numpy as np
 
     n = len(df)
-    n_test = max(1, int(round(n * split.test_size)))
-    n_val = int(round(n * split.val_size))
+    n_test = max(1, round(n * split.test_size))
+    n_val = round(n * split.val_size)
     if split.val_size > 0:
         n_val = max(1, n_val)
     if n - n_test - n_val < 2:

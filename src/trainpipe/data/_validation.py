@@ -70,7 +70,8 @@ class ValidationReport:
         for c in self.checks:
             rows.append(f"| {c.column} | {c.check} | {'pass' if c.passed else 'FAIL'} | {c.observed} | "
                         f"{c.expected} | {c.failing_rows} |")
-        head = f"# Data validation: {'passed' if self.passed else 'FAILED'}\n\n{self.n_rows} rows, {self.n_columns} columns\n\n"
+        verdict = "passed" if self.passed else "FAILED"
+        head = f"# Data validation: {verdict}\n\n{self.n_rows} rows, {self.n_columns} columns\n\n"
         return head + "\n".join(rows) + "\n"
 
 

@@ -85,7 +85,7 @@ def _slice_metrics(col: pd.Series, names: list[str], task: str, y: np.ndarray, p
         pos = np.asarray(positions)
         values = compute_metrics(names, task, y[pos], pred[pos], None if proba is None else proba[pos], k)
         rows.append({"slice": str(level), "count": len(pos), **values})
-    rows.sort(key=lambda r: -int(r["count"]))
+    rows.sort(key=lambda r: -float(r["count"] or 0))
     return rows
 
 

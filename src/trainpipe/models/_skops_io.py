@@ -38,7 +38,8 @@ def _canonical(data: bytes) -> bytes:
             order[token] = str(len(order) + 1)
     for token in sorted(ids - set(order)):
         order[token] = str(len(order) + 1)
-    pattern = re.compile(r"(?<![\d.])(" + "|".join(sorted(order, key=len, reverse=True)) + r")(?![\d])") if order else None
+    alternatives = "|".join(sorted(order, key=len, reverse=True))
+    pattern = re.compile(r"(?<![\d.])(" + alternatives + r")(?![\d])") if order else None
 
     def renumber(text: str) -> str:
         return pattern.sub(lambda m: order[m.group(1)], text) if pattern else text

@@ -52,7 +52,7 @@ class XGBoostAdapter:
         xgb = _xgb()
         total = int(self.params["n_estimators"])
 
-        class _Progress(xgb.callback.TrainingCallback):  # type: ignore[misc, name-defined]
+        class _Progress(xgb.callback.TrainingCallback):  # type: ignore[name-defined]
             def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
                 if on_round is not None:
                     last = {f"{k}": float(v[-1]) for data in evals_log.values() for k, v in data.items()}

@@ -171,8 +171,7 @@ def train(ctx: StepContext) -> None:
 
     from trainpipe.data import TaskInfo
     from trainpipe.features import FeatureSpec
-    from trainpipe.models import ModelSpec, TrainedModel, create_adapter, family_of
-    from trainpipe.models import _skops_io
+    from trainpipe.models import ModelSpec, TrainedModel, _skops_io, create_adapter, family_of
 
     cfg = ctx.config
     task = TaskInfo.from_dict(_read_json(ctx.input("validate") / TASK))
