@@ -59,7 +59,8 @@ def test_real_mlflow_client_sees_run_params_metrics_lineage_artifacts(workdir: P
     assert run.data.params["data.split.method"] == "stratified"
     assert 0.75 < run.data.metrics["test_roc_auc"] <= 1.0
     for key in ("test_pr_auc", "test_log_loss", "test_accuracy", "test_f1", "latency_p95_ms",
-                "batch_rows_per_s", "total_cpu_seconds", "peak_rss_mb", "estimated_cost", "step_train_seconds"):
+                "batch_rows_per_s", "total_cpu_seconds", "peak_rss_mb", "estimated_cost", "step_train_seconds",
+                "tracking_seconds"):
         assert key in run.data.metrics, key
     tags = run.data.tags
     for key in ("config_hash", "data_fingerprint", "git.commit", "git.dirty", "trainpipe.version", "python",

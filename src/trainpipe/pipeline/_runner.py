@@ -65,6 +65,32 @@ def flatten_params(value: Any, prefix: str = "") -> dict[str, str]:
     return {prefix: json.dumps(value) if isinstance(value, list | type(None)) else str(value)}
 
 
+class _TimedTracker:
+    """Proxy that adds up the wall time spent in tracker calls (reported as ``tracking_seconds``)."""
+
+    def __init__(self, inner: Tracker) -> None:
+        self.inner = inner
+        self.seconds = 0.0
+
+    @property
+    def uri(self) -> str:
+        return self.inner.uri
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if not callable(attr):
+            return attr
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return attr(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - t0
+
+        return timed
+
+
 class PipelineRunner:
     """Runs steps of one pipeline config, in order, through the step cache."""
 
@@ -103,6 +129,8 @@ class PipelineRunner:
         from trainpipe.pipeline._preflight import preflight
 
         preflight(self.config)
+        if self.tracker is not None and not isinstance(self.tracker, _TimedTracker):
+            self.tracker = _TimedTracker(self.tracker)
         run_id, parent = self._start_parent()
         run_dir = self.workdir / STATE_DIR / "runs" / run_id
         (run_dir / "steps").mkdir(parents=True, exist_ok=True)
@@ -283,8 +311,12 @@ class PipelineRunner:
         if result.error:
             tags["trainpipe.error"] = result.error[:5000]
         self.tracker.set_tags(parent, tags)
-        self.tracker.log_metrics(parent, metrics)
         self._log_artifacts(parent, result.run_dir)
+        if isinstance(self.tracker, _TimedTracker):
+            metrics["tracking_seconds"] = round(self.tracker.seconds, 4)
+            result.metrics["tracking_seconds"] = metrics["tracking_seconds"]
+            result.write(result.run_dir / RUN_FILE)
+        self.tracker.log_metrics(parent, metrics)
         self.tracker.end_run(parent, {"finished": "FINISHED", "failed": "FAILED"}.get(result.status, "KILLED"))
 
     def _log_artifacts(self, parent: str, run_dir: Path) -> None:
