@@ -87,10 +87,24 @@ class StepCache:
         (tmp / MANIFEST).write_text(json.dumps({"files": files, "components": components}, indent=1, default=str))
         final = self.entry_dir(step, key)
         if final.exists():
+            existing, _ = self.lookup(step, key)
+            if existing is not None:  # another process sealed the same key first: keep theirs
+                shutil.rmtree(tmp, ignore_errors=True)
+                return existing
             trash = final.with_name(f".trash-{uuid.uuid4().hex[:8]}")
-            final.rename(trash)
-            shutil.rmtree(trash, ignore_errors=True)
-        tmp.rename(final)
+            try:
+                final.rename(trash)
+                shutil.rmtree(trash, ignore_errors=True)
+            except OSError:
+                pass
+        try:
+            tmp.rename(final)
+        except OSError:
+            existing, _ = self.lookup(step, key)
+            if existing is None:
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+            return existing
         return CacheEntry(final, files, components)
 
     def last_components(self, step: str, pipeline: str) -> dict[str, Any] | None:
