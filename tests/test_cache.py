@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from trainpipe.pipeline import StepCache, explain_change
+from trainpipe.pipeline._cache import key_of
+
+
+def _components(**over: object) -> dict[str, object]:
+    base: dict[str, object] = {"step": "train", "trainpipe": "0.1.0", "config": {"model": {"type": "xgboost",
+                               "params": {}}}, "inputs": {"preprocess": "abc"}, "external": {},
+                               "libraries": {"xgboost": "3.2.0"}}
+    base.update(over)
+    return base
+
+
+def _seal(cache: StepCache, key: str, text: str) -> None:
+    tmp = cache.new_tmp("train")
+    (tmp / "model.txt").write_text(text)
+    cache.commit("train", key, tmp, _components())
+
+
+def test_lookup_trusts_only_intact_entries(tmp_path: Path) -> None:
+    cache = StepCache(tmp_path)
+    assert cache.lookup("train", "k1") == (None, "no cache entry")
+    _seal(cache, "k1", "trees")
+    entry, why = cache.lookup("train", "k1")
+    assert entry is not None and why == "" and set(entry.files) == {"model.txt"}
+    (entry.path / "model.txt").write_text("tampered")
+    assert cache.lookup("train", "k1") == (None, "cached artifact changed: model.txt")
+    (entry.path / "model.txt").unlink()
+    assert cache.lookup("train", "k1") == (None, "cached artifact missing: model.txt")
+
+
+def test_second_seal_of_same_key_keeps_first_and_cleans_up(tmp_path: Path) -> None:
+    cache = StepCache(tmp_path)
+    _seal(cache, "k1", "first")
+    _seal(cache, "k1", "second")
+    entry, _ = cache.lookup("train", "k1")
+    assert entry is not None and (entry.path / "model.txt").read_text() == "first"
+    assert not [p for p in (tmp_path / "train").iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_explain_change_names_the_deepest_changed_keys() -> None:
+    old = _components()
+    new = _components(config={"model": {"type": "xgboost", "params": {"max_depth": 3}}})
+    assert explain_change(old, new) == "config changed: model.params.max_depth"
+    assert explain_change(None, new) == "first run"
+    lib = _components(libraries={"xgboost": "3.3.0"}, inputs={"preprocess": "def"})
+    assert explain_change(old, lib) == "input changed: preprocess; library changed: xgboost"
+    assert explain_change(old, _components(trainpipe="0.2.0")) == "trainpipe version changed: 0.1.0 -> 0.2.0"
+    assert key_of(old) != key_of(new) and key_of(old) == key_of(_components())
