@@ -238,17 +238,17 @@ def test_target_with_a_single_class(tmp_path: Path) -> None:
 # -- wrong dtypes -------------------------------------------------------------------------------------
 
 
-def test_declared_int_column_holding_strings(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("column", "dtype"), [("count", "int"), ("x1", "float")])
+def test_declared_dtype_column_holding_strings(tmp_path: Path, column: str, dtype: str) -> None:
     df = frame()
-    df["count"] = df["count"].astype(object)
-    df.loc[[5, 9], "count"] = ["many", "few"]
+    df[column] = df[column].astype(object)
+    df.loc[[5, 9], column] = ["many", "few"]
     write_csv(tmp_path, df)
-    write_pipeline(tmp_path, MINIMAL + "validation:\n  columns:\n    count: {dtype: int}\n")
+    write_pipeline(tmp_path, MINIMAL + f"validation:\n  columns:\n    {column}: {{dtype: {dtype}}}\n")
     out = run_cli(tmp_path, "run", "pipeline.yaml")
     # The message must lead to the two bad cells: their count and values, not every row of the column.
-    assert_clean_failure(out, 3, r"\bcount\b", r"\bint\b", r"\b2 (failing )?rows\b", r"'(many|few)'",
-                         failing_step="validate",
-                         report_column="count")
+    assert_clean_failure(out, 3, rf"\b{column}\b", rf"\b{dtype}\b", r"\b2 (failing )?rows\b", r"'(many|few)'",
+                         failing_step="validate", report_column=column)
 
 
 def test_features_numeric_column_holding_strings(tmp_path: Path) -> None:
