@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -42,7 +43,8 @@ class RichHooks(Hooks):
 
     def on_step_end(self, step: str, status: str, reason: str, seconds: float) -> None:
         colour = {"ran": "green", "cached": "cyan", "failed": "red"}.get(status, "white")
-        self.console.print(f"  [{colour}]{status:>6}[/] {step:<11} {seconds:7.2f}s  [dim]{reason}[/]")
+        shown = "" if status == "failed" else escape(reason)  # the error itself is printed once, by the CLI
+        self.console.print(f"  [{colour}]{status:>6}[/] {step:<11} {seconds:7.2f}s  [dim]{shown}[/]")
         if self._steps is not None:
             self.progress.advance(self._steps)
         if self._rounds is not None:
@@ -56,7 +58,7 @@ class RichHooks(Hooks):
         self.progress.update(self._rounds, completed=iteration, total=total, info=info)
 
     def on_message(self, text: str) -> None:
-        self.console.print(f"  [yellow]note[/] {text}")
+        self.console.print(f"  [yellow]note[/] {escape(text)}")
 
 
 def step_table(result: PipelineResult) -> Table:
@@ -65,7 +67,7 @@ def step_table(result: PipelineResult) -> Table:
         table.add_column(col, justify="right" if col in ("seconds", "cpu s") else "left")
     for s in result.steps:
         colour = {"ran": "green", "cached": "cyan", "failed": "red"}.get(s.status, "white")
-        table.add_row(s.name, f"[{colour}]{s.status}[/]", f"{s.seconds:.2f}", f"{s.cpu_seconds:.2f}", s.reason)
+        table.add_row(s.name, f"[{colour}]{s.status}[/]", f"{s.seconds:.2f}", f"{s.cpu_seconds:.2f}", escape(s.reason))
     return table
 
 

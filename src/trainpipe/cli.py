@@ -68,6 +68,10 @@ def _signals() -> Iterator[None]:
 
 def _guard(debug: bool, fn: Callable[[], T]) -> T:
     """Run ``fn``; turn trainpipe errors into a message and the documented exit code."""
+    import os
+
+    # MLflow reads this when it is first imported; its INFO lines (table creation) are noise here.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if debug else "WARNING")
     try:
         with _signals():
             return fn()

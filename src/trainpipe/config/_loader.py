@@ -71,7 +71,7 @@ def load_config(
     for item in overrides:
         apply_override(raw, item)
     raw = _interpolate(raw, env, ())
-    config = validate_config(raw, source=str(path))
+    config = validate_config(raw, source=str(path), overrides=overrides)
     return LoadedConfig(config=config, path=path.resolve(), base_dir=path.resolve().parent,
                         profile=profile, raw=raw)
 
@@ -97,7 +97,11 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: invalid YAML{where}: {exc.problem}. Fix the syntax there.") from exc
+        context = ""
+        if exc.context and exc.context_mark is not None:
+            cm = exc.context_mark
+            context = f" ({exc.context} at line {cm.line + 1}, column {cm.column + 1})"
+        raise ConfigError(f"{path}: invalid YAML{where}: {exc.problem}{context}. Fix the syntax there.") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
     if data is None:
@@ -172,14 +176,23 @@ def _interpolate(value: Any, env: Mapping[str, str], path: tuple[str, ...]) -> A
     return value
 
 
-def validate_config(raw: Mapping[str, Any], *, source: str) -> PipelineConfig:
+def validate_config(raw: Mapping[str, Any], *, source: str, overrides: Sequence[str] = ()) -> PipelineConfig:
     try:
         return PipelineConfig.model_validate(raw)
     except ValidationError as exc:
-        lines = [_describe(err) for err in exc.errors()]
+        lines = [_describe(err) + _from_override(err, overrides) for err in exc.errors()]
         count = len(lines)
         head = f"{source}: {count} problem{'s' if count > 1 else ''} in the pipeline config:"
         raise ConfigError("\n".join([head, *(f"  - {line}" for line in lines)])) from None
+
+
+def _from_override(err: Any, overrides: Sequence[str]) -> str:
+    loc = ".".join(str(p) for p in err["loc"])
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if key == loc or key.startswith(loc + ".") or loc.startswith(key + "."):
+            return f" (from --set {item})"
+    return ""
 
 
 def _describe(err: Any) -> str:

@@ -88,7 +88,7 @@ def read_source(source: DataSource) -> pd.DataFrame:
         raise DataError(f"{path}: the file has no columns (empty file). Point data.source at a table.") from exc
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
         kind = "Parquet" if suffix in (".parquet", ".pq") else "CSV"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else type(exc).__name__
         raise DataError(
             f"{path}: cannot be read as {kind}: {first}. "
             "The file may be truncated or not in that format; re-export it and try again."

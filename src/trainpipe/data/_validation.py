@@ -128,6 +128,10 @@ def validate_frame(df: pd.DataFrame, config: PipelineConfig, is_classification: 
             results.append(CheckResult(col, "required_column", False, "column missing",
                                        "column named in features.*", 0, _closest(col, df.columns)))
 
+    for col in config.features.numeric or []:
+        if col in df.columns:
+            results.append(_numeric_feature_check(df[col], col))
+
     columns: dict[str, Any] = {}
     for col, spec in vc.columns.items():
         if col not in df.columns:
@@ -157,6 +161,20 @@ def validate_frame(df: pd.DataFrame, config: PipelineConfig, is_classification: 
 
 def _compare(column: str, check: str, observed: Any, expected: str, passed: bool, rows: int = 0) -> CheckResult:
     return CheckResult(column, check, bool(passed), str(observed), expected, int(rows) if not passed else 0)
+
+
+def _numeric_feature_check(series: pd.Series, col: str) -> CheckResult:
+    import pandas as pd
+
+    expected = "numbers (column listed in features.numeric)"
+    if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+        return CheckResult(col, "numeric_feature", True, "ok", expected)
+    values = series.dropna()
+    bad = values[pd.to_numeric(values, errors="coerce").isna()]
+    if bad.empty:
+        return CheckResult(col, "numeric_feature", True, "ok", expected)
+    examples = [repr(v) for v in bad.drop_duplicates().head(3).tolist()]
+    return CheckResult(col, "numeric_feature", False, f"{len(bad)} non-numeric values", expected, len(bad), examples)
 
 
 def _closest(name: str, columns: Any) -> list[str]:
@@ -236,13 +254,12 @@ def _dtype_predicate(dtype: str) -> Any:
         if dtype == "int":
             if pd.api.types.is_integer_dtype(values):
                 return True
-            if pd.api.types.is_float_dtype(values):
-                return values % 1 == 0
-            return pd.Series(False, index=values.index)
+            num = pd.to_numeric(values, errors="coerce")
+            return num.notna() & (num % 1 == 0)
         if dtype in ("float", "numeric"):
             if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
                 return True
-            return pd.to_numeric(values, errors="coerce").notna() & False
+            return pd.to_numeric(values, errors="coerce").notna()
         if dtype == "str":
             return values.map(lambda v: isinstance(v, str))
         if dtype == "bool":
