@@ -62,7 +62,8 @@ def list_table(client: Any, pipeline: str | None, limit: int) -> Table:
     import datetime as dt
 
     table = Table(title="pipeline runs")
-    for col in ("run id", "pipeline", "started", "status", "trigger", "model", "headline metric", "seconds"):
+    table.add_column("run id", no_wrap=True)
+    for col in ("pipeline", "started", "status", "trigger", "model", "headline metric", "seconds"):
         table.add_column(col)
     for r in _pipeline_runs(client, pipeline, limit):
         started = dt.datetime.fromtimestamp(r.info.start_time / 1000).strftime("%Y-%m-%d %H:%M:%S")

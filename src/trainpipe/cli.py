@@ -6,7 +6,9 @@ Exit codes: 0 ok, 2 bad config or input, 3 data validation failed, 4 gate refuse
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,8 +29,15 @@ app = typer.Typer(name="trainpipe", help="One YAML file from data to a tracked, 
 runs_app = typer.Typer(help="Look at past pipeline runs in the tracking store.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 
-err = Console(stderr=True)
-out = Console()
+def _console(stderr: bool = False) -> Console:
+    """Piped output (CI logs, files) gets 160 columns instead of rich's 80, so tables stay readable."""
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else 160
+    return Console(stderr=stderr, width=width)
+
+
+err = _console(stderr=True)
+out = _console()
 T = TypeVar("T")
 
 ConfigArg = Annotated[Path, typer.Argument(help="Pipeline YAML file.", show_default=False)]
@@ -68,8 +77,6 @@ def _signals() -> Iterator[None]:
 
 def _guard(debug: bool, fn: Callable[[], T]) -> T:
     """Run ``fn``; turn trainpipe errors into a message and the documented exit code."""
-    import os
-
     # MLflow reads this when it is first imported; its INFO lines (table creation) are noise here.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if debug else "WARNING")
     try:
