@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-def measure_latency(predict: Any, raw: pd.DataFrame, n_single: int = 200, budget_s: float = 5.0,
+def measure_latency(predict: Any, raw: pd.DataFrame, n_single: int = 200, budget_s: float = 2.0,
                     seed: int = 0) -> dict[str, float]:
     """Time ``predict`` on single rows (up to ``n_single`` or ``budget_s``) and on the whole frame."""
     import numpy as np

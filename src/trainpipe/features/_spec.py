@@ -130,15 +130,21 @@ def prepare_frame(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
             s = coerced
         out[c] = s.to_numpy(dtype=np.float64, na_value=np.nan)
     for c in spec.categorical:
-        s = df[c]
-        values = s.astype(object).where(s.notna(), None).map(lambda v: v if v is None else _cat_str(v))
-        out[c] = values.to_numpy(dtype=object)
+        out[c] = _categorical_values(df[c])
     for c in spec.text:
         out[c] = df[c].fillna("").astype(str).to_numpy(dtype=object)
     return pd.DataFrame(out, index=df.index)
 
 
-def _cat_str(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
+def _categorical_values(s: pd.Series) -> Any:
+    """Strings for every present value (``3.0`` -> ``'3'``), ``None`` where missing; vectorised."""
+    import pandas as pd
+
+    missing = s.isna().to_numpy()
+    if pd.api.types.is_float_dtype(s):
+        present = s[~missing]
+        if bool((present % 1 == 0).all()):
+            s = s.astype("Int64")
+    values = s.astype(str).to_numpy(dtype=object)
+    values[missing] = None
+    return values
