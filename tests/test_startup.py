@@ -33,3 +33,10 @@ def test_help_lists_commands() -> None:
     assert out.returncode == 0
     for command in ("run", "validate", "step", "runs"):
         assert command in out.stdout
+
+
+def test_skops_import_does_not_load_torch_but_leaves_it_importable() -> None:
+    code = ("from trainpipe.models import _skops_io\n_skops_io._skops()\nimport sys\n"
+            "hidden = 'torch' not in sys.modules\nimport torch\nprint(hidden, torch.tensor([1]).sum().item())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "True 1"

@@ -44,11 +44,17 @@ def evaluate_model(model: TrainedModel, test: pd.DataFrame, target: str, config:
 
     task = model.task
     names = metrics_for(task.task, config.metrics)
+    import time
+
     y = task.encode(test[target])
+    t0 = time.perf_counter()
     X = model.transform(test)
-    raw_pred = model.adapter.predict(X)
     proba = model.adapter.predict_proba(X) if task.is_classification else None
-    pred = np.asarray(raw_pred, dtype=np.int64 if task.is_classification else np.float64)
+    if proba is not None:
+        pred = np.argmax(proba, axis=1).astype(np.int64)
+    else:
+        pred = np.asarray(model.adapter.predict(X), dtype=np.int64 if task.is_classification else np.float64)
+    batch_s = time.perf_counter() - t0
     k = len(task.classes)
     result = EvaluationResult(compute_metrics(names, task.task, y, pred, proba, k), n_test=len(test))
     for col in config.slices:
@@ -57,6 +63,7 @@ def evaluate_model(model: TrainedModel, test: pd.DataFrame, target: str, config:
     result.plots = _plots(model, y, pred, proba, out_dir)
     if config.latency:
         result.latency = _latency(model, test.drop(columns=[target]))
+        result.latency["batch_rows_per_s"] = float(len(test) / batch_s) if batch_s > 0 else float("inf")
     (out_dir / "metrics.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
     return result
 
@@ -65,7 +72,7 @@ def _latency(model: TrainedModel, raw: pd.DataFrame) -> dict[str, float]:
     from trainpipe.evaluation._latency import measure_latency
 
     predict = model.predict_proba if model.task.is_classification else model.predict
-    return measure_latency(predict, raw)
+    return measure_latency(predict, raw, batch=False)
 
 
 def _slice_metrics(col: pd.Series, names: list[str], task: str, y: np.ndarray, pred: np.ndarray,

@@ -11,9 +11,40 @@ from trainpipe._exceptions import DataError
 SAFE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
 
 
+def _skops() -> Any:
+    """Import ``skops.io`` without dragging torch in.
+
+    At import, skops lists sklearn's estimators with ``all_estimators()``, which walks every sklearn
+    module; one of them imports ``torch`` when it is installed (2 s here, for nothing). torch is hidden for
+    the duration of that import only, and only when nothing has imported it yet.
+    """
+    import sys
+
+    if "skops.io" in sys.modules:
+        return sys.modules["skops.io"]
+    blocker = _HideTorch() if "torch" not in sys.modules else None
+    if blocker is not None:
+        sys.meta_path.insert(0, blocker)
+    try:
+        import skops.io as sio
+    finally:
+        if blocker is not None:
+            sys.meta_path.remove(blocker)
+    return sio
+
+
+class _HideTorch:
+    """A meta-path finder that makes ``import torch`` fail while it is installed."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError(f"{name} hidden while skops.io is imported", name=name)
+        return None
+
+
 def dump(obj: Any, path: Path) -> None:
     """Write ``obj`` with skops, byte-for-byte reproducible (so the step cache sees equal outputs as equal)."""
-    import skops.io as sio
+    sio = _skops()
 
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(_canonical(sio.dumps(obj)))
@@ -56,7 +87,7 @@ def _canonical(data: bytes) -> bytes:
 
 def load(path: Path, extra_prefixes: Iterable[str] = ()) -> Any:
     """Load ``path``; refuse when it holds a type outside ``SAFE_PREFIXES`` + ``extra_prefixes``."""
-    import skops.io as sio
+    sio = _skops()
 
     prefixes = (*SAFE_PREFIXES, *extra_prefixes)
     untrusted = sio.get_untrusted_types(file=str(path))

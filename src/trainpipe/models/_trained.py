@@ -95,3 +95,13 @@ class TrainedModel:
         preprocessor = _skops_io.load(Path(directory) / PREPROCESSOR_FILE)
         adapter = adapter_class(spec.model_type).load(Path(directory), spec.task, spec.model_type)
         return cls(spec, preprocessor, adapter)
+
+
+def save_model_dir(directory: Path, spec: ModelSpec, adapter: ModelAdapter, preprocessor_file: Path) -> None:
+    """Write a model directory from an already-saved preprocessor file (copied, not re-serialised)."""
+    import shutil
+
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(preprocessor_file, directory / PREPROCESSOR_FILE)
+    adapter.save(directory)
+    (directory / SPEC_FILE).write_text(json.dumps(spec.to_dict(), indent=2, default=str))

@@ -129,7 +129,7 @@ def preprocess(ctx: StepContext) -> None:
     for col, why in spec.dropped.items():
         ctx.hooks.on_message(f"column {col!r} is not used as a feature: {why}")
     pre = build_preprocessor(spec, cfg.features)
-    pre.fit(prepare_frame(frames["train"], spec))
+    matrices = {"train": pre.fit_transform(prepare_frame(frames["train"], spec))}
     _skops_io.dump(pre, ctx.out_dir / "preprocessor.skops")
     names = feature_names(pre)
     dtypes = {c: str(frames["train"][c].dtype) for c in spec.columns}
@@ -139,7 +139,7 @@ def preprocess(ctx: StepContext) -> None:
         frame = frames[name]
         if len(frame) == 0:
             continue
-        X = pre.transform(prepare_frame(frame, spec))
+        X = matrices[name] if name in matrices else pre.transform(prepare_frame(frame, spec))
         _save_matrix(X, ctx.out_dir / f"X_{name}")
         np.save(ctx.out_dir / f"y_{name}.npy", task.encode(frame[cfg.data.target]))
     ctx.metrics["n_features"] = float(len(names))
@@ -171,7 +171,8 @@ def train(ctx: StepContext) -> None:
 
     from trainpipe.data import TaskInfo
     from trainpipe.features import FeatureSpec
-    from trainpipe.models import ModelSpec, TrainedModel, _skops_io, create_adapter, family_of
+    from trainpipe.models import ModelSpec, create_adapter, family_of
+    from trainpipe.models._trained import PREPROCESSOR_FILE, save_model_dir
 
     cfg = ctx.config
     task = TaskInfo.from_dict(_read_json(ctx.input("validate") / TASK))
@@ -190,8 +191,7 @@ def train(ctx: StepContext) -> None:
                      features=FeatureSpec.from_dict(feats["spec"]), feature_names=feats["feature_names"],
                      input_dtypes=feats["input_dtypes"], best_iteration=report.best_iteration,
                      params=report.params)
-    model = TrainedModel(spec, _skops_io.load(pdir / "preprocessor.skops"), adapter)
-    model.save(ctx.out_dir / "model")
+    save_model_dir(ctx.out_dir / "model", spec, adapter, pdir / PREPROCESSOR_FILE)
     _write_json(ctx.out_dir / "train.json", {"best_iteration": report.best_iteration,
                                               "n_iterations": report.n_iterations, "params": spec.to_dict()["params"],
                                               "history": report.history})
