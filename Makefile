@@ -28,6 +28,8 @@ demo: $(VENV)/.installed
 	cd examples/telco-churn && ../../$(VENV)/bin/trainpipe runs list --limit 5
 
 test: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy
 	MLFLOW_DISABLE_TELEMETRY=true $(PY) -m pytest -q -ra
 
 test-fast: $(VENV)/.installed-dev
