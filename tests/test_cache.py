@@ -50,3 +50,16 @@ def test_explain_change_names_the_deepest_changed_keys() -> None:
     assert explain_change(old, lib) == "input changed: preprocess; library changed: xgboost"
     assert explain_change(old, _components(trainpipe="0.2.0")) == "trainpipe version changed: 0.1.0 -> 0.2.0"
     assert key_of(old) != key_of(new) and key_of(old) == key_of(_components())
+
+
+def test_leftovers_of_killed_processes_are_swept(tmp_path: Path) -> None:
+    import subprocess
+
+    cache = StepCache(tmp_path)
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    stale = tmp_path / "train" / f".tmp-{proc.pid}-deadbeef"
+    stale.mkdir(parents=True)
+    (stale / "half.bin").write_bytes(b"x")
+    mine = cache.new_tmp("train")
+    assert not stale.exists() and mine.exists()

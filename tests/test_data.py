@@ -124,3 +124,15 @@ def test_validation_dtype_check() -> None:
     cfg = _cfg(validation={"columns": {"count": {"dtype": "int"}, "x1": {"dtype": "float"}}})
     failed = {(c.column, c.check) for c in validate_frame(df, cfg).failures}
     assert failed == {("count", "dtype_int")}
+
+
+def test_infinite_target_fails_validation_and_infinite_feature_is_imputed() -> None:
+    from trainpipe.features import FeatureSpec, prepare_frame
+
+    df = make_frame(200, task="regression")
+    df.loc[:2, "label"] = np.inf
+    failed = {(c.column, c.check, c.failing_rows) for c in validate_frame(df, _cfg(task="regression")).failures}
+    assert failed == {("label", "target_finite", 3)}
+    df.loc[0, "x1"] = -np.inf
+    prepared = prepare_frame(df, FeatureSpec(("x1",), ()))
+    assert np.isnan(prepared["x1"].iloc[0]) and np.isfinite(prepared["x1"].iloc[1:]).all()

@@ -77,6 +77,8 @@ class ValidationReport:
 
 def validate_frame(df: pd.DataFrame, config: PipelineConfig, is_classification: bool | None = None) -> ValidationReport:
     """Run every declared and default check; never raises for bad data, returns the report."""
+    import numpy as np
+    import pandas as pd
     import pandera.pandas as pa
     from pandera.errors import SchemaErrors
 
@@ -98,6 +100,10 @@ def validate_frame(df: pd.DataFrame, config: PipelineConfig, is_classification: 
         y = df[target]
         missing = int(y.isna().sum())
         results.append(_compare(target, "target_not_null", f"{missing} missing labels", "0", missing == 0, missing))
+        if pd.api.types.is_float_dtype(y):
+            infinite = int(np.isinf(y.to_numpy(dtype=float, na_value=np.nan)).sum())
+            results.append(_compare(target, "target_finite", f"{infinite} infinite values", "0", infinite == 0,
+                                    infinite))
         if is_classification is None:
             is_classification = _looks_categorical(y, config.task)
         if is_classification:

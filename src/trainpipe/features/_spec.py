@@ -128,7 +128,11 @@ def prepare_frame(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
                     f"{s[bad].iloc[0]!r} ({int(bad.sum())} rows)."
                 )
             s = coerced
-        out[c] = s.to_numpy(dtype=np.float64, na_value=np.nan)
+        values = s.to_numpy(dtype=np.float64, na_value=np.nan)
+        infinite = np.isinf(values)
+        if infinite.any():
+            values = np.where(infinite, np.nan, values)  # +-inf is treated as missing and imputed
+        out[c] = values
     for c in spec.categorical:
         out[c] = _categorical_values(df[c])
     for c in spec.text:

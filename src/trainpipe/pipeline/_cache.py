@@ -71,7 +71,14 @@ class StepCache:
         return CacheEntry(path, data["files"], data["components"]), ""
 
     def new_tmp(self, step: str) -> Path:
-        tmp = self.root / step / f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        """A fresh temporary folder; leftovers of killed processes (SIGKILL, power loss) are removed first."""
+        folder = self.root / step
+        if folder.is_dir():
+            for old in folder.glob(".tmp-*"):
+                pid = old.name.split("-")[1]
+                if pid.isdigit() and not _alive(int(pid)):
+                    shutil.rmtree(old, ignore_errors=True)
+        tmp = folder / f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir(parents=True)
         return tmp
 
@@ -113,6 +120,18 @@ class StepCache:
         tmp = path.with_suffix(f".{uuid.uuid4().hex[:8]}.tmp")
         tmp.write_text(json.dumps(components, default=str))
         tmp.replace(path)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def link_tree(src: Path, dst: Path) -> None:
