@@ -12,34 +12,32 @@ SAFE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
 
 
 def _skops() -> Any:
-    """Import ``skops.io`` without dragging torch in.
+    """Import ``skops.io`` without its 2 s start-up walk over scikit-learn.
 
-    At import, skops lists sklearn's estimators with ``all_estimators()``, which walks every sklearn
-    module; one of them imports ``torch`` when it is installed (2 s here, for nothing). torch is hidden for
-    the duration of that import only, and only when nothing has imported it yet.
+    At import, skops builds its *default* list of trusted types by calling sklearn's
+    ``all_estimators()``, which imports every sklearn module (and torch, through sklearn's array-API
+    shims, when torch is installed): ~2 s in every process that saves or loads a model. trainpipe never
+    relies on that default list: :func:`load` passes the exact trusted types, checked against
+    ``SAFE_PREFIXES``. So the walk is skipped for the duration of the import. The only effect on other
+    skops users in the same process is a shorter default list, i.e. stricter, never looser, loading.
     """
     import sys
 
     if "skops.io" in sys.modules:
         return sys.modules["skops.io"]
-    blocker = _HideTorch() if "torch" not in sys.modules else None
-    if blocker is not None:
-        sys.meta_path.insert(0, blocker)
+    import sklearn.utils
+
+    original = sklearn.utils.all_estimators
+    sklearn.utils.all_estimators = _no_estimators
     try:
         import skops.io as sio
     finally:
-        if blocker is not None:
-            sys.meta_path.remove(blocker)
+        sklearn.utils.all_estimators = original
     return sio
 
 
-class _HideTorch:
-    """A meta-path finder that makes ``import torch`` fail while it is installed."""
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError(f"{name} hidden while skops.io is imported", name=name)
-        return None
+def _no_estimators(*args: Any, **kwargs: Any) -> list[Any]:
+    return []
 
 
 def dump(obj: Any, path: Path) -> None:
