@@ -9,24 +9,24 @@ if TYPE_CHECKING:
     import numpy as np
 
 
-def _plt() -> Any:
-    import matplotlib
+def _figure(figsize: tuple[float, float]) -> tuple[Any, Any]:
+    """A figure and its axes, drawn with the Agg canvas directly: no pyplot, no global figure state."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots()
 
 
 def confusion_matrix_png(y: np.ndarray, pred: np.ndarray, labels: list[str], path: Path) -> None:
     import numpy as np
     from sklearn.metrics import confusion_matrix
 
-    plt = _plt()
     k = len(labels)
     cm = confusion_matrix(y, pred, labels=list(range(k)))
     size = min(3 + 0.5 * k, 14)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig, ax = _figure((size, size))
     ax.imshow(cm, cmap="Blues")
     ax.set_xticks(range(k), labels=[s[:20] for s in labels], rotation=45, ha="right")
     ax.set_yticks(range(k), labels=[s[:20] for s in labels])
@@ -39,18 +39,16 @@ def confusion_matrix_png(y: np.ndarray, pred: np.ndarray, labels: list[str], pat
     ax.set_title("Confusion matrix (test)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def roc_pr_png(y: np.ndarray, proba: np.ndarray, labels: list[str], roc_path: Path, pr_path: Path) -> None:
     import numpy as np
     from sklearn.metrics import auc, precision_recall_curve, roc_curve
 
-    plt = _plt()
     k = proba.shape[1]
     classes = [1] if k == 2 else list(range(min(k, 10)))
-    fig_roc, ax_roc = plt.subplots(figsize=(5, 5))
-    fig_pr, ax_pr = plt.subplots(figsize=(5, 5))
+    fig_roc, ax_roc = _figure((5, 5))
+    fig_pr, ax_pr = _figure((5, 5))
     for c in classes:
         truth = (y == c).astype(int)
         if truth.min() == truth.max():
@@ -66,36 +64,31 @@ def roc_pr_png(y: np.ndarray, proba: np.ndarray, labels: list[str], roc_path: Pa
         ax.legend(loc="best", fontsize=8)
         fig.tight_layout()
         fig.savefig(path, dpi=100)
-        plt.close(fig)
 
 
 def feature_importance_png(names: list[str], importances: np.ndarray, path: Path, top: int = 20) -> None:
     import numpy as np
 
-    plt = _plt()
     imp = np.asarray(importances, dtype=float)
     if not names or len(names) != len(imp):
         names = [f"f{i}" for i in range(len(imp))]
     order = np.argsort(imp)[::-1][:top][::-1]
-    fig, ax = plt.subplots(figsize=(7, 0.3 * len(order) + 1.5))
+    fig, ax = _figure((7, 0.3 * len(order) + 1.5))
     ax.barh([names[i][:40] for i in order], imp[order])
     ax.set_title(f"Feature importance (top {len(order)})")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def predicted_vs_actual_png(y: np.ndarray, pred: np.ndarray, path: Path) -> None:
     import numpy as np
 
-    plt = _plt()
     n = len(y)
     idx = np.random.default_rng(0).choice(n, size=min(n, 5000), replace=False)
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = _figure((5, 5))
     ax.scatter(y[idx], pred[idx], s=4, alpha=0.4)
     lo, hi = float(np.nanmin(y)), float(np.nanmax(y))
     ax.plot([lo, hi], [lo, hi], "k--", linewidth=0.8)
     ax.set(xlabel="actual", ylabel="predicted", title="Predicted vs actual (test)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
