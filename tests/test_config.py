@@ -142,3 +142,11 @@ def test_redact_masks_secret_names_and_uri_passwords() -> None:
     assert out["tracking"]["uri"] == "postgresql://bob:***@db:5432/ml"
     assert out["API_KEY"] == "***"
     assert out["nested"] == {"db_password": "***", "token_ttl": "***", "other": "keep"}
+
+
+def test_values_of_secret_env_vars_are_masked_wherever_they_end_up(tmp_path: Path) -> None:
+    text = MINIMAL + "tracking: {uri: 'https://${MLFLOW_TOKEN}@mlflow.example/?api_key=${OTHER}'}\n"
+    loaded = load_config(write_pipeline(tmp_path, text), env={"MLFLOW_TOKEN": "s3cr3t-value", "OTHER": "x1"})
+    assert loaded.config.tracking.uri == "https://s3cr3t-value@mlflow.example/?api_key=x1"
+    shown = redact(loaded.config.model_dump(mode="json"), secrets=loaded.secret_values)
+    assert shown["tracking"]["uri"] == "https://***@mlflow.example/?api_key=***"

@@ -136,3 +136,31 @@ def test_infinite_target_fails_validation_and_infinite_feature_is_imputed() -> N
     df.loc[0, "x1"] = -np.inf
     prepared = prepare_frame(df, FeatureSpec(("x1",), ()))
     assert np.isnan(prepared["x1"].iloc[0]) and np.isfinite(prepared["x1"].iloc[1:]).all()
+
+
+def test_categorical_strings_do_not_depend_on_the_batch() -> None:
+    from trainpipe.features import FeatureSpec, prepare_frame
+
+    spec = FeatureSpec((), ("code",))
+    train = prepare_frame(pd.DataFrame({"code": [0.5, 1.0, 2.0, np.nan]}), spec)["code"].tolist()
+    one = prepare_frame(pd.DataFrame({"code": [1.0]}), spec)["code"].tolist()
+    assert train[:3] == ["0.5", "1", "2"] and pd.isna(train[3])
+    assert one == ["1"]
+    cat = pd.DataFrame({"code": pd.Series([1.0, 2.0], dtype="category")})
+    assert prepare_frame(cat, spec)["code"].tolist() == ["1", "2"]
+
+
+def test_stratified_split_refuses_more_classes_than_test_rows_and_ignores_unused_categories() -> None:
+    df = pd.DataFrame({"x": np.arange(150), "label": np.repeat([f"c{i}" for i in range(30)], 5)})
+    with pytest.raises(DataError, match="30 classes do not fit in 15 rows"):
+        split_indices(df, "label", _cfg().data.split, stratify=True)
+    cat = make_frame(300)
+    cat["label"] = pd.Categorical(cat["label"], categories=["no", "yes", "unused"])
+    tr, va, te = split_indices(cat, "label", _cfg().data.split, stratify=True)
+    assert len(tr) + len(va) + len(te) == 300
+
+
+def test_yaml_boolean_positive_label() -> None:
+    info = infer_task(pd.Series(["yes", "no"] * 5), "auto", True, "label")
+    assert info.positive_label == "yes"
+    assert infer_task(pd.Series(["Yes", "No"] * 5), "auto", "yes", "label").positive_label == "Yes"

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import make_frame, write_pipeline
@@ -185,3 +187,35 @@ def test_validate_command_and_validation_failure_exit_3(workdir: Path) -> None:
     assert not list((workdir / ".trainpipe" / "cache" / "validate").glob("*/_manifest.json"))
     ok = _cli("validate", str(path), "--set", "validation.columns.x1.min=-1000", cwd=workdir)
     assert ok.returncode == 0, ok.stderr
+
+
+def test_class_missing_from_training_split_is_a_clear_error(workdir: Path) -> None:
+    df = make_frame(300, task="multiclass")
+    df["t"] = np.arange(300)
+    df.loc[296:, "label"] = "rare"  # only the latest rows: a time split puts them all in test
+    df.to_csv(workdir / "data.csv", index=False)
+    path = write_pipeline(workdir, "name: rare\ndata: {source: data.csv, target: label, split: {method: time, "
+                                   "time_column: t}}\nmodel: {type: sklearn.linear_model.LogisticRegression}\n")
+    proc = _cli("run", str(path), cwd=workdir)
+    assert proc.returncode == 2, proc.stderr
+    assert "classes ['rare'] of target 'label' have no rows in the training split" in proc.stderr
+
+
+def test_bad_tracking_uri_is_a_config_error(workdir: Path) -> None:
+    make_frame(200).to_csv(workdir / "data.csv", index=False)
+    path = write_pipeline(workdir, "name: uri\ndata: {source: data.csv, target: label}\n"
+                                   "model: {type: xgboost}\ntracking: {uri: 'foo://user:pw@nowhere'}\n")
+    proc = _cli("run", str(path), cwd=workdir)
+    assert proc.returncode == 2, proc.stderr
+    assert "tracking.uri: cannot use the MLflow tracking store foo://user:***@nowhere" in proc.stderr
+    assert "pw@" not in proc.stderr
+
+
+def test_cached_validate_still_writes_the_run_report(workdir: Path) -> None:
+    make_frame(200).to_csv(workdir / "data.csv", index=False)
+    path = write_pipeline(workdir, "name: val\ndata: {source: data.csv, target: label}\nmodel: {type: xgboost}\n")
+    for _ in range(2):
+        proc = _cli("validate", str(path), cwd=workdir)
+        assert proc.returncode == 0, proc.stderr
+        report = Path(re.search(r"Report: (\S+)", proc.stdout.replace("\n", "")).group(1))  # type: ignore[union-attr]
+        assert report.exists()

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from trainpipe._exceptions import ConfigError
 from trainpipe.config._schema import PipelineConfig
+from trainpipe.config._secrets import is_secret_name
 
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 PROFILE_ENV = "TRAINPIPE_PROFILE"
@@ -36,6 +37,7 @@ class LoadedConfig:
     base_dir: Path
     profile: str | None
     raw: dict[str, Any]
+    secret_values: frozenset[str] = frozenset()
 
     @property
     def config_hash(self) -> str:
@@ -70,10 +72,12 @@ def load_config(
         raw = deep_merge(raw, _read_yaml(profile_path))
     for item in overrides:
         apply_override(raw, item)
-    raw = _interpolate(raw, env, ())
+    used: set[str] = set()
+    raw = _interpolate(raw, env, (), used)
     config = validate_config(raw, source=str(path), overrides=overrides)
+    secrets = frozenset(env[name] for name in used if is_secret_name(name) and len(env[name]) >= 4)
     return LoadedConfig(config=config, path=path.resolve(), base_dir=path.resolve().parent,
-                        profile=profile, raw=raw)
+                        profile=profile, raw=raw, secret_values=secrets)
 
 
 def config_from_dict(data: Mapping[str, Any], *, base_dir: str | Path = ".") -> LoadedConfig:
@@ -147,15 +151,16 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     node[parts[-1]] = value
 
 
-def _interpolate(value: Any, env: Mapping[str, str], path: tuple[str, ...]) -> Any:
+def _interpolate(value: Any, env: Mapping[str, str], path: tuple[str, ...], used: set[str]) -> Any:
     if isinstance(value, dict):
-        return {k: _interpolate(v, env, (*path, str(k))) for k, v in value.items()}
+        return {k: _interpolate(v, env, (*path, str(k)), used) for k, v in value.items()}
     if isinstance(value, list):
-        return [_interpolate(v, env, (*path, str(i))) for i, v in enumerate(value)]
+        return [_interpolate(v, env, (*path, str(i)), used) for i, v in enumerate(value)]
     if isinstance(value, str) and "${" in value:
         def repl(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
             if name in env:
+                used.add(name)
                 return env[name]
             if default is not None:
                 return default

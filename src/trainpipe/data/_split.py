@@ -39,12 +39,19 @@ def split_indices(
 
     labels = df[target].to_numpy() if (stratify and split.method == "stratified") else None
     if labels is not None:
-        counts = df[target].value_counts()
+        counts = df[target].astype(object).value_counts()
         if counts.min() < 3:
             rare = counts[counts < 3].index.tolist()[:5]
             raise DataError(
                 f"stratified split: classes {rare} of target {target!r} have fewer than 3 rows, so they cannot "
                 "appear in train, validation and test. Remove them, or set data.split.method: random."
+            )
+        smallest = min(n_test, n_val) if n_val else n_test
+        if smallest < len(counts):
+            raise DataError(
+                f"stratified split: {len(counts)} classes do not fit in {smallest} rows of the smaller of the "
+                f"test ({n_test}) and validation ({n_val}) splits. Raise data.split.test_size/val_size, "
+                "or set data.split.method: random."
             )
     rest, test = train_test_split(positions, test_size=n_test, random_state=split.seed,
                                   stratify=labels)

@@ -136,6 +136,15 @@ def _pick_positive(values: pd.Series, classes: list[Any], requested: Any, target
         for c in classes:
             if _key(c) == _key(requested):
                 return c
+        for c in classes:
+            if _key(c).lower() == _key(requested).lower():
+                return c
+        if isinstance(requested, bool):  # YAML reads yes/no/on/off as booleans
+            wanted = _OBVIOUS_POSITIVE if requested else _OBVIOUS_NEGATIVE
+            for c in classes:
+                if _key(c).lower() in wanted:
+                    notes.append(f"data.positive_label {requested} (YAML boolean) taken as {c!r}")
+                    return c
         raise DataError(
             f"data.positive_label {requested!r} is not a value of target {target!r}; "
             f"its values are {[_key(c) for c in classes]}."

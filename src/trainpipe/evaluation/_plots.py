@@ -42,8 +42,7 @@ def confusion_matrix_png(y: np.ndarray, pred: np.ndarray, labels: list[str], pat
 
 
 def roc_pr_png(y: np.ndarray, proba: np.ndarray, labels: list[str], roc_path: Path, pr_path: Path) -> None:
-    import numpy as np
-    from sklearn.metrics import auc, precision_recall_curve, roc_curve
+    from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
 
     k = proba.shape[1]
     classes = [1] if k == 2 else list(range(min(k, 10)))
@@ -56,7 +55,7 @@ def roc_pr_png(y: np.ndarray, proba: np.ndarray, labels: list[str], roc_path: Pa
         fpr, tpr, _ = roc_curve(truth, proba[:, c])
         prec, rec, _ = precision_recall_curve(truth, proba[:, c])
         ax_roc.plot(fpr, tpr, label=f"{labels[c][:20]} (AUC {auc(fpr, tpr):.3f})")
-        ax_pr.plot(rec, prec, label=f"{labels[c][:20]} (AP {np.trapezoid(prec[::-1], rec[::-1]):.3f})")
+        ax_pr.plot(rec, prec, label=f"{labels[c][:20]} (AP {average_precision_score(truth, proba[:, c]):.3f})")
     ax_roc.plot([0, 1], [0, 1], "k--", linewidth=0.8)
     ax_roc.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test)")
     ax_pr.set(xlabel="recall", ylabel="precision", title="Precision-recall (test)")

@@ -141,14 +141,32 @@ def prepare_frame(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
 
 
 def _categorical_values(s: pd.Series) -> Any:
-    """Strings for every present value (``3.0`` -> ``'3'``), ``None`` where missing; vectorised."""
+    """Strings for every present value, ``None`` where missing.
+
+    Each value is formatted on its own (``1.0`` -> ``'1'``, ``0.5`` -> ``'0.5'``), so a value gets the same
+    category string whatever else is in the batch: one row at serving time encodes like the training set.
+    """
+    import numpy as np
     import pandas as pd
 
     missing = s.isna().to_numpy()
-    if pd.api.types.is_float_dtype(s):
-        present = s[~missing]
-        if bool((present % 1 == 0).all()):
-            s = s.astype("Int64")
-    values = s.astype(str).to_numpy(dtype=object)
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        s = s.astype(object)
+    if pd.api.types.is_integer_dtype(s) or pd.api.types.is_bool_dtype(s):
+        values = s.astype(str).to_numpy(dtype=object)
+    elif pd.api.types.is_float_dtype(s):
+        values = np.array([_cat_str(v) for v in s.to_numpy()], dtype=object)
+    else:
+        values = s.astype(object).to_numpy()
+        kinds = {type(v) for v in values[~missing]}
+        values = values.copy() if kinds <= {str} else np.array([_cat_str(v) for v in values], dtype=object)
     values[missing] = None
     return values
+
+
+def _cat_str(value: Any) -> str:
+    import numpy as np
+
+    if isinstance(value, float | np.floating):
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    return str(value)

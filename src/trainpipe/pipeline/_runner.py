@@ -178,7 +178,8 @@ class PipelineRunner:
                 "mlflow.note.content": cfg.description, "trainpipe.profile": self.loaded.profile or "",
                 **lineage_tags(self.loaded.base_dir, self.trigger)}
         run_id = self.tracker.start_run(f"{cfg.name}", tags=tags)
-        self.tracker.log_params(run_id, redact(flatten_params(cfg.model_dump(mode="json"))))
+        self.tracker.log_params(run_id, redact(flatten_params(cfg.model_dump(mode="json")),
+                                               secrets=self.loaded.secret_values))
         return run_id, run_id
 
     def _write_config(self, run_dir: Path) -> None:
@@ -188,7 +189,8 @@ class PipelineRunner:
         tmp.write_text(yaml.safe_dump(dump, sort_keys=False))
         os.chmod(tmp, 0o600)
         tmp.replace(path)
-        (run_dir / "config.redacted.yaml").write_text(yaml.safe_dump(redact(dump), sort_keys=False))
+        (run_dir / "config.redacted.yaml").write_text(
+            yaml.safe_dump(redact(dump, secrets=self.loaded.secret_values), sort_keys=False))
         (run_dir / "source_dir.txt").write_text(str(self.loaded.base_dir))
 
     def _components(self, step: Step, inputs: dict[str, str]) -> dict[str, Any]:
@@ -236,6 +238,9 @@ class PipelineRunner:
         ctx = StepContext(step.name, self.loaded, input_dirs, target, run_dir, self.hooks)
         if entry is not None:
             link_tree(entry.path, target)
+            for name in step.run_files:
+                if (target / name).exists():
+                    shutil.copyfile(target / name, run_dir / name)
             stored = json.loads((entry.path / STEP_RESULT).read_text())
             ctx.metrics.update(stored.get("metrics", {}))
             ctx.params.update(stored.get("params", {}))

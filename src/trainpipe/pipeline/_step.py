@@ -46,3 +46,4 @@ class Step:
     libraries: tuple[str, ...] = ()
     external: Callable[[LoadedConfig], dict[str, str]] | None = None
     description: str = ""
+    run_files: tuple[str, ...] = ()  # files the step also puts at the top of the run directory

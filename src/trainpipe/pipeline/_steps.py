@@ -82,7 +82,7 @@ def validate(ctx: StepContext) -> None:
     if target in df.columns and cfg.task == "auto":
         is_cls = _looks_categorical(df[target], "auto")
     report = validate_frame(df, cfg, is_classification=is_cls)
-    for out in (ctx.out_dir, ctx.run_dir):
+    for out in (ctx.out_dir, ctx.run_dir):  # run_dir: kept even when the step fails and is not cached
         _write_json(out / "validation_report.json", report.to_dict())
         (out / "validation_report.md").write_text(report.to_markdown())
     ctx.metrics.update({"checks": float(len(report.checks)), "failed_checks": float(len(report.failures))})
@@ -129,7 +129,15 @@ def preprocess(ctx: StepContext) -> None:
     for col, why in spec.dropped.items():
         ctx.hooks.on_message(f"column {col!r} is not used as a feature: {why}")
     pre = build_preprocessor(spec, cfg.features)
-    matrices = {"train": pre.fit_transform(prepare_frame(frames["train"], spec))}
+    try:
+        matrices = {"train": pre.fit_transform(prepare_frame(frames["train"], spec))}
+    except ValueError as exc:
+        if "empty vocabulary" not in str(exc):
+            raise
+        raise DataError(
+            f"features.text {list(spec.text)}: no words of two or more letters in the training split. "
+            "Move such columns to features.categorical."
+        ) from exc
     _skops_io.dump(pre, ctx.out_dir / "preprocessor.skops")
     names = feature_names(pre)
     dtypes = {c: str(frames["train"][c].dtype) for c in spec.columns}
@@ -180,6 +188,15 @@ def train(ctx: StepContext) -> None:
     X, y = load_matrix(pdir / "X_train"), np.load(pdir / "y_train.npy")
     X_val = load_matrix(pdir / "X_val")
     y_val = np.load(pdir / "y_val.npy") if (pdir / "y_val.npy").exists() else None
+    if task.is_classification:
+        present = set(np.unique(y).tolist())
+        absent = [task.classes[i] for i in range(len(task.classes)) if i not in present]
+        if absent:
+            raise DataError(
+                f"classes {absent} of target {cfg.data.target!r} have no rows in the training split "
+                f"(split method {cfg.data.split.method!r}), so the model cannot learn them. Use "
+                "data.split.method: stratified, or remove those rare classes."
+            )
     adapter = create_adapter(task, cfg.model, cfg.training)
 
     def on_round(i: int, total: int, metrics: Any) -> None:
@@ -224,7 +241,8 @@ CORE_STEPS: tuple[Step, ...] = (
          external=_data_fingerprint, description="read the source, drop columns, fingerprint"),
     Step("validate", validate, ("ingest",), ("data.target", "data.positive_label", "task", "validation",
                                              "features", "evaluation.slices"), ("pandera", "pandas"),
-         description="data checks with pandera; infer the task"),
+         description="data checks with pandera; infer the task",
+         run_files=("validation_report.json", "validation_report.md")),
     Step("split", split, ("ingest", "validate"), ("data.target", "data.split"), _SK,
          description="seeded train/validation/test split"),
     Step("preprocess", preprocess, ("split", "validate"), ("data.target", "data.split", "features"),

@@ -41,8 +41,18 @@ class MlflowTracker:
         if uri.startswith("sqlite:///"):
             Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         self._uri = uri
-        self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-        self.experiment_id = self._experiment(experiment, artifact_root)
+        try:
+            self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            self.experiment_id = self._experiment(experiment, artifact_root)
+        except Exception as exc:  # MLflow raises several unrelated types for a bad or unreachable URI
+            from trainpipe._exceptions import ConfigError
+
+            first = redact_uri(str(exc).strip().splitlines()[0][:300]) if str(exc).strip() else type(exc).__name__
+            raise ConfigError(
+                f"tracking.uri: cannot use the MLflow tracking store {redact_uri(uri)} ({first}). Expected "
+                "sqlite:///path/to.db, http(s)://host:port of a running mlflow server, or a database URL; "
+                "MLFLOW_TRACKING_URI overrides tracking.uri."
+            ) from exc
 
     @property
     def uri(self) -> str:
