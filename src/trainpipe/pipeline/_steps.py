@@ -73,15 +73,11 @@ def validate(ctx: StepContext) -> None:
     import pandas as pd
 
     from trainpipe.data import infer_task, validate_frame
-    from trainpipe.data._validation import _looks_categorical
 
     df = pd.read_parquet(ctx.input("ingest") / DATA)
     cfg = ctx.config
     target = cfg.data.target
-    is_cls = None
-    if target in df.columns and cfg.task == "auto":
-        is_cls = _looks_categorical(df[target], "auto")
-    report = validate_frame(df, cfg, is_classification=is_cls)
+    report = validate_frame(df, cfg)
     for out in (ctx.out_dir, ctx.run_dir):  # run_dir: kept even when the step fails and is not cached
         _write_json(out / "validation_report.json", report.to_dict())
         (out / "validation_report.md").write_text(report.to_markdown())
