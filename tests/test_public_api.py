@@ -27,7 +27,7 @@ EXPECTED = {
                            "git_state", "library_versions", "lineage_tags", "resolve_tracking_uri"},
     "trainpipe.pipeline": {"CORE_STEPS", "PipelineResult", "PipelineRunner", "Step", "StepCache", "StepContext",
                            "StepRecord", "explain_change", "load_run_config", "preflight", "state_dir",
-                           "step_names"},
+                           "step_names", "steps_for"},
 }
 
 

@@ -139,16 +139,19 @@ def run(
     trigger: Annotated[str, typer.Option(help="manual | schedule | event (recorded as a tag).")] = "manual",
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Run every step.")] = False,
     force: Annotated[list[str] | None, typer.Option("--force", help="Re-run this step (repeatable).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue training from the last checkpoint of an "
+                                         "interrupted run with the same inputs (torch models).")] = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Run the whole pipeline: ingest, validate, split, preprocess, train, evaluate."""
+    """Run the whole pipeline: ingest, validate, split, preprocess, [tune], train, evaluate, gate, register."""
     from trainpipe._cli_render import RichHooks
 
     def go() -> None:
         from trainpipe.pipeline import PipelineRunner
 
         loaded = _load(config, profile, set_)
-        runner = PipelineRunner(loaded, tracker=None, no_cache=no_cache, force=force or [], trigger=trigger)
+        runner = PipelineRunner(loaded, tracker=None, no_cache=no_cache, force=force or [], trigger=trigger,
+                                resume=resume)
         runner.tracker = _tracker(loaded)
         with RichHooks(err) as hooks:
             runner.hooks = hooks

@@ -5,7 +5,7 @@ from trainpipe.pipeline._preflight import preflight
 from trainpipe.pipeline._records import PipelineResult, StepRecord
 from trainpipe.pipeline._runner import PipelineRunner, load_run_config, state_dir
 from trainpipe.pipeline._step import Step, StepContext
-from trainpipe.pipeline._steps import CORE_STEPS, step_names
+from trainpipe.pipeline._steps import CORE_STEPS, step_names, steps_for
 
 __all__ = [
     "CORE_STEPS",
@@ -20,4 +20,5 @@ __all__ = [
     "preflight",
     "state_dir",
     "step_names",
+    "steps_for",
 ]

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -21,7 +21,7 @@ from trainpipe.config import LoadedConfig, config_hash, load_config, redact
 from trainpipe.pipeline._cache import StepCache, explain_change, key_of, link_tree, manifest_of
 from trainpipe.pipeline._records import PipelineResult, StepRecord
 from trainpipe.pipeline._step import Step, StepContext
-from trainpipe.pipeline._steps import CORE_STEPS
+from trainpipe.pipeline._steps import steps_for
 from trainpipe.tracking import Tracker, library_versions, lineage_tags
 
 STATE_DIR = ".trainpipe"
@@ -96,13 +96,19 @@ class PipelineRunner:
 
     def __init__(self, loaded: LoadedConfig, *, workdir: Path | None = None, tracker: Tracker | None = None,
                  hooks: Hooks | None = None, no_cache: bool = False, force: Iterable[str] = (),
-                 trigger: str = "manual", steps: Sequence[Step] = CORE_STEPS) -> None:
+                 trigger: str = "manual", steps: Sequence[Step] | None = None, resume: bool = False) -> None:
         self.loaded = loaded
         self.workdir = (workdir or Path.cwd()).resolve()
         self.tracker = tracker
         self.hooks = hooks or Hooks()
         self.no_cache = no_cache
-        self.steps = list(steps)
+        self.steps = list(steps) if steps is not None else steps_for(loaded.config)
+        self.resume = resume
+        self.rank = distributed_rank()
+        if self.rank > 0:  # under torchrun: only rank 0 tracks, evaluates, gates and registers
+            names_now = [s.name for s in self.steps]
+            if "train" in names_now:
+                self.steps = self.steps[: names_now.index("train") + 1]
         names = [s.name for s in self.steps]
         unknown = [f for f in force if f not in names]
         if unknown:
@@ -129,6 +135,8 @@ class PipelineRunner:
         from trainpipe.pipeline._preflight import preflight
 
         preflight(self.config)
+        if self.rank > 0:
+            self.tracker = None
         if self.tracker is not None and not isinstance(self.tracker, _TimedTracker):
             self.tracker = _TimedTracker(self.tracker)
         run_id, parent = self._start_parent()
@@ -235,7 +243,9 @@ class PipelineRunner:
             child = self.tracker.start_run(step.name, parent_id=parent,
                                            tags={"trainpipe.kind": "step", "trainpipe.step": step.name,
                                                  "trainpipe.pipeline": self.config.name})
-        ctx = StepContext(step.name, self.loaded, input_dirs, target, run_dir, self.hooks)
+        ctx = StepContext(step.name, self.loaded, input_dirs, target, run_dir, self.hooks,
+                          tracker=cast(Tracker, self.tracker) if child is not None else None, run_id=child,
+                          parent_run_id=parent, key=key, state_dir=self.workdir / STATE_DIR, resume=self.resume)
         if entry is not None:
             link_tree(entry.path, target)
             for name in step.run_files:
@@ -339,6 +349,14 @@ class PipelineRunner:
                 if f.name.startswith("_") or f.suffix in (".npy", ".npz", ".parquet"):
                     continue
                 self.tracker.log_artifact(parent, f, "model" if f.is_dir() and f.name == "model" else sub)
+
+
+def distributed_rank() -> int:
+    """This process's rank when started by ``torchrun`` (its ``RANK`` variable), else 0."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
 
 
 def _interrupted(exc: BaseException) -> bool:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from trainpipe._hooks import Hooks
     from trainpipe.config import LoadedConfig, PipelineConfig
+    from trainpipe.tracking import Tracker
 
 
 @dataclass
@@ -23,6 +24,12 @@ class StepContext:
     run_dir: Path
     hooks: Hooks
     metrics: dict[str, float] = field(default_factory=dict)
+    tracker: Tracker | None = None
+    run_id: str | None = None  # this step's own tracking run (a child of the pipeline run)
+    parent_run_id: str | None = None  # the pipeline run
+    key: str = ""  # the step's cache key: names state that must survive a killed process (checkpoints)
+    state_dir: Path | None = None  # <workdir>/.trainpipe
+    resume: bool = False  # continue from the step's last checkpoint (``trainpipe run --resume``)
     curves: dict[str, list[float]] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
 

@@ -1,8 +1,10 @@
-"""The steps of the core pipeline: ingest -> validate -> split -> preprocess -> train -> evaluate."""
+"""The steps of the pipeline: ingest -> validate -> split -> preprocess -> [tune] -> train -> evaluate
+-> gate -> register."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +14,7 @@ from trainpipe.pipeline._step import Step, StepContext
 if TYPE_CHECKING:
     import pandas as pd
 
-    from trainpipe.config import LoadedConfig
+    from trainpipe.config import LoadedConfig, PipelineConfig
 
 DATA = "data.parquet"
 TASK = "task.json"
@@ -124,7 +126,8 @@ def preprocess(ctx: StepContext) -> None:
     spec = infer_feature_spec(frames["train"], cfg)
     for col, why in spec.dropped.items():
         ctx.hooks.on_message(f"column {col!r} is not used as a feature: {why}")
-    pre = build_preprocessor(spec, cfg.features)
+    encoding = categorical_encoding(ctx.loaded)
+    pre = build_preprocessor(spec, cfg.features.model_copy(update={"categorical_encoding": encoding}))
     try:
         matrices = {"train": pre.fit_transform(prepare_frame(frames["train"], spec))}
     except ValueError as exc:
@@ -137,8 +140,11 @@ def preprocess(ctx: StepContext) -> None:
     _skops_io.dump(pre, ctx.out_dir / "preprocessor.skops")
     names = feature_names(pre)
     dtypes = {c: str(frames["train"][c].dtype) for c in spec.columns}
+    # Ordinal-coded categorical columns (0..k-1, -1 = unknown): models with embeddings use them as such.
+    cat_idx = [i for i, n in enumerate(names) if n.startswith("categorical__")] if encoding == "ordinal" else []
     _write_json(ctx.out_dir / "features.json", {"spec": spec.to_dict(), "feature_names": names,
-                                                 "input_dtypes": dtypes})
+                                                 "input_dtypes": dtypes, "categorical_encoding": encoding,
+                                                 "categorical_indices": cat_idx})
     for name in ("train", "val"):
         frame = frames[name]
         if len(frame) == 0:
@@ -147,6 +153,22 @@ def preprocess(ctx: StepContext) -> None:
         _save_matrix(X, ctx.out_dir / f"X_{name}")
         np.save(ctx.out_dir / f"y_{name}.npy", task.encode(frame[cfg.data.target]))
     ctx.metrics["n_features"] = float(len(names))
+
+
+def categorical_encoding(loaded: LoadedConfig) -> str:
+    """``features.categorical_encoding`` when the user set it, else what the model family prefers
+    (embedding models want ordinal codes; trees and linear models get one-hot)."""
+    from trainpipe.models import adapter_class
+
+    fc = loaded.config.features
+    if "categorical_encoding" in fc.model_fields_set:
+        return fc.categorical_encoding
+    preferred = getattr(adapter_class(loaded.config.model.type), "preferred_categorical_encoding", None)
+    return str(preferred or fc.categorical_encoding)
+
+
+def _preprocess_key(loaded: LoadedConfig) -> dict[str, str]:
+    return {"categorical_encoding": categorical_encoding(loaded)}
 
 
 def _save_matrix(X: Any, stem: Path) -> None:
@@ -193,13 +215,26 @@ def train(ctx: StepContext) -> None:
                 f"(split method {cfg.data.split.method!r}), so the model cannot learn them. Use "
                 "data.split.method: stratified, or remove those rare classes."
             )
-    adapter = create_adapter(task, cfg.model, cfg.training)
+    model_cfg, training_cfg = cfg.model, cfg.training
+    if "tune" in ctx.inputs:
+        tuned = _read_json(ctx.input("tune") / "best_params.json")
+        model_cfg = model_cfg.model_copy(update={"params": {**model_cfg.params, **tuned.get("model_params", {})}})
+        training_cfg = training_cfg.model_validate({**training_cfg.model_dump(), **tuned.get("training", {})})
+        ctx.hooks.on_message(f"training with the best parameters of the study (trial {tuned.get('best_trial')}, "
+                             f"{tuned.get('metric')} = {tuned.get('best_value')})")
+    adapter = create_adapter(task, model_cfg, training_cfg)
+    feats = _read_json(pdir / "features.json")
+    set_categorical = getattr(adapter, "set_categorical_columns", None)
+    if set_categorical is not None:
+        set_categorical(list(feats.get("categorical_indices", [])))
+    configure_checkpoints = getattr(adapter, "configure_checkpoints", None)
+    if configure_checkpoints is not None and ctx.state_dir is not None:
+        configure_checkpoints(checkpoint_dir(ctx), ctx.resume)
 
     def on_round(i: int, total: int, metrics: Any) -> None:
         ctx.hooks.on_round("train", i, total, metrics)
 
     report = adapter.fit(X, y, X_val, y_val, on_round)
-    feats = _read_json(pdir / "features.json")
     spec = ModelSpec(model_type=cfg.model.type, family=family_of(cfg.model.type), task=task,
                      features=FeatureSpec.from_dict(feats["spec"]), feature_names=feats["feature_names"],
                      input_dtypes=feats["input_dtypes"], best_iteration=report.best_iteration,
@@ -217,6 +252,13 @@ def train(ctx: StepContext) -> None:
         if values:
             best = min(values) if not name.endswith(("auc", "map", "ndcg")) else max(values)
             ctx.metrics[f"{name}_best"] = float(best)
+
+
+def checkpoint_dir(ctx: StepContext) -> Path:
+    """Where a step keeps checkpoints that outlive a killed process: keyed by the step's cache key, so a
+    re-run with the same inputs finds them (``--resume``) and a changed config starts afresh."""
+    assert ctx.state_dir is not None
+    return ctx.state_dir / "checkpoints" / ctx.config.name / ctx.step / ctx.key[:16]
 
 
 def evaluate(ctx: StepContext) -> None:
@@ -242,14 +284,28 @@ CORE_STEPS: tuple[Step, ...] = (
     Step("split", split, ("ingest", "validate"), ("data.target", "data.split"), _SK,
          description="seeded train/validation/test split"),
     Step("preprocess", preprocess, ("split", "validate"), ("data.target", "data.split", "features"),
-         (*_SK, "skops"), description="fit the ColumnTransformer on train"),
+         (*_SK, "skops"), external=_preprocess_key, description="fit the ColumnTransformer on train"),
     Step("train", train, ("preprocess", "validate"), ("model", "training"),
-         (*_SK, "xgboost", "xgboost-cpu", "lightgbm", "skops"), description="fit the model"),
+         (*_SK, "xgboost", "xgboost-cpu", "lightgbm", "skops", "torch"), description="fit the model"),
     Step("evaluate", evaluate, ("train", "split"), ("data.target", "evaluation"),
          (*_SK, "matplotlib", "xgboost", "xgboost-cpu", "lightgbm"),
          description="test metrics, slices, plots, latency"),
 )
 
 
-def step_names() -> list[str]:
-    return [s.name for s in CORE_STEPS]
+def steps_for(config: PipelineConfig) -> list[Step]:
+    """The step graph for one config: the core steps, ``tune`` before ``train`` when there is a
+    ``tuning`` section."""
+    steps = list(CORE_STEPS)
+    if config.tuning is not None:
+        from trainpipe.pipeline._steps_tuning import TUNE_STEP
+
+        at = [s.name for s in steps].index("train")
+        train_step = steps[at]
+        steps[at] = replace(train_step, inputs=(*train_step.inputs, "tune"))
+        steps.insert(at, TUNE_STEP)
+    return steps
+
+
+def step_names(config: PipelineConfig | None = None) -> list[str]:
+    return [s.name for s in (steps_for(config) if config is not None else CORE_STEPS)]
