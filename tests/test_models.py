@@ -18,12 +18,14 @@ from trainpipe.models import ModelSpec, TrainedModel, _skops_io, check_model_con
 FAMILIES = {
     "xgboost": {"binary": "xgboost", "multiclass": "xgboost", "regression": "xgboost"},
     "lightgbm": {"binary": "lightgbm", "multiclass": "lightgbm", "regression": "lightgbm"},
+    "torch": {"binary": "torch_mlp", "multiclass": "torch_mlp", "regression": "torch_mlp"},
     "sklearn": {"binary": "sklearn.linear_model.LogisticRegression",
                 "multiclass": "sklearn.ensemble.RandomForestClassifier",
                 "regression": "sklearn.linear_model.Ridge"},
 }
 PARAMS = {"xgboost": {"n_estimators": 40}, "lightgbm": {"n_estimators": 40, "min_child_samples": 5},
-          "sklearn": {}}
+          "torch": {"hidden_dims": [32, 16]}, "sklearn": {}}
+TRAINING = {"torch": {"epochs": 15, "batch_size": 32, "learning_rate": 0.01}}
 
 
 def _fit(family: str, task: str, tmp_path: Path) -> tuple[TrainedModel, pd.DataFrame]:
@@ -34,7 +36,7 @@ def _fit(family: str, task: str, tmp_path: Path) -> tuple[TrainedModel, pd.DataF
         params = {"n_estimators": 20}
     cfg = config_from_dict({"name": "t", "task": task, "data": {"source": "a.csv", "target": "label"},
                             "model": {"type": model_type, "params": params},
-                            "training": {"early_stopping_rounds": 5}}).config
+                            "training": {"early_stopping_rounds": 5, **TRAINING.get(family, {})}}).config
     info = infer_task(df["label"], task, None, "label")
     train, val, test = df.iloc[:300], df.iloc[300:400], df.iloc[400:]
     spec = infer_feature_spec(train, cfg)
@@ -107,7 +109,11 @@ def test_missing_columns_at_prediction_are_named(tmp_path: Path) -> None:
     ({"type": "sklearn.linear_model.LogisticRegresion"}, r"no class 'LogisticRegresion'.*LogisticRegression"),
     ({"type": "sklearn.linear_model.LogisticRegression", "params": {"C": "big"}}, r"model\.params: .*'C'"),
     ({"type": "nosuchpkg.Model"}, r"cannot import module 'nosuchpkg'"),
-    ({"type": "torch_mlp"}, r"not available in this version"),
+    ({"type": "two_tower"}, r"not available in this version"),
+    ({"type": "torch_mlp", "params": {"hiden_dims": [8]}}, r"model\.params\.hiden_dims: unknown.*'hidden_dims'"),
+    ({"type": "torch_mlp", "params": {"dropout": "lots"}}, r"model\.params\.dropout: expected a number"),
+    ({"type": "torch_mlp", "params": {"activation": "rellu"}}, r"model\.params\.activation: .*'relu'"),
+    ({"type": "torch_mlp", "params": {"hidden_dims": [64, 0]}}, r"model\.params\.hidden_dims: expected a list"),
 ])
 def test_model_config_errors(model: dict[str, object], pattern: str) -> None:
     cfg = config_from_dict({"name": "t", "data": {"source": "a.csv", "target": "y"}, "model": model}).config

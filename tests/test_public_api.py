@@ -8,7 +8,7 @@ import pytest
 
 EXPECTED = {
     "trainpipe": {"ConfigError", "DataError", "DataValidationError", "GateRefused", "Hooks", "MissingExtraError",
-                  "RecordingHooks", "TrainingInterrupted", "TrainpipeError", "__version__"},
+                  "RecordingHooks", "TrainingDiverged", "TrainingInterrupted", "TrainpipeError", "__version__"},
     "trainpipe.config": {"PROFILE_ENV", "ColumnCheck", "CostConfig", "DataConfig", "EvaluationConfig",
                          "FeaturesConfig", "GateConfig", "LoadedConfig", "ModelConfig", "PipelineConfig",
                          "RegistryConfig", "SplitConfig", "TrackingConfig", "TrainingConfig", "TuningConfig",
@@ -21,6 +21,9 @@ EXPECTED = {
                            "prepare_frame"},
     "trainpipe.models": {"BUILTIN_TYPES", "FitReport", "ModelAdapter", "ModelSpec", "TrainedModel",
                          "adapter_class", "check_model_config", "create_adapter", "family_of"},
+    "trainpipe.models.torch": {"CheckpointDir", "DataSource", "DistInfo", "Engine", "EngineResult", "InMemory",
+                               "MLPSpec", "Objective", "ParquetChunks", "TabularMLP", "TensorData",
+                               "dist_info_from_env", "loss_curve_png", "objective_for", "seed_everything"},
     "trainpipe.evaluation": {"DEFAULTS", "METRICS", "EvaluationResult", "Metric", "check_metric_names",
                              "compute_metrics", "evaluate_model", "measure_latency", "metrics_for"},
     "trainpipe.tracking": {"InMemoryTracker", "MemoryRun", "MlflowTracker", "Tracker", "default_tracking_uri",

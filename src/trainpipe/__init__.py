@@ -9,6 +9,7 @@ from trainpipe._exceptions import (
     DataValidationError,
     GateRefused,
     MissingExtraError,
+    TrainingDiverged,
     TrainingInterrupted,
     TrainpipeError,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "Hooks",
     "MissingExtraError",
     "RecordingHooks",
+    "TrainingDiverged",
     "TrainingInterrupted",
     "TrainpipeError",
     "__version__",

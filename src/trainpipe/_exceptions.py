@@ -8,6 +8,7 @@ The tree::
     ├── MissingExtraError          an optional dependency is not installed         (exit 2)
     ├── DataValidationError        declared or inferred data checks failed         (exit 3)
     ├── GateRefused                the quality gate refused the model              (exit 4)
+    ├── TrainingDiverged           the training loss became NaN or infinite        (exit 2)
     └── TrainingInterrupted        SIGTERM/SIGINT while a step was running         (exit 130/143)
 
 Every message says what was found, what was expected and what to do about it.
@@ -66,6 +67,12 @@ class GateRefused(TrainpipeError):
     exit_code = 4
 
 
+class TrainingDiverged(TrainpipeError):
+    """The training loss became NaN or infinite; the message names the step and the last good checkpoint."""
+
+    exit_code = 2
+
+
 class TrainingInterrupted(TrainpipeError):
     """A signal stopped the run; ``exit_code`` is 128 + the signal number."""
 
@@ -80,6 +87,7 @@ __all__ = [
     "DataValidationError",
     "GateRefused",
     "MissingExtraError",
+    "TrainingDiverged",
     "TrainingInterrupted",
     "TrainpipeError",
 ]

@@ -13,13 +13,13 @@ if TYPE_CHECKING:
     from trainpipe.data import TaskInfo
     from trainpipe.models._protocol import ModelAdapter
 
-BUILTIN_TYPES = ("xgboost", "lightgbm")
-PLANNED_TYPES = {"torch_mlp": "the PyTorch engine", "two_tower": "the two-tower ranking model"}
+BUILTIN_TYPES = ("xgboost", "lightgbm", "torch_mlp")
+PLANNED_TYPES = {"two_tower": "the two-tower ranking model"}
 
 
 def family_of(model_type: str) -> str:
     if model_type in BUILTIN_TYPES:
-        return model_type
+        return "torch" if model_type == "torch_mlp" else model_type
     if model_type in PLANNED_TYPES:
         raise ConfigError(
             f"model.type: {model_type!r} ({PLANNED_TYPES[model_type]}) is not available in this version. "
@@ -30,7 +30,7 @@ def family_of(model_type: str) -> str:
     close = difflib.get_close_matches(model_type, [*BUILTIN_TYPES, *PLANNED_TYPES], n=1, cutoff=0.5)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     raise ConfigError(
-        f"model.type: unknown model type {model_type!r}.{hint} Expected xgboost, lightgbm, or a dotted "
+        f"model.type: unknown model type {model_type!r}.{hint} Expected xgboost, lightgbm, torch_mlp, or a dotted "
         "scikit-learn class such as sklearn.linear_model.LogisticRegression."
     )
 
@@ -45,6 +45,10 @@ def adapter_class(model_type: str) -> Any:
         from trainpipe.models._lightgbm import LightGBMAdapter
 
         return LightGBMAdapter
+    if family == "torch":
+        from trainpipe.models._torch_mlp import TorchMLPAdapter
+
+        return TorchMLPAdapter
     from trainpipe.models._sklearn import SklearnAdapter
 
     return SklearnAdapter

@@ -1,0 +1,387 @@
+"""The training loop shared by every torch model.
+
+Hot path: the data sits on the device as whole tensors; each step indexes them with a slice of a
+seeded permutation; the per-step loss is copied into a device buffer (no ``.item()`` per step) that
+is checked for NaN/inf every few steps and before every checkpoint, so a checkpoint is never bad.
+
+Resume is exact on CPU: a checkpoint holds model, optimizer, scheduler, scaler, every RNG state and
+the position (epoch, segment, step) and is written only at an optimizer-step boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from trainpipe._exceptions import TrainingDiverged, TrainingInterrupted
+from trainpipe.models.torch import _checkpoint as ckpt
+from trainpipe.models.torch import _distributed as D
+from trainpipe.models.torch._data import DataSource, TensorData, as_source
+from trainpipe.models.torch._setup import (
+    PER_STEP_SCHEDULES,
+    SignalGuard,
+    build_optimizer,
+    build_scheduler,
+    resolve_device,
+    resolve_precision,
+    seed_everything,
+)
+
+if TYPE_CHECKING:
+    from trainpipe.config import TrainingConfig
+
+log = logging.getLogger("trainpipe.torch")
+EpochCallback = Callable[[int, int, Mapping[str, float]], None]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """The loss and one extra validation metric, computed from per-batch sums so ranks can all-reduce them."""
+
+    loss: nn.Module
+    metric_name: str
+    metric_sum: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    metric_finish: Callable[[float, float], float]  # (sum, count) -> value
+    higher_is_better: bool = False
+
+
+@dataclass
+class EngineResult:
+    history: dict[str, list[float]] = field(default_factory=dict)
+    best_epoch: int | None = None  # 1-based
+    n_epochs: int = 0
+    stopped_early: bool = False
+    resumed_from: str | None = None
+
+
+@dataclass
+class _State:
+    epoch: int = 0
+    segment: int = 0  # position in the epoch's segment order
+    step: int = 0  # next micro-batch inside the segment
+    micro: int = 0  # micro-batches done in this epoch
+    global_step: int = 0  # optimizer steps
+    history: dict[str, list[float]] = field(default_factory=dict)
+    best: float = math.inf
+    best_epoch: int | None = None
+    best_state: dict[str, torch.Tensor] | None = None
+    bad_epochs: int = 0
+    finished: bool = False  # early stopping triggered
+    losses: torch.Tensor | None = None  # per micro-batch losses of the current epoch
+    sizes: torch.Tensor | None = None  # rows per micro-batch, same order (recomputed, not saved)
+
+
+class Engine:
+    def __init__(self, model: nn.Module, objective: Objective, training: TrainingConfig, *,
+                 weight_decay: float | None = None, checkpoint_dir: Path | None = None, resume: bool = False,
+                 keep_top_k: int = 3, nan_check_every: int = 25, eval_batch_size: int = 8192) -> None:
+        self.model = model
+        self.objective = objective
+        self.training = training
+        self.weight_decay = weight_decay
+        self.dist = D.dist_info_from_env()
+        self.device = resolve_device(training.device, self.dist.local_rank)
+        self.precision = resolve_precision(training.precision, self.device)
+        self.checkpoints = ckpt.CheckpointDir(checkpoint_dir, keep_top_k) if checkpoint_dir is not None else None
+        self.resume = resume
+        self.nan_check_every = max(1, nan_check_every)
+        self.eval_batch_size = eval_batch_size
+        self.last_good: tuple[Path, int] | None = None
+
+    # ------------------------------------------------------------------ setup
+    def _plan(self, source: DataSource) -> tuple[int, list[int]]:
+        """Per-rank batch size and the micro-batches of each segment (same on every rank)."""
+        world = self.dist.world_size
+        per_rank = max(1, self.training.batch_size // world)
+        if self.training.batch_size % world:
+            log.warning("training.batch_size %d is not divisible by %d processes; using %d per process",
+                        self.training.batch_size, world, per_rank)
+        counts = [math.ceil(math.ceil(n / world) / per_rank) for n in source.segment_lengths()]
+        return per_rank, counts
+
+    def fit(self, train: TensorData | DataSource, val: TensorData | DataSource | None = None,
+            on_epoch: EpochCallback | None = None) -> EngineResult:
+        t = self.training
+        D.init_process_group(self.dist, self.device)
+        seed_everything(t.seed)
+        source, val_source = as_source(train), (as_source(val) if val is not None else None)
+        per_rank, counts = self._plan(source)
+        micro_per_epoch = sum(counts)
+        steps_per_epoch = math.ceil(micro_per_epoch / t.grad_accum_steps)
+        net = self.model.to(self.device)
+        optimizer = build_optimizer(t.optimizer, net.parameters(), t.learning_rate, self.weight_decay)
+        scheduler = build_scheduler(t.scheduler, optimizer, t, steps_per_epoch * t.epochs)
+        scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.scaler)
+        st = _State()
+        result = EngineResult()
+        if self.checkpoints is not None:
+            st, result.resumed_from = self._start(net, optimizer, scheduler, scaler, st)
+        if self.dist.is_distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            net = nn.parallel.DistributedDataParallel(net, device_ids=ids)
+        guard = SignalGuard()
+        with guard.active():
+            while st.epoch < t.epochs and not st.finished:
+                self._train_epoch(net, source, per_rank, counts, optimizer, scheduler, scaler, st, guard)
+                metrics = self._end_epoch(net, val_source, scheduler, st)
+                self._checkpoint_epoch(optimizer, scheduler, scaler, st, metrics)
+                if on_epoch is not None:
+                    on_epoch(st.epoch, t.epochs, metrics)
+        result.stopped_early = st.finished
+        if st.best_state is not None:
+            self.model.load_state_dict(st.best_state)
+        result.history, result.best_epoch, result.n_epochs = st.history, st.best_epoch, st.epoch
+        D.barrier(self.dist)
+        return result
+
+    def _start(self, net: nn.Module, optimizer: Any, scheduler: Any, scaler: Any,
+               st: _State) -> tuple[_State, str | None]:
+        assert self.checkpoints is not None
+        if not self.resume:
+            if self.dist.is_writer:
+                self.checkpoints.clear()
+            D.barrier(self.dist)
+            return st, None
+        state = self.checkpoints.load_last()
+        if state is None:
+            return st, None
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler") is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        ckpt.set_rng_state(state["rng"])
+        pos = state["position"]
+        samples = pos["samples_in_segment"]
+        per_rank = max(1, self.training.batch_size // self.dist.world_size)
+        st = _State(epoch=pos["epoch"], segment=pos["segment"], step=samples // (per_rank * self.dist.world_size),
+                    micro=pos["micro"], global_step=pos["global_step"], history=state["history"],
+                    best=state["best"], best_epoch=state["best_epoch"], best_state=state["best_state"],
+                    bad_epochs=state["bad_epochs"], finished=state["finished"],
+                    losses=state["losses"].to(self.device))
+        self.last_good = (self.checkpoints.last, st.global_step)
+        log.info("resumed from %s (epoch %d, step %d)", self.checkpoints.last, st.epoch + 1, st.global_step)
+        return st, str(self.checkpoints.last)
+
+    # ------------------------------------------------------------------ the loop
+    def _train_epoch(self, net: nn.Module, source: DataSource, per_rank: int, counts: list[int], optimizer: Any,
+                     scheduler: Any, scaler: Any, st: _State, guard: SignalGuard) -> None:
+        t, dev, accum = self.training, self.device, self.training.grad_accum_steps
+        total_micro = sum(counts)
+        if st.losses is None or st.micro == 0:
+            st.losses = torch.zeros(total_micro, device=dev)
+        losses = st.losses if st.losses.numel() == total_micro else _grown(st.losses, total_micro)
+        st.losses = losses
+        params = [p for p in net.parameters() if p.requires_grad]
+        order = D.epoch_permutation(source.n_segments(), t.seed + 7_919, st.epoch).tolist()
+        st.sizes = _batch_sizes(order, counts, source.segment_lengths(), per_rank, self.dist.world_size)
+        checked = st.micro
+        net.train()
+        while st.segment < len(order):
+            seg_id = order[st.segment]
+            data = source.segment(seg_id, dev)
+            perm = D.shard(D.epoch_permutation(len(data), t.seed + 1_000_003 * seg_id, st.epoch), self.dist)
+            perm = perm.to(dev)
+            n_steps = counts[seg_id]
+            while st.step < n_steps:
+                idx = perm[st.step * per_rank:(st.step + 1) * per_rank]
+                inputs, target = data.take(idx)
+                last_micro = st.micro + 1 == total_micro
+                boundary = (st.micro + 1) % accum == 0 or last_micro
+                ddp_hold = self.dist.is_distributed and not boundary
+                sync = net.no_sync() if ddp_hold else _null()  # type: ignore[operator]
+                with sync:
+                    with self.precision.autocast(dev):
+                        loss = self.objective.loss(net(*inputs), target)
+                    scaled = loss / accum if accum > 1 else loss
+                    if self.precision.scaler:
+                        scaled = scaler.scale(scaled)
+                    scaled.backward()
+                losses[st.micro].copy_(loss.detach())
+                st.micro += 1
+                st.step += 1
+                if not boundary:
+                    continue
+                self._optimizer_step(params, optimizer, scheduler, scaler)
+                st.global_step += 1
+                if st.global_step % self.nan_check_every == 0:
+                    self._check_finite(st, checked)
+                    checked = st.micro
+                stop = False
+                if not self.dist.is_distributed or st.global_step % 10 == 0:
+                    stop = D.any_rank(guard.signum is not None, self.dist, dev)
+                periodic = self.checkpoints is not None and st.global_step % t.checkpoint_every == 0
+                if (periodic and not last_micro) or stop:
+                    self._check_finite(st, checked)
+                    checked = st.micro
+                    path = self._save_last(net, optimizer, scheduler, scaler, st)
+                    if stop:
+                        self._interrupted(guard.signum or signal.SIGTERM, path)
+            st.segment += 1
+            st.step = 0
+        self._check_finite(st, checked)
+
+    def _optimizer_step(self, params: list[nn.Parameter], optimizer: Any, scheduler: Any, scaler: Any) -> None:
+        clip = self.training.gradient_clip_norm
+        if self.precision.scaler:
+            if clip is not None:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(params, clip)
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            if clip is not None:
+                nn.utils.clip_grad_norm_(params, clip)
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if scheduler is not None and self.training.scheduler in PER_STEP_SCHEDULES:
+            scheduler.step()
+
+    def _check_finite(self, st: _State, start: int) -> None:
+        assert st.losses is not None
+        window = st.losses[start:st.micro]
+        bad = bool((~torch.isfinite(window)).any().item()) if window.numel() else False
+        if not D.any_rank(bad, self.dist, self.device):
+            return
+        first = start + int((~torch.isfinite(window)).nonzero()[0].item()) if bad else start
+        step = first // self.training.grad_accum_steps + 1
+        t = self.training
+        where = (f"{self.last_good[0]} (optimizer step {self.last_good[1]})" if self.last_good
+                 else "none (no checkpoint was written before this point)")
+        hints = [f"lower training.learning_rate (now {t.learning_rate:g})"]
+        hints.append("set training.gradient_clip_norm (e.g. 1.0)" if t.gradient_clip_norm is None
+                     else f"lower training.gradient_clip_norm (now {t.gradient_clip_norm:g})")
+        if t.precision != "fp32":
+            hints.append(f"use training.precision: fp32 (now {t.precision})")
+        hints.append("check the features for extreme values")
+        raise TrainingDiverged(
+            f"training diverged: the loss became NaN or infinite at epoch {st.epoch + 1}, batch {first + 1} of "
+            f"the epoch (optimizer step {st.global_step - (st.micro - first - 1) // t.grad_accum_steps}, "
+            f"{step} in this epoch). Last good checkpoint: {where}. Try: {'; '.join(hints)}."
+        )
+
+    def _end_epoch(self, net: nn.Module, val: DataSource | None, scheduler: Any, st: _State) -> dict[str, float]:
+        assert st.losses is not None and st.sizes is not None
+        sizes = st.sizes.to(st.losses.device)
+        sums = torch.stack([(st.losses * sizes).sum(), sizes.sum()])
+        sums = D.all_reduce_sum(sums.double(), self.dist)
+        metrics = {"train_loss": float(sums[0] / sums[1])}
+        if val is not None:
+            metrics.update(self.evaluate(net, val))
+        for key, value in metrics.items():
+            st.history.setdefault(key, []).append(value)
+        monitor = metrics.get("val_loss", metrics["train_loss"])
+        if scheduler is not None and self.training.scheduler == "plateau":
+            scheduler.step(monitor)
+        elif scheduler is not None and self.training.scheduler == "step":
+            scheduler.step()
+        if monitor < st.best or st.best_state is None:
+            st.best, st.best_epoch, st.bad_epochs = monitor, st.epoch + 1, 0
+            st.best_state = {k: v.detach().to("cpu", copy=True) for k, v in _unwrap(net).state_dict().items()}
+        else:
+            st.bad_epochs += 1
+        st.finished = val is not None and st.bad_epochs >= self.training.early_stopping_patience
+        st.epoch, st.segment, st.step, st.micro = st.epoch + 1, 0, 0, 0
+        return metrics
+
+    @torch.no_grad()
+    def evaluate(self, net: nn.Module, val: DataSource | TensorData) -> dict[str, float]:
+        """Validation loss and metric over this rank's share, all-reduced (sums) across ranks."""
+        net.eval()
+        obj, dev = self.objective, self.device
+        totals = torch.zeros(3, dtype=torch.float64, device=dev)
+        source = as_source(val)
+        for i in range(source.n_segments()):
+            data = source.segment(i, dev)
+            mine = torch.arange(self.dist.rank, len(data), self.dist.world_size, device=dev)
+            for start in range(0, mine.numel(), self.eval_batch_size):
+                inputs, target = data.take(mine[start:start + self.eval_batch_size])
+                with self.precision.autocast(dev):
+                    out = net(*inputs)
+                out = out.float()
+                totals[0] += obj.loss(out, target).double() * target.shape[0]
+                totals[1] += obj.metric_sum(out, target).double()
+                totals[2] += target.shape[0]
+        totals = D.all_reduce_sum(totals, self.dist)
+        n = float(totals[2])
+        net.train()
+        return {"val_loss": float(totals[0]) / max(n, 1.0),
+                f"val_{obj.metric_name}": obj.metric_finish(float(totals[1]), n)}
+
+    # ------------------------------------------------------------------ checkpoints
+    def _full_state(self, optimizer: Any, scheduler: Any, scaler: Any, st: _State) -> dict[str, Any]:
+        per_rank = max(1, self.training.batch_size // self.dist.world_size)
+        return {
+            "format": 1, "model": _unwrap(self.model).state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "scaler": scaler.state_dict(), "rng": ckpt.rng_state(),
+            "position": {"epoch": st.epoch, "segment": st.segment, "micro": st.micro,
+                         "samples_in_segment": st.step * per_rank * self.dist.world_size,
+                         "global_step": st.global_step, "world_size": self.dist.world_size},
+            "history": st.history, "best": st.best, "best_epoch": st.best_epoch, "best_state": st.best_state,
+            "bad_epochs": st.bad_epochs, "finished": st.finished,
+            "losses": (st.losses if st.losses is not None else torch.zeros(0)).detach().cpu(),
+        }
+
+    def _save_last(self, net: nn.Module, optimizer: Any, scheduler: Any, scaler: Any, st: _State) -> Path | None:
+        if self.checkpoints is None:
+            return None
+        if self.dist.is_writer:
+            self.checkpoints.save_last(self._full_state(optimizer, scheduler, scaler, st))
+        D.barrier(self.dist)
+        self.last_good = (self.checkpoints.last, st.global_step)
+        return self.checkpoints.last
+
+    def _checkpoint_epoch(self, optimizer: Any, scheduler: Any, scaler: Any, st: _State,
+                          metrics: Mapping[str, float]) -> None:
+        if self.checkpoints is None:
+            return
+        self._save_last(self.model, optimizer, scheduler, scaler, st)
+        if self.dist.is_writer and "val_loss" in metrics:
+            self.checkpoints.offer_epoch(st.epoch, metrics["val_loss"], _unwrap(self.model).state_dict())
+
+    def _interrupted(self, signum: int, path: Path | None) -> None:
+        name = signal.Signals(signum).name
+        where = f"checkpoint written to {path}; resume with --resume" if path is not None \
+            else "no checkpoint directory was configured, so nothing was saved"
+        raise TrainingInterrupted(signum, f"interrupted by signal {name}; {where}")
+
+
+def _unwrap(net: nn.Module) -> nn.Module:
+    return net.module if isinstance(net, nn.parallel.DistributedDataParallel) else net
+
+
+def _batch_sizes(order: list[int], counts: list[int], lengths: list[int], per_rank: int,
+                 world: int) -> torch.Tensor:
+    """Rows per micro-batch in processing order (a segment's last batch may be short): weights of the loss."""
+    sizes: list[float] = []
+    for seg in order:
+        rows = math.ceil(lengths[seg] / world)
+        n = counts[seg]
+        if n == 0:
+            continue
+        sizes.extend([float(per_rank)] * (n - 1))
+        sizes.append(float(rows - per_rank * (n - 1)))
+    return torch.tensor(sizes)
+
+
+def _grown(t: torch.Tensor, n: int) -> torch.Tensor:
+    out = torch.zeros(n, device=t.device, dtype=t.dtype)
+    out[: min(n, t.numel())] = t[: min(n, t.numel())]
+    return out
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None

@@ -1,0 +1,116 @@
+"""What the loop is built from: device, precision, optimizer, schedule, seeding, the signal guard."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import signal
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from trainpipe._exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from trainpipe.config import TrainingConfig
+
+log = logging.getLogger("trainpipe.torch")
+
+PER_STEP_SCHEDULES = ("cosine", "one_cycle")
+
+
+def seed_everything(seed: int) -> None:
+    """Python, numpy and torch generators from ``training.seed`` (dropout draws from torch's)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("training.device: 'cuda' was asked for but no CUDA device is available to torch "
+                          f"{torch.__version__}. Use device: auto or cpu.")
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
+    return torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Autocast dtype (None: fp32) and whether a gradient scaler is used (fp16 on CUDA only)."""
+
+    dtype: torch.dtype | None
+    scaler: bool
+
+    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=self.dtype)
+
+
+def resolve_precision(name: str, device: torch.device) -> Precision:
+    if name == "bf16":
+        return Precision(torch.bfloat16, scaler=False)
+    if name == "fp16":
+        if device.type == "cuda":
+            return Precision(torch.float16, scaler=True)
+        log.warning("training.precision fp16 needs CUDA; using bf16 autocast on %s instead", device.type)
+        return Precision(torch.bfloat16, scaler=False)
+    return Precision(None, scaler=False)
+
+
+def build_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float,
+                    weight_decay: float | None) -> torch.optim.Optimizer:
+    params = list(params)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay or 0.0)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay or 0.0)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=0.01 if weight_decay is None else weight_decay)
+
+
+def build_scheduler(name: str, optimizer: torch.optim.Optimizer, training: TrainingConfig,
+                    total_steps: int) -> Any:
+    """cosine and one_cycle step per optimizer step; step and plateau once per epoch; none: None."""
+    sched = torch.optim.lr_scheduler
+    if name == "cosine":
+        return sched.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
+    if name == "one_cycle":
+        return sched.OneCycleLR(optimizer, max_lr=training.learning_rate, total_steps=max(1, total_steps))
+    if name == "step":
+        return sched.StepLR(optimizer, step_size=max(1, training.epochs // 3), gamma=0.1)
+    if name == "plateau":
+        return sched.ReduceLROnPlateau(optimizer, mode="min", factor=0.5,
+                                       patience=max(0, training.early_stopping_patience // 2))
+    return None
+
+
+class SignalGuard:
+    """While active, SIGTERM/SIGINT only set a flag; the loop checkpoints at the next step and stops."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[signal.Signals, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.signum = signum
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[SignalGuard]:
+        main = threading.current_thread() is threading.main_thread()
+        if main:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        try:
+            yield self
+        finally:
+            if main:
+                for sig, handler in self._previous.items():
+                    signal.signal(sig, handler)
+                self._previous.clear()
