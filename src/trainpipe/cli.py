@@ -162,6 +162,53 @@ def run(
 
 
 @app.command()
+def tune(
+    config: ConfigArg,
+    profile: ProfileOpt = None,
+    set_: SetOpt = None,
+    study: Annotated[str | None, typer.Option("--study", help="Optuna study name (default: the pipeline name). "
+                                              "Workers with the same tuning.storage and study share it.")] = None,
+    n_trials: Annotated[int | None, typer.Option("--n-trials", min=1, help="Override tuning.n_trials "
+                                                 "(the study's total, when this worker creates it).")] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Run the pipeline up to the tune step (ingest, validate, split, preprocess, tune); print the study."""
+    from trainpipe._cli_render import RichHooks
+
+    def go() -> None:
+        import json
+
+        from trainpipe._exceptions import ConfigError
+        from trainpipe.pipeline import PipelineRunner, steps_for
+        from trainpipe.tuning import STUDY_ENV
+
+        sets = [*(set_ or []), *([f"tuning.n_trials={n_trials}"] if n_trials is not None else [])]
+        loaded = _load(config, profile, sets)
+        if loaded.config.tuning is None:
+            raise ConfigError(f"{config}: there is no tuning section, so there is nothing to tune. Add one, "
+                              "e.g. tuning: {n_trials: 30, metric: roc_auc}.")
+        if study:
+            os.environ[STUDY_ENV] = study
+        steps = steps_for(loaded.config)
+        steps = steps[: [s.name for s in steps].index("tune") + 1]
+        runner = PipelineRunner(loaded, tracker=None, steps=steps)
+        runner.tracker = _tracker(loaded)
+        with RichHooks(err) as hooks:
+            runner.hooks = hooks
+            result = runner.run()
+        summary = json.loads((result.run_dir / "steps" / "tune" / "study_summary.json").read_text())
+        keys = ("study_name", "storage", "metric", "direction", "n_trials", "n_complete", "n_pruned", "n_failed",
+                "n_retried", "pruned_fraction", "best_value", "best_trial", "work_saved_fraction", "total_cost",
+                "stopped_by")
+        for key in keys:
+            out.print(f"{key:>20}: {summary.get(key)}", highlight=False)
+        out.print(f"{'best_params':>20}: {json.dumps(summary.get('best_params', {}))}", highlight=False)
+        out.print(f"run directory: {result.run_dir}")
+
+    _guard(debug, go)
+
+
+@app.command()
 def validate(config: ConfigArg, profile: ProfileOpt = None, set_: SetOpt = None, debug: DebugOpt = False) -> None:
     """Check the config and the data (no training, nothing tracked). Exit 3 when data checks fail."""
 

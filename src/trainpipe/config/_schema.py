@@ -122,6 +122,29 @@ class SearchParam(_Section):
     log: bool = False
     step: float | None = None
     choices: list[Any] | None = None
+    when: dict[str, Scalar] | None = None  # sampled only when every named parameter took the given value
+
+    @model_validator(mode="after")
+    def _check(self) -> SearchParam:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("type 'categorical' needs a non-empty 'choices' list")
+            if self.low is not None or self.high is not None or self.log or self.step is not None:
+                raise ValueError("type 'categorical' takes 'choices' only, not low/high/log/step")
+            return self
+        if self.choices is not None:
+            raise ValueError(f"type {self.type!r} takes low/high, not 'choices' (use type: categorical)")
+        if self.low is None or self.high is None:
+            raise ValueError(f"type {self.type!r} needs both 'low' and 'high'")
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low:g}) is greater than high ({self.high:g})")
+        if self.type == "int" and not (float(self.low).is_integer() and float(self.high).is_integer()):
+            raise ValueError(f"type 'int' needs integer bounds, got low={self.low:g}, high={self.high:g}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log: true needs low > 0, got low={self.low:g}")
+        if self.step is not None and (self.step <= 0 or self.log):
+            raise ValueError("step must be > 0 and cannot be combined with log: true")
+        return self
 
 
 class TuningConfig(_Section):
@@ -135,6 +158,18 @@ class TuningConfig(_Section):
     cv_folds: int | None = Field(None, ge=2)
     storage: str | None = None
     space: dict[str, SearchParam] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _conditions(self) -> TuningConfig:
+        for name, param in self.space.items():
+            for other, value in (param.when or {}).items():
+                choices = self.space[other].choices if other in self.space else None
+                if other == name or choices is None:
+                    raise ValueError(f"space.{name}.when: {other!r} must be another categorical parameter "
+                                     f"of tuning.space")
+                if value not in choices:
+                    raise ValueError(f"space.{name}.when: {value!r} is not one of {other}'s choices {choices}")
+        return self
 
 
 class EvaluationConfig(_Section):

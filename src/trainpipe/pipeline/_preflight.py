@@ -1,8 +1,7 @@
-"""Checks of the whole config that need a library but no data: model type and params, metrics."""
+"""Checks of the whole config that need a library but no data: model type and params, metrics, tuning."""
 
 from __future__ import annotations
 
-from trainpipe._exceptions import ConfigError
 from trainpipe.config import PipelineConfig
 
 
@@ -11,13 +10,24 @@ def preflight(config: PipelineConfig) -> None:
     from trainpipe.evaluation import check_metric_names
     from trainpipe.models import check_model_config
 
-    if config.tuning is not None:
-        raise ConfigError(
-            "tuning: hyperparameter tuning is not available in this version of trainpipe. "
-            "Remove the tuning section (model.params are used as given)."
-        )
     check_model_config(config.model, config.task)
+    if config.tuning is not None:
+        _check_tuning(config)
     if config.evaluation.metrics is not None:
         check_metric_names(config.evaluation.metrics)
     check_metric_names([m for m in config.gate.thresholds if not m.startswith(("latency_", "batch_"))],
                        key="gate.thresholds")
+
+
+def _check_tuning(config: PipelineConfig) -> None:
+    """The search space against the model family (unknown parameter, bound out of range), the metric and
+    its direction, the storage URL: all before any data is read or any trial runs."""
+    from trainpipe.tuning import check_space, infer_direction, objective_metric, parse_storage
+
+    tuning = config.tuning
+    if tuning is None:
+        return
+    metric = objective_metric(tuning, config.task)
+    infer_direction(metric, tuning.direction)
+    parse_storage(tuning.storage)
+    check_space(config)

@@ -1,0 +1,143 @@
+"""One trial: fit the model with the trial's parameters on each fold, pruning through ``on_round``.
+
+Every model adapter calls ``on_round(iteration, total, {metric: value})`` after each boosting round or
+epoch with its validation metrics. The reporter turns the library's own validation loss into an
+intermediate value oriented like the study (negated when the study maximizes and the value is a loss),
+reports it, and raises ``optuna.TrialPruned`` when the pruner says so; the exception propagates out of
+the library's training loop, so the remaining rounds are never trained. One mechanism for every family,
+no per-library integration callbacks. With k folds, fold ``f`` reports steps ``f * total + round``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from trainpipe._exceptions import TrainpipeError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import optuna
+
+    from trainpipe.config import PipelineConfig
+    from trainpipe.data import TaskInfo
+
+_HIGHER_IS_BETTER = ("auc", "map", "ndcg", "average_precision", "accuracy", "r2")
+
+
+class TrialFailed(TrainpipeError):
+    """The trial produced no usable value (NaN score, metric not computable)."""
+
+
+@dataclass
+class Fold:
+    """One train/validation pair of preprocessed matrices (the holdout split is a single fold)."""
+
+    X: Any
+    y: np.ndarray
+    X_val: Any
+    y_val: np.ndarray
+
+
+@dataclass
+class RoundCounter:
+    """Rounds (boosting rounds or epochs) trained in a trial versus the full budget of the trial."""
+
+    trained: int = 0
+    budget: int = 0
+    curve: list[float] = field(default_factory=list)
+
+
+def pick_round_metric(metrics: Mapping[str, float]) -> tuple[str, bool] | None:
+    """(key, higher_is_better) of the value to report: a validation metric, the first one listed."""
+    if not metrics:
+        return None
+    keys = list(metrics)
+    val_keys = [k for k in keys if "val" in k.lower()]
+    key = (val_keys or keys)[0]
+    lower = key.lower()
+    higher = any(tok in lower for tok in _HIGHER_IS_BETTER) and "error" not in lower
+    return key, higher
+
+
+class PruningReporter:
+    """The ``on_round`` callback of one fold of one trial."""
+
+    def __init__(self, trial: optuna.Trial, direction: str, counter: RoundCounter, fold_index: int = 0) -> None:
+        self.trial = trial
+        self.maximize = direction == "maximize"
+        self.counter = counter
+        self.fold_index = fold_index
+        self._seen_total = 0
+        self._last = 0
+
+    def __call__(self, iteration: int, total: int, metrics: Mapping[str, float]) -> None:
+        import optuna
+
+        if total > self._seen_total:
+            self.counter.budget += total - self._seen_total
+            self._seen_total = total
+        self.counter.trained += max(0, iteration - self._last)
+        self._last = max(self._last, iteration)
+        picked = pick_round_metric(metrics)
+        if picked is None:
+            return
+        key, higher = picked
+        value = float(metrics[key])
+        if not math.isfinite(value):
+            return
+        oriented = value if higher == self.maximize else -value
+        step = self.fold_index * max(total, 1) + iteration
+        self.counter.curve.append(oriented)
+        self.trial.report(oriented, step)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at {key}={value:.6g} after {iteration} of {total} rounds")
+
+    def finish(self) -> None:
+        """A fold that never called back (or stopped early) still counts its full budget once."""
+        if self._seen_total == 0:
+            self.counter.budget += 1
+            self.counter.trained += 1
+
+
+def trial_configs(config: PipelineConfig, params: Mapping[str, Any]) -> tuple[Any, Any]:
+    """The model and training sections with a trial's parameters merged in."""
+    from trainpipe.config import TrainingConfig
+    from trainpipe.tuning._space import split_params
+
+    model_params, training_params = split_params(params)
+    model = config.model.model_copy(update={"params": {**config.model.params, **model_params}})
+    training = TrainingConfig.model_validate({**config.training.model_dump(), **training_params})
+    return model, training
+
+
+def fit_and_score(config: PipelineConfig, task: TaskInfo, params: Mapping[str, Any], folds: Sequence[Fold],
+                  metric: str, direction: str, trial: optuna.Trial | None, counter: RoundCounter,
+                  categorical_indices: Sequence[int] = ()) -> float:
+    """Mean validation score over the folds; raises TrialPruned (pruned) or TrialFailed."""
+    import numpy as np
+
+    from trainpipe.evaluation._metrics import compute_metrics
+    from trainpipe.models import create_adapter
+
+    model, training = trial_configs(config, params)
+    scores = []
+    for index, fold in enumerate(folds):
+        adapter = create_adapter(task, model, training)
+        set_categorical = getattr(adapter, "set_categorical_columns", None)
+        if set_categorical is not None:  # embedding models: ordinal-coded columns, as in the train step
+            set_categorical(list(categorical_indices))
+        reporter = PruningReporter(trial, direction, counter, index) if trial is not None else None
+        adapter.fit(fold.X, fold.y, fold.X_val, fold.y_val, reporter)
+        if reporter is not None:
+            reporter.finish()
+        proba = adapter.predict_proba(fold.X_val)
+        pred = np.asarray(adapter.predict(fold.X_val))
+        value = compute_metrics([metric], task.task, fold.y_val, pred, proba, len(task.classes))[metric]
+        if value is None or not math.isfinite(value):
+            raise TrialFailed(f"{metric} could not be computed on fold {index} (got {value}); "
+                              "the model produced no usable predictions with these parameters")
+        scores.append(float(value))
+    return float(np.mean(scores))

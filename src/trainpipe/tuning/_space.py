@@ -1,0 +1,213 @@
+"""The search space: from ``tuning.space`` (or a default per model family) to ``trial.suggest_*`` calls.
+
+Keys prefixed ``training.`` (``training.learning_rate``) tune the ``training`` section; every other key is
+a model parameter. A parameter with ``when: {other: value}`` is sampled only in trials where the
+categorical parameter ``other`` took ``value`` (Optuna's define-by-run conditional spaces).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from trainpipe._exceptions import ConfigError
+from trainpipe.config import PipelineConfig, TrainingConfig
+from trainpipe.config._schema import SearchParam
+
+if TYPE_CHECKING:
+    import optuna
+
+TRAINING_PREFIX = "training."
+
+_P = SearchParam
+
+_DEFAULTS: dict[str, dict[str, SearchParam]] = {
+    "xgboost": {
+        "max_depth": _P(type="int", low=3, high=10),
+        "learning_rate": _P(type="float", low=0.01, high=0.3, log=True),
+        "subsample": _P(type="float", low=0.6, high=1.0),
+        "colsample_bytree": _P(type="float", low=0.5, high=1.0),
+        "min_child_weight": _P(type="float", low=0.1, high=10.0, log=True),
+        "reg_lambda": _P(type="float", low=1e-3, high=10.0, log=True),
+    },
+    "lightgbm": {
+        "num_leaves": _P(type="int", low=8, high=128, log=True),
+        "learning_rate": _P(type="float", low=0.01, high=0.3, log=True),
+        "min_child_samples": _P(type="int", low=5, high=100, log=True),
+        "colsample_bytree": _P(type="float", low=0.5, high=1.0),
+        "reg_lambda": _P(type="float", low=1e-3, high=10.0, log=True),
+    },
+    "torch": {
+        "training.learning_rate": _P(type="float", low=1e-4, high=1e-2, log=True),
+        "training.batch_size": _P(type="categorical", choices=[64, 128, 256, 512]),
+    },
+}
+
+# scikit-learn estimators: the first rule whose parameters the estimator has gives the default space
+_SKLEARN_DEFAULTS: tuple[tuple[tuple[str, ...], dict[str, SearchParam]], ...] = (
+    (("C",), {"C": _P(type="float", low=1e-3, high=100.0, log=True)}),
+    (("n_estimators", "max_depth", "min_samples_leaf"), {
+        "max_depth": _P(type="int", low=2, high=16),
+        "min_samples_leaf": _P(type="int", low=1, high=20, log=True),
+        "max_features": _P(type="float", low=0.2, high=1.0),
+    }),
+    (("learning_rate", "max_leaf_nodes"), {
+        "learning_rate": _P(type="float", low=0.01, high=0.3, log=True),
+        "max_leaf_nodes": _P(type="int", low=8, high=64, log=True),
+    }),
+    (("alpha",), {"alpha": _P(type="float", low=1e-4, high=10.0, log=True)}),
+    (("n_neighbors",), {"n_neighbors": _P(type="int", low=1, high=50, log=True)}),
+)
+
+
+def _family(model_type: str) -> str:
+    if model_type in ("xgboost", "lightgbm"):
+        return model_type
+    if model_type.startswith("torch") or model_type == "two_tower":
+        return "torch"
+    return "sklearn"
+
+
+def default_space(model_type: str) -> dict[str, SearchParam]:
+    """The search space used when ``tuning.space`` is empty."""
+    family = _family(model_type)
+    if family in _DEFAULTS:
+        return dict(_DEFAULTS[family])
+    from trainpipe.models._sklearn import import_estimator
+
+    keys = set(import_estimator(model_type)().get_params())
+    for needed, space in _SKLEARN_DEFAULTS:
+        if set(needed) <= keys:
+            return dict(space)
+    raise ConfigError(
+        f"tuning.space: there is no default search space for {model_type}. "
+        "List the parameters to tune under tuning.space, e.g. "
+        "{alpha: {type: float, low: 0.0001, high: 10, log: true}}."
+    )
+
+
+def resolve_space(config: PipelineConfig) -> dict[str, SearchParam]:
+    if config.tuning is None:
+        raise ConfigError("tuning: this pipeline has no tuning section.")
+    return dict(config.tuning.space) if config.tuning.space else default_space(config.model.type)
+
+
+def _active(param: SearchParam, chosen: Mapping[str, Any]) -> bool | None:
+    """True/False once the conditions can be decided, None while a condition's parameter is undecided."""
+    for other, value in (param.when or {}).items():
+        if other not in chosen:
+            return None
+        if chosen[other] != value:
+            return False
+    return True
+
+
+def suggest(trial: optuna.Trial, space: Mapping[str, SearchParam]) -> dict[str, Any]:
+    """Sample one point; conditional parameters after the parameters they depend on."""
+    chosen: dict[str, Any] = {}
+    pending = dict(space)
+    skipped: set[str] = set()
+    while pending:
+        progress = False
+        for name, param in list(pending.items()):
+            if any(o in skipped for o in (param.when or {})):
+                skipped.add(name)
+                del pending[name]
+                progress = True
+                continue
+            active = _active(param, chosen)
+            if active is None:
+                continue
+            del pending[name]
+            progress = True
+            if not active:
+                skipped.add(name)
+                continue
+            chosen[name] = _suggest_one(trial, name, param)
+        if not progress:  # a cycle of conditions; the config check refuses these
+            raise ConfigError(f"tuning.space: conditions of {sorted(pending)} refer to each other in a cycle.")
+    return chosen
+
+
+def _suggest_one(trial: optuna.Trial, name: str, p: SearchParam) -> Any:
+    if p.type == "categorical":
+        return trial.suggest_categorical(name, list(p.choices or []))
+    assert p.low is not None and p.high is not None  # validated by SearchParam
+    if p.type == "int":
+        return trial.suggest_int(name, int(p.low), int(p.high), step=int(p.step or 1), log=p.log)
+    return trial.suggest_float(name, float(p.low), float(p.high), step=p.step, log=p.log)
+
+
+def split_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(model params, training overrides) from a trial's parameters."""
+    model = {k: v for k, v in params.items() if not k.startswith(TRAINING_PREFIX)}
+    training = {k[len(TRAINING_PREFIX):]: v for k, v in params.items() if k.startswith(TRAINING_PREFIX)}
+    return model, training
+
+
+def grid_of(space: Mapping[str, SearchParam]) -> dict[str, list[Any]]:
+    """All values per parameter for ``sampler: grid``; floats need a ``step``."""
+    import numpy as np
+
+    grid: dict[str, list[Any]] = {}
+    for name, p in space.items():
+        if p.type == "categorical":
+            grid[name] = list(p.choices or [])
+        elif p.type == "int":
+            assert p.low is not None and p.high is not None
+            grid[name] = list(range(int(p.low), int(p.high) + 1, int(p.step or 1)))
+        else:
+            if p.step is None or p.low is None or p.high is None:
+                raise ConfigError(f"tuning.space.{name}: sampler 'grid' needs a 'step' for float parameters "
+                                  "(or use type: categorical with the values to try).")
+            n = int(np.floor((p.high - p.low) / p.step + 1e-9)) + 1
+            grid[name] = [round(p.low + i * p.step, 12) for i in range(n)]
+    return grid
+
+
+def _probe_values(p: SearchParam) -> list[Any]:
+    if p.type == "categorical":
+        return list(p.choices or [])
+    assert p.low is not None and p.high is not None
+    if p.type == "int":
+        return [int(p.low), int(p.high)]
+    return [float(p.low), float(p.high)]
+
+
+def check_space(config: PipelineConfig) -> dict[str, SearchParam]:
+    """Refuse a space the model cannot take (unknown parameter, bound out of range), before any trial."""
+    from trainpipe.models import check_model_config
+
+    space = resolve_space(config)
+    if not space:
+        raise ConfigError("tuning.space: nothing to tune; list at least one parameter.")
+    if config.tuning is not None and config.tuning.sampler == "grid":
+        grid_of(space)
+    fields = set(TrainingConfig.model_fields)
+    base_training = config.training.model_dump()
+    for name, param in space.items():
+        for value in _probe_values(param):
+            if name.startswith(TRAINING_PREFIX):
+                key = name[len(TRAINING_PREFIX):]
+                if key not in fields:
+                    import difflib
+
+                    close = difflib.get_close_matches(key, sorted(fields), n=1, cutoff=0.6)
+                    hint = f" Did you mean 'training.{close[0]}'?" if close else ""
+                    raise ConfigError(f"tuning.space.{name}: unknown training setting.{hint} "
+                                      f"Settings: {', '.join(sorted(fields))}.")
+                try:
+                    TrainingConfig.model_validate({**base_training, key: value})
+                except ValueError as exc:
+                    raise ConfigError(f"tuning.space.{name}: the value {value!r} is not a valid "
+                                      f"training.{key} ({str(exc).splitlines()[-1].strip()}).") from None
+                continue
+            model = config.model.model_copy(update={"params": {**config.model.params, name: value}})
+            try:
+                check_model_config(model, config.task)
+            except ConfigError as exc:
+                text = str(exc).replace(f"model.params.{name}:", f"tuning.space.{name}:")
+                if not text.startswith("tuning.space"):
+                    text = f"tuning.space.{name} (value {value!r}): {text}"
+                raise ConfigError(text) from None
+    return space

@@ -1,0 +1,111 @@
+"""Where a study lives: in-process, SQLite or PostgreSQL (Optuna's RDB storage), or a journal file.
+
+* no ``tuning.storage``: in memory, gone when the process ends;
+* ``sqlite:///optuna.db``: resumable after an interruption (one machine; a few processes at most);
+* ``postgresql://user@host/db``: many workers on many machines share one study;
+* ``journal:///path/to/study.log``: several processes on one machine without SQLite's locking.
+
+RDB storages record a heartbeat per running trial; a trial whose worker stopped beating (killed,
+preempted machine) is failed by the next worker that looks and retried once
+(``RetryHeartbeatStaleTrialCallback(max_retry=1)``). The journal has no heartbeat: there a trial whose
+worker process on this host no longer exists is failed and retried the same way (see ``_study``).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trainpipe._exceptions import ConfigError
+from trainpipe.config._secrets import redact_uri
+
+if TYPE_CHECKING:
+    import optuna
+
+HEARTBEAT_ENV = "TRAINPIPE_TUNING_HEARTBEAT"  # seconds between heartbeats (default 10)
+GRACE_ENV = "TRAINPIPE_TUNING_GRACE"  # seconds without a heartbeat before a trial is stale (default 3x)
+MAX_RETRY = 1
+
+
+@dataclass(frozen=True)
+class StorageSpec:
+    kind: str  # memory | rdb | journal
+    url: str  # "" for memory; the RDB URL; the journal file path
+
+    @property
+    def shown(self) -> str:
+        return redact_uri(self.url) if self.url else "in-memory"
+
+
+def parse_storage(url: str | None) -> StorageSpec:
+    """Check ``tuning.storage`` without connecting (config time)."""
+    if not url:
+        return StorageSpec("memory", "")
+    if url.startswith("journal://"):
+        path = url[len("journal://"):]
+        if not path:
+            raise ConfigError("tuning.storage: journal:// needs a file path, e.g. journal:///tmp/study.log.")
+        return StorageSpec("journal", path)
+    if url.startswith("sqlite:///") or url.startswith(("postgresql", "mysql")):
+        if url.startswith("sqlite:///") and len(url) == len("sqlite:///"):
+            raise ConfigError("tuning.storage: sqlite:/// needs a file path, e.g. sqlite:///optuna.db.")
+        return StorageSpec("rdb", url)
+    raise ConfigError(
+        f"tuning.storage: unsupported storage {redact_uri(url)!r}. Expected sqlite:///path.db, "
+        "postgresql://user@host:port/db, journal:///path/to/file.log, or nothing (in memory)."
+    )
+
+
+def heartbeat_settings() -> tuple[int, int]:
+    def read(name: str, default: int) -> int:
+        raw = os.environ.get(name)
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name}: expected a whole number of seconds, got {raw!r}.") from None
+        if value < 1:
+            raise ConfigError(f"{name}: expected at least 1 second, got {value}.")
+        return value
+
+    interval = read(HEARTBEAT_ENV, 10)
+    return interval, read(GRACE_ENV, 3 * interval)
+
+
+def open_storage(spec: StorageSpec) -> optuna.storages.BaseStorage:
+    import optuna
+    from optuna.exceptions import ExperimentalWarning
+
+    if spec.kind == "memory":
+        return optuna.storages.InMemoryStorage()
+    if spec.kind == "journal":
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        path = Path(spec.url).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    interval, grace = heartbeat_settings()
+    engine_kwargs: dict[str, Any] = {}
+    if spec.url.startswith("sqlite:///"):
+        Path(spec.url[len("sqlite:///"):]).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine_kwargs["connect_args"] = {"timeout": 60}
+    else:
+        engine_kwargs["pool_pre_ping"] = True
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                spec.url, engine_kwargs=engine_kwargs, heartbeat_interval=interval, grace_period=grace,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+            )
+    except ImportError as exc:
+        raise ConfigError(f"tuning.storage: {spec.shown} needs a database driver that is not installed "
+                          f"({exc}). For PostgreSQL: pip install 'psycopg[binary]'.") from exc
+    except Exception as exc:  # SQLAlchemy raises many types for an unreachable or invalid database
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"tuning.storage: cannot open the study storage {spec.shown} "
+                          f"({redact_uri(first)}). Is the database running and reachable?") from exc

@@ -1,0 +1,377 @@
+"""Create or join a study and run trials from its queue until the queue or a budget is spent.
+
+How several workers share one study without losing or repeating a trial: the process that creates the
+study enqueues ``n_trials`` empty WAITING trials ("slots") and then marks the study ready. Every worker
+(one process here, others on other machines) pops a WAITING trial, which the storage hands to exactly
+one of them (a row lock in PostgreSQL, a transaction in SQLite, the log order in a journal), samples
+its parameters then, and never creates a trial of its own. So the study ends with exactly ``n_trials``
+finished trials, plus one for each trial that was retried after its worker died.
+
+A worker whose trial dies (SIGKILL, preempted machine) stops recording heartbeats; the next worker to
+look fails that trial and enqueues one retry with the same parameters (once). While other workers'
+trials are still running, a worker with nothing to pop waits for them, so a stale one is retried even
+when it was the last. The sampler is re-seeded per trial from (seed, trial number): one worker with a
+fixed seed gives the same study trial by trial, and concurrent workers never draw the same start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+import socket
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from trainpipe._exceptions import ConfigError, TrainingInterrupted
+from trainpipe.config import CostConfig
+from trainpipe.config._schema import SearchParam
+from trainpipe.tuning._budget import Budget, Meter
+from trainpipe.tuning._objective import RoundCounter
+from trainpipe.tuning._space import grid_of, suggest
+from trainpipe.tuning._storage import MAX_RETRY, StorageSpec, open_storage
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+SLOTS_ATTR = "trainpipe.slots"
+WORKER_ATTR = "trainpipe.worker"
+ObjectiveFn = Callable[["optuna.Trial", dict[str, Any], RoundCounter], float]
+TrialHook = Callable[["FrozenTrial"], None]
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    study_name: str
+    storage: StorageSpec
+    metric: str
+    direction: str  # maximize | minimize
+    n_trials: int
+    sampler: str = "tpe"
+    pruner: str = "median"
+    seed: int = 42
+    timeout: float | None = None
+    max_cost: float | None = None
+    prices: CostConfig = field(default_factory=CostConfig)
+    on_gpu: bool = False
+    max_resource: int | None = None  # rounds/epochs of one trial, for the hyperband pruner
+    wait_ready_s: float = 60.0
+
+
+@dataclass
+class StudyRun:
+    """What this worker did; the study's totals come from :func:`summarize`."""
+
+    study: Any
+    ran: list[int] = field(default_factory=list)
+    stopped_by: str = "n_trials"
+
+
+def trial_seed(seed: int, number: int) -> int:
+    return (seed * 1_000_003 + number * 7_919) % (2**32)
+
+
+def make_sampler(settings: StudySettings, space: Mapping[str, SearchParam], number: int = 0) -> Any:
+    import optuna
+    from optuna.exceptions import ExperimentalWarning
+
+    seed = trial_seed(settings.seed, number)
+    if settings.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if settings.sampler == "grid":
+        return _grid_sampler(grid_of(space), seed=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        if settings.sampler == "cmaes":
+            return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=5, warn_independent_sampling=False,
+                                                independent_sampler=optuna.samplers.RandomSampler(seed=seed))
+        if settings.sampler == "tpe":
+            startup = max(4, min(10, settings.n_trials // 4))
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
+    raise ConfigError(f"tuning.sampler: expected tpe, random, grid or cmaes, got {settings.sampler!r}.")
+
+
+def make_pruner(settings: StudySettings) -> Any:
+    import optuna
+
+    if settings.pruner == "none":
+        return optuna.pruners.NopPruner()
+    if settings.pruner == "median":
+        warmup = max(1, (settings.max_resource or 10) // 10)
+        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=warmup)
+    if settings.pruner == "hyperband":
+        max_resource: int | str = settings.max_resource or "auto"
+        min_resource = max(1, (settings.max_resource or 27) // 27)
+        return optuna.pruners.HyperbandPruner(min_resource=min_resource, max_resource=max_resource,
+                                              reduction_factor=3)
+    raise ConfigError(f"tuning.pruner: expected median, hyperband or none, got {settings.pruner!r}.")
+
+
+def _grid_cls() -> Any:
+    import optuna
+
+    class GridNoStop(optuna.samplers.GridSampler):
+        """The study's slots, not the sampler, decide when the study ends (``Study.stop`` needs optimize())."""
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            return None
+
+    return GridNoStop
+
+
+def _grid_sampler(grid: dict[str, list[Any]], seed: int) -> Any:
+    return _grid_cls()(grid, seed=seed)
+
+
+@contextlib.contextmanager
+def _quiet_optuna() -> Iterator[None]:
+    """Optuna logs every study creation at INFO; trainpipe reports the study itself."""
+    import optuna
+
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(max(before, optuna.logging.WARNING))
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(before)
+
+
+def open_study(settings: StudySettings, space: Mapping[str, SearchParam]) -> Any:
+    """Create the study with its slots, or join the existing one of that name."""
+    with _quiet_optuna():
+        return _open_study(settings, space)
+
+
+def _open_study(settings: StudySettings, space: Mapping[str, SearchParam]) -> Any:
+    import optuna
+    from optuna.exceptions import DuplicatedStudyError
+
+    storage = open_storage(settings.storage)
+    sampler, pruner = make_sampler(settings, space), make_pruner(settings)
+    try:
+        study = optuna.create_study(storage=storage, study_name=settings.study_name, sampler=sampler,
+                                    pruner=pruner, direction=settings.direction,  # type: ignore[arg-type]
+                                    load_if_exists=False)
+    except DuplicatedStudyError:
+        study = optuna.load_study(study_name=settings.study_name, storage=storage, sampler=sampler, pruner=pruner)
+        _check_joined(study, settings)
+        return study
+    n = settings.n_trials
+    if settings.sampler == "grid":
+        n = min(n, math.prod(len(v) for v in grid_of(space).values()))
+    import optuna.trial as ot
+
+    study.set_user_attr("trainpipe.metric", settings.metric)
+    study.add_trials([ot.create_trial(state=ot.TrialState.WAITING) for _ in range(n)])
+    study.set_user_attr(SLOTS_ATTR, n)  # last: joiners wait for this
+    return study
+
+
+def _check_joined(study: Any, settings: StudySettings) -> None:
+    want = settings.direction
+    have = study.direction.name.lower()
+    if have != want:
+        raise ConfigError(f"tuning: study {settings.study_name!r} in {settings.storage.shown} optimizes "
+                          f"{have}, this config asks to {want} ({settings.metric}). Use another --study name.")
+    deadline = time.monotonic() + settings.wait_ready_s
+    while SLOTS_ATTR not in study.user_attrs:
+        if time.monotonic() > deadline:
+            raise ConfigError(f"tuning: study {settings.study_name!r} in {settings.storage.shown} was not created "
+                              "by trainpipe (it has no trial queue). Use another --study name.")
+        time.sleep(0.2)
+    metric = study.user_attrs.get("trainpipe.metric")
+    if metric and metric != settings.metric:
+        raise ConfigError(f"tuning: study {settings.study_name!r} optimizes {metric}, this config asks for "
+                          f"{settings.metric}. Use another --study name.")
+
+
+def _study_id(study: Any) -> int:
+    return int(study._storage.get_study_id_from_name(study.study_name))
+
+
+def _pop(study: Any) -> int | None:
+    """Take one WAITING trial for this worker, or None when the queue is empty."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    for frozen in storage.get_all_trials(_study_id(study), deepcopy=False, states=(TrialState.WAITING,)):
+        try:
+            if storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING):
+                return int(frozen._trial_id)
+        except UpdateFinishedTrialError:
+            continue
+    return None
+
+
+def heartbeat_enabled(study: Any) -> bool:
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    return bool(is_heartbeat_enabled(study._storage))
+
+
+@contextlib.contextmanager
+def _heartbeat(study: Any, trial_id: int) -> Iterator[None]:
+    if not heartbeat_enabled(study):
+        yield
+        return
+    storage = study._storage
+    interval = storage.get_heartbeat_interval()
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            with contextlib.suppress(Exception):  # a lost beat is retried at the next interval
+                storage.record_heartbeat(trial_id)
+            if stop.wait(interval):
+                return
+
+    storage.record_heartbeat(trial_id)
+    thread = threading.Thread(target=beat, name=f"optuna-heartbeat-{trial_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _retry(study: Any, trial_id: int) -> None:
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+        callback(study, copy.deepcopy(study._storage.get_trial(trial_id)))
+
+
+def recover_dead_trials(study: Any) -> None:
+    """Fail (and retry once) RUNNING trials whose worker is gone: heartbeat on RDB storages; on others, a
+    worker process on this host that no longer exists."""
+    import optuna
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    if heartbeat_enabled(study):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        return
+    host = socket.gethostname()
+    storage = study._storage
+    for frozen in storage.get_all_trials(_study_id(study), deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = str(frozen.user_attrs.get(WORKER_ATTR, ""))
+        owner_host, _, pid = owner.rpartition(":")
+        if owner_host != host or not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        try:
+            if storage.set_trial_state_values(frozen._trial_id, state=TrialState.FAIL):
+                storage.set_trial_user_attr(frozen._trial_id, "error", f"worker {owner} died")
+                _retry(study, frozen._trial_id)
+        except UpdateFinishedTrialError:
+            continue
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def spent_cost(study: Any) -> float:
+    return float(sum(float(t.user_attrs.get("cost", 0.0)) for t in study.get_trials(deepcopy=False)))
+
+
+def _others_running(study: Any) -> bool:
+    from optuna.trial import TrialState
+
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+
+
+def run_study(settings: StudySettings, space: Mapping[str, SearchParam], objective: ObjectiveFn,
+              on_trial_end: TrialHook | None = None, study: Any = None) -> StudyRun:
+    """Run trials from the study's queue until it is empty or a budget (timeout, max_cost) is spent."""
+    study = study if study is not None else open_study(settings, space)
+    run = StudyRun(study)
+    budget = Budget(settings.timeout, settings.max_cost)
+    poll = 0.5
+    while True:
+        recover_dead_trials(study)
+        reason = budget.exhausted(spent_cost(study))
+        if reason is not None:
+            run.stopped_by = reason
+            break
+        trial_id = _pop(study)
+        if trial_id is None:
+            if heartbeat_enabled(study) and _others_running(study):
+                time.sleep(poll)  # another worker's trial may still go stale and come back for a retry
+                continue
+            run.stopped_by = "n_trials"
+            break
+        frozen = _run_one(study, settings, space, trial_id, objective)
+        run.ran.append(frozen.number)
+        if on_trial_end is not None:
+            on_trial_end(frozen)
+    return run
+
+
+def _run_one(study: Any, settings: StudySettings, space: Mapping[str, SearchParam], trial_id: int,
+             objective: ObjectiveFn) -> FrozenTrial:
+    import optuna
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    number = storage.get_trial(trial_id).number
+    study.sampler = make_sampler(settings, space, number)
+    study._thread_local.cached_all_trials = None  # what Study.ask does: samplers see the latest trials
+    storage.set_trial_user_attr(trial_id, WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
+    counter = RoundCounter()
+    state, value, error = TrialState.FAIL, None, ""
+    interrupted: BaseException | None = None
+    with _heartbeat(study, trial_id):
+        try:
+            trial = optuna.Trial(study, trial_id)
+        except BaseException:
+            storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+            raise
+        meter = Meter(settings.prices, settings.on_gpu).start()
+        try:
+            params = suggest(trial, space)
+            value = float(objective(trial, params, counter))
+            if math.isfinite(value):
+                state = TrialState.COMPLETE
+            else:
+                error = f"objective value is {value}"
+        except optuna.TrialPruned as exc:
+            state, error = TrialState.PRUNED, str(exc)
+        except (KeyboardInterrupt, TrainingInterrupted) as exc:
+            interrupted, error = exc, f"interrupted: {exc}"
+        except Exception as exc:  # a failing trial is recorded as failed and the study goes on
+            error = f"{type(exc).__name__}: {exc}"[:1000]
+        usage = meter.stop()
+        attrs: dict[str, Any] = {"wall_seconds": usage.wall_seconds, "cpu_seconds": usage.cpu_seconds,
+                                 "cost": usage.cost, "rounds_trained": counter.trained,
+                                 "rounds_budget": counter.budget}
+        if error:
+            attrs["error"] = error
+        for key, val in attrs.items():
+            trial.set_user_attr(key, val)
+        if state == TrialState.COMPLETE:
+            study.tell(trial, value)
+        else:
+            study.tell(trial, state=state)
+    if interrupted is not None:
+        _retry(study, trial_id)  # the interrupted trial is run again when the study is resumed
+        raise interrupted
+    return storage.get_trial(trial_id)
