@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from trainpipe._exceptions import ConfigError, TrainingInterrupted
+from trainpipe._exceptions import ConfigError, MissingExtraError, TrainingInterrupted
 from trainpipe.config import CostConfig
 from trainpipe.config._schema import SearchParam
 from trainpipe.tuning._budget import Budget, Meter
@@ -90,6 +90,10 @@ def make_sampler(settings: StudySettings, space: Mapping[str, SearchParam], numb
         warnings.simplefilter("ignore", ExperimentalWarning)
         warnings.simplefilter("ignore", FutureWarning)
         if settings.sampler == "cmaes":
+            try:
+                import cmaes  # noqa: F401  (optuna's CMA-ES sampler needs it)
+            except ImportError:
+                raise MissingExtraError("cmaes", "tuning", "tuning.sampler: cmaes") from None
             return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=5, warn_independent_sampling=False,
                                                 independent_sampler=optuna.samplers.RandomSampler(seed=seed))
         if settings.sampler == "tpe":
