@@ -45,8 +45,14 @@ def infer_direction(metric: str, direction: str = "auto") -> str:
 
 
 def _cpu_seconds() -> float:
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
+    """CPU seconds of this process and its children (getrusage: microseconds, where os.times has ticks)."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 @dataclass

@@ -84,8 +84,8 @@ def make_sampler(settings: StudySettings, space: Mapping[str, SearchParam], numb
     seed = trial_seed(settings.seed, number)
     if settings.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    if settings.sampler == "grid":
-        return _grid_sampler(grid_of(space), seed=seed)
+    if settings.sampler == "grid":  # one seed for all trials: it shuffles the grid, trial n takes point n
+        return _grid_sampler(grid_of(space), seed=settings.seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         warnings.simplefilter("ignore", FutureWarning)
