@@ -1,0 +1,277 @@
+"""Unit tests of the torch engine and the torch_mlp adapter on small generated tensors."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from trainpipe import ConfigError, TrainingDiverged, TrainingInterrupted  # noqa: E402
+from trainpipe.config import TrainingConfig  # noqa: E402
+from trainpipe.data import TaskInfo  # noqa: E402
+from trainpipe.models._torch_mlp import ACTIVATION_NAMES, TorchMLPAdapter  # noqa: E402
+from trainpipe.models.torch import (  # noqa: E402
+    DistInfo,
+    Engine,
+    MLPSpec,
+    ParquetChunks,
+    TabularMLP,
+    TensorData,
+    objective_for,
+)
+from trainpipe.models.torch import _checkpoint as ckpt  # noqa: E402
+from trainpipe.models.torch._distributed import epoch_permutation, shard  # noqa: E402
+from trainpipe.models.torch._mlp import ACTIVATIONS  # noqa: E402
+
+
+def _data(n: int = 600, seed: int = 0, task: str = "binary") -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 5)).astype(np.float32)
+    X[:, 4] = rng.integers(0, 4, size=n)
+    score = X[:, 0] + X[:, 1] - X[:, 2] + (X[:, 4] == 2) * 1.5
+    if task == "binary":
+        return X, (score > 0.5).astype(np.int64)
+    if task == "multiclass":
+        return X, np.digitize(score, [-0.5, 1.0]).astype(np.int64)
+    return X, (score * 10 + 100).astype(np.float64)
+
+
+def _training(**kw: Any) -> TrainingConfig:
+    base: dict[str, Any] = {"epochs": 4, "batch_size": 32, "learning_rate": 0.01, "seed": 3}
+    return TrainingConfig(**{**base, **kw})
+
+
+def _engine_setup(tmp_path: Path | None = None, **kw: Any) -> tuple[Engine, TensorData, TensorData]:
+    X, y = _data()
+    Xt = torch.from_numpy(X[:, :4].copy())
+    yt = torch.from_numpy(y.astype(np.float32)).reshape(-1, 1)
+    torch.manual_seed(0)
+    net = TabularMLP(MLPSpec(n_inputs=4, out_dim=1, hidden_dims=(16,), dropout=0.1))
+    engine = Engine(net, objective_for("binary"), _training(**kw),
+                    checkpoint_dir=tmp_path / "ckpt" if tmp_path else None)
+    return engine, TensorData((Xt[:500],), yt[:500]), TensorData((Xt[500:],), yt[500:])
+
+
+def _adapter(task: str = "binary", params: dict[str, Any] | None = None, **kw: Any) -> TorchMLPAdapter:
+    classes = {"binary": (0, 1), "multiclass": (0, 1, 2), "regression": ()}[task]
+    return TorchMLPAdapter(TaskInfo(task, classes), "torch_mlp", params or {"hidden_dims": [16, 8]}, _training(**kw))
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_adapter_learns_saves_and_loads(task: str, tmp_path: Path) -> None:
+    X, y = _data(task=task)
+    adapter = _adapter(task, epochs=8)
+    adapter.set_categorical_columns([4])
+    rounds: list[tuple[int, int, dict[str, float]]] = []
+    report = adapter.fit(X[:500], y[:500], X[500:], y[500:], lambda e, t, m: rounds.append((e, t, dict(m))))
+    assert [r[0] for r in rounds] == list(range(1, report.n_iterations + 1)) and rounds[0][1] == 8
+    assert {"train_loss", "val_loss"} <= set(rounds[0][2]) and set(report.history) == set(rounds[0][2])
+    assert report.best_iteration is not None
+    best = report.history["val_loss"][report.best_iteration]
+    assert best == min(report.history["val_loss"])
+    assert report.params["hidden_dims"] == [16, 8] and report.params["cardinalities"] == [5]
+    pred = adapter.predict(X[500:])
+    if task == "regression":
+        assert adapter.predict_proba(X[500:]) is None
+        assert np.corrcoef(pred, y[500:])[0, 1] > 0.8
+        assert "val_rmse" in report.history
+    else:
+        proba = adapter.predict_proba(X[500:])
+        assert proba is not None and proba.shape == (100, 3 if task == "multiclass" else 2)
+        np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+        assert (pred == y[500:]).mean() > 0.7
+    adapter.save(tmp_path)
+    assert {p.name for p in tmp_path.iterdir()} == {"torch_model.pt", "torch_model.json", "loss_curve.png"}
+    torch.load(tmp_path / "torch_model.pt", weights_only=True)
+    meta = json.loads((tmp_path / "torch_model.json").read_text())
+    assert meta["spec"]["cardinalities"] == [5] and meta["spec"]["categorical_columns"] == [4]
+    loaded = TorchMLPAdapter.load(tmp_path, adapter.task, "torch_mlp")
+    np.testing.assert_array_equal(loaded.predict(X[500:]), pred)
+    importances = loaded.feature_importances()
+    assert importances is not None and importances.shape == (5,) and (importances > 0).all()
+
+
+def test_unseen_and_unknown_categories_use_the_unknown_row() -> None:
+    X, y = _data()
+    adapter = _adapter(epochs=1)
+    adapter.set_categorical_columns([4])
+    adapter.fit(X, y, None, None)
+    odd = X[:3].copy()
+    odd[:, 4] = [-1.0, 99.0, np.nan]
+    out = adapter.predict_proba(odd)
+    assert out is not None and np.isfinite(out).all()
+    unknown = X[:1].copy()
+    unknown[0, 4] = -1
+    np.testing.assert_allclose(adapter.predict_proba(odd[:1]), adapter.predict_proba(unknown))
+
+
+def test_sparse_input_is_densified() -> None:
+    import scipy.sparse as sp
+
+    X, y = _data()
+    adapter = _adapter(epochs=1)
+    adapter.fit(sp.csr_matrix(X), y, sp.csr_matrix(X[:50]), y[:50])
+    assert adapter.predict(sp.csr_matrix(X[:7])).shape == (7,)
+
+
+def test_no_validation_means_no_early_stopping() -> None:
+    X, y = _data()
+    report = _adapter(epochs=3, early_stopping_patience=1).fit(X, y, None, None)
+    assert report.n_iterations == 3 and set(report.history) == {"train_loss"}
+
+
+def test_early_stopping_keeps_best_weights_and_top_k(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 5)).astype(np.float32)
+    y = rng.integers(0, 2, size=300)  # noise: validation loss rises as the net memorises
+    adapter = _adapter(params={"hidden_dims": [128, 128], "dropout": 0.0, "keep_top_k": 2},
+                       epochs=40, learning_rate=0.02, early_stopping_patience=2, scheduler="none")
+    adapter.configure_checkpoints(tmp_path, resume=False)
+    report = adapter.fit(X[:200], y[:200], X[200:], y[200:])
+    assert report.n_iterations is not None and report.n_iterations < 40
+    assert report.best_iteration == report.n_iterations - 3
+    entries = json.loads((tmp_path / "topk.json").read_text())
+    assert len(entries) == 2 and entries[0]["epoch"] == report.best_iteration + 1
+    assert sorted(p.name for p in tmp_path.glob("epoch-*.pt")) == sorted(e["file"] for e in entries)
+    best = ckpt.load(tmp_path / entries[0]["file"])["model"]
+    current = adapter.net.state_dict()
+    assert all(torch.equal(best[k], current[k]) for k in best)
+
+
+def test_nan_loss_stops_with_a_clear_message(tmp_path: Path) -> None:
+    X, y = _data()
+    X[450, 0] = np.inf  # a row that makes its batch's loss NaN in epoch 1
+    adapter = _adapter(epochs=2, checkpoint_every=3, gradient_clip_norm=None, scheduler="none")
+    adapter.configure_checkpoints(tmp_path, resume=False)
+    with pytest.raises(TrainingDiverged, match=r"NaN or infinite at epoch 1, batch \d+") as info:
+        adapter.fit(X[:500], y[:500], X[500:], y[500:])
+    message = str(info.value)
+    assert "training.learning_rate" in message and "set training.gradient_clip_norm" in message
+    assert str(tmp_path / "last.pt") in message and info.value.exit_code == 2
+    state = ckpt.load(tmp_path / "last.pt")
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_nan_without_checkpoints_says_so() -> None:
+    X, y = _data()
+    X[:, 0] = np.nan
+    with pytest.raises(TrainingDiverged, match=r"optimizer step 1,.*Last good checkpoint: none"):
+        _adapter(epochs=1).fit(X, y, None, None)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_autocast_on_cpu_runs_with_bf16(precision: str, caplog: pytest.LogCaptureFixture) -> None:
+    engine, train, val = _engine_setup(precision=precision)
+    with caplog.at_level(logging.WARNING, logger="trainpipe.torch"):
+        result = engine.fit(train, val)
+    assert engine.precision.dtype == torch.bfloat16 and not engine.precision.scaler
+    assert all(np.isfinite(v) for v in result.history["val_loss"])
+    assert result.history["val_loss"][-1] < result.history["val_loss"][0]
+    assert ("needs CUDA" in caplog.text) == (precision == "fp16")
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+@pytest.mark.parametrize("scheduler", ["cosine", "step", "one_cycle", "plateau", "none"])
+def test_optimizers_and_schedules(optimizer: str, scheduler: str, tmp_path: Path) -> None:
+    engine, train, val = _engine_setup(tmp_path, optimizer=optimizer, scheduler=scheduler, epochs=2,
+                                       grad_accum_steps=2, checkpoint_every=2)
+    result = engine.fit(train, val)
+    assert len(result.history["train_loss"]) == 2 and np.isfinite(result.history["train_loss"]).all()
+    state = ckpt.load(tmp_path / "ckpt" / "last.pt")  # weights_only=True: nothing pickled
+    assert state["position"]["epoch"] == 2 and state["position"]["global_step"] == 2 * 8
+
+
+def test_cuda_when_absent_is_a_config_error() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(ConfigError, match="training.device: 'cuda'"):
+        _engine_setup(device="cuda")
+
+
+def test_on_round_exceptions_propagate_and_handlers_are_restored() -> None:
+    class Pruned(Exception):
+        pass
+
+    before = signal.getsignal(signal.SIGTERM)
+    X, y = _data()
+
+    def prune(epoch: int, total: int, metrics: Any) -> None:
+        raise Pruned
+
+    with pytest.raises(Pruned):
+        _adapter().fit(X[:500], y[:500], X[500:], y[500:], prune)
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_sigterm_writes_a_checkpoint_and_raises(tmp_path: Path) -> None:
+    X, y = _data()
+    adapter = _adapter(epochs=3)
+    adapter.configure_checkpoints(tmp_path, resume=False)
+
+    def terminate(epoch: int, total: int, metrics: Any) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # delivered to the engine's handler: a flag, not an exit
+
+    with pytest.raises(TrainingInterrupted, match="interrupted by signal SIGTERM; checkpoint written to") as info:
+        adapter.fit(X[:500], y[:500], X[500:], y[500:], terminate)
+    assert info.value.exit_code == 143
+    position = ckpt.load(tmp_path / "last.pt")["position"]
+    assert position == {**position, "epoch": 1, "micro": 1, "global_step": 17}
+
+
+def test_shards_cover_the_epoch_like_distributed_sampler() -> None:
+    perm = epoch_permutation(11, seed=5, epoch=2)
+    assert torch.equal(perm, epoch_permutation(11, seed=5, epoch=2))
+    assert not torch.equal(perm, epoch_permutation(11, seed=5, epoch=3))
+    parts = [shard(perm, DistInfo(rank=r, world_size=3)) for r in range(3)]
+    assert all(p.numel() == 4 for p in parts)
+    assert set(torch.cat(parts).tolist()) == set(range(11))
+
+
+def test_parquet_chunks_visit_every_row(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    X, y = _data(n=700)
+    cols = {f"f{i}": X[:, i] for i in range(4)}
+    pq.write_table(pa.table({**cols, "y": y.astype(np.float32)}), tmp_path / "t.parquet", row_group_size=150)
+
+    def make(Xc: np.ndarray, yc: np.ndarray) -> TensorData:
+        return TensorData((torch.from_numpy(Xc),), torch.from_numpy(yc.astype(np.float32)).reshape(-1, 1))
+
+    source = ParquetChunks(tmp_path / "t.parquet", list(cols), "y", make)
+    assert source.segment_lengths() == [150, 150, 150, 150, 100]
+    torch.manual_seed(0)
+    net = TabularMLP(MLPSpec(n_inputs=4, out_dim=1, hidden_dims=(16,)))
+    seen: list[int] = []
+    original = net.forward
+
+    def counting(*inputs: Any) -> Any:
+        if net.training:
+            seen.append(int(inputs[0].shape[0]))
+        return original(*inputs)
+
+    net.forward = counting  # type: ignore[method-assign]
+    engine = Engine(net, objective_for("binary"), _training(epochs=3))
+    result = engine.fit(source, source)
+    assert sum(seen) == 3 * 700
+    assert result.history["val_loss"][-1] < result.history["val_loss"][0]
+
+
+def test_activation_names_match_the_model() -> None:
+    assert set(ACTIVATION_NAMES) == set(ACTIVATIONS)
+
+
+def test_config_check_does_not_import_torch_names() -> None:
+    TorchMLPAdapter.check_config("binary", {"hidden_dims": "64,32", "activation": "gelu", "batch_norm": True})
+    with pytest.raises(ConfigError, match=r"model\.params\.batch_norm: expected true or false"):
+        TorchMLPAdapter.check_config("binary", {"batch_norm": "yes"})
+    with pytest.raises(ConfigError, match=r"model\.params\.dropout: expected a number >= 0 and < 1"):
+        TorchMLPAdapter.check_config("binary", {"dropout": 1.0})
