@@ -28,6 +28,9 @@ app = typer.Typer(name="trainpipe", help="One YAML file from data to a tracked, 
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 runs_app = typer.Typer(help="Look at past pipeline runs in the tracking store.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
+models_app = typer.Typer(help="Registered models: versions, aliases (staging/production), audit log.",
+                         no_args_is_help=True)
+app.add_typer(models_app, name="models")
 
 def _console(stderr: bool = False) -> Console:
     """Piped output (CI logs, files) gets 160 columns instead of rich's 80, so tables stay readable."""
@@ -292,6 +295,151 @@ def runs_compare(run_ids: Annotated[list[str], typer.Argument(help="Two or more 
         from trainpipe import _runs
 
         out.print(_runs.compare(_runs.store(tracking_uri), run_ids, all_params))
+
+    _guard(debug, go)
+
+def _store_uri(tracking_uri: str | None) -> str:
+    from trainpipe.tracking import resolve_tracking_uri
+
+    uri = tracking_uri or resolve_tracking_uri(None, Path.cwd())
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        from trainpipe._exceptions import ConfigError
+
+        raise ConfigError(f"no tracking store at {uri}. Run a pipeline here first, or pass --tracking-uri.")
+    return uri
+
+
+def _registry(tracking_uri: str | None) -> Any:
+    from trainpipe.registry import client_for
+
+    return client_for(_store_uri(tracking_uri))
+
+
+ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (kept in the audit log; required for production).")]
+
+
+@models_app.command("list")
+def models_list(name: Annotated[str | None, typer.Argument(help="A registered model; omit for all.")] = None,
+                tracking_uri: UriOpt = None, debug: DebugOpt = False) -> None:
+    """Versions with aliases, key metrics, gate verdict and creation time."""
+
+    def go() -> None:
+        from trainpipe.registry._views import list_table
+
+        out.print(list_table(_registry(tracking_uri), name))
+
+    _guard(debug, go)
+
+
+@models_app.command("show")
+def models_show(ref: Annotated[str, typer.Argument(help="NAME, NAME@ALIAS or NAME/VERSION.")],
+                tracking_uri: UriOpt = None, debug: DebugOpt = False) -> None:
+    """The model card, lineage tags and metrics of one version."""
+
+    def go() -> None:
+        from trainpipe.registry._views import show
+
+        for renderable in show(_registry(tracking_uri), ref):
+            out.print(renderable)
+
+    _guard(debug, go)
+
+
+def _print_moves(moves: Any) -> None:
+    for m in moves:
+        frm = f"v{m.from_version}" if m.from_version else "-"
+        to = f"v{m.to_version}" if m.to_version else "(removed)"
+        out.print(f"@{m.alias}: {frm} -> {to}")
+
+
+@models_app.command("promote")
+def models_promote(name: str, version: str,
+                   to: Annotated[str, typer.Option("--to", help="staging | production")] = "production",
+                   reason: ReasonOpt = "", tracking_uri: UriOpt = None, debug: DebugOpt = False) -> None:
+    """Move an alias to VERSION; production remembers the version it replaces as previous-production."""
+
+    def go() -> None:
+        from trainpipe.registry import promote
+
+        _print_moves(promote(_registry(tracking_uri), name, version, to, reason=reason))
+
+    _guard(debug, go)
+
+
+@models_app.command("rollback")
+def models_rollback(name: str, reason: ReasonOpt = "", tracking_uri: UriOpt = None, debug: DebugOpt = False) -> None:
+    """Production goes back to the previous production version."""
+
+    def go() -> None:
+        from trainpipe.registry import rollback
+
+        _print_moves(rollback(_registry(tracking_uri), name, reason=reason))
+
+    _guard(debug, go)
+
+
+@models_app.command("history")
+def models_history(name: str, tracking_uri: UriOpt = None, debug: DebugOpt = False) -> None:
+    """Every alias move: when, from which version to which, by whom, why, and the gate verdict."""
+
+    def go() -> None:
+        from trainpipe.registry._views import history_table
+
+        out.print(history_table(_registry(tracking_uri), name))
+
+    _guard(debug, go)
+
+
+@app.command()
+def predict(
+    model_uri: Annotated[str, typer.Argument(help="models:/NAME@ALIAS, models:/NAME/VERSION or a model folder.")],
+    data_file: Annotated[Path, typer.Argument(help="CSV or Parquet file with the raw columns.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write predictions (.csv or .parquet).")],
+    tracking_uri: UriOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Batch predictions from raw columns, checked against the model's signature first."""
+
+    def go() -> None:
+        from trainpipe.registry._batch import predict_file
+
+        uri = tracking_uri or _default_uri()
+        result = predict_file(model_uri, data_file, output, uri)
+        out.print(f"{result.rows} predictions ({', '.join(result.columns)}) written to {result.output}")
+
+    _guard(debug, go)
+
+
+def _default_uri() -> str:
+    from trainpipe.tracking import resolve_tracking_uri
+
+    return resolve_tracking_uri(None, Path.cwd())
+
+
+@app.command()
+def reproduce(run_id: str, tracking_uri: UriOpt = None, debug: DebugOpt = False) -> None:
+    """Re-run a past run from its recorded config and data version; say whether the metrics match exactly."""
+    from trainpipe._cli_render import RichHooks
+
+    def go() -> None:
+        from trainpipe.pipeline._reproduce import reproduce as run_again
+
+        with RichHooks(err) as hooks:
+            result = run_again(run_id, _store_uri(tracking_uri), hooks=hooks)
+        if result.identical:
+            out.print(f"reproduced: run {result.new_run} has exactly the metrics of run {run_id} "
+                      f"({len(result.compared)} compared).")
+            return
+        from rich.table import Table
+
+        table = Table(title=f"metrics that differ: {run_id} vs {result.new_run}")
+        for col in ("metric", "original", "reproduced"):
+            table.add_column(col)
+        for k, (a, b) in result.differences.items():
+            table.add_row(k, str(a), str(b))
+        out.print(table)
+        out.print("[yellow]not reproduced exactly[/]")
+        raise typer.Exit(1)
 
     _guard(debug, go)
 

@@ -230,6 +230,8 @@ class PipelineRunner:
             reason = "--no-cache"
         elif step.name in self.force:
             reason = f"--force {step.name}"
+        elif not step.cache:
+            reason = "always runs (reads the model registry)"
         else:
             entry, miss_reason = self.cache.lookup(step.name, key)
             reason = ""
@@ -337,16 +339,18 @@ class PipelineRunner:
     def _log_artifacts(self, parent: str, run_dir: Path) -> None:
         if self.tracker is None:
             return
-        for name in ("config.redacted.yaml", "steps.json", "validation_report.json", "validation_report.md"):
+        for name in ("config.redacted.yaml", "steps.json", "validation_report.json", "validation_report.md",
+                     "drift_report.json", "drift_report.md", "gate_report.json", "gate_report.md"):
             path = run_dir / name
             if path.exists():
                 self.tracker.log_artifact(parent, path)
-        for step, sub in (("train", "train"), ("evaluate", "evaluation"), ("preprocess", "features")):
+        for step, sub in (("train", "train"), ("evaluate", "evaluation"), ("preprocess", "features"),
+                          ("drift", "data"), ("register", "registry"), ("tune", "tuning")):
             folder = run_dir / "steps" / step
             if not folder.is_dir():
                 continue
             for f in sorted(folder.iterdir()):
-                if f.name.startswith("_") or f.suffix in (".npy", ".npz", ".parquet"):
+                if f.name.startswith("_") or f.suffix in (".npy", ".npz", ".parquet") or f.name == "registered_model":
                     continue
                 self.tracker.log_artifact(parent, f, "model" if f.is_dir() and f.name == "model" else sub)
 

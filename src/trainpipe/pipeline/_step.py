@@ -54,3 +54,4 @@ class Step:
     external: Callable[[LoadedConfig], dict[str, str]] | None = None
     description: str = ""
     run_files: tuple[str, ...] = ()  # files the step also puts at the top of the run directory
+    cache: bool = True  # False: always runs (its result depends on state outside the run, e.g. the registry)

@@ -294,9 +294,13 @@ CORE_STEPS: tuple[Step, ...] = (
 
 
 def steps_for(config: PipelineConfig) -> list[Step]:
-    """The step graph for one config: the core steps, ``tune`` before ``train`` when there is a
-    ``tuning`` section."""
+    """The step graph for one config: the core steps, ``drift`` after ``split``, ``gate`` and ``register``
+    after ``evaluate``, and ``tune`` before ``train`` when there is a ``tuning`` section."""
+    from trainpipe.pipeline._steps_registry import DRIFT_STEP, GATE_STEP, REGISTER_STEP
+
     steps = list(CORE_STEPS)
+    steps.insert([s.name for s in steps].index("split") + 1, DRIFT_STEP)
+    steps += [GATE_STEP, REGISTER_STEP]
     if config.tuning is not None:
         from trainpipe.pipeline._steps_tuning import TUNE_STEP
 

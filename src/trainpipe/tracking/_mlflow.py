@@ -58,6 +58,11 @@ class MlflowTracker:
     def uri(self) -> str:
         return redact_uri(self._uri)
 
+    @property
+    def connection_uri(self) -> str:
+        """The URI as given, credentials included: for connecting (the model registry), never for logging."""
+        return self._uri
+
     def _experiment(self, name: str, artifact_root: Path | None) -> str:
         from mlflow.exceptions import MlflowException
 

@@ -1,0 +1,176 @@
+"""Training-data profile (stored with each registered model) and drift against it (PSI per feature).
+
+A numeric column is profiled by decile edges of the training data and the share of rows in each bin
+(missing values are a bin of their own); a categorical column by the share of its most frequent levels
+(the rest fold into ``__other__``). The Population Stability Index of new data against a profile is
+``sum((p_new - p_ref) * ln(p_new / p_ref))`` over the bins, with empty bins floored at 1e-4.
+Rule of thumb: < 0.1 stable, 0.1–0.25 moderate shift, > 0.25 large shift.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+PROFILE_FORMAT = 1
+_EPS = 1e-4
+_MAX_LEVELS = 30
+_MISSING = "__missing__"
+_OTHER = "__other__"
+
+
+def _is_numeric(s: pd.Series) -> bool:
+    import pandas as pd
+
+    return bool(pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s))
+
+
+def _numeric_profile(s: pd.Series) -> dict[str, Any]:
+    import numpy as np
+
+    values = s.to_numpy(dtype=float, na_value=np.nan)
+    finite = values[np.isfinite(values)]
+    edges = np.unique(np.quantile(finite, np.linspace(0, 1, 11))) if len(finite) else np.array([])
+    inner = edges[1:-1].tolist()
+    return {"kind": "numeric", "edges": inner, "shares": _numeric_shares(values, inner),
+            "mean": float(finite.mean()) if len(finite) else None,
+            "quantiles": {str(q): float(np.quantile(finite, q)) for q in (0.01, 0.25, 0.5, 0.75, 0.99)}
+            if len(finite) else {}}
+
+
+def _numeric_shares(values: Any, edges: list[float]) -> list[float]:
+    import numpy as np
+
+    n = len(values)
+    if n == 0:
+        return [0.0] * (len(edges) + 2)
+    missing = ~np.isfinite(values)
+    bins = np.searchsorted(np.asarray(edges), values[~missing], side="right")
+    counts = np.bincount(bins, minlength=len(edges) + 1).astype(float)
+    return [*(counts / n).tolist(), float(missing.sum() / n)]
+
+
+def _categorical_profile(s: pd.Series) -> dict[str, Any]:
+    labels = s.astype(object).where(s.notna(), _MISSING).astype(str)
+    freq = labels.value_counts(normalize=True)
+    top = freq.iloc[:_MAX_LEVELS]
+    shares = {str(k): float(v) for k, v in top.items()}
+    rest = float(freq.iloc[_MAX_LEVELS:].sum())
+    if rest > 0:
+        shares[_OTHER] = rest
+    return {"kind": "categorical", "shares": shares}
+
+
+def _categorical_shares(s: pd.Series, reference: dict[str, float]) -> dict[str, float]:
+    labels = s.astype(object).where(s.notna(), _MISSING).astype(str)
+    known = labels.where(labels.isin([k for k in reference if k != _OTHER]), _OTHER)
+    freq = known.value_counts(normalize=True)
+    return {k: float(freq.get(k, 0.0)) for k in {*reference, *freq.index.astype(str)}}
+
+
+def build_profile(df: pd.DataFrame, target: str, task: str) -> dict[str, Any]:
+    """JSON-ready profile of the feature columns and the label of a training frame."""
+    features = {}
+    for col in df.columns:
+        if col == target:
+            continue
+        features[str(col)] = _numeric_profile(df[col]) if _is_numeric(df[col]) else _categorical_profile(df[col])
+    y = df[target]
+    label = _numeric_profile(y) if task == "regression" else _categorical_profile(y)
+    return {"format": PROFILE_FORMAT, "rows": len(df), "target": target, "task": task,
+            "features": features, "label": label}
+
+
+def psi(expected: list[float], actual: list[float]) -> float:
+    total = 0.0
+    for e, a in zip(expected, actual, strict=True):
+        e, a = max(e, _EPS), max(a, _EPS)
+        total += (a - e) * math.log(a / e)
+    return total
+
+
+def _column_psi(ref: dict[str, Any], s: pd.Series) -> float:
+    import numpy as np
+
+    if ref["kind"] == "numeric":
+        if not _is_numeric(s):
+            return float("inf")
+        return psi(ref["shares"], _numeric_shares(s.to_numpy(dtype=float, na_value=np.nan), ref["edges"]))
+    current = _categorical_shares(s, ref["shares"])
+    keys = sorted(current)
+    return psi([ref["shares"].get(k, 0.0) for k in keys], [current[k] for k in keys])
+
+
+@dataclass
+class DriftReport:
+    reference: str  # what the profile belongs to, e.g. "telco-churn version 3 (production)"
+    max_psi: float | None
+    features: dict[str, float] = field(default_factory=dict)
+    label_psi: float | None = None
+    missing_columns: list[str] = field(default_factory=list)
+    new_columns: list[str] = field(default_factory=list)
+
+    @property
+    def worst(self) -> tuple[str, float] | None:
+        if not self.features:
+            return None
+        name = max(self.features, key=lambda k: self.features[k])
+        return name, self.features[name]
+
+    @property
+    def failures(self) -> dict[str, float]:
+        if self.max_psi is None:
+            return {}
+        return {k: v for k, v in self.features.items() if v > self.max_psi}
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reference": self.reference, "max_psi": self.max_psi, "passed": self.passed,
+                "features": self.features, "label_psi": self.label_psi, "failures": self.failures,
+                "missing_columns": self.missing_columns, "new_columns": self.new_columns}
+
+    def to_markdown(self) -> str:
+        limit = "report only" if self.max_psi is None else f"fail above {self.max_psi}"
+        lines = [f"# Drift against {self.reference}", "", f"PSI per feature ({limit}).", "",
+                 "| feature | PSI | level |", "|---|---|---|"]
+        for name, value in sorted(self.features.items(), key=lambda kv: -kv[1]):
+            level = "large" if value > 0.25 else ("moderate" if value > 0.1 else "stable")
+            flag = " **FAIL**" if name in self.failures else ""
+            lines.append(f"| {name} | {value:.4f} | {level}{flag} |")
+        if self.label_psi is not None:
+            lines += ["", f"Label distribution shift (PSI): {self.label_psi:.4f}"]
+        if self.missing_columns:
+            lines += ["", f"Columns in the reference but not in this data: {self.missing_columns}"]
+        if self.new_columns:
+            lines += ["", f"Columns in this data but not in the reference: {self.new_columns}"]
+        return "\n".join(lines) + "\n"
+
+    def summary(self) -> str:
+        fails = ", ".join(f"{k} (PSI {v:.3f})" for k, v in sorted(self.failures.items(), key=lambda kv: -kv[1]))
+        return (f"data drift against {self.reference}: {len(self.failures)} feature(s) above "
+                f"validation.drift.max_psi = {self.max_psi}: {fails}. The training data no longer looks like the "
+                "data the production model was trained on; check the source, or raise max_psi if the shift is "
+                "expected.")
+
+
+def compare_to_profile(df: pd.DataFrame, profile: dict[str, Any], *, reference: str,
+                       max_psi: float | None) -> DriftReport:
+    report = DriftReport(reference, max_psi)
+    target = profile.get("target")
+    for col, ref in profile["features"].items():
+        if col not in df.columns:
+            report.missing_columns.append(col)
+            continue
+        value = _column_psi(ref, df[col])
+        report.features[col] = round(value, 6) if math.isfinite(value) else 99.0
+    report.new_columns = [str(c) for c in df.columns if c != target and str(c) not in profile["features"]]
+    if target in df.columns and profile.get("label"):
+        report.label_psi = round(_column_psi(profile["label"], df[target]), 6)
+    return report

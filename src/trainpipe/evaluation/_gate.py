@@ -1,0 +1,189 @@
+"""The quality gate: absolute thresholds, then the challenger against the production champion.
+
+The champion comparison is paired: both models score the same test rows, and a bootstrap over those
+rows gives the confidence interval of the difference. The challenger passes the comparison when its
+advantage (sign-adjusted so that positive is better) is above ``min_delta`` *and* the lower bound of
+the interval is at least ``min_delta`` — better by the margin, and not by luck. ``min_delta`` may be
+negative to accept a non-inferior challenger.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from trainpipe.evaluation._metrics import METRICS
+
+if TYPE_CHECKING:
+    import numpy as np
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq,
+}
+_RULE = re.compile(r"\s*(>=|<=|>|<|==)\s*(\S+)\s*")
+
+
+@dataclass
+class ThresholdCheck:
+    metric: str
+    rule: str
+    value: float | None
+    passed: bool
+    note: str = ""
+
+
+@dataclass
+class ChampionComparison:
+    champion_version: str
+    metric: str
+    challenger_value: float
+    champion_value: float
+    delta: float  # challenger - champion, sign-adjusted: > 0 means the challenger is better
+    ci_low: float
+    ci_high: float
+    confidence: float
+    min_delta: float
+    n_boot: int
+    passed: bool
+    note: str = ""
+
+
+@dataclass
+class GateReport:
+    thresholds: list[ThresholdCheck] = field(default_factory=list)
+    champion: ChampionComparison | None = None
+    champion_note: str = ""
+    passed: bool = True
+
+    @property
+    def verdict(self) -> str:
+        return "passed" if self.passed else "refused"
+
+    def reasons(self) -> list[str]:
+        out = [f"{c.metric} = {_fmt(c.value)} does not meet '{c.rule}'{(' (' + c.note + ')') if c.note else ''}"
+               for c in self.thresholds if not c.passed]
+        if self.champion is not None and not self.champion.passed:
+            c = self.champion
+            out.append(
+                f"does not beat the production champion (version {c.champion_version}) on {c.metric}: "
+                f"delta {c.delta:+.4f}, {c.confidence:.0%} CI [{c.ci_low:+.4f}, {c.ci_high:+.4f}], "
+                f"required > {c.min_delta:+.4f} with the lower bound >= {c.min_delta:+.4f}"
+            )
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, "passed": self.passed,
+                "thresholds": [asdict(c) for c in self.thresholds],
+                "champion": asdict(self.champion) if self.champion else None,
+                "champion_note": self.champion_note, "reasons": self.reasons()}
+
+    def to_markdown(self) -> str:
+        lines = [f"# Gate report: **{self.verdict.upper()}**", ""]
+        if self.thresholds:
+            lines += ["## Thresholds", "", "| metric | rule | value | result |", "|---|---|---|---|"]
+            lines += [f"| {c.metric} | {c.rule} | {_fmt(c.value)} | {'pass' if c.passed else 'FAIL'}"
+                      f"{(' — ' + c.note) if c.note else ''} |" for c in self.thresholds]
+            lines.append("")
+        else:
+            lines += ["No thresholds configured (gate.thresholds).", ""]
+        lines += ["## Champion comparison", ""]
+        if self.champion is not None:
+            c = self.champion
+            lines += [
+                f"Production champion: version {c.champion_version}, re-scored on this run's test split.", "",
+                "| metric | challenger | champion | delta | CI | required | result |",
+                "|---|---|---|---|---|---|---|",
+                f"| {c.metric} | {c.challenger_value:.5f} | {c.champion_value:.5f} | {c.delta:+.5f} | "
+                f"[{c.ci_low:+.5f}, {c.ci_high:+.5f}] ({c.confidence:.0%}, {c.n_boot} paired bootstrap resamples) | "
+                f"> {c.min_delta:+.4f}, lower bound >= {c.min_delta:+.4f} | {'pass' if c.passed else 'FAIL'} |",
+                "",
+                "Delta is sign-adjusted: positive means the challenger is better.",
+            ]
+            if c.note:
+                lines += ["", c.note]
+        else:
+            lines.append(self.champion_note or "No production champion: nothing to compare against.")
+        if not self.passed:
+            lines += ["", "## Why refused", ""] + [f"- {r}" for r in self.reasons()]
+        return "\n".join(lines) + "\n"
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.5g}"
+
+
+def parse_rule(rule: str) -> tuple[str, float]:
+    m = _RULE.fullmatch(rule)
+    if m is None:  # the config schema already checked the form
+        raise ValueError(f"bad threshold rule {rule!r}")
+    return m.group(1), float(m.group(2))
+
+
+def check_thresholds(thresholds: Mapping[str, str], values: Mapping[str, float]) -> list[ThresholdCheck]:
+    """``values`` uses gate names: metric names (``roc_auc``) and latency keys (``latency_p95_ms``)."""
+    checks = []
+    for metric, rule in thresholds.items():
+        op, bound = parse_rule(rule)
+        value = values.get(metric)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            note = ("latency was not measured (evaluation.latency: false)" if metric.startswith(("latency_", "batch_"))
+                    else "not computed for this model/task")
+            checks.append(ThresholdCheck(metric, rule.strip(), None, False, note))
+            continue
+        checks.append(ThresholdCheck(metric, rule.strip(), float(value), _OPS[op](float(value), bound)))
+    return checks
+
+
+def metric_scores(metric: str, y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None, k: int) -> float:
+    m = METRICS[metric]
+    return float(m.fn(y, pred, proba, k))
+
+
+def paired_bootstrap(metric: str, y: np.ndarray, challenger: tuple[np.ndarray, np.ndarray | None],
+                     champion: tuple[np.ndarray, np.ndarray | None], k: int, *, confidence: float,
+                     n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float, float, float, int]:
+    """(challenger value, champion value, delta, ci_low, ci_high, resamples used); delta > 0 = challenger better.
+
+    Resamples where the metric is undefined (one class only) are dropped.
+    """
+    import numpy as np
+
+    m = METRICS[metric]
+    sign = 1.0 if m.greater_is_better else -1.0
+
+    def score(idx: np.ndarray | None, pair: tuple[np.ndarray, np.ndarray | None]) -> float:
+        pred, proba = pair
+        if idx is None:
+            return float(m.fn(y, pred, proba, k))
+        return float(m.fn(y[idx], pred[idx], None if proba is None else proba[idx], k))
+
+    a, b = score(None, challenger), score(None, champion)
+    rng = np.random.default_rng(seed)
+    n = len(y)
+    deltas = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, size=n)
+        try:
+            d = sign * (score(idx, challenger) - score(idx, champion))
+        except ValueError:
+            continue
+        if not math.isnan(d):
+            deltas.append(d)
+    if not deltas:
+        raise ValueError(f"no bootstrap resample gave a defined {metric}")
+    alpha = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(np.asarray(deltas), [alpha, 1.0 - alpha])
+    return a, b, sign * (a - b), float(lo), float(hi), len(deltas)
+
+
+def compare_to_champion(metric: str, y: np.ndarray, challenger: tuple[np.ndarray, np.ndarray | None],
+                        champion: tuple[np.ndarray, np.ndarray | None], k: int, *, version: str,
+                        confidence: float, min_delta: float, n_boot: int = 1000, seed: int = 0) -> ChampionComparison:
+    a, b, delta, lo, hi, used = paired_bootstrap(metric, y, challenger, champion, k, confidence=confidence,
+                                                 n_boot=n_boot, seed=seed)
+    passed = delta > min_delta and lo >= min_delta
+    return ChampionComparison(version, metric, a, b, delta, lo, hi, confidence, min_delta, used, passed)

@@ -1,0 +1,90 @@
+"""``trainpipe reproduce RUN_ID``: re-run a past run from its recorded config and data version.
+
+The data file must still have the recorded fingerprint (else: refused, exit 2). Every step runs (no cache)
+up to ``evaluate``; nothing is gated or registered. The quality metrics (``test_*``) are compared exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trainpipe._exceptions import ConfigError, DataError
+
+
+@dataclass
+class ReproduceResult:
+    original_run: str
+    new_run: str
+    run_dir: Path
+    compared: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+
+    @property
+    def identical(self) -> bool:
+        return bool(self.compared) and all(a == b for a, b in self.compared.values())
+
+    @property
+    def differences(self) -> dict[str, tuple[float | None, float | None]]:
+        return {k: v for k, v in self.compared.items() if v[0] != v[1]}
+
+
+def _recorded_config(client: Any, run_id: str, tags: dict[str, str]) -> Any:
+    from trainpipe.pipeline._runner import CONFIG_FILE, load_run_config
+
+    run_dir = Path(tags.get("trainpipe.run_dir", ""))
+    if tags.get("trainpipe.run_dir") and (run_dir / CONFIG_FILE).is_file():
+        return load_run_config(run_dir)
+    raise ConfigError(
+        f"run {run_id}: its resolved config is not on this machine ({run_dir / CONFIG_FILE} is missing; only the "
+        "redacted copy config.redacted.yaml is in the tracking store, and secrets were masked in it). Re-run "
+        "reproduce where the run was made, or run the pipeline file with the same settings."
+    )
+
+
+def reproduce(run_id: str, tracking_uri: str, *, workdir: Path | None = None, hooks: Any = None) -> ReproduceResult:
+    from mlflow.exceptions import MlflowException
+
+    from trainpipe.config import redact_uri
+    from trainpipe.data import fingerprint_frame, fingerprint_source, read_source, resolve_source
+    from trainpipe.pipeline._runner import STATE_DIR, PipelineRunner
+    from trainpipe.pipeline._steps import steps_for
+    from trainpipe.registry import client_for
+    from trainpipe.tracking import MlflowTracker
+
+    workdir = (workdir or Path.cwd()).resolve()
+    client = client_for(tracking_uri)
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as exc:
+        raise ConfigError(f"run {run_id!r} is not in the tracking store {redact_uri(tracking_uri)} "
+                          "(see: trainpipe runs list).") from exc
+    tags = dict(run.data.tags)
+    if tags.get("trainpipe.kind") != "pipeline":
+        raise ConfigError(f"run {run_id} is not a trainpipe pipeline run (a step or trial run?); pass the "
+                          "parent run id shown by `trainpipe runs list`.")
+    loaded = _recorded_config(client, run_id, tags)
+    recorded = tags.get("data_fingerprint")
+    if not recorded:
+        raise ConfigError(f"run {run_id} recorded no data fingerprint (it failed before ingest finished); "
+                          "there is nothing to reproduce.")
+    source = resolve_source(loaded.config.data.source, loaded.base_dir)
+    current = fingerprint_source(source) if source.kind == "file" else fingerprint_frame(read_source(source))
+    if current != recorded:
+        raise DataError(
+            f"refusing to reproduce run {run_id}: the data at {loaded.config.data.source} has changed "
+            f"(fingerprint now {current[:16]}…, recorded {recorded[:16]}…). Restore that version of the file "
+            "to reproduce the run."
+        )
+    steps = [s for s in steps_for(loaded.config) if s.name not in ("drift", "gate", "register")]
+    cfg = loaded.config
+    tracker = MlflowTracker(tracking_uri, cfg.tracking.experiment or cfg.name, workdir / STATE_DIR / "mlartifacts")
+    runner = PipelineRunner(loaded, workdir=workdir, tracker=tracker, no_cache=True, steps=steps, hooks=hooks,
+                            trigger=tags.get("trigger", "manual") if tags.get("trigger") in
+                            ("manual", "schedule", "event") else "manual")
+    result = runner.run()
+    tracker.set_tags(result.run_id, {"trainpipe.reproduces": run_id})
+    old = {k: v for k, v in run.data.metrics.items() if k.startswith("test_")}
+    new = {k: v for k, v in result.metrics.items() if k.startswith("test_")}
+    compared = {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new))}
+    return ReproduceResult(run_id, result.run_id, result.run_dir, compared)

@@ -1,0 +1,256 @@
+"""Steps that read or write the model registry: drift (before training), gate and register (after evaluate).
+
+They never come from the step cache: their result depends on the registry (which version is in production),
+not only on their inputs. Without an MLflow tracking store (``PipelineRunner(tracker=None)`` or the in-memory
+fake) there is no registry: drift and the champion comparison report that, and register records that it
+registered nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trainpipe._exceptions import DataValidationError, GateRefused
+from trainpipe.pipeline._step import Step, StepContext
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from trainpipe.models import TrainedModel
+
+PROFILE_FILE = "data_profile.json"
+CARD_FILE = "model_card.md"
+PYFUNC_DIR = "registered_model"
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def _write_both(ctx: StepContext, name: str, text: str) -> None:
+    """Into the step's output and the top of the run directory (kept even when the step fails)."""
+    for folder in (ctx.out_dir, ctx.run_dir):
+        (folder / name).write_text(text)
+
+
+def model_name(ctx: StepContext) -> str:
+    return ctx.config.registry.model_name or ctx.config.name
+
+
+def registry(ctx: StepContext) -> tuple[MlflowClient, str] | None:
+    """The MLflow client and connection URI of the run's tracking store, or None without one."""
+    uri = getattr(ctx.tracker, "connection_uri", None) if ctx.tracker is not None else None
+    client = getattr(ctx.tracker, "client", None) if uri else None
+    return (client, str(uri)) if client is not None else None
+
+
+def _champion_dir(ctx: StepContext) -> tuple[str, Path] | None:
+    from trainpipe.registry import PRODUCTION, download_version, version_by_alias
+
+    reg = registry(ctx)
+    if reg is None:
+        return None
+    client, uri = reg
+    mv = version_by_alias(client, model_name(ctx), PRODUCTION)
+    if mv is None:
+        return None
+    assert ctx.state_dir is not None
+    folder = download_version(client, uri, model_name(ctx), str(mv.version), ctx.state_dir / "registry_cache")
+    return str(mv.version), folder
+
+
+def drift(ctx: StepContext) -> None:
+    import pandas as pd
+
+    from trainpipe.data import TaskInfo
+    from trainpipe.data._profile import build_profile, compare_to_profile
+
+    cfg = ctx.config
+    task = TaskInfo.from_dict(_read_json(ctx.input("validate") / "task.json"))
+    train = pd.read_parquet(ctx.input("split") / "train.parquet")
+    profile = build_profile(train, cfg.data.target, task.task)
+    (ctx.out_dir / PROFILE_FILE).write_text(json.dumps(profile, indent=1, default=str))
+    settings = cfg.validation.drift
+    if settings.reference == "none":
+        ctx.params["drift_reference"] = "none"
+        return
+    champion = _champion_dir(ctx)
+    if champion is None:
+        why = "no tracking store" if registry(ctx) is None else f"no production version of {model_name(ctx)!r}"
+        ctx.hooks.on_message(f"drift: nothing to compare with ({why}); the training profile is stored with the model")
+        ctx.params["drift_reference"] = f"none ({why})"
+        return
+    from trainpipe.registry._registry import pyfunc_artifact
+
+    version, folder = champion
+    ref_file = pyfunc_artifact(folder, "data_profile")
+    if ref_file is None:
+        ctx.params["drift_reference"] = f"version {version} has no stored profile"
+        return
+    reference = f"{model_name(ctx)} version {version} (production)"
+    report = compare_to_profile(train, _read_json(ref_file), reference=reference, max_psi=settings.max_psi)
+    _write_both(ctx, "drift_report.json", json.dumps(report.to_dict(), indent=2))
+    _write_both(ctx, "drift_report.md", report.to_markdown())
+    ctx.params["drift_reference"] = reference
+    worst = report.worst
+    if worst is not None:
+        ctx.metrics["drift_max_psi"] = float(worst[1])
+    if report.label_psi is not None:
+        ctx.metrics["drift_label_psi"] = float(report.label_psi)
+    ctx.metrics["drift_failed_features"] = float(len(report.failures))
+    if not report.passed:
+        raise DataValidationError(report.summary(), report)
+
+
+def _scores(model: TrainedModel, test: Any, target: str) -> tuple[Any, Any, Any]:
+    import numpy as np
+
+    y = model.task.encode(test[target])
+    X = model.transform(test)
+    proba = model.adapter.predict_proba(X) if model.task.is_classification else None
+    if proba is not None:
+        pred = np.argmax(proba, axis=1).astype(np.int64)
+    else:
+        pred = np.asarray(model.adapter.predict(X), dtype=np.int64 if model.task.is_classification else np.float64)
+    return y, pred, proba
+
+
+def gate(ctx: StepContext) -> None:
+    import pandas as pd
+
+    from trainpipe.evaluation import DEFAULTS
+    from trainpipe.evaluation._gate import GateReport, check_thresholds, compare_to_champion
+    from trainpipe.models import TrainedModel
+
+    cfg = ctx.config
+    evaluated = _read_json(ctx.input("evaluate") / "metrics.json")
+    values = {**{k: v for k, v in evaluated["metrics"].items() if v is not None}, **evaluated.get("latency", {})}
+    report = GateReport(thresholds=check_thresholds(cfg.gate.thresholds, values))
+    model = TrainedModel.load(ctx.input("train") / "model")
+    metric = cfg.gate.champion.metric or (cfg.evaluation.metrics or DEFAULTS[model.task.task])[0]
+    try:
+        champion = _champion_dir(ctx)
+    except Exception as exc:  # a registry we cannot read must not pass silently: say so, and refuse
+        raise GateRefused(f"gate: cannot read the production champion of {model_name(ctx)!r}: {exc}") from exc
+    if champion is None:
+        report.champion_note = ("No tracking store: no champion to compare against." if registry(ctx) is None
+                                else f"No production version of {model_name(ctx)!r} yet: nothing to beat.")
+    else:
+        version, folder = champion
+        test = pd.read_parquet(ctx.input("split") / "test.parquet")
+        from trainpipe.registry._registry import pyfunc_artifact
+
+        try:
+            old_dir = pyfunc_artifact(folder, "model_dir")
+            if old_dir is None:
+                raise FileNotFoundError(f"no model_dir artifact in {folder}")
+            old = TrainedModel.load(old_dir)
+            theirs = _scores(old, test, cfg.data.target)
+        except Exception as exc:  # e.g. today's data lacks a column the champion needs
+            report.champion_note = (f"The production version {version} could not score this run's test split "
+                                    f"({type(exc).__name__}: {str(exc)[:300]}); no comparison made.")
+        else:
+            y, pred, proba = _scores(model, test, cfg.data.target)
+            if len(old.task.classes) != len(model.task.classes) or list(map(str, old.task.classes)) != list(
+                    map(str, model.task.classes)):
+                report.champion_note = (f"The production version {version} predicts other classes "
+                                        f"({old.task.classes}); no comparison made.")
+            else:
+                report.champion = compare_to_champion(
+                    metric, y, (pred, proba), (theirs[1], theirs[2]), len(model.task.classes), version=version,
+                    confidence=cfg.gate.champion.confidence, min_delta=cfg.gate.champion.min_delta,
+                    seed=cfg.data.split.seed)
+    report.passed = all(c.passed for c in report.thresholds) and (report.champion is None or report.champion.passed)
+    _write_both(ctx, "gate_report.json", json.dumps(report.to_dict(), indent=2))
+    _write_both(ctx, "gate_report.md", report.to_markdown())
+    ctx.params["gate_verdict"] = report.verdict
+    if report.champion is not None:
+        ctx.metrics.update({"gate_delta": report.champion.delta, "gate_ci_low": report.champion.ci_low,
+                            "gate_ci_high": report.champion.ci_high})
+    if not report.passed:
+        raise GateRefused("gate refused the model; nothing was registered:\n  - " + "\n  - ".join(report.reasons())
+                          + f"\nReport: {ctx.run_dir / 'gate_report.md'}")
+
+
+def _lineage(client: MlflowClient, run_id: str) -> dict[str, str]:
+    tags = client.get_run(run_id).data.tags
+    keep = ("config_hash", "git.commit", "git.dirty", "trainpipe.version", "python", "host", "user", "trigger",
+            "trainpipe.profile")
+    out = {k: tags[k] for k in keep if k in tags}
+    out.update({k: v for k, v in tags.items() if k.startswith("lib.")})
+    out["run_id"] = run_id
+    return out
+
+
+def register(ctx: StepContext) -> None:
+    import pandas as pd
+
+    from trainpipe.models import TrainedModel
+    from trainpipe.registry import CardInputs, register_version, render_card
+    from trainpipe.registry._package import save_pyfunc
+
+    cfg = ctx.config
+    reg = registry(ctx)
+    name = model_name(ctx)
+    if reg is None or ctx.parent_run_id is None:
+        ctx.hooks.on_message("register: no MLflow tracking store, so nothing was registered")
+        (ctx.out_dir / "registration.json").write_text(json.dumps({"registered": False,
+                                                                   "reason": "no tracking store"}))
+        return
+    client, _ = reg
+    model_dir = ctx.input("train") / "model"
+    model = TrainedModel.load(model_dir)
+    ingest = _read_json(ctx.input("ingest") / "ingest.json")
+    split = _read_json(ctx.input("split") / "split.json")
+    metrics = _read_json(ctx.input("evaluate") / "metrics.json")
+    gate_report = _read_json(ctx.input("gate") / "gate_report.json")
+    drift_file = ctx.input("drift") / "drift_report.json"
+    lineage = _lineage(client, ctx.parent_run_id)
+    card = CardInputs(
+        name=name, description=cfg.description, model_type=cfg.model.type, task=model.task.to_dict(),
+        data={"source": cfg.data.source, "fingerprint": ingest["fingerprint"], "rows": ingest["rows"],
+              "split": split.get("sizes")},
+        profile=ctx.loaded.profile or "", metrics=metrics, gate=gate_report, params=model.spec.params,
+        lineage=lineage, features={"columns": list(model.spec.features.columns)},
+        drift=_read_json(drift_file) if drift_file.exists() else None)
+    (ctx.out_dir / CARD_FILE).write_text(render_card(card))
+    test = pd.read_parquet(ctx.input("split") / "test.parquet")
+    schema = save_pyfunc(model, model_dir, ctx.out_dir / PYFUNC_DIR, example_rows=test,
+                         extra_artifacts={"model_card": ctx.out_dir / CARD_FILE,
+                                          "data_profile": ctx.input("drift") / PROFILE_FILE})
+    client.log_artifacts(ctx.parent_run_id, str(ctx.out_dir / PYFUNC_DIR), PYFUNC_DIR)
+    alias = None if cfg.registry.promote == "none" else cfg.registry.promote
+    quality = {f"test_{k}": f"{v:.6g}" for k, v in metrics["metrics"].items() if v is not None}
+    tags = {"run_id": ctx.parent_run_id, "data_fingerprint": ingest["fingerprint"],
+            "config_hash": lineage.get("config_hash", ""), "git_commit": lineage.get("git.commit", ""),
+            "gate_verdict": gate_report["verdict"], "model_type": cfg.model.type, "task": model.task.task,
+            "trainpipe_version": lineage.get("trainpipe.version", ""), **quality}
+    mv = register_version(client, name=name, run_id=ctx.parent_run_id, source=f"runs:/{ctx.parent_run_id}/{PYFUNC_DIR}",
+                          alias=alias, tags=tags, description=render_card(CardInputs(**{**card.__dict__,
+                                                                                         "version": None})),
+                          reason=f"pipeline run {ctx.parent_run_id} (gate {gate_report['verdict']})")
+    version = str(mv.version)
+    final_card = render_card(CardInputs(**{**card.__dict__, "version": version}))
+    (ctx.out_dir / CARD_FILE).write_text(final_card)
+    client.update_model_version(name, version, description=final_card[:4900])
+    info = {"registered": True, "model_name": name, "version": version, "alias": alias,
+            "uri": f"models:/{name}/{version}", "source": mv.source, "signature": schema}
+    (ctx.out_dir / "registration.json").write_text(json.dumps(info, indent=2))
+    ctx.params.update({"registered_model": name, "registered_version": version, "registered_alias": alias or ""})
+    ctx.metrics["registered_version"] = float(version)
+    ctx.hooks.on_message(f"registered {name} version {version}" + (f" as @{alias}" if alias else ""))
+
+
+_SK = ("scikit-learn", "pandas", "numpy")
+DRIFT_STEP = Step("drift", drift, ("split", "validate"), ("data.target", "validation.drift", "registry.model_name"),
+                  ("pandas",), description="profile the training data; PSI against the production model's profile",
+                  run_files=(), cache=False)
+GATE_STEP = Step("gate", gate, ("train", "evaluate", "split"), ("gate", "registry.model_name", "data.target"),
+                 (*_SK, "mlflow"), description="thresholds; beat the production champion (paired bootstrap)",
+                 cache=False)
+REGISTER_STEP = Step("register", register, ("train", "evaluate", "gate", "drift", "split", "ingest"),
+                     ("registry", "description", "name"), (*_SK, "mlflow"),
+                     description="log the pyfunc model, register a version, set the alias, attach the card",
+                     cache=False)

@@ -1,0 +1,92 @@
+"""``trainpipe predict``: score a CSV/Parquet file with a registered (or logged) pyfunc model."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from trainpipe._exceptions import ConfigError, DataError
+
+
+@dataclass
+class BatchResult:
+    rows: int
+    output: Path
+    model_uri: str
+    columns: list[str]
+
+
+def _local_model(model_uri: str, tracking_uri: str, dst: Path) -> Path:
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    if "://" not in model_uri and ":/" not in model_uri:
+        path = Path(model_uri)
+        if not (path / "MLmodel").exists():
+            raise ConfigError(f"MODEL_URI {model_uri!r}: not a models:/NAME@ALIAS or models:/NAME/VERSION URI, "
+                              "and not a folder holding an MLmodel file.")
+        return path
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst),
+                                                        tracking_uri=tracking_uri, registry_uri=tracking_uri))
+    except MlflowException as exc:
+        raise ConfigError(f"MODEL_URI {model_uri!r}: {str(exc).splitlines()[0][:300]} "
+                          "(see: trainpipe models list NAME).") from exc
+
+
+def _write(df: object, out: Path) -> None:
+    import pandas as pd
+
+    assert isinstance(df, pd.DataFrame)
+    suffix = out.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise ConfigError(f"-o {out}: expected a .csv or .parquet file name.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:6]}")
+    try:
+        if suffix == ".csv":
+            df.to_csv(tmp, index=False)
+        else:
+            df.to_parquet(tmp, index=False)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def predict_file(model_uri: str, data_file: Path, out: Path, tracking_uri: str) -> BatchResult:
+    import mlflow.pyfunc
+    import pandas as pd
+
+    from trainpipe.data import read_source, resolve_source
+    from trainpipe.registry._predict import check_input
+
+    if out.suffix.lower() not in (".csv", ".parquet", ".pq"):
+        raise ConfigError(f"-o {out}: expected a .csv or .parquet file name.")
+    source = resolve_source(str(data_file), Path.cwd())
+    if source.kind != "file":
+        raise DataError(f"DATA_FILE {data_file}: expected a .csv or .parquet file.")
+    df = read_source(source)
+    with tempfile.TemporaryDirectory(prefix="trainpipe-predict-") as tmp:
+        folder = _local_model(model_uri, tracking_uri, Path(tmp))
+        model = mlflow.pyfunc.load_model(str(folder))
+        schema = model.metadata.get_input_schema()
+        if schema is None:
+            raise ConfigError(f"MODEL_URI {model_uri!r}: the model has no input signature; "
+                              "trainpipe predict needs one to check the columns.")
+        columns = schema.to_dict()
+        checked = check_input(df, columns, str(data_file))
+        names = [c["name"] for c in columns]
+        try:
+            python_model = model.unwrap_python_model()
+        except Exception:  # not a python-function model: let MLflow enforce and predict
+            python_model = None
+        frame = checked[names]
+        pred = python_model.predict(None, frame) if python_model is not None else model.predict(frame)
+        pred = pred if isinstance(pred, pd.DataFrame) else pd.DataFrame({"prediction": pred})
+    passthrough = df[[c for c in df.columns if c not in names]].reset_index(drop=True)
+    result = pd.concat([passthrough, pred.reset_index(drop=True)], axis=1)
+    _write(result, out)
+    return BatchResult(len(result), out, model_uri, list(map(str, pred.columns)))

@@ -1,0 +1,97 @@
+"""Turn a trainpipe model directory into an MLflow pyfunc model folder (signature, input example, card)."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trainpipe._version import __version__
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from mlflow.models.signature import ModelSignature
+
+    from trainpipe.models import ModelSpec, TrainedModel
+
+_FAMILY_LIBS = {"xgboost": ("xgboost-cpu", "xgboost"), "lightgbm": ("lightgbm",), "torch": ("torch",),
+                "sklearn": ()}
+
+
+def input_types(spec: ModelSpec) -> dict[str, str]:
+    """MLflow column types for the raw input columns, as in training: integer columns (no missing values in
+    training) ``long``, other numbers ``double``, booleans ``boolean``, the rest ``string``."""
+    out: dict[str, str] = {}
+    for col in spec.features.columns:
+        dtype = spec.input_dtypes.get(col, "object").lower()
+        if col in spec.features.text:
+            out[col] = "string"
+        elif dtype.startswith("bool"):
+            out[col] = "boolean"
+        elif dtype.startswith(("int", "uint")):
+            out[col] = "long"
+        elif dtype.startswith("float"):
+            out[col] = "double"
+        elif dtype.startswith("datetime"):
+            out[col] = "datetime"
+        else:
+            out[col] = "string"
+    return out
+
+
+def build_signature(spec: ModelSpec, output: pd.DataFrame) -> ModelSignature:
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema
+
+    inputs = Schema([ColSpec(kind, name) for name, kind in input_types(spec).items()])
+    outputs = Schema([ColSpec("double" if str(output[c].dtype).startswith(("float", "int")) else "string", c)
+                      for c in output.columns])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def example_frame(spec: ModelSpec, rows: pd.DataFrame, n: int = 5) -> pd.DataFrame:
+    from trainpipe.registry._predict import check_input
+
+    types = input_types(spec)
+    schema = [{"name": k, "type": v, "required": True} for k, v in types.items()]
+    return check_input(rows.head(n)[list(types)].reset_index(drop=True), schema, "input example")
+
+
+def pip_requirements(family: str) -> list[str]:
+    from importlib import metadata
+
+    reqs = [f"trainpipe=={__version__}"]
+    for dist in ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "pyarrow", *_FAMILY_LIBS.get(family, ())):
+        try:
+            reqs.append(f"{dist}=={metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            continue
+    # a CPU build of torch reports "2.13.0+cpu"; pinning that would pull a CUDA build on re-create
+    return [r.split("+")[0] for r in reqs]
+
+
+def save_pyfunc(model: TrainedModel, model_dir: Path, target: Path, *, example_rows: pd.DataFrame,
+                extra_artifacts: Mapping[str, Path]) -> dict[str, Any]:
+    """Write the pyfunc folder to ``target`` atomically; return the signature's input schema (as dicts)."""
+    import mlflow.pyfunc
+
+    from trainpipe.registry import _pyfunc_model
+    from trainpipe.registry._predict import predict_frame
+
+    example = example_frame(model.spec, example_rows)
+    signature = build_signature(model.spec, predict_frame(model, example))
+    tmp = target.with_name(f".tmp-{target.name}-{uuid.uuid4().hex[:6]}")
+    try:
+        mlflow.pyfunc.save_model(
+            path=str(tmp), python_model=str(Path(_pyfunc_model.__file__)),
+            artifacts={"model_dir": str(model_dir), **{k: str(v) for k, v in extra_artifacts.items()}},
+            signature=signature, input_example=example, pip_requirements=pip_requirements(model.spec.family),
+        )
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.replace(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"inputs": signature.inputs.to_dict()}

@@ -1,0 +1,246 @@
+"""The MLflow Model Registry as trainpipe uses it: versions, aliases, an audit log of alias moves.
+
+Aliases: ``staging``, ``production`` and ``previous-production`` (set when production moves). Every alias
+move is recorded as a registered-model tag ``trainpipe.audit.<utc time>-<id>`` holding JSON (when, alias,
+from version, to version, user, host, reason, gate verdict), so the history lives in the registry itself.
+
+Registration is all or nothing: the version is created with ``trainpipe.registration=pending``, the alias
+is set, then the tag becomes ``complete``; on any error in between the version is deleted. A process
+killed in between leaves a version that carries no alias (and says ``pending``), never an unearned alias.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trainpipe._exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+PRODUCTION = "production"
+STAGING = "staging"
+PREVIOUS = "previous-production"
+AUDIT_PREFIX = "trainpipe.audit."
+STATE_TAG = "trainpipe.registration"
+MODEL_ARTIFACT = "registered_model"
+
+
+def client_for(uri: str) -> MlflowClient:
+    from mlflow import MlflowClient
+
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _not_found(exc: Exception) -> bool:
+    return "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", "")) or "not found" in str(exc).lower()
+
+
+def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if _not_found(exc) or "alias" in str(exc).lower() or "registered model" in str(exc).lower():
+            return None
+        raise
+
+
+def get_version(client: MlflowClient, name: str, version: str) -> ModelVersion:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        raise ConfigError(f"model {name!r} has no version {version!r} in the registry "
+                          f"(see: trainpipe models list {name}).") from exc
+
+
+def ensure_registered_model(client: MlflowClient, name: str, description: str = "") -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(name, description=description or None)
+    except MlflowException as exc:
+        if "RESOURCE_ALREADY_EXISTS" not in str(getattr(exc, "error_code", "")) and "already exists" not in str(exc):
+            raise
+
+
+@dataclass
+class AliasMove:
+    time: str
+    alias: str
+    from_version: str | None
+    to_version: str | None
+    user: str
+    host: str
+    reason: str
+    gate_verdict: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1e6) % 1_000_000:06d}Z"
+
+
+def _verdict(client: MlflowClient, name: str, version: str | None) -> str:
+    if version is None:
+        return ""
+    try:
+        return str(client.get_model_version(name, version).tags.get("gate_verdict", ""))
+    except Exception:  # the version may have been deleted since
+        return ""
+
+
+def move_alias(client: MlflowClient, name: str, alias: str, version: str | None, *, reason: str = "",
+               user: str | None = None) -> AliasMove:
+    """Point ``alias`` at ``version`` (None removes it) and append the move to the audit log."""
+    current = version_by_alias(client, name, alias)
+    before = str(current.version) if current is not None else None
+    if version is None:
+        if before is not None:
+            client.delete_registered_model_alias(name, alias)
+    else:
+        client.set_registered_model_alias(name, alias, str(version))
+    move = AliasMove(_now(), alias, before, None if version is None else str(version),
+                     user or getpass.getuser(), socket.gethostname(), reason, _verdict(client, name, version))
+    client.set_registered_model_tag(name, f"{AUDIT_PREFIX}{move.time}-{uuid.uuid4().hex[:6]}",
+                                    json.dumps(move.to_dict()))
+    return move
+
+
+def promote(client: MlflowClient, name: str, version: str, to: str, *, reason: str) -> list[AliasMove]:
+    """Move ``to`` (staging or production) to ``version``; production remembers the one it replaces."""
+    if to not in (STAGING, PRODUCTION):
+        raise ConfigError(f"--to: expected staging or production, got {to!r}.")
+    if to == PRODUCTION and not reason.strip():
+        raise ConfigError("promoting to production needs --reason \"...\" (it goes into the audit log).")
+    mv = get_version(client, name, version)
+    if mv.tags.get(STATE_TAG) == "pending":
+        raise ConfigError(f"{name} version {version} was never completely registered (a run died while "
+                          "registering it); it cannot be promoted.")
+    moves = []
+    if to == PRODUCTION:
+        current = version_by_alias(client, name, PRODUCTION)
+        if current is not None and str(current.version) == str(version):
+            raise ConfigError(f"{name} version {version} is already the production version.")
+        if current is not None:
+            moves.append(move_alias(client, name, PREVIOUS, str(current.version),
+                                    reason=f"replaced by version {version}: {reason}"))
+    moves.append(move_alias(client, name, to, str(version), reason=reason))
+    return moves
+
+
+def rollback(client: MlflowClient, name: str, *, reason: str) -> list[AliasMove]:
+    """Production goes back to ``previous-production``; the rolled-back version becomes the previous one."""
+    if not reason.strip():
+        raise ConfigError("rollback changes production and needs --reason \"...\" (it goes into the audit log).")
+    current = version_by_alias(client, name, PRODUCTION)
+    previous = version_by_alias(client, name, PREVIOUS)
+    if previous is None:
+        raise ConfigError(f"model {name!r} has no previous production version to roll back to "
+                          f"(see: trainpipe models history {name}).")
+    moves = [move_alias(client, name, PRODUCTION, str(previous.version), reason=f"rollback: {reason}")]
+    if current is not None:
+        moves.append(move_alias(client, name, PREVIOUS, str(current.version), reason=f"rolled back: {reason}"))
+    else:
+        moves.append(move_alias(client, name, PREVIOUS, None, reason=f"rollback: {reason}"))
+    return moves
+
+
+def history(client: MlflowClient, name: str) -> list[AliasMove]:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        rm = client.get_registered_model(name)
+    except MlflowException as exc:
+        raise ConfigError(f"no registered model named {name!r} (see: trainpipe models list).") from exc
+    moves = []
+    for key, value in rm.tags.items():
+        if key.startswith(AUDIT_PREFIX):
+            try:
+                moves.append(AliasMove(**json.loads(value)))
+            except (TypeError, ValueError):
+                continue
+    return sorted(moves, key=lambda m: m.time)
+
+
+def register_version(client: MlflowClient, *, name: str, run_id: str, source: str, alias: str | None,
+                     tags: dict[str, str], description: str, reason: str) -> ModelVersion:
+    """Create a version and give it ``alias``, all or nothing (see the module docstring)."""
+    ensure_registered_model(client, name)
+    mv = client.create_model_version(name, source, run_id=run_id, tags={**tags, STATE_TAG: "pending"})
+    version = str(mv.version)
+    try:
+        client.update_model_version(name, version, description=description[:4900])
+        if alias == PRODUCTION:
+            current = version_by_alias(client, name, PRODUCTION)
+            if current is not None:
+                move_alias(client, name, PREVIOUS, str(current.version), reason=f"replaced by version {version}")
+        if alias is not None:
+            move_alias(client, name, alias, version, reason=reason)
+        client.set_model_version_tag(name, version, STATE_TAG, "complete")
+    except BaseException:
+        try:
+            client.delete_model_version(name, version)
+        finally:
+            raise
+    return client.get_model_version(name, version)
+
+
+def download_version(client: MlflowClient, uri: str, name: str, version: str, cache_root: Path) -> Path:
+    """The registered pyfunc folder of one version, downloaded once into ``cache_root`` (versions are
+    immutable)."""
+    import hashlib
+    import shutil
+
+    import mlflow.artifacts
+
+    uri_key = hashlib.sha256(uri.encode()).hexdigest()[:12]
+    target = cache_root / uri_key / name / str(version)
+    if (target / "MLmodel").exists():
+        return target
+    tmp = target.with_name(f".tmp-{version}-{uuid.uuid4().hex[:6]}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    try:
+        src = client.get_model_version_download_uri(name, str(version))
+        path = Path(mlflow.artifacts.download_artifacts(artifact_uri=src, dst_path=str(tmp),
+                                                        tracking_uri=uri, registry_uri=uri))
+        if path != tmp:
+            for child in path.iterdir():
+                shutil.move(str(child), tmp / child.name)
+            path.rmdir()
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.replace(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def pyfunc_artifact(folder: Path, key: str) -> Path | None:
+    """The local path of artifact ``key`` (as passed to ``save_model(artifacts=...)``) in a pyfunc folder."""
+    import yaml
+
+    mlmodel = folder / "MLmodel"
+    if not mlmodel.exists():
+        return None
+    meta = yaml.safe_load(mlmodel.read_text()) or {}
+    entry = ((meta.get("flavors") or {}).get("python_function") or {}).get("artifacts", {}).get(key)
+    if not entry or "path" not in entry:
+        return None
+    path = folder / str(entry["path"])
+    return path if path.exists() else None
