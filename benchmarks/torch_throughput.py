@@ -1,0 +1,284 @@
+"""Training throughput (samples/s) of the trainpipe torch engine against two references, in one process.
+
+(a) the limit: a plain hand-written loop that slices whole tensors with a permutation;
+(b) the common pattern: a per-row ``Dataset.__getitem__`` with ``DataLoader(batch_size=..., shuffle=True)``.
+
+All three train the same MLP (30 -> 256 -> 128 -> 64 -> 1, ReLU, dropout 0.1; the engine's
+``TabularMLP``) from the same initial weights with the same work per step: BCE-with-logits, AdamW
+(weight decay 0.01), gradient clipping at 1.0, a cosine schedule stepped per optimizer step, batch 512,
+fp32, on a generated 200,000 x 30 table (binary target). The engine runs without validation and
+without checkpoints (a separate row shows the cost of its default periodic checkpoints).
+
+Measurements are interleaved — (a), engine, (a), engine, ... then (b) — and medians are reported,
+so (a) and the engine see the same background load.
+
+Usage::
+
+    .venv/bin/python benchmarks/torch_throughput.py [--rows 200000] [--epochs 2] [--repeat 5] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from trainpipe.config import TrainingConfig
+from trainpipe.models.torch import Engine, MLPSpec, TabularMLP, TensorData, objective_for
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "RESULTS.md"
+SECTION = "## torch_throughput"
+BATCH, LR, CLIP, FEATURES = 512, 1e-3, 1.0, 30
+
+
+def make_table(rows: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(rows, FEATURES)).astype(np.float32)
+    w = rng.normal(size=FEATURES).astype(np.float32)
+    logit = X @ w / np.sqrt(FEATURES) + 0.5 * X[:, 0] * X[:, 1]
+    y = (logit + rng.normal(scale=0.5, size=rows) > 0).astype(np.float32)
+    return torch.from_numpy(X), torch.from_numpy(y).reshape(-1, 1)
+
+
+def fresh_model(init: dict[str, torch.Tensor], hidden: tuple[int, ...]) -> TabularMLP:
+    net = TabularMLP(MLPSpec(n_inputs=FEATURES, out_dim=1, hidden_dims=hidden, dropout=0.1))
+    net.load_state_dict(init)
+    return net
+
+
+def _optim(net: nn.Module, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
+    opt = torch.optim.AdamW(net.parameters(), lr=LR, weight_decay=0.01)
+    return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
+
+
+def hand_loop(net: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int) -> float:
+    """(a) The limit: whole tensors, index slicing, nothing else."""
+    n = X.shape[0]
+    opt, sched = _optim(net, epochs * math.ceil(n / BATCH))
+    loss_fn = nn.BCEWithLogitsLoss()
+    gen = torch.Generator().manual_seed(0)
+    net.train()
+    loss = torch.zeros(())
+    for _ in range(epochs):
+        perm = torch.randperm(n, generator=gen)
+        for start in range(0, n, BATCH):
+            idx = perm[start:start + BATCH]
+            loss = loss_fn(net(X[idx]), y[idx])
+            loss.backward()
+            nn.utils.clip_grad_norm_(net.parameters(), CLIP)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            sched.step()
+    return float(loss.detach())
+
+
+class RowDataset(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """(b) The common pattern, best case: one row of a tensor per ``__getitem__`` (like ``TensorDataset``)."""
+
+    def __init__(self, X: torch.Tensor, y: torch.Tensor) -> None:
+        self.X, self.y = X, y
+
+    def __len__(self) -> int:
+        return int(self.X.shape[0])
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.X[i], self.y[i]
+
+
+class NumpyRowDataset(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """(b) The tutorial pattern: numpy arrays, ``torch.tensor(row)`` per ``__getitem__``."""
+
+    def __init__(self, X: torch.Tensor, y: torch.Tensor) -> None:
+        self.X, self.y = X.numpy(), y.numpy()
+
+    def __len__(self) -> int:
+        return int(self.X.shape[0])
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.tensor(self.X[i], dtype=torch.float32), torch.tensor(self.y[i], dtype=torch.float32)
+
+
+def dataloader_loop(net: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int,
+                    dataset: type[torch.utils.data.Dataset[Any]] = RowDataset) -> float:
+    loader = torch.utils.data.DataLoader(dataset(X, y), batch_size=BATCH, shuffle=True,  # type: ignore[call-arg]
+                                         generator=torch.Generator().manual_seed(0))
+    opt, sched = _optim(net, epochs * len(loader))
+    loss_fn = nn.BCEWithLogitsLoss()
+    net.train()
+    loss = torch.zeros(())
+    for _ in range(epochs):
+        for xb, yb in loader:
+            loss = loss_fn(net(xb), yb)
+            loss.backward()
+            nn.utils.clip_grad_norm_(net.parameters(), CLIP)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            sched.step()
+    return float(loss.detach())
+
+
+def engine_loop(net: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int,
+                checkpoint_dir: Path | None = None) -> float:
+    training = TrainingConfig(epochs=epochs, batch_size=BATCH, learning_rate=LR, optimizer="adamw",
+                              scheduler="cosine", gradient_clip_norm=CLIP, device="cpu", seed=0)
+    engine = Engine(net, objective_for("binary"), training, weight_decay=0.01, checkpoint_dir=checkpoint_dir)
+    result = engine.fit(TensorData((X,), y))
+    return result.history["train_loss"][-1]
+
+
+def timed(fn: Callable[[], float]) -> tuple[float, float, float]:
+    t0, c0 = time.perf_counter(), time.process_time()
+    loss = fn()
+    return time.perf_counter() - t0, time.process_time() - c0, loss
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short=8", "HEAD"], capture_output=True, text=True,
+                              cwd=HERE, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+NAMES = {"a": "(a) hand-written tensor-slicing loop (the limit)", "engine": "**trainpipe engine**",
+         "engine_ckpt": "trainpipe engine + checkpoint every 200 steps and each epoch",
+         "b": "(b) per-row `Dataset` (tensor rows) + `DataLoader(batch_size=512, shuffle=True)`",
+         "b_np": "(b') per-row `Dataset` (numpy row -> `torch.tensor`) + `DataLoader`"}
+
+
+def measure(X: torch.Tensor, y: torch.Tensor, hidden: tuple[int, ...], epochs: int, repeat: int,
+            loader_repeat: int) -> tuple[list[str], dict[str, float]]:
+    torch.manual_seed(0)
+    spec = MLPSpec(n_inputs=FEATURES, out_dim=1, hidden_dims=hidden, dropout=0.1)
+    init = {k: v.clone() for k, v in TabularMLP(spec).state_dict().items()}
+
+    def model() -> TabularMLP:
+        return fresh_model(init, hidden)
+
+    hand_loop(model(), X[:20_000], y[:20_000], 1)  # warm-up (allocator, kernels)
+    engine_loop(model(), X[:20_000], y[:20_000], 1)
+    times: dict[str, list[tuple[float, float, float]]] = {k: [] for k in NAMES}
+    for _ in range(repeat):
+        times["a"].append(timed(lambda: hand_loop(model(), X, y, epochs)))
+        times["engine"].append(timed(lambda: engine_loop(model(), X, y, epochs)))
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(max(1, repeat // 2)):
+            times["engine_ckpt"].append(timed(lambda: engine_loop(model(), X, y, epochs, Path(tmp))))
+    for _ in range(loader_repeat):
+        times["b"].append(timed(lambda: dataloader_loop(model(), X, y, epochs)))
+        times["b_np"].append(timed(lambda: dataloader_loop(model(), X, y, epochs, NumpyRowDataset)))
+    samples = X.shape[0] * epochs
+    rates = {k: samples / statistics.median(t[0] for t in v) for k, v in times.items()}
+    lines = [f"### MLP {FEATURES}-{'-'.join(map(str, hidden))}-1", "",
+             "| loop | median samples/s | engine is | each run, wall s | median CPU s | final train loss |",
+             "|---|---:|---:|---|---:|---:|"]
+    for key, runs in times.items():
+        walls = ", ".join(f"{t[0]:.2f}" for t in runs)
+        cpu = statistics.median(t[1] for t in runs)
+        ratio = "" if key.startswith("engine") else f"{rates['engine'] / rates[key]:.2f}x"
+        lines.append(f"| {NAMES[key]} | {rates[key]:,.0f} | {ratio} | {walls} | {cpu:.2f} | {runs[-1][2]:.4f} |")
+    vs_a, vs_b, vs_bnp = (rates["engine"] / rates[k] for k in ("a", "b", "b_np"))
+    pairs = ", ".join(f"{a[0] / e[0]:.2f}" for a, e in zip(times["a"], times["engine"], strict=True))
+    lines += ["",
+              f"Engine / (a): **{vs_a:.2f}x** (target >= 0.9x: {'met' if vs_a >= 0.9 else 'NOT met'}; per "
+              f"interleaved pair: {pairs}). Engine / (b): **{vs_b:.2f}x**, engine / (b'): **{vs_bnp:.2f}x** "
+              f"(target >= 3x: {'met' if vs_b >= 3 else 'NOT met'} against (b), "
+              f"{'met' if vs_bnp >= 3 else 'NOT met'} against (b')). Periodic checkpoints cost "
+              f"{(1 - rates['engine_ckpt'] / rates['engine']) * 100:.1f}% of engine throughput.", ""]
+    return lines, rates
+
+
+def run(rows: int, epochs: int, repeat: int, loader_repeat: int, hiddens: list[tuple[int, ...]]) -> str:
+    X, y = make_table(rows)
+    load_before = _load()
+    tables: list[str] = []
+    for hidden in hiddens:
+        lines, _ = measure(X, y, hidden, epochs, repeat, loader_repeat)
+        tables += lines
+    load_after = _load()
+    head = [
+        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC · {os.cpu_count()} CPUs · Python "
+        f"{platform.python_version()} · torch {torch.__version__} ({torch.get_num_threads()} threads) · "
+        f"trainpipe at commit {_commit()}  ",
+        f"Load average (1/5/15 min) before: {load_before}, after: {load_after}. The machine has 2 cores and "
+        "other engineers were running tests and benchmarks on it at the same time, so absolute numbers are "
+        "noisy; (a) and the engine are interleaved in the same process so they share the noise, and CPU "
+        "seconds are shown as a second opinion.",
+        "",
+        f"Data: generated {rows:,} x {FEATURES} float32 table, binary target. Same initial weights everywhere; "
+        f"ReLU, dropout 0.1. Work per step: BCE-with-logits, AdamW (weight decay 0.01), clip-norm {CLIP}, cosine "
+        f"LR per step, batch {BATCH}, fp32, CPU. {epochs} epoch(s) per measurement; {repeat} repetitions of (a) "
+        f"and the engine (interleaved), {loader_repeat} of (b) and (b'); medians. The engine runs without "
+        "validation and without checkpoints, except in the checkpoint row. DataLoaders use `num_workers=0` "
+        "(workers would compete with the 2 compute threads).",
+        "",
+    ]
+    notes = [
+        "Notes. The engine's per-step extras over (a): one device copy of the loss into a buffer (no `.item()` "
+        "sync), a NaN/inf check every 25 optimizer steps, a Python check of the SIGTERM flag; at epoch end the "
+        "train-loss reduction and a copy of the best weights. It builds its optimizer with `fused=True` (one "
+        "kernel per step on CPU and CUDA), which (a), written the plain way, does not: that is why it can beat "
+        "the \"limit\". The ratio to (b) is bounded by how much of a step is compute: on this CPU a 512-row "
+        "step of the 256-128-64 MLP is several milliseconds of matmuls, while per-row fetching and collating "
+        "adds a few microseconds per row, so the gap widens as the model gets smaller or the device faster "
+        "(a GPU). bf16 autocast is not measured: on this CPU (no AVX512-BF16/AMX) it is ~3.5x slower than fp32 "
+        "(see STACK.md); measure it on a GPU.",
+    ]
+    return "\n".join(head + tables + notes) + "\n"
+
+
+def write_section(body: str, command: str) -> None:
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    section = f"{SECTION}\n\nCommand: `{command}`\n\n{body}"
+    start = text.find(f"\n{SECTION}\n")
+    if start == -1:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        nxt = text.find("\n## ", start + len(SECTION) + 1)
+        text = text[: start + 1] + section + ("" if nxt == -1 else "\n" + text[nxt + 1:])
+    RESULTS.write_text(text.rstrip("\n") + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=5, help="repetitions of (a) and the engine")
+    parser.add_argument("--loader-repeat", type=int, default=3, help="repetitions of (b), the slow one")
+    parser.add_argument("--hidden", action="append", default=None,
+                        help="hidden layer widths, e.g. 256,128,64 (repeatable; default 256,128,64 and 64,32)")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md as it is")
+    args = parser.parse_args()
+    hiddens = [tuple(int(v) for v in h.split(",")) for h in (args.hidden or ["256,128,64", "64,32"])]
+    body = run(args.rows, args.epochs, args.repeat, args.loader_repeat, hiddens)
+    print(body)
+    if not args.no_write:
+        extra = " ".join(a for a in sys.argv[1:] if a != "--no-write")
+        write_section(body, f".venv/bin/python benchmarks/torch_throughput.py{' ' + extra if extra else ''}")
+        print(f"written to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
