@@ -275,3 +275,20 @@ def test_config_check_does_not_import_torch_names() -> None:
         TorchMLPAdapter.check_config("binary", {"batch_norm": "yes"})
     with pytest.raises(ConfigError, match=r"model\.params\.dropout: expected a number >= 0 and < 1"):
         TorchMLPAdapter.check_config("binary", {"dropout": 1.0})
+
+
+def test_sigterm_during_validation_stops_after_the_epoch_checkpoint(tmp_path: Path) -> None:
+    from trainpipe.models.torch import Objective
+
+    engine, train, val = _engine_setup(tmp_path, epochs=3)
+    base = objective_for("binary")
+
+    def metric_then_signal(out: Any, y: Any) -> Any:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return base.metric_sum(out, y)
+
+    engine.objective = Objective(base.loss, base.metric_name, metric_then_signal, base.metric_finish)
+    with pytest.raises(TrainingInterrupted, match="last.pt"):
+        engine.fit(train, val)
+    position = ckpt.load(tmp_path / "ckpt" / "last.pt")["position"]
+    assert position["epoch"] == 1 and position["micro"] == 0

@@ -132,7 +132,9 @@ class Engine:
             while st.epoch < t.epochs and not st.finished:
                 self._train_epoch(net, source, per_rank, counts, optimizer, scheduler, scaler, st, guard)
                 metrics = self._end_epoch(net, val_source, scheduler, st)
-                self._checkpoint_epoch(optimizer, scheduler, scaler, st, metrics)
+                path = self._checkpoint_epoch(optimizer, scheduler, scaler, st, metrics)
+                if D.any_rank(guard.signum is not None, self.dist, self.device):  # e.g. during validation
+                    self._interrupted(guard.signum or signal.SIGTERM, path)
                 if on_epoch is not None:
                     on_epoch(st.epoch, t.epochs, metrics)
         result.stopped_early = st.finished
@@ -295,6 +297,7 @@ class Engine:
     @torch.no_grad()
     def evaluate(self, net: nn.Module, val: DataSource | TensorData) -> dict[str, float]:
         """Validation loss and metric over this rank's share, all-reduced (sums) across ranks."""
+        net = _unwrap(net)  # no DDP forward: ranks may have one batch more or less here
         net.eval()
         obj, dev = self.objective, self.device
         totals = torch.zeros(3, dtype=torch.float64, device=dev)
@@ -341,12 +344,13 @@ class Engine:
         return self.checkpoints.last
 
     def _checkpoint_epoch(self, optimizer: Any, scheduler: Any, scaler: Any, st: _State,
-                          metrics: Mapping[str, float]) -> None:
+                          metrics: Mapping[str, float]) -> Path | None:
         if self.checkpoints is None:
-            return
-        self._save_last(self.model, optimizer, scheduler, scaler, st)
+            return None
+        path = self._save_last(self.model, optimizer, scheduler, scaler, st)
         if self.dist.is_writer and "val_loss" in metrics:
             self.checkpoints.offer_epoch(st.epoch, metrics["val_loss"], _unwrap(self.model).state_dict())
+        return path
 
     def _interrupted(self, signum: int, path: Path | None) -> None:
         name = signal.Signals(signum).name
