@@ -14,6 +14,8 @@ worker process on this host no longer exists is failed and retried the same way 
 from __future__ import annotations
 
 import os
+import random
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,12 @@ if TYPE_CHECKING:
 HEARTBEAT_ENV = "TRAINPIPE_TUNING_HEARTBEAT"  # seconds between heartbeats (default 10)
 GRACE_ENV = "TRAINPIPE_TUNING_GRACE"  # seconds without a heartbeat before a trial is stale (default 3x)
 MAX_RETRY = 1
+_SCHEMA_ATTEMPTS = 6
+
+
+def _schema_race(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(m in text for m in ("already exists", "duplicate key", "uniqueviolation", "database is locked"))
 
 
 @dataclass(frozen=True)
@@ -96,12 +104,22 @@ def open_storage(spec: StorageSpec) -> optuna.storages.BaseStorage:
     else:
         engine_kwargs["pool_pre_ping"] = True
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                spec.url, engine_kwargs=engine_kwargs, heartbeat_interval=interval, grace_period=grace,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
-            )
+        for attempt in range(_SCHEMA_ATTEMPTS):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ExperimentalWarning)
+                    callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+                    return optuna.storages.RDBStorage(
+                        spec.url, engine_kwargs=engine_kwargs, heartbeat_interval=interval, grace_period=grace,
+                        heartbeat_stale_trial_callback=callback,
+                    )
+            except Exception as exc:
+                # Workers starting together on a fresh database race to create Optuna's tables; the
+                # losers see "duplicate key"/"already exists" and find the tables there on the next try.
+                if attempt + 1 == _SCHEMA_ATTEMPTS or not _schema_race(exc):
+                    raise
+                time.sleep(0.2 + random.random() * (attempt + 1))
+        raise AssertionError("unreachable")
     except ImportError as exc:
         raise ConfigError(f"tuning.storage: {spec.shown} needs a database driver that is not installed "
                           f"({exc}). For PostgreSQL: pip install 'psycopg[binary]'.") from exc

@@ -276,8 +276,8 @@ def recover_dead_trials(study: Any) -> None:
         if owner_host != host or not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
             continue
         try:
+            storage.set_trial_user_attr(frozen._trial_id, "error", f"worker {owner} died")
             if storage.set_trial_state_values(frozen._trial_id, state=TrialState.FAIL):
-                storage.set_trial_user_attr(frozen._trial_id, "error", f"worker {owner} died")
                 _retry(study, frozen._trial_id)
         except UpdateFinishedTrialError:
             continue
