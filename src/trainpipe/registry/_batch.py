@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +31,18 @@ def _local_model(model_uri: str, tracking_uri: str, dst: Path) -> Path:
                               "and not a folder holding an MLmodel file.")
         return path
     try:
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst),
+        artifact_uri = model_uri
+        if model_uri.startswith("models:/"):  # resolved here: MLflow would read a global registry URI
+            from trainpipe.registry._registry import client_for
+            from trainpipe.registry._views import resolve_version
+
+            client = client_for(tracking_uri)
+            mv = resolve_version(client, model_uri[len("models:/"):])
+            artifact_uri = client.get_model_version_download_uri(mv.name, str(mv.version))
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=str(dst),
                                                         tracking_uri=tracking_uri, registry_uri=tracking_uri))
+    except ConfigError as exc:
+        raise ConfigError(f"MODEL_URI {model_uri!r}: {exc}") from exc
     except MlflowException as exc:
         raise ConfigError(f"MODEL_URI {model_uri!r}: {str(exc).splitlines()[0][:300]} "
                           "(see: trainpipe models list NAME).") from exc
@@ -71,7 +82,9 @@ def predict_file(model_uri: str, data_file: Path, out: Path, tracking_uri: str) 
     df = read_source(source)
     with tempfile.TemporaryDirectory(prefix="trainpipe-predict-") as tmp:
         folder = _local_model(model_uri, tracking_uri, Path(tmp))
-        model = mlflow.pyfunc.load_model(str(folder))
+        with warnings.catch_warnings():  # MLflow's advice about type hints on predict is not for our users
+            warnings.simplefilter("ignore", UserWarning)
+            model = mlflow.pyfunc.load_model(str(folder))
         schema = model.metadata.get_input_schema()
         if schema is None:
             raise ConfigError(f"MODEL_URI {model_uri!r}: the model has no input signature; "

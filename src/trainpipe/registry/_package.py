@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import uuid
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -77,18 +79,24 @@ def save_pyfunc(model: TrainedModel, model_dir: Path, target: Path, *, example_r
     """Write the pyfunc folder to ``target`` atomically; return the signature's input schema (as dicts)."""
     import mlflow.pyfunc
 
-    from trainpipe.registry import _pyfunc_model
     from trainpipe.registry._predict import predict_frame
+
+    # the file's path only: importing it would run its mlflow.models.set_model() in this process
+    spec = importlib.util.find_spec("trainpipe.registry._pyfunc_model")
+    assert spec is not None and spec.origin is not None
+    code_file = spec.origin
 
     example = example_frame(model.spec, example_rows)
     signature = build_signature(model.spec, predict_frame(model, example))
     tmp = target.with_name(f".tmp-{target.name}-{uuid.uuid4().hex[:6]}")
     try:
-        mlflow.pyfunc.save_model(
-            path=str(tmp), python_model=str(Path(_pyfunc_model.__file__)),
-            artifacts={"model_dir": str(model_dir), **{k: str(v) for k, v in extra_artifacts.items()}},
-            signature=signature, input_example=example, pip_requirements=pip_requirements(model.spec.family),
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # MLflow's advice about type hints on predict
+            mlflow.pyfunc.save_model(
+                path=str(tmp), python_model=code_file,
+                artifacts={"model_dir": str(model_dir), **{k: str(v) for k, v in extra_artifacts.items()}},
+                signature=signature, input_example=example, pip_requirements=pip_requirements(model.spec.family),
+            )
         if target.exists():
             shutil.rmtree(target)
         tmp.replace(target)

@@ -1,0 +1,108 @@
+"""Unit tests: gate thresholds, the paired bootstrap, drift profiles and PSI, signature checks, model refs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from trainpipe._exceptions import ConfigError, DataError
+from trainpipe.data._profile import build_profile, compare_to_profile, psi
+from trainpipe.evaluation._gate import GateReport, check_thresholds, compare_to_champion, paired_bootstrap
+from trainpipe.registry import check_input
+from trainpipe.registry._views import parse_model_ref
+
+
+def test_thresholds_pass_fail_and_unmeasured_latency() -> None:
+    checks = check_thresholds({"roc_auc": ">= 0.8", "f1": "> 0.9", "latency_p95_ms": "<= 20"},
+                              {"roc_auc": 0.85, "f1": 0.9})
+    by = {c.metric: c for c in checks}
+    assert by["roc_auc"].passed and not by["f1"].passed
+    assert not by["latency_p95_ms"].passed and "latency was not measured" in by["latency_p95_ms"].note
+    report = GateReport(thresholds=checks, passed=False)
+    reasons = report.reasons()
+    assert any("f1 = 0.9 does not meet '> 0.9'" in r for r in reasons)
+    assert "REFUSED" in report.to_markdown()
+
+
+def _binary_scores(rng: np.random.Generator, y: np.ndarray, noise: float) -> tuple[np.ndarray, np.ndarray]:
+    p1 = np.clip(y * 0.6 + 0.2 + rng.normal(scale=noise, size=len(y)), 0.01, 0.99)
+    proba = np.column_stack([1 - p1, p1])
+    return (p1 > 0.5).astype(np.int64), proba
+
+
+def test_paired_bootstrap_detects_a_clearly_better_challenger() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, size=600)
+    good, bad = _binary_scores(rng, y, 0.15), _binary_scores(rng, y, 0.45)
+    cmp = compare_to_champion("roc_auc", y, good, bad, 2, version="3", confidence=0.95, min_delta=0.0, n_boot=300)
+    assert cmp.passed and cmp.delta > 0 and cmp.ci_low > 0 and cmp.ci_low <= cmp.delta <= cmp.ci_high
+    reverse = compare_to_champion("roc_auc", y, bad, good, 2, version="3", confidence=0.95, min_delta=0.0,
+                                  n_boot=300)
+    assert not reverse.passed and reverse.delta < 0
+
+
+def test_identical_models_do_not_beat_the_champion_but_pass_non_inferiority() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, size=300)
+    same = _binary_scores(rng, y, 0.3)
+    strict = compare_to_champion("roc_auc", y, same, same, 2, version="1", confidence=0.9, min_delta=0.0, n_boot=100)
+    assert strict.delta == 0 and strict.ci_low == 0 and not strict.passed
+    lenient = compare_to_champion("roc_auc", y, same, same, 2, version="1", confidence=0.9, min_delta=-0.01,
+                                  n_boot=100)
+    assert lenient.passed
+
+
+def test_bootstrap_sign_for_lower_is_better_metrics() -> None:
+    rng = np.random.default_rng(2)
+    y = rng.normal(size=400)
+    close, far = y + rng.normal(scale=0.1, size=400), y + rng.normal(scale=1.0, size=400)
+    _, _, delta, lo, _, _ = paired_bootstrap("rmse", y, (close, None), (far, None), 0, confidence=0.95, n_boot=200)
+    assert delta > 0 and lo > 0  # lower rmse is better, so the challenger's advantage is positive
+
+
+def test_profile_and_psi_see_a_shift_and_ignore_a_resample() -> None:
+    rng = np.random.default_rng(3)
+    n = 5000
+    df = pd.DataFrame({"age": rng.normal(40, 10, n), "plan": rng.choice(["a", "b", "c"], n, p=[.6, .3, .1]),
+                       "y": rng.choice(["yes", "no"], n)})
+    df.loc[:50, "age"] = np.nan
+    profile = build_profile(df, "y", "binary")
+    same = compare_to_profile(df.sample(frac=1.0, random_state=1), profile, reference="v1", max_psi=0.25)
+    assert same.passed and max(same.features.values()) < 0.01 and same.label_psi is not None
+    shifted = df.copy()
+    shifted["age"] = shifted["age"] + 15
+    shifted["plan"] = rng.choice(["a", "b", "c", "d"], n, p=[.1, .2, .3, .4])
+    report = compare_to_profile(shifted.drop(columns=[]), profile, reference="v1", max_psi=0.25)
+    assert set(report.failures) == {"age", "plan"}
+    assert "validation.drift.max_psi = 0.25" in report.summary() and "age" in report.to_markdown()
+    gone = compare_to_profile(df.drop(columns=["plan"]).assign(extra=1), profile, reference="v1", max_psi=None)
+    assert gone.missing_columns == ["plan"] and gone.new_columns == ["extra"] and gone.passed
+
+
+def test_psi_is_zero_for_equal_distributions() -> None:
+    assert psi([0.5, 0.5], [0.5, 0.5]) == 0.0
+    assert psi([0.9, 0.1], [0.1, 0.9]) > 1.0
+
+
+SCHEMA = [{"name": "age", "type": "double", "required": True}, {"name": "n", "type": "long", "required": True},
+          {"name": "plan", "type": "string", "required": True}]
+
+
+def test_check_input_names_missing_and_mistyped_columns() -> None:
+    ok = check_input(pd.DataFrame({"age": [1, 2], "n": [3, 4], "plan": ["a", None], "id": [9, 9]}), SCHEMA, "f.csv")
+    assert ok["age"].dtype == "float64" and ok["n"].dtype == "int64"
+    with pytest.raises(DataError, match=r"f\.csv: the model needs the columns \['plan'\]"):
+        check_input(pd.DataFrame({"age": [1.0], "n": [1]}), SCHEMA, "f.csv")
+    with pytest.raises(DataError, match=r"'age' must be numeric \(double\); 1 row\(s\) are not, e\.g\. \['old'\]"):
+        check_input(pd.DataFrame({"age": ["3", "old"], "n": [1, 2], "plan": ["a", "b"]}), SCHEMA, "f.csv")
+    with_gap = check_input(pd.DataFrame({"age": [1.0, 2.0], "n": [1, None], "plan": ["a", "b"]}), SCHEMA, "f.csv")
+    assert with_gap["n"].dtype == "float64"  # a missing value in an integer column: floats, the model imputes
+
+
+def test_model_refs() -> None:
+    assert parse_model_ref("churn@production") == ("churn", "production", None)
+    assert parse_model_ref("churn/3") == ("churn", None, "3")
+    assert parse_model_ref("churn") == ("churn", None, None)
+    with pytest.raises(ConfigError, match="NAME/VERSION"):
+        parse_model_ref("churn/latest")
