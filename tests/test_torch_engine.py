@@ -292,3 +292,23 @@ def test_sigterm_during_validation_stops_after_the_epoch_checkpoint(tmp_path: Pa
         engine.fit(train, val)
     position = ckpt.load(tmp_path / "ckpt" / "last.pt")["position"]
     assert position["epoch"] == 1 and position["micro"] == 0
+
+
+def test_non_finite_weights_are_never_checkpointed(tmp_path: Path) -> None:
+    engine, train, val = _engine_setup(tmp_path, epochs=1, checkpoint_every=3, gradient_clip_norm=None)
+    net = engine.model
+    calls = {"n": 0}
+    original = net.forward
+
+    def poison(*inputs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 3:  # weights go bad while every loss so far was finite
+            with torch.no_grad():
+                next(net.parameters()).fill_(float("inf"))
+            return torch.zeros_like(original(*inputs)).requires_grad_()
+        return original(*inputs)
+
+    net.forward = poison  # type: ignore[method-assign]
+    with pytest.raises(TrainingDiverged, match="model weights became NaN or infinite at epoch 1, batch 3 "):
+        engine.fit(train, val)
+    assert not (tmp_path / "ckpt" / "last.pt").exists()

@@ -215,21 +215,21 @@ class Engine:
                 self._optimizer_step(params, optimizer, scheduler, scaler)
                 st.global_step += 1
                 if st.global_step % self.nan_check_every == 0:
-                    self._check_finite(st, checked)
+                    self._check_finite(st, checked, params)
                     checked = st.micro
                 stop = False
                 if not self.dist.is_distributed or st.global_step % 10 == 0:
                     stop = D.any_rank(guard.signum is not None, self.dist, dev)
                 periodic = self.checkpoints is not None and st.global_step % t.checkpoint_every == 0
                 if (periodic and not last_micro) or stop:
-                    self._check_finite(st, checked)
+                    self._check_finite(st, checked, params)
                     checked = st.micro
                     path = self._save_last(net, optimizer, scheduler, scaler, st)
                     if stop:
                         self._interrupted(guard.signum or signal.SIGTERM, path)
             st.segment += 1
             st.step = 0
-        self._check_finite(st, checked)
+        self._check_finite(st, checked, params)
 
     def _optimizer_step(self, params: list[nn.Parameter], optimizer: Any, scheduler: Any, scaler: Any) -> None:
         clip = self.training.gradient_clip_norm
@@ -247,13 +247,15 @@ class Engine:
         if scheduler is not None and self.training.scheduler in PER_STEP_SCHEDULES:
             scheduler.step()
 
-    def _check_finite(self, st: _State, start: int) -> None:
+    def _check_finite(self, st: _State, start: int, params: list[nn.Parameter] | None = None) -> None:
+        """Losses since ``start`` (and, before a checkpoint or at epoch end, the weights) are finite."""
         assert st.losses is not None
         window = st.losses[start:st.micro]
         bad = bool((~torch.isfinite(window)).any().item()) if window.numel() else False
-        if not D.any_rank(bad, self.dist, self.device):
+        weights_bad = not bad and params is not None and not all(bool(p.isfinite().all()) for p in params)
+        if not D.any_rank(bad or weights_bad, self.dist, self.device):
             return
-        first = start + int((~torch.isfinite(window)).nonzero()[0].item()) if bad else start
+        first = start + int((~torch.isfinite(window)).nonzero()[0].item()) if bad else st.micro - 1
         step = first // self.training.grad_accum_steps + 1
         t = self.training
         where = (f"{self.last_good[0]} (optimizer step {self.last_good[1]})" if self.last_good
@@ -265,7 +267,8 @@ class Engine:
             hints.append(f"use training.precision: fp32 (now {t.precision})")
         hints.append("check the features for extreme values")
         raise TrainingDiverged(
-            f"training diverged: the loss became NaN or infinite at epoch {st.epoch + 1}, batch {first + 1} of "
+            f"training diverged: the {'loss' if bad else 'model weights'} became NaN or infinite at epoch "
+            f"{st.epoch + 1}, batch {first + 1} of "
             f"the epoch (optimizer step {st.global_step - (st.micro - first - 1) // t.grad_accum_steps}, "
             f"{step} in this epoch). Last good checkpoint: {where}. Try: {'; '.join(hints)}."
         )
