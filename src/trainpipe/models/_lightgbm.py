@@ -23,6 +23,18 @@ def _lgb() -> Any:
     return optional_import("lightgbm", "model.type lightgbm")
 
 
+def _known_params(estimator_class: Any) -> set[str]:
+    """The sklearn API's parameters plus every native LightGBM parameter and alias (``verbose``,
+    ``min_data_in_leaf``, ``feature_fraction``...), which the sklearn API passes through."""
+    from lightgbm.basic import _ConfigAliases
+
+    known = set(estimator_class().get_params().keys())
+    for name, aliases in _ConfigAliases._get_all_param_aliases().items():
+        known.add(name)
+        known.update(aliases)
+    return known
+
+
 class LightGBMAdapter:
     family: ClassVar[str] = "lightgbm"
 
@@ -39,7 +51,7 @@ class LightGBMAdapter:
     def check_config(cls, task_name: str, params: Mapping[str, Any]) -> None:
         lgb = _lgb()
         est = lgb.LGBMRegressor if task_name == "regression" else lgb.LGBMClassifier
-        check_params(params, est().get_params().keys(), BOOSTER_RULES, "lightgbm")
+        check_params(params, _known_params(est), BOOSTER_RULES, "lightgbm")
 
     def fit(self, X: Any, y: np.ndarray, X_val: Any | None, y_val: np.ndarray | None,
             on_round: RoundCallback | None = None) -> FitReport:
