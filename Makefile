@@ -22,10 +22,18 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+# The demo starts from an empty examples/telco-churn/.trainpipe (tracking store, registry, cache) each time.
+TP := ../../$(VENV)/bin/trainpipe
 demo: $(VENV)/.installed
-	cd examples/telco-churn && ../../$(VENV)/bin/trainpipe run pipeline.yaml
-	cd examples/telco-churn && ../../$(VENV)/bin/trainpipe run pipeline.yaml --set model.params.max_depth=4
-	cd examples/telco-churn && ../../$(VENV)/bin/trainpipe runs list --limit 5
+	rm -rf examples/telco-churn/.trainpipe
+	cd examples/telco-churn && $(TP) run pipeline.yaml
+	cd examples/telco-churn && $(TP) models promote telco-churn 1 --to production --reason "make demo: first release"
+	@echo "--- second run: data steps come from cache; the gate compares it with production (exit 4 = refused)"
+	cd examples/telco-churn && { $(TP) run pipeline.yaml --set model.params.max_depth=4; rc=$$?; \
+		test $$rc -eq 0 -o $$rc -eq 4; }
+	cd examples/telco-churn && $(TP) models list telco-churn
+	cd examples/telco-churn && $(TP) predict models:/telco-churn@production new_customers.csv -o .trainpipe/scored.csv
+	cd examples/telco-churn && $(TP) runs list --limit 5
 
 test: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check src tests benchmarks

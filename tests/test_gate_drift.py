@@ -106,3 +106,14 @@ def test_model_refs() -> None:
     assert parse_model_ref("churn") == ("churn", None, None)
     with pytest.raises(ConfigError, match="NAME/VERSION"):
         parse_model_ref("churn/latest")
+
+
+def test_fast_binary_auc_equals_sklearn() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from trainpipe.evaluation._gate import _binary_auc
+
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, size=500)
+    score = np.round(rng.random(500), 2)  # many ties
+    assert _binary_auc(y, score) == pytest.approx(roc_auc_score(y, score), abs=1e-12)

@@ -78,7 +78,7 @@ def test_real_mlflow_client_sees_run_params_metrics_lineage_artifacts(workdir: P
     children = client.search_runs([run.info.experiment_id],
                                   filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'")
     assert sorted(c.data.tags["trainpipe.step"] for c in children) == sorted(
-        ["ingest", "validate", "split", "preprocess", "train", "evaluate"])
+        ["ingest", "validate", "split", "drift", "preprocess", "train", "evaluate", "gate", "register"])
     train = next(c for c in children if c.data.tags["trainpipe.step"] == "train")
     curve = client.get_metric_history(train.info.run_id, "val_logloss")
     assert len(curve) == int(train.data.metrics["n_iterations"]) > 1

@@ -69,6 +69,9 @@ def test_promotion_workflow_gate_refusal_rollback_and_pyfunc(workdir: Path) -> N
     run_dir = next(p for p in (workdir / ".trainpipe" / "runs").iterdir())
     card = (run_dir / "steps" / "register" / "model_card.md").read_text()
     assert "## Gate" in card and "data version (sha256)" in card and "## Lineage and environment" in card
+    pyfunc = run_dir / "steps" / "register" / "registered_model"
+    assert (pyfunc / "MLmodel").exists() and (pyfunc / "artifacts" / "model_card.md").exists()
+    assert not [p for p in pyfunc.rglob("*") if p.suffix in (".pkl", ".pickle", ".joblib")]  # nothing to unpickle
 
     refused = cli(workdir, "models", "promote", "cancer", "1", "--to", "production")
     assert refused.returncode == 2 and "needs --reason" in refused.stderr

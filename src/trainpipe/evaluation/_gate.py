@@ -154,9 +154,12 @@ def paired_bootstrap(metric: str, y: np.ndarray, challenger: tuple[np.ndarray, n
 
     m = METRICS[metric]
     sign = 1.0 if m.greater_is_better else -1.0
+    fast = metric == "roc_auc" and k == 2  # the common case: rank-based AUC, ~20x cheaper than sklearn's
 
     def score(idx: np.ndarray | None, pair: tuple[np.ndarray, np.ndarray | None]) -> float:
         pred, proba = pair
+        if fast and proba is not None:
+            return _binary_auc(y if idx is None else y[idx], proba[:, 1] if idx is None else proba[idx, 1])
         if idx is None:
             return float(m.fn(y, pred, proba, k))
         return float(m.fn(y[idx], pred[idx], None if proba is None else proba[idx], k))
@@ -178,6 +181,19 @@ def paired_bootstrap(metric: str, y: np.ndarray, challenger: tuple[np.ndarray, n
     alpha = (1.0 - confidence) / 2.0
     lo, hi = np.quantile(np.asarray(deltas), [alpha, 1.0 - alpha])
     return a, b, sign * (a - b), float(lo), float(hi), len(deltas)
+
+
+def _binary_auc(y: np.ndarray, score: np.ndarray) -> float:
+    """ROC AUC as the Mann-Whitney statistic with average ranks for ties (equals sklearn's value)."""
+    from scipy.stats import rankdata
+
+    pos = y == 1
+    n1 = int(pos.sum())
+    n0 = len(y) - n1
+    if n1 == 0 or n0 == 0:
+        raise ValueError("one class only")
+    ranks = rankdata(score)
+    return float((ranks[pos].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
 
 
 def compare_to_champion(metric: str, y: np.ndarray, challenger: tuple[np.ndarray, np.ndarray | None],
