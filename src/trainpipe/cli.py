@@ -82,6 +82,7 @@ def _guard(debug: bool, fn: Callable[[], T]) -> T:
     """Run ``fn``; turn trainpipe errors into a message and the documented exit code."""
     # MLflow reads this when it is first imported; its INFO lines (table creation) are noise here.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if debug else "WARNING")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         with _signals():
             return fn()

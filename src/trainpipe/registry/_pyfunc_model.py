@@ -8,11 +8,16 @@ regression) and, for classifiers, one ``proba_<label>`` column per class.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 import mlflow
 from mlflow.pyfunc import PythonModel
+
+# predict has no type hints on purpose (MLflow 3 would turn them into its own input conversion); the
+# signature logged with the model is what validates the input.
+warnings.filterwarnings("ignore", message=r".*Add type hints to the `predict` method")
 
 
 class TrainpipeModel(PythonModel):
