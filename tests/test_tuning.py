@@ -340,7 +340,8 @@ def test_training_keys_go_to_the_training_section(fold: Fold, tmp_path: Path) ->
     import json
 
     best = json.loads((tmp_path / "best_params.json").read_text())
-    assert set(best["model_params"]) == {"max_depth"}
+    assert set(best["model_params"]) == {"max_depth", "eval_metric"}
+    assert best["model_params"]["eval_metric"] == "auc"  # XGBoost scores rounds on the study's metric
     assert set(best["training"]) == {"early_stopping_rounds"}
 
 
@@ -369,3 +370,49 @@ def test_cli_invalid_space_exits_2_before_any_trial(workdir: Path, space: str, m
     assert message in " ".join(out.stderr.split())
     assert "Traceback" not in out.stderr
     assert not (workdir / "study.db").exists()  # no study was opened, so no trial ran
+
+
+# -- the tune step inside the pipeline -------------------------------------------------------------------
+
+
+def _run_until_tune(workdir: Path, text: str) -> Path:
+    from trainpipe.config import load_config
+    from trainpipe.pipeline import PipelineRunner, steps_for
+
+    make_frame(300).to_csv(workdir / "d.csv", index=False)
+    loaded = load_config(write_pipeline(workdir, text))
+    steps = steps_for(loaded.config)
+    steps = steps[: [s.name for s in steps].index("tune") + 1]
+    result = PipelineRunner(loaded, workdir=workdir, steps=steps).run()
+    return result.run_dir / "steps" / "tune"
+
+
+def test_tune_step_with_cv_folds(workdir: Path) -> None:
+    import json
+
+    out = _run_until_tune(workdir, """\
+name: cv
+data: {source: d.csv, target: label}
+model: {type: xgboost, params: {n_estimators: 20}}
+training: {early_stopping_rounds: null}
+tuning: {n_trials: 3, cv_folds: 3, pruner: none, space: {max_depth: {type: int, low: 2, high: 4}}}
+""")
+    summary = json.loads((out / "study_summary.json").read_text())
+    assert summary["n_complete"] == 3
+    assert summary["rounds_budget"] == summary["rounds_trained"] == 3 * 3 * 20  # trials x folds x rounds
+    assert {"best_params.json", "trials.csv", "optimization_history.png"} <= {p.name for p in out.iterdir()}
+
+
+def test_tune_step_study_name_from_the_environment(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    monkeypatch.setenv("TRAINPIPE_STUDY", "named")
+    out = _run_until_tune(workdir, """\
+name: env
+data: {source: d.csv, target: label}
+model: {type: sklearn.linear_model.LogisticRegression}
+tuning: {n_trials: 3}
+""")
+    summary = json.loads((out / "study_summary.json").read_text())
+    assert summary["study_name"] == "named" and summary["n_trials"] == 3
+    assert set(summary["best_params"]) == {"C"}  # scikit-learn default space

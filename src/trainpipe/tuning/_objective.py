@@ -102,13 +102,35 @@ class PruningReporter:
             self.counter.trained += 1
 
 
-def trial_configs(config: PipelineConfig, params: Mapping[str, Any]) -> tuple[Any, Any]:
-    """The model and training sections with a trial's parameters merged in."""
+# tuning.metric -> XGBoost's eval_metric per task, so that the per-round value the pruner sees (and early
+# stopping) measures what the study optimizes. A low learning rate looks bad on log loss after a few
+# rounds but not on AUC: pruning on the library's default loss would favour fast, overfitting trials.
+_XGB_EVAL = {
+    ("roc_auc", "binary"): "auc", ("roc_auc", "multiclass"): "auc", ("pr_auc", "binary"): "aucpr",
+    ("log_loss", "binary"): "logloss", ("log_loss", "multiclass"): "mlogloss",
+    ("accuracy", "binary"): "error", ("accuracy", "multiclass"): "merror",
+    ("rmse", "regression"): "rmse", ("mae", "regression"): "mae", ("r2", "regression"): "rmse",
+}
+
+
+def metric_params(model_type: str, metric: str, task: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Model params that make the library's validation metric follow ``tuning.metric`` (XGBoost only:
+    the LightGBM adapter takes no metric parameter). Empty when the user chose an eval metric."""
+    if model_type != "xgboost" or "eval_metric" in params:
+        return {}
+    name = _XGB_EVAL.get((metric, task))
+    return {"eval_metric": name} if name else {}
+
+
+def trial_configs(config: PipelineConfig, params: Mapping[str, Any], extra: Mapping[str, Any] | None = None
+                  ) -> tuple[Any, Any]:
+    """The model and training sections with a trial's parameters (and ``extra`` model params) merged in."""
     from trainpipe.config import TrainingConfig
     from trainpipe.tuning._space import split_params
 
     model_params, training_params = split_params(params)
-    model = config.model.model_copy(update={"params": {**config.model.params, **model_params}})
+    merged = {**config.model.params, **(extra or {}), **model_params}
+    model = config.model.model_copy(update={"params": merged})
     training = TrainingConfig.model_validate({**config.training.model_dump(), **training_params})
     return model, training
 
@@ -122,7 +144,8 @@ def fit_and_score(config: PipelineConfig, task: TaskInfo, params: Mapping[str, A
     from trainpipe.evaluation._metrics import compute_metrics
     from trainpipe.models import create_adapter
 
-    model, training = trial_configs(config, params)
+    extra = metric_params(config.model.type, metric, task.task, {**config.model.params, **params})
+    model, training = trial_configs(config, params, extra)
     scores = []
     for index, fold in enumerate(folds):
         adapter = create_adapter(task, model, training)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainpipe._exceptions import ConfigError, TrainpipeError
 from trainpipe.tuning._budget import infer_direction, objective_metric
-from trainpipe.tuning._objective import Fold, RoundCounter, fit_and_score
+from trainpipe.tuning._objective import Fold, RoundCounter, fit_and_score, metric_params
 from trainpipe.tuning._space import check_space, split_params
 from trainpipe.tuning._storage import parse_storage
 from trainpipe.tuning._study import StudySettings, open_study, run_study
@@ -53,13 +53,17 @@ def settings_for(config: PipelineConfig, task_name: str, *, study_name: str | No
 
 
 def rounds_of(config: PipelineConfig) -> int | None:
-    """The per-trial budget of rounds/epochs (for hyperband), when the config says it."""
+    """The per-trial budget of reported steps (rounds or epochs, times the folds), for the pruners."""
     from trainpipe.models import family_of
 
-    if config.model.type in ("xgboost", "lightgbm") or family_of(config.model.type) in ("xgboost", "lightgbm"):
-        return int(config.model.params.get("n_estimators", 500))
-    if config.model.type.startswith("torch"):
-        return int(config.training.epochs)
+    if config.tuning is None or "n_estimators" in config.tuning.space or "training.epochs" in config.tuning.space:
+        return None  # tuned budget: the pruners infer it from the trials
+    folds = config.tuning.cv_folds or 1
+    family = family_of(config.model.type)
+    if family in ("xgboost", "lightgbm"):
+        return int(config.model.params.get("n_estimators", 500)) * folds
+    if family == "torch":
+        return int(config.training.epochs) * folds
     return None
 
 
@@ -110,6 +114,9 @@ def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold], ou
     if plot_importances(importances, out_dir / "param_importances.png"):
         plots.append("param_importances.png")
     model_params, training_params = split_params(summary["best_params"])
+    # the metric param the trials were scored with travels with the best params (same early stopping)
+    model_params = {**metric_params(config.model.type, settings.metric, task.task,
+                                    {**config.model.params, **model_params}), **model_params}
     write_json(out_dir / "best_params.json", {"model_params": model_params, "training": training_params,
                                               "metric": settings.metric, "best_value": summary["best_value"],
                                               "best_trial": summary["best_trial"],
