@@ -287,6 +287,23 @@ def test_raising_in_on_round_stops_boosting(model: str, fold: Fold) -> None:
     assert all(v < 0 for _, v in fake.reported)  # the loss is negated for a maximized study
 
 
+def test_raising_in_on_round_stops_torch_epochs(fold: Fold) -> None:
+    import optuna
+
+    from trainpipe.models import create_adapter
+
+    config = validate_config({"name": "t", "data": {"source": "x", "target": "y"},
+                              "model": {"type": "torch_mlp", "params": {"hidden_dims": [16]}},
+                              "training": {"epochs": 20, "batch_size": 64, "device": "cpu"}}, source="t")
+    adapter = create_adapter(BINARY, config.model, config.training)
+    fake, counter = _PruneAfter(3), RoundCounter()
+    with pytest.raises(optuna.TrialPruned, match="pruned at val_loss=.* after 3 of 20 rounds"):
+        adapter.fit(fold.X.astype("float32"), fold.y, fold.X_val.astype("float32"), fold.y_val,
+                    PruningReporter(fake, "maximize", counter))  # type: ignore[arg-type]
+    assert [s for s, _ in fake.reported] == [1, 2, 3]
+    assert (counter.trained, counter.budget) == (3, 20)
+
+
 def test_pruning_saves_rounds_in_a_real_study(fold: Fold, tmp_path: Path) -> None:
     config = cfg("xgboost", {"n_estimators": 80}, n_trials=12, pruner="median")
     summary = tune_folds(config, BINARY, [fold], tmp_path)
@@ -324,7 +341,7 @@ def test_nested_trial_runs_and_study_artifacts(fold: Fold, tmp_path: Path) -> No
         assert len(child.metrics["intermediate_value"]) == int(child.metrics["rounds_trained"][0][1])
     best = children[summary["best_trial"]]
     assert best.metrics["value"][0][1] == pytest.approx(summary["best_value"])
-    assert tracker.runs[parent].tags["trainpipe.kind"] == "study"
+    assert tracker.runs[parent].tags["optuna.role"] == "study"
     artifacts = set(tracker.runs[parent].artifacts)
     assert {"tuning/study_summary.json", "tuning/trials.csv", "tuning/best_params.json",
             "tuning/optimization_history.png", "tuning/param_importances.png"} <= artifacts

@@ -321,9 +321,10 @@ tuning:
     exp = client.get_experiment_by_name("tuned")
     runs = client.search_runs([exp.experiment_id], max_results=200)
     by_id = {r.info.run_id: r for r in runs}
-    study_runs = [r for r in runs if r.data.tags.get("trainpipe.kind") == "study"]
+    study_runs = [r for r in runs if r.data.tags.get("optuna.role") == "study"]
     assert len(study_runs) == 1
     study_run = study_runs[0]
+    assert study_run.data.tags["trainpipe.step"] == "tune"
     assert by_id[study_run.data.tags["mlflow.parentRunId"]].data.tags["trainpipe.kind"] == "pipeline"
     trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == study_run.info.run_id]
     assert len(trials) == 6

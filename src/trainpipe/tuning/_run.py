@@ -87,7 +87,7 @@ def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold], ou
             on_trial(frozen)
 
     if tracker is not None and parent_run_id is not None:
-        tracker.set_tags(parent_run_id, {"trainpipe.kind": "study", "optuna.study": settings.study_name,
+        tracker.set_tags(parent_run_id, {"optuna.role": "study", "optuna.study": settings.study_name,
                                          "optuna.storage": settings.storage.shown,
                                          "optuna.sampler": settings.sampler, "optuna.pruner": settings.pruner})
     study = open_study(settings, space)

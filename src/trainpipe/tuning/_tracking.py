@@ -93,7 +93,8 @@ def write_trials_csv(study: Any, path: Path) -> None:
         writer.writerow(cols)
         for t in trials:
             history = t.system_attrs.get("retry_history", [])
-            row = [t.number, _state(t), "" if t.value is None else t.value, *(t.params.get(n, "") for n in names),
+            value = t.value if t.state.name == "COMPLETE" and t.value is not None else ""
+            row = [t.number, _state(t), value, *(t.params.get(n, "") for n in names),
                    t.user_attrs.get("rounds_trained", ""), t.user_attrs.get("rounds_budget", ""),
                    t.user_attrs.get("wall_seconds", ""), t.user_attrs.get("cpu_seconds", ""),
                    t.user_attrs.get("cost", ""), history[-1] if history else "", t.user_attrs.get("error", "")]
@@ -120,8 +121,8 @@ def log_trial(tracker: Tracker, parent_run_id: str | None, frozen: FrozenTrial, 
         tracker.log_params(run_id, frozen.params)
     keys = ("wall_seconds", "cpu_seconds", "cost", "rounds_trained", "rounds_budget")
     metrics: dict[str, float] = {k: float(frozen.user_attrs[k]) for k in keys if k in frozen.user_attrs}
-    if frozen.value is not None and math.isfinite(frozen.value):
-        metrics["value"] = float(frozen.value)
+    if frozen.state.name == "COMPLETE" and frozen.value is not None and math.isfinite(frozen.value):
+        metrics["value"] = float(frozen.value)  # a pruned trial's value is only its last intermediate value
     tracker.log_metrics(run_id, metrics)
     curve = [v for _, v in sorted(frozen.intermediate_values.items())]
     if curve:
