@@ -90,8 +90,15 @@ evaluation: {{slices: [colour]}}
     assert "evaluation/confusion_matrix.png" in names
     children = client.search_runs([exp.experiment_id],
                                   filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'")
-    assert len(children) == 6
+    assert len(children) == 9
     listing = subprocess.run([sys.executable, "-m", "trainpipe.cli", "runs", "list", "--tracking-uri", mlflow_server],
                              cwd=workdir, capture_output=True, text=True, timeout=120,
                              env={**os.environ, "COLUMNS": "250"})
     assert listing.returncode == 0 and run.info.run_id in listing.stdout
+    # the model registry on the server: a version with its alias, loadable through the server
+    (version,) = client.search_model_versions("name = 'server-test'")
+    assert client.get_model_version_by_alias("server-test", "staging").version == version.version
+    models = subprocess.run([sys.executable, "-m", "trainpipe.cli", "models", "list", "server-test",
+                             "--tracking-uri", mlflow_server], cwd=workdir, capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "COLUMNS": "250"})
+    assert models.returncode == 0 and "@staging" in models.stdout, models.stderr

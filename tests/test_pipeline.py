@@ -89,11 +89,12 @@ def test_real_mlflow_client_sees_run_params_metrics_lineage_artifacts(workdir: P
 def test_second_run_with_new_params_reuses_data_steps_and_says_why(workdir: Path) -> None:
     path = write_pipeline(workdir, TELCO)
     first = _runner(path, workdir).run()
-    assert [s.status for s in first.steps] == ["ran"] * 6
+    assert [s.status for s in first.steps] == ["ran"] * 9
     second = _runner(path, workdir, "model.params.max_depth=3").run()
     status = {s.name: s.status for s in second.steps}
     assert status == {"ingest": "cached", "validate": "cached", "split": "cached", "preprocess": "cached",
-                      "train": "ran", "evaluate": "ran"}
+                      "train": "ran", "evaluate": "ran", "drift": "ran", "gate": "ran", "register": "ran"}
+    assert second.step("gate").reason == "always runs (reads the model registry)"
     assert second.step("train").reason == "config changed: model.params.max_depth"
     assert second.step("evaluate").reason == "input changed: train"
     assert second.metrics["test_roc_auc"] != first.metrics["test_roc_auc"]
@@ -133,7 +134,7 @@ def test_memory_tracker_records_parent_and_children(workdir: Path) -> None:
     parent = tracker.runs[result.run_id]
     assert parent.status == "FINISHED" and parent.params["task"] == "auto"
     assert {"test_rmse", "test_mae", "test_r2"} <= set(parent.metrics)
-    assert len(tracker.children(result.run_id)) == 6
+    assert len(tracker.children(result.run_id)) == 9
     assert any(e[0] == "round" for e in hooks.events)
     assert "evaluation/predicted_vs_actual.png" in parent.artifacts
 
