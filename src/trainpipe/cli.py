@@ -156,6 +156,9 @@ def run(
         loaded = _load(config, profile, set_)
         runner = PipelineRunner(loaded, tracker=None, no_cache=no_cache, force=force or [], trigger=trigger,
                                 resume=resume)
+        if runner.rank > 0:  # a torchrun worker: trains its shard, rank 0 tracks, evaluates and registers
+            runner.run()
+            return
         runner.tracker = _tracker(loaded)
         with RichHooks(err) as hooks:
             runner.hooks = hooks
