@@ -236,6 +236,19 @@ def test_failing_trials_are_recorded_and_the_study_goes_on() -> None:
     assert summarize(run.study)["n_failed"] == 2
 
 
+def test_a_trial_failed_by_another_worker_meanwhile_does_not_stop_this_one(tmp_path: Path) -> None:
+    from optuna.trial import TrialState
+
+    def stalled(trial: Any, params: dict[str, Any], counter: RoundCounter) -> float:
+        if trial.number == 0:  # as if another worker had found this trial's heartbeat stale
+            trial.study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        return _toy(trial, params, counter)
+
+    run = run_study(_settings(3, storage=parse_storage(f"sqlite:///{tmp_path}/s.db")), SPACE, stalled)
+    assert [t.state.name for t in run.study.trials] == ["FAIL", "COMPLETE", "COMPLETE"]
+    assert run.ran == [0, 1, 2]
+
+
 def test_grid_sampler_runs_each_point_once() -> None:
     space = cfg(sampler="grid", space={"max_depth": {"type": "int", "low": 2, "high": 4},
                                        "k": {"type": "categorical", "choices": ["a", "b"]}}).tuning.space  # type: ignore[union-attr]

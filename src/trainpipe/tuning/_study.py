@@ -333,6 +333,7 @@ def run_study(settings: StudySettings, space: Mapping[str, SearchParam], objecti
 def _run_one(study: Any, settings: StudySettings, space: Mapping[str, SearchParam], trial_id: int,
              objective: ObjectiveFn) -> FrozenTrial:
     import optuna
+    from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
     storage = study._storage
@@ -369,12 +370,17 @@ def _run_one(study: Any, settings: StudySettings, space: Mapping[str, SearchPara
                                  "rounds_budget": counter.budget}
         if error:
             attrs["error"] = error
-        for key, val in attrs.items():
-            trial.set_user_attr(key, val)
-        if state == TrialState.COMPLETE:
-            study.tell(trial, value)
-        else:
-            study.tell(trial, state=state)
+        try:
+            for key, val in attrs.items():
+                trial.set_user_attr(key, val)
+            if state == TrialState.COMPLETE:
+                study.tell(trial, value)
+            else:
+                study.tell(trial, state=state)
+        except UpdateFinishedTrialError:
+            # another worker saw no heartbeat for longer than the grace period (this process was stalled),
+            # failed the trial and queued its retry; that retry counts, this result is dropped
+            pass
     if interrupted is not None:
         _retry(study, trial_id)  # the interrupted trial is run again when the study is resumed
         raise interrupted
