@@ -233,7 +233,8 @@ def validate(config: ConfigArg, profile: ProfileOpt = None, set_: SetOpt = None,
 
 @app.command()
 def step(
-    name: Annotated[str, typer.Argument(help="Step to run: ingest, validate, split, preprocess, train, evaluate.")],
+    name: Annotated[str, typer.Argument(help="Step to run: ingest, validate, split, drift, preprocess, tune, "
+                                              "train, evaluate, gate, register.")],
     run_dir: Annotated[Path, typer.Option("--run-dir", help="Run directory holding config.yaml and inputs.")],
     no_cache: Annotated[bool, typer.Option("--no-cache")] = False,
     debug: DebugOpt = False,
