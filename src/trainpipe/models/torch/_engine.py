@@ -101,7 +101,7 @@ class Engine:
         """Per-rank batch size and the micro-batches of each segment (same on every rank)."""
         world = self.dist.world_size
         per_rank = max(1, self.training.batch_size // world)
-        if self.training.batch_size % world:
+        if self.training.batch_size % world and self.dist.is_writer:
             log.warning("training.batch_size %d is not divisible by %d processes; using %d per process",
                         self.training.batch_size, world, per_rank)
         counts = [math.ceil(math.ceil(n / world) / per_rank) for n in source.segment_lengths()]
@@ -170,7 +170,8 @@ class Engine:
                     bad_epochs=state["bad_epochs"], finished=state["finished"],
                     losses=state["losses"].to(self.device))
         self.last_good = (self.checkpoints.last, st.global_step)
-        log.info("resumed from %s (epoch %d, step %d)", self.checkpoints.last, st.epoch + 1, st.global_step)
+        if self.dist.is_writer:
+            log.info("resumed from %s (epoch %d, step %d)", self.checkpoints.last, st.epoch + 1, st.global_step)
         return st, str(self.checkpoints.last)
 
     # ------------------------------------------------------------------ the loop
