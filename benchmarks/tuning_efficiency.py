@@ -185,15 +185,15 @@ def _markdown(rows: list[dict[str, Any]], args: argparse.Namespace, total: float
         need = str(r["needed"]) if r["needed"] is not None else f"> {cap}"
         strict = str(r["strict"]) if r["strict"] is not None else f"> {cap}"
         lines.append(f"| {r['dataset']} | {r['seed']} | {r['random_best']:.4f} | {r['tpe_best']:.4f} | {need} | "
-                     f"{strict} | {r['pruned']:.0%} | {r['saved']:.0%} | {r['random_s']:.1f} | {r['tpe_s']:.1f} |")
+                     f"{strict} | {r['pruned']:.0%} | {r['saved']:.1%} | {r['random_s']:.1f} | {r['tpe_s']:.1f} |")
     ok_trials = "met" if median_needed <= 25 else "missed"
     ok_saved = "met" if saved >= 0.40 else "missed"
     worst = max(needed)
     lines += [
         "",
         f"**Median trials needed: {median_needed:g}** (worst {worst if worst <= cap else f'> {cap}'}; target "
-        f"≤ 25: {ok_trials}). **Work saved by pruning: {saved:.0%} on average** (min "
-        f"{min(r['saved'] for r in rows):.0%}; target ≥ 40 %: {ok_saved}). Seconds are wall time on a shared "
+        f"≤ 25: {ok_trials}). **Work saved by pruning: {saved:.1%} on average** (min "
+        f"{min(r['saved'] for r in rows):.1%}; target ≥ 40 %: {ok_saved}). Seconds are wall time on a shared "
         "2-core machine (other processes were running), for orientation only.",
         "",
     ]
