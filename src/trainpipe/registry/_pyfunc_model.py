@@ -8,16 +8,12 @@ regression) and, for classifiers, one ``proba_<label>`` column per class.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
 import mlflow
+import pandas as pd
 from mlflow.pyfunc import PythonModel
-
-# predict has no type hints on purpose (MLflow 3 would turn them into its own input conversion); the
-# signature logged with the model is what validates the input.
-warnings.filterwarnings("ignore", message=r".*Add type hints to the `predict` method")
 
 
 class TrainpipeModel(PythonModel):
@@ -26,8 +22,7 @@ class TrainpipeModel(PythonModel):
 
         self.model = TrainedModel.load(Path(context.artifacts["model_dir"]))
 
-    # No annotations on purpose: MLflow 3 turns type hints on predict into its own input validation.
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         from trainpipe.registry._predict import predict_frame
 
         return predict_frame(self.model, model_input)
