@@ -117,3 +117,18 @@ def test_fast_binary_auc_equals_sklearn() -> None:
     y = rng.integers(0, 2, size=500)
     score = np.round(rng.random(500), 2)  # many ties
     assert _binary_auc(y, score) == pytest.approx(roc_auc_score(y, score), abs=1e-12)
+
+
+def test_psi_sees_shifts_in_flags_constants_and_small_counts() -> None:
+    rng = np.random.default_rng(4)
+    n = 2000
+    train = pd.DataFrame({"senior": (rng.random(n) < 0.1).astype(int), "const": 5, "kids": rng.integers(0, 3, n),
+                          "y": rng.choice(["a", "b"], n)})
+    profile = build_profile(train, "y", "binary")
+    assert profile["features"]["senior"]["kind"] == "discrete"
+    now = pd.DataFrame({"senior": (rng.random(n) < 0.9).astype(float), "const": 1000,
+                        "kids": np.where(rng.random(n) < 0.5, 2, 1), "y": rng.choice(["a", "b"], n)})
+    report = compare_to_profile(now, profile, reference="v1", max_psi=0.25)
+    assert {"senior", "const", "kids"} <= set(report.failures)
+    same = compare_to_profile(train.astype({"senior": float}), profile, reference="v1", max_psi=0.25)
+    assert same.passed  # 1 and 1.0 are the same level

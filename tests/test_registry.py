@@ -265,3 +265,63 @@ def test_two_processes_registering_the_same_name_at_once(workdir: Path) -> None:
     assert sorted(v.tags["worker"] for v in versions) == ["0", "0", "0", "1", "1", "1"]
     staging = str(c.get_registered_model("shared").aliases["staging"])
     assert staging in {str(v.version) for v in versions}
+
+
+def test_failed_production_registration_restores_the_aliases(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainpipe import GateRefused
+    from trainpipe.registry import _registry as reg
+    from trainpipe.registry import client_for, register_version
+
+    c = client_for(f"sqlite:///{workdir}/reg.db")
+    run = c.create_run(c.create_experiment("x")).info.run_id
+    kw = {"name": "m", "run_id": run, "source": f"runs:/{run}/model", "tags": {}, "description": "card",
+          "reason": "test"}
+    register_version(c, alias="production", expected_production=None, **kw)  # type: ignore[arg-type]
+    real_move = reg.move_alias
+    calls = []
+
+    def second_move_fails(client, name, alias, version, **k):  # type: ignore[no-untyped-def]
+        calls.append((alias, version))
+        if len(calls) == 2:  # previous-production moved, production about to move
+            raise RuntimeError("network down")
+        return real_move(client, name, alias, version, **k)
+
+    monkeypatch.setattr(reg, "move_alias", second_move_fails)
+    with pytest.raises(RuntimeError, match="network down"):
+        register_version(c, alias="production", expected_production="1", **kw)  # type: ignore[arg-type]
+    monkeypatch.setattr(reg, "move_alias", real_move)
+    assert [str(v.version) for v in c.search_model_versions("name = 'm'")] == ["1"]
+    assert {k: str(v) for k, v in c.get_registered_model("m").aliases.items()} == {"production": "1"}
+    # production moved after the gate compared against version 1: refused, nothing created
+    register_version(c, alias="staging", **kw)  # type: ignore[arg-type]  # version 3 (2 was deleted)
+    c.set_registered_model_alias("m", "production", "3")
+    with pytest.raises(GateRefused, match="production is now version 3, but the gate compared this model with "
+                                          "version 1"):
+        register_version(c, alias="production", expected_production="1", **kw)  # type: ignore[arg-type]
+    assert sorted(str(v.version) for v in c.search_model_versions("name = 'm'")) == ["1", "3"]
+
+
+def test_registry_errors_are_not_mistaken_for_a_missing_alias() -> None:
+    from mlflow.exceptions import MlflowException
+
+    from trainpipe.registry import version_by_alias
+
+    class Down:
+        def get_model_version_by_alias(self, name: str, alias: str) -> None:
+            raise MlflowException("API request to /api/2.0/mlflow/registered-models/alias failed: 503",
+                                  error_code="TEMPORARILY_UNAVAILABLE")
+
+    with pytest.raises(MlflowException, match="503"):
+        version_by_alias(Down(), "m", "production")  # type: ignore[arg-type]
+
+
+def test_a_champion_that_cannot_be_compared_refuses_the_challenger(workdir: Path) -> None:
+    path = pipeline(workdir, promote="production")
+    assert cli(workdir, "run", str(path)).returncode == 0
+    narrower = write_pipeline(workdir, path.read_text().replace(
+        "target: target}", "target: target, drop_columns: [mean radius]}").replace(
+        "min_delta: 0.0", "min_delta: -1"), "narrower.yaml")
+    out = cli(workdir, "run", str(narrower))
+    assert out.returncode == 4, out.stderr
+    assert "could not score this run's test split" in out.stderr and "mean radius" in out.stderr
+    assert state(workdir) == (["1"], {"production": "1"})

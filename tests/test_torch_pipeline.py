@@ -53,7 +53,7 @@ def test_sigterm_then_resume_matches_an_uninterrupted_run_bitwise(tmp_path: Path
     reference_dir, resumed_dir = tmp_path / "reference", tmp_path / "resumed"
     ref = _cli(reference_dir, "run", str(_setup(reference_dir, 12)))
     path = _setup(resumed_dir, 12)
-    ref_out, ref_err = ref.communicate(timeout=600)
+    _, ref_err = ref.communicate(timeout=600)
     assert ref.returncode == 0, ref_err
 
     proc = _cli(resumed_dir, "run", str(path))
@@ -71,7 +71,7 @@ def test_sigterm_then_resume_matches_an_uninterrupted_run_bitwise(tmp_path: Path
     assert "checkpoint" in err and "Traceback" not in err
 
     resumed = _cli(resumed_dir, "run", str(path), "--resume")
-    out, err = resumed.communicate(timeout=600)
+    _, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err
     a, b = _weights(reference_dir), _weights(resumed_dir)
     assert a.keys() == b.keys()

@@ -89,7 +89,8 @@ def _guard(debug: bool, fn: Callable[[], T]) -> T:
     except typer.Exit:
         raise
     except DataValidationError as exc:
-        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+        err.print("[red]error:[/] ", end="", markup=True)
+        err.print(str(exc), markup=False, highlight=False)
         if debug:
             err.print(traceback.format_exc())
         raise typer.Exit(exc.exit_code) from None

@@ -1,9 +1,11 @@
 """Training-data profile (stored with each registered model) and drift against it (PSI per feature).
 
 A numeric column is profiled by decile edges of the training data and the share of rows in each bin
-(missing values are a bin of their own); a categorical column by the share of its most frequent levels
-(the rest fold into ``__other__``). The Population Stability Index of new data against a profile is
-``sum((p_new - p_ref) * ln(p_new / p_ref))`` over the bins, with empty bins floored at 1e-4.
+(missing values are a bin of their own; the outer bins are open, so values outside the training range
+count); a numeric column with at most 10 distinct values (flags, counts, constants) and a categorical
+column by the share of each level (categorical: the 30 most frequent, the rest fold into ``__other__``).
+The Population Stability Index of new data against a profile is ``sum((p_new - p_ref) * ln(p_new / p_ref))``
+over the bins, with empty bins floored at 1e-4.
 Rule of thumb: < 0.1 stable, 0.1–0.25 moderate shift, > 0.25 large shift.
 """
 
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
 PROFILE_FORMAT = 1
 _EPS = 1e-4
 _MAX_LEVELS = 30
+_DISCRETE_MAX = 10  # a numeric column with at most this many distinct values is profiled by value
 _MISSING = "__missing__"
 _OTHER = "__other__"
 
@@ -54,22 +57,41 @@ def _numeric_shares(values: Any, edges: list[float]) -> list[float]:
     return [*(counts / n).tolist(), float(missing.sum() / n)]
 
 
-def _categorical_profile(s: pd.Series) -> dict[str, Any]:
-    labels = s.astype(object).where(s.notna(), _MISSING).astype(str)
+def _labels(s: pd.Series, discrete: bool) -> pd.Series:
+    """Level names: category strings, or for a numeric column with few values the number as ``%g``
+    (so 1 and 1.0 are the same level when a missing value turns integers into floats)."""
+    import pandas as pd
+
+    if discrete:
+        values = pd.to_numeric(s, errors="coerce")
+        return values.map(lambda v: _MISSING if pd.isna(v) else f"{float(v):g}").astype(str)
+    return s.astype(object).where(s.notna(), _MISSING).astype(str)
+
+
+def _categorical_profile(s: pd.Series, discrete: bool = False) -> dict[str, Any]:
+    labels = _labels(s, discrete)
     freq = labels.value_counts(normalize=True)
     top = freq.iloc[:_MAX_LEVELS]
     shares = {str(k): float(v) for k, v in top.items()}
     rest = float(freq.iloc[_MAX_LEVELS:].sum())
     if rest > 0:
         shares[_OTHER] = rest
-    return {"kind": "categorical", "shares": shares}
+    return {"kind": "discrete" if discrete else "categorical", "shares": shares}
 
 
-def _categorical_shares(s: pd.Series, reference: dict[str, float]) -> dict[str, float]:
-    labels = s.astype(object).where(s.notna(), _MISSING).astype(str)
+def _categorical_shares(s: pd.Series, reference: dict[str, float], discrete: bool) -> dict[str, float]:
+    labels = _labels(s, discrete)
     known = labels.where(labels.isin([k for k in reference if k != _OTHER]), _OTHER)
     freq = known.value_counts(normalize=True)
     return {k: float(freq.get(k, 0.0)) for k in {*reference, *freq.index.astype(str)}}
+
+
+def _profile_column(s: pd.Series) -> dict[str, Any]:
+    if not _is_numeric(s):
+        return _categorical_profile(s)
+    if s.nunique(dropna=True) <= _DISCRETE_MAX:  # flags, counts, constants: by value, not by quantile bin
+        return _categorical_profile(s, discrete=True)
+    return _numeric_profile(s)
 
 
 def build_profile(df: pd.DataFrame, target: str, task: str) -> dict[str, Any]:
@@ -78,9 +100,9 @@ def build_profile(df: pd.DataFrame, target: str, task: str) -> dict[str, Any]:
     for col in df.columns:
         if col == target:
             continue
-        features[str(col)] = _numeric_profile(df[col]) if _is_numeric(df[col]) else _categorical_profile(df[col])
+        features[str(col)] = _profile_column(df[col])
     y = df[target]
-    label = _numeric_profile(y) if task == "regression" else _categorical_profile(y)
+    label = _profile_column(y) if task == "regression" else _categorical_profile(y)
     return {"format": PROFILE_FORMAT, "rows": len(df), "target": target, "task": task,
             "features": features, "label": label}
 
@@ -100,7 +122,7 @@ def _column_psi(ref: dict[str, Any], s: pd.Series) -> float:
         if not _is_numeric(s):
             return float("inf")
         return psi(ref["shares"], _numeric_shares(s.to_numpy(dtype=float, na_value=np.nan), ref["edges"]))
-    current = _categorical_shares(s, ref["shares"])
+    current = _categorical_shares(s, ref["shares"], discrete=ref["kind"] == "discrete")
     keys = sorted(current)
     return psi([ref["shares"].get(k, 0.0) for k in keys], [current[k] for k in keys])
 

@@ -57,6 +57,7 @@ class GateReport:
     thresholds: list[ThresholdCheck] = field(default_factory=list)
     champion: ChampionComparison | None = None
     champion_note: str = ""
+    champion_unresolved: bool = False  # a champion exists but could not be compared: refused
     passed: bool = True
 
     @property
@@ -66,6 +67,8 @@ class GateReport:
     def reasons(self) -> list[str]:
         out = [f"{c.metric} = {_fmt(c.value)} does not meet '{c.rule}'{(' (' + c.note + ')') if c.note else ''}"
                for c in self.thresholds if not c.passed]
+        if self.champion_unresolved:
+            out.append(self.champion_note.strip())
         if self.champion is not None and not self.champion.passed:
             c = self.champion
             out.append(

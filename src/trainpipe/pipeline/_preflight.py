@@ -17,6 +17,24 @@ def preflight(config: PipelineConfig) -> None:
         check_metric_names(config.evaluation.metrics)
     check_metric_names([m for m in config.gate.thresholds if not m.startswith(("latency_", "batch_"))],
                        key="gate.thresholds")
+    if config.gate.champion.metric is not None:
+        check_metric_names([config.gate.champion.metric], key="gate.champion.metric")
+        _check_task_fit(config, config.gate.champion.metric, "gate.champion.metric")
+    for metric in config.gate.thresholds:
+        if not metric.startswith(("latency_", "batch_")):
+            _check_task_fit(config, metric, "gate.thresholds")
+
+
+def _check_task_fit(config: PipelineConfig, metric: str, key: str) -> None:
+    """A classification metric on a declared regression task (or the reverse) can never be computed."""
+    from trainpipe._exceptions import ConfigError
+    from trainpipe.evaluation import METRICS
+
+    if config.task in ("auto", "ranking"):
+        return
+    if config.task not in METRICS[metric].tasks:
+        raise ConfigError(f"{key}: {metric!r} does not apply to a {config.task} task "
+                          f"(it applies to {', '.join(METRICS[metric].tasks)}).")
 
 
 def _check_tuning(config: PipelineConfig) -> None:

@@ -12,7 +12,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainpipe._exceptions import DataValidationError, GateRefused
+from trainpipe._exceptions import ConfigError, DataValidationError, GateRefused
+from trainpipe.config import redact, redact_uri
 from trainpipe.pipeline._step import Step, StepContext
 
 if TYPE_CHECKING:
@@ -76,7 +77,13 @@ def drift(ctx: StepContext) -> None:
     if settings.reference == "none":
         ctx.params["drift_reference"] = "none"
         return
-    champion = _champion_dir(ctx)
+    try:
+        champion = _champion_dir(ctx)
+    except Exception as exc:
+        from trainpipe._exceptions import DataError
+
+        raise DataError(f"drift: cannot read the production version of {model_name(ctx)!r} to compare with: "
+                        f"{redact_uri(str(exc))[:500]}") from exc
     if champion is None:
         why = "no tracking store" if registry(ctx) is None else f"no production version of {model_name(ctx)!r}"
         ctx.hooks.on_message(f"drift: nothing to compare with ({why}); the training profile is stored with the model")
@@ -120,7 +127,7 @@ def _scores(model: TrainedModel, test: Any, target: str) -> tuple[Any, Any, Any]
 def gate(ctx: StepContext) -> None:
     import pandas as pd
 
-    from trainpipe.evaluation import DEFAULTS
+    from trainpipe.evaluation import DEFAULTS, METRICS
     from trainpipe.evaluation._gate import GateReport, check_thresholds, compare_to_champion
     from trainpipe.models import TrainedModel
 
@@ -130,10 +137,14 @@ def gate(ctx: StepContext) -> None:
     report = GateReport(thresholds=check_thresholds(cfg.gate.thresholds, values))
     model = TrainedModel.load(ctx.input("train") / "model")
     metric = cfg.gate.champion.metric or (cfg.evaluation.metrics or DEFAULTS[model.task.task])[0]
+    if model.task.task not in METRICS[metric].tasks:
+        raise ConfigError(f"gate.champion.metric: {metric!r} does not apply to this {model.task.task} task; "
+                          f"use one of {DEFAULTS[model.task.task]}.")
     try:
         champion = _champion_dir(ctx)
     except Exception as exc:  # a registry we cannot read must not pass silently: say so, and refuse
-        raise GateRefused(f"gate: cannot read the production champion of {model_name(ctx)!r}: {exc}") from exc
+        raise GateRefused(f"gate: cannot read the production champion of {model_name(ctx)!r}: "
+                          f"{redact_uri(str(exc))[:500]}") from exc
     if champion is None:
         report.champion_note = ("No tracking store: no champion to compare against." if registry(ctx) is None
                                 else f"No production version of {model_name(ctx)!r} yet: nothing to beat.")
@@ -142,6 +153,7 @@ def gate(ctx: StepContext) -> None:
         test = pd.read_parquet(ctx.input("split") / "test.parquet")
         from trainpipe.registry._registry import pyfunc_artifact
 
+        ctx.params["gate_champion_version"] = version
         try:
             old_dir = pyfunc_artifact(folder, "model_dir")
             if old_dir is None:
@@ -150,19 +162,27 @@ def gate(ctx: StepContext) -> None:
             theirs = _scores(old, test, cfg.data.target)
         except Exception as exc:  # e.g. today's data lacks a column the champion needs
             report.champion_note = (f"The production version {version} could not score this run's test split "
-                                    f"({type(exc).__name__}: {str(exc)[:300]}); no comparison made.")
+                                    f"({type(exc).__name__}: {redact_uri(str(exc))[:300]}).")
         else:
             y, pred, proba = _scores(model, test, cfg.data.target)
-            if len(old.task.classes) != len(model.task.classes) or list(map(str, old.task.classes)) != list(
-                    map(str, model.task.classes)):
+            if list(map(str, old.task.classes)) != list(map(str, model.task.classes)):
                 report.champion_note = (f"The production version {version} predicts other classes "
-                                        f"({old.task.classes}); no comparison made.")
+                                        f"({old.task.classes}).")
             else:
-                report.champion = compare_to_champion(
-                    metric, y, (pred, proba), (theirs[1], theirs[2]), len(model.task.classes), version=version,
-                    confidence=cfg.gate.champion.confidence, min_delta=cfg.gate.champion.min_delta,
-                    seed=cfg.data.split.seed)
-    report.passed = all(c.passed for c in report.thresholds) and (report.champion is None or report.champion.passed)
+                try:
+                    report.champion = compare_to_champion(
+                        metric, y, (pred, proba), (theirs[1], theirs[2]), len(model.task.classes), version=version,
+                        confidence=cfg.gate.champion.confidence, min_delta=cfg.gate.champion.min_delta,
+                        seed=cfg.data.split.seed)
+                except ValueError as exc:  # e.g. one class only in the test split
+                    report.champion_note = f"{metric} could not be compared on this test split: {exc}."
+        if report.champion is None:  # a champion exists but was not beaten: refuse rather than replace it blindly
+            report.champion_note += (" A production version exists, so the challenger must be compared with it: "
+                                     "refused. Fix the data or the champion, or move the production alias "
+                                     f"(trainpipe models promote {model_name(ctx)} VERSION --to production).")
+            report.champion_unresolved = True
+    report.passed = (all(c.passed for c in report.thresholds) and not report.champion_unresolved
+                     and (report.champion is None or report.champion.passed))
     _write_both(ctx, "gate_report.json", json.dumps(report.to_dict(), indent=2))
     _write_both(ctx, "gate_report.md", report.to_markdown())
     ctx.params["gate_verdict"] = report.verdict
@@ -182,6 +202,14 @@ def _lineage(client: MlflowClient, run_id: str) -> dict[str, str]:
     out.update({k: v for k, v in tags.items() if k.startswith("lib.")})
     out["run_id"] = run_id
     return out
+
+
+def _gated_against(ctx: StepContext) -> str | None:
+    """The production version the gate step compared with (None: there was none)."""
+    stored = ctx.input("gate") / "_step_result.json"
+    if not stored.exists():
+        return None
+    return _read_json(stored).get("params", {}).get("gate_champion_version")
 
 
 def register(ctx: StepContext) -> None:
@@ -208,11 +236,14 @@ def register(ctx: StepContext) -> None:
     gate_report = _read_json(ctx.input("gate") / "gate_report.json")
     drift_file = ctx.input("drift") / "drift_report.json"
     lineage = _lineage(client, ctx.parent_run_id)
+    secrets = ctx.loaded.secret_values
     card = CardInputs(
-        name=name, description=cfg.description, model_type=cfg.model.type, task=model.task.to_dict(),
-        data={"source": cfg.data.source, "fingerprint": ingest["fingerprint"], "rows": ingest["rows"],
-              "split": split.get("sizes")},
-        profile=ctx.loaded.profile or "", metrics=metrics, gate=gate_report, params=model.spec.params,
+        name=name, description=redact(cfg.description, secrets=secrets), model_type=cfg.model.type,
+        task=model.task.to_dict(),
+        data={"source": redact_uri(redact(cfg.data.source, secrets=secrets)), "fingerprint": ingest["fingerprint"],
+              "rows": ingest["rows"], "split": split.get("sizes")},
+        profile=ctx.loaded.profile or "", metrics=metrics, gate=gate_report,
+        params=redact(dict(model.spec.params), secrets=secrets),
         lineage=lineage, features={"columns": list(model.spec.features.columns)},
         drift=_read_json(drift_file) if drift_file.exists() else None)
     (ctx.out_dir / CARD_FILE).write_text(render_card(card))
@@ -230,7 +261,8 @@ def register(ctx: StepContext) -> None:
     mv = register_version(client, name=name, run_id=ctx.parent_run_id, source=f"runs:/{ctx.parent_run_id}/{PYFUNC_DIR}",
                           alias=alias, tags=tags, description=render_card(CardInputs(**{**card.__dict__,
                                                                                          "version": None})),
-                          reason=f"pipeline run {ctx.parent_run_id} (gate {gate_report['verdict']})")
+                          reason=f"pipeline run {ctx.parent_run_id} (gate {gate_report['verdict']})",
+                          expected_production=_gated_against(ctx))
     version = str(mv.version)
     final_card = render_card(CardInputs(**{**card.__dict__, "version": version}))
     (ctx.out_dir / CARD_FILE).write_text(final_card)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from trainpipe._exceptions import ConfigError, DataError
 
@@ -67,12 +67,29 @@ def _write(df: object, out: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def predict_file(model_uri: str, data_file: Path, out: Path, tracking_uri: str) -> BatchResult:
-    import mlflow.pyfunc
-    import pandas as pd
+def _trainpipe_model(folder: Path, model_uri: str) -> tuple[Any, list[dict[str, Any]]]:
+    """The trainpipe model inside a pyfunc folder and its signature's input columns. Nothing from the
+    folder is executed or unpickled: MLmodel is YAML, the model directory loads through skops (restricted
+    types) and the model library's own format."""
+    from mlflow.models import Model
 
+    from trainpipe.models import TrainedModel
+    from trainpipe.registry._registry import pyfunc_artifact
+
+    model_dir = pyfunc_artifact(folder, "model_dir")
+    if model_dir is None or not (model_dir / "spec.json").exists():
+        raise ConfigError(f"MODEL_URI {model_uri!r} is not a model registered by trainpipe (no model_dir "
+                          "artifact); trainpipe predict only loads its own models. Use mlflow.pyfunc for others.")
+    schema = Model.load(str(folder / "MLmodel")).get_input_schema()
+    if schema is None:
+        raise ConfigError(f"MODEL_URI {model_uri!r}: the model has no input signature; "
+                          "trainpipe predict needs one to check the columns.")
+    return TrainedModel.load(model_dir), schema.to_dict()
+
+
+def predict_file(model_uri: str, data_file: Path, out: Path, tracking_uri: str) -> BatchResult:
     from trainpipe.data import read_source, resolve_source
-    from trainpipe.registry._predict import check_input
+    from trainpipe.registry._predict import check_input, predict_frame
 
     if out.suffix.lower() not in (".csv", ".parquet", ".pq"):
         raise ConfigError(f"-o {out}: expected a .csv or .parquet file name.")
@@ -82,23 +99,12 @@ def predict_file(model_uri: str, data_file: Path, out: Path, tracking_uri: str) 
     df = read_source(source)
     with tempfile.TemporaryDirectory(prefix="trainpipe-predict-") as tmp:
         folder = _local_model(model_uri, tracking_uri, Path(tmp))
-        with warnings.catch_warnings():  # MLflow's advice about type hints on predict is not for our users
-            warnings.simplefilter("ignore", UserWarning)
-            model = mlflow.pyfunc.load_model(str(folder))
-        schema = model.metadata.get_input_schema()
-        if schema is None:
-            raise ConfigError(f"MODEL_URI {model_uri!r}: the model has no input signature; "
-                              "trainpipe predict needs one to check the columns.")
-        columns = schema.to_dict()
+        model, columns = _trainpipe_model(folder, model_uri)
         checked = check_input(df, columns, str(data_file))
         names = [c["name"] for c in columns]
-        try:
-            python_model = model.unwrap_python_model()
-        except Exception:  # not a python-function model: let MLflow enforce and predict
-            python_model = None
-        frame = checked[names]
-        pred = python_model.predict(None, frame) if python_model is not None else model.predict(frame)
-        pred = pred if isinstance(pred, pd.DataFrame) else pd.DataFrame({"prediction": pred})
+        pred = predict_frame(model, checked[names])
+    import pandas as pd
+
     passthrough = df[[c for c in df.columns if c not in names]].reset_index(drop=True)
     result = pd.concat([passthrough, pred.reset_index(drop=True)], axis=1)
     _write(result, out)

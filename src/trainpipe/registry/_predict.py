@@ -64,7 +64,7 @@ def check_input(df: pd.DataFrame, schema: list[dict[str, Any]], source: str) -> 
             else:  # missing values, or fractions: the model takes floats (MLflow's own check would refuse)
                 out[name] = s.astype("float64")
         elif kind == "string":
-            out[name] = s.astype(object).where(s.notna(), None)
+            out[name] = s.map(lambda v: None if v is None or (isinstance(v, float) and v != v) else str(v))
         elif kind == "boolean" and not pd.api.types.is_bool_dtype(s):
             problems.append(f"{name!r} must be boolean, got dtype {s.dtype}")
     if problems:

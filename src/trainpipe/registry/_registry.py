@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import re
 import socket
 import time
 import uuid
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainpipe._exceptions import ConfigError
+from trainpipe._exceptions import ConfigError, GateRefused
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -43,7 +44,11 @@ def client_for(uri: str) -> MlflowClient:
 
 
 def _not_found(exc: Exception) -> bool:
-    return "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", "")) or "not found" in str(exc).lower()
+    """Only "this model / alias does not exist" — never an outage, a lock or a server error."""
+    code = str(getattr(exc, "error_code", ""))
+    if code == "RESOURCE_DOES_NOT_EXIST":
+        return True
+    return code == "INVALID_PARAMETER_VALUE" and re.search(r"alias \S+ not found", str(exc)) is not None
 
 
 def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
@@ -52,7 +57,7 @@ def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersio
     try:
         return client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
-        if _not_found(exc) or "alias" in str(exc).lower() or "registered model" in str(exc).lower():
+        if _not_found(exc):
             return None
         raise
 
@@ -93,7 +98,8 @@ class AliasMove:
 
 
 def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1e6) % 1_000_000:06d}Z"
+    now = time.time()  # read once: two reads can straddle a second and run backwards
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1e6) % 1_000_000:06d}Z"
 
 
 def _verdict(client: MlflowClient, name: str, version: str | None) -> str:
@@ -178,26 +184,47 @@ def history(client: MlflowClient, name: str) -> list[AliasMove]:
     return sorted(moves, key=lambda m: m.time)
 
 
+class ChampionMoved(GateRefused):
+    """Production moved between the gate and registration: the gate compared against another version."""
+
+
 def register_version(client: MlflowClient, *, name: str, run_id: str, source: str, alias: str | None,
-                     tags: dict[str, str], description: str, reason: str) -> ModelVersion:
-    """Create a version and give it ``alias``, all or nothing (see the module docstring)."""
+                     tags: dict[str, str], description: str, reason: str,
+                     expected_production: str | None = None) -> ModelVersion:
+    """Create a version and give it ``alias``, all or nothing (see the module docstring).
+
+    ``expected_production`` is the production version the gate compared against (None: there was none);
+    promoting straight to production is refused when production has moved since. On any error the
+    aliases are put back as they were and the new version is deleted.
+    """
     ensure_registered_model(client, name)
+    watched = [a for a in dict.fromkeys([PRODUCTION, PREVIOUS, alias]) if a]
+    before = {a: (str(v.version) if (v := version_by_alias(client, name, a)) is not None else None) for a in watched}
+    if alias == PRODUCTION and before[PRODUCTION] != expected_production:
+        raise ChampionMoved(
+            f"{name}: production is now version {before[PRODUCTION]}, but the gate compared this model with "
+            f"{'version ' + expected_production if expected_production else 'no production version'}. Nothing "
+            "was registered; run the pipeline again to be gated against the current production version."
+        )
     mv = client.create_model_version(name, source, run_id=run_id, tags={**tags, STATE_TAG: "pending"})
     version = str(mv.version)
+    moved: list[str] = []
     try:
         client.update_model_version(name, version, description=description[:4900])
-        if alias == PRODUCTION:
-            current = version_by_alias(client, name, PRODUCTION)
-            if current is not None:
-                move_alias(client, name, PREVIOUS, str(current.version), reason=f"replaced by version {version}")
-        if alias is not None:
-            move_alias(client, name, alias, version, reason=reason)
         client.set_model_version_tag(name, version, STATE_TAG, "complete")
+        if alias == PRODUCTION and before[PRODUCTION] is not None:
+            moved.append(PREVIOUS)
+            move_alias(client, name, PREVIOUS, before[PRODUCTION], reason=f"replaced by version {version}")
+        if alias is not None:
+            moved.append(alias)
+            move_alias(client, name, alias, version, reason=reason)
     except BaseException:
         try:
-            client.delete_model_version(name, version)
+            for a in reversed(moved):
+                move_alias(client, name, a, before.get(a), reason=f"restored: registering version {version} failed")
         finally:
-            raise
+            client.delete_model_version(name, version)
+        raise
     return client.get_model_version(name, version)
 
 
@@ -209,7 +236,9 @@ def download_version(client: MlflowClient, uri: str, name: str, version: str, ca
 
     import mlflow.artifacts
 
-    uri_key = hashlib.sha256(uri.encode()).hexdigest()[:12]
+    mv = client.get_model_version(name, str(version))
+    # keyed by store, name, version and the run it came from: a re-created model's version 1 is another model
+    uri_key = hashlib.sha256(f"{uri}|{mv.run_id}|{mv.source}".encode()).hexdigest()[:12]
     target = cache_root / uri_key / name / str(version)
     if (target / "MLmodel").exists():
         return target
