@@ -1,5 +1,6 @@
 """DDP through torchrun (gloo on CPU): 2 processes with the same global batch and seed reach the same
-validation loss as 1 process; a checkpoint written by 2 processes resumes in 1."""
+validation loss as 1 process; a checkpoint written by 2 processes resumes in 1; SIGTERM to torchrun
+checkpoints and a resumed 2-process run ends bitwise equal to an uninterrupted one."""
 
 from __future__ import annotations
 
@@ -49,3 +50,31 @@ def test_checkpoint_of_two_processes_resumes_in_one(tmp_path: Path) -> None:
     history = resumed["history"]
     assert history["val_loss"][:2] == first["history"]["val_loss"]  # type: ignore[index]
     assert len(history["val_loss"]) == 3  # type: ignore[index]
+
+
+def test_sigterm_under_torchrun_checkpoints_and_resumes_bitwise(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    import torch
+
+    args = ("--set", "batch_size=128", "--set", "checkpoint_every=10")
+    _fit(tmp_path / "ref", 2, *args)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([*launcher, str(SCRIPT), str(tmp_path / "cut"), "--step-sleep", "0.01", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "cut" / "ckpt" / "last.pt").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)  # torchrun forwards it to every worker
+    _, stderr = proc.communicate(timeout=120)
+    assert "interrupted by signal SIGTERM; checkpoint written to" in stderr
+    assert not (tmp_path / "cut" / "weights.pt").exists()
+    resumed = _fit(tmp_path / "cut", 2, *args, "--resume")
+    assert resumed["resumed_at"]["micro"] > 0  # type: ignore[index]
+    ref = torch.load(tmp_path / "ref" / "weights.pt", weights_only=True)
+    cut = torch.load(tmp_path / "cut" / "weights.pt", weights_only=True)
+    assert all(torch.equal(ref[k], cut[k]) for k in ref)
