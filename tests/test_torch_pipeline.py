@@ -3,6 +3,7 @@ and `torchrun --nproc_per_node=2 -m trainpipe.cli run` trains with DDP while onl
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -73,6 +74,9 @@ def test_sigterm_then_resume_matches_an_uninterrupted_run_bitwise(tmp_path: Path
     resumed = _cli(resumed_dir, "run", str(path), "--resume")
     _, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err
+    (train_json,) = [p for p in (resumed_dir / ".trainpipe" / "runs").glob("*/steps/train/train.json")]
+    notes = json.loads(train_json.read_text())["notes"]
+    assert len(notes) == 1 and notes[0].startswith("resumed from checkpoint")  # really resumed, not restarted
     a, b = _weights(reference_dir), _weights(resumed_dir)
     assert a.keys() == b.keys()
     for key in a:

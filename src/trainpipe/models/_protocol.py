@@ -18,12 +18,13 @@ RoundCallback = Callable[[int, int, Mapping[str, float]], None]
 
 @dataclass
 class FitReport:
-    """Per-round validation curves (metric -> values), the best round and the effective parameters."""
+    """Per-round validation curves (metric -> values), the best round, the effective parameters, notes."""
 
     history: dict[str, list[float]] = field(default_factory=dict)
     best_iteration: int | None = None
     n_iterations: int | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what the user should know, e.g. "resumed from ..."
 
 
 @runtime_checkable

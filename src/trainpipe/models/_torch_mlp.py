@@ -143,8 +143,9 @@ class TorchMLPAdapter:
         effective = {**self.arch, **self.training.model_dump(exclude={"early_stopping_rounds"}),
                      "cardinalities": list(spec.cardinalities), "device": str(engine.device)}
         best = None if result.best_epoch is None else result.best_epoch - 1
+        notes = [f"resumed from checkpoint {result.resumed_from}"] if result.resumed_from else []
         return FitReport(history=result.history, best_iteration=best, n_iterations=result.n_epochs,
-                         params=effective)
+                         params=effective, notes=notes)
 
     def _target(self, y: np.ndarray, mean: float, std: float) -> Any:
         import numpy as np

@@ -235,6 +235,8 @@ def train(ctx: StepContext) -> None:
         ctx.hooks.on_round("train", i, total, metrics)
 
     report = adapter.fit(X, y, X_val, y_val, on_round)
+    for note in report.notes:
+        ctx.hooks.on_message(note)
     spec = ModelSpec(model_type=cfg.model.type, family=family_of(cfg.model.type), task=task,
                      features=FeatureSpec.from_dict(feats["spec"]), feature_names=feats["feature_names"],
                      input_dtypes=feats["input_dtypes"], best_iteration=report.best_iteration,
@@ -242,7 +244,7 @@ def train(ctx: StepContext) -> None:
     save_model_dir(ctx.out_dir / "model", spec, adapter, pdir / PREPROCESSOR_FILE)
     _write_json(ctx.out_dir / "train.json", {"best_iteration": report.best_iteration,
                                               "n_iterations": report.n_iterations, "params": spec.to_dict()["params"],
-                                              "history": report.history})
+                                              "history": report.history, "notes": report.notes})
     ctx.curves.update(report.history)
     if report.best_iteration is not None:
         ctx.metrics["best_iteration"] = float(report.best_iteration)
