@@ -58,7 +58,8 @@ def test_sigterm_under_torchrun_checkpoints_and_resumes_bitwise(tmp_path: Path) 
 
     import torch
 
-    args = ("--set", "batch_size=128", "--set", "checkpoint_every=10")
+    # 20,000 rows: ~125 steps an epoch, so the signal (~30 steps after the first checkpoint) lands mid-epoch
+    args = ("--rows", "20000", "--set", "batch_size=128", "--set", "checkpoint_every=10", "--set", "epochs=2")
     _fit(tmp_path / "ref", 2, *args)
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
