@@ -93,10 +93,15 @@ def predict_file(model_uri: str, data_file: Path, out: Path, tracking_uri: str) 
 
     if out.suffix.lower() not in (".csv", ".parquet", ".pq"):
         raise ConfigError(f"-o {out}: expected a .csv or .parquet file name.")
-    source = resolve_source(str(data_file), Path.cwd())
-    if source.kind != "file":
-        raise DataError(f"DATA_FILE {data_file}: expected a .csv or .parquet file.")
-    df = read_source(source)
+    if data_file.suffix.lower() not in (".csv", ".tsv", ".parquet", ".pq"):
+        raise DataError(f"DATA_FILE {data_file}: expected a .csv, .tsv or .parquet file.")
+    if not data_file.is_file():
+        raise DataError(f"DATA_FILE {data_file}: no such file (relative paths are read from the current folder, "
+                        f"{Path.cwd()}).")
+    try:
+        df = read_source(resolve_source(str(data_file.resolve()), Path.cwd()))
+    except DataError as exc:
+        raise DataError(str(exc).replace("data.source:", "DATA_FILE:", 1)) from exc
     with tempfile.TemporaryDirectory(prefix="trainpipe-predict-") as tmp:
         folder = _local_model(model_uri, tracking_uri, Path(tmp))
         model, columns = _trainpipe_model(folder, model_uri)
