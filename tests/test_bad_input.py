@@ -399,3 +399,21 @@ def test_validate_command_single_class(tmp_path: Path) -> None:
     out = run_cli(tmp_path, "validate", "pipeline.yaml")
     assert_clean_failure(out, 3, r"\blabel\b", r"single class|1 class(es)?\b", failing_step="validate",
                          report_column="label")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("predict", "models:/churn@production", "missing.csv", "-o", "out.csv"),
+     "DATA_FILE missing.csv: no such file"),
+    (("predict", "models:/churn@production", "data.json", "-o", "out.csv"),
+     "DATA_FILE data.json: expected a .csv, .tsv or .parquet file"),
+    (("predict", "models:/churn@production", "missing.csv", "-o", "out.txt"),
+     "-o out.txt: expected a .csv or .parquet file name"),
+    (("models", "list"), "no tracking store at"),
+    (("models", "rollback", "churn", "--reason", "x"), "no tracking store at"),
+    (("reproduce", "abc123"), "no tracking store at"),
+])
+def test_registry_commands_with_bad_input(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    out = run_cli(tmp_path, *args)
+    assert out.returncode == 2, _report(out)
+    assert message in out.message and "Traceback" not in out.stderr
+    assert not (tmp_path / "out.csv").exists() and not (tmp_path / ".trainpipe" / "mlflow.db").exists()
