@@ -350,3 +350,34 @@ def test_parquet_chunks_resume_mid_segment_is_bitwise_identical(tmp_path: Path) 
     assert position["epoch"] == 0 and position["segment"] > 0 and position["samples_in_segment"] > 0
     resumed = train(tmp_path / "cut", True, None)
     assert all(torch.equal(reference[k], resumed[k]) for k in reference)
+
+
+def test_unknown_row_is_neutral_when_training_never_saw_an_unknown_code() -> None:
+    X, y = _data()
+    adapter = _adapter(epochs=1)
+    adapter.set_categorical_columns([4])
+    adapter.fit(X, y, None, None)
+    assert adapter.net is not None
+    table = adapter.net.embeddings[0].weight  # type: ignore[index]
+    assert torch.count_nonzero(table[0]) == 0  # no gradient ever reached it: still the neutral zero row
+
+
+def test_damaged_checkpoint_on_resume_is_a_clear_error(tmp_path: Path) -> None:
+    from trainpipe import DataError
+
+    X, y = _data()
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "last.pt").write_bytes(b"not a checkpoint")
+    adapter = _adapter(epochs=1)
+    adapter.configure_checkpoints(folder, resume=True)
+    with pytest.raises(DataError, match=r"--resume: the checkpoint .*last\.pt cannot be used .* run without --resume"):
+        adapter.fit(X[:500], y[:500], X[500:], y[500:])
+
+
+def test_resume_without_a_checkpoint_says_it_trained_from_scratch(tmp_path: Path) -> None:
+    X, y = _data()
+    adapter = _adapter(epochs=1)
+    adapter.configure_checkpoints(tmp_path / "none-yet", resume=True)
+    report = adapter.fit(X[:500], y[:500], X[500:], y[500:])
+    assert any("no checkpoint for these inputs" in n for n in report.notes)

@@ -118,6 +118,14 @@ class PipelineRunner:
             raise ConfigError(f"--trigger: expected manual, schedule or event, got {trigger!r}.")
         self.trigger = trigger
         self.cache = StepCache(self.workdir / STATE_DIR / "cache")
+        if _world_size() > 1 and any(s.name == "tune" for s in self.steps):
+            raise ConfigError(
+                "tuning: a study cannot run inside torchrun (every process would run its own trials). Run "
+                "`trainpipe tune` first (several workers can share one study), then start torchrun with the best "
+                "parameters (--set model.params.KEY=VALUE), without the tuning section."
+            )
+        if self.rank > 0:  # its own cache: rank 0's artifacts (and model) are the ones later runs reuse
+            self.cache = StepCache(self.workdir / STATE_DIR / "ranks" / f"rank-{self.rank}" / "cache")
 
     @property
     def config(self) -> Any:
@@ -353,6 +361,13 @@ class PipelineRunner:
                 if f.name.startswith("_") or f.suffix in (".npy", ".npz", ".parquet") or f.name == "registered_model":
                     continue
                 self.tracker.log_artifact(parent, f, "model" if f.is_dir() and f.name == "model" else sub)
+
+
+def _world_size() -> int:
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return 1
 
 
 def distributed_rank() -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
 import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -152,23 +153,33 @@ class Engine:
                 self.checkpoints.clear()
             D.barrier(self.dist)
             return st, None
-        state = self.checkpoints.load_last()
-        if state is None:
-            return st, None
-        net.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state.get("scheduler") is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        ckpt.set_rng_state(state["rng"])
-        pos = state["position"]
-        samples = pos["samples_in_segment"]
-        per_rank = max(1, self.training.batch_size // self.dist.world_size)
-        st = _State(epoch=pos["epoch"], segment=pos["segment"], step=samples // (per_rank * self.dist.world_size),
-                    micro=pos["micro"], global_step=pos["global_step"], history=state["history"],
-                    best=state["best"], best_epoch=state["best_epoch"], best_state=state["best_state"],
-                    bad_epochs=state["bad_epochs"], finished=state["finished"],
-                    losses=state["losses"].to(self.device))
+        try:
+            state = self.checkpoints.load_last()
+            if state is None:
+                return st, None
+            net.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            if scheduler is not None and state.get("scheduler") is not None:
+                scheduler.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
+            ckpt.set_rng_state(state["rng"])
+            pos = state["position"]
+            samples = pos["samples_in_segment"]
+            per_rank = max(1, self.training.batch_size // self.dist.world_size)
+            st = _State(epoch=pos["epoch"], segment=pos["segment"],
+                        step=samples // (per_rank * self.dist.world_size), micro=pos["micro"],
+                        global_step=pos["global_step"], history=state["history"], best=state["best"],
+                        best_epoch=state["best_epoch"], best_state=state["best_state"],
+                        bad_epochs=state["bad_epochs"], finished=state["finished"],
+                        losses=state["losses"].to(self.device))
+        except (RuntimeError, KeyError, ValueError, TypeError, EOFError, OSError, pickle.UnpicklingError) as exc:
+            from trainpipe._exceptions import DataError
+
+            raise DataError(
+                f"--resume: the checkpoint {self.checkpoints.last} cannot be used ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:200]}); it is damaged or from another model. Delete "
+                f"{self.checkpoints.directory} or run without --resume to train from scratch."
+            ) from exc
         self.last_good = (self.checkpoints.last, st.global_step)
         if self.dist.is_writer:
             log.info("resumed from %s (epoch %d, step %d)", self.checkpoints.last, st.epoch + 1, st.global_step)

@@ -64,6 +64,10 @@ class TabularMLP(nn.Module):
         self.spec = spec
         dims = spec.embedding_dims or tuple(embedding_dim(c) for c in spec.cardinalities)
         self.embeddings = nn.ModuleList(nn.Embedding(c, d) for c, d in zip(spec.cardinalities, dims, strict=True))
+        with torch.no_grad():  # row 0 is "unknown / unseen / missing": neutral, not random, if training never saw it
+            for table in self.embeddings:
+                weight: torch.Tensor = table.weight  # type: ignore[assignment]
+                weight[0].zero_()
         width = len(spec.numeric_columns) + sum(dims)
         layers: list[nn.Module] = []
         act = ACTIVATIONS[spec.activation]
