@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -38,7 +39,10 @@ def init_process_group(info: DistInfo, device: torch.device) -> bool:
     if not info.is_distributed or dist.is_initialized():
         return False
     backend = "nccl" if device.type == "cuda" else "gloo"
-    dist.init_process_group(backend=backend, rank=info.rank, world_size=info.world_size)
+    # A rank that died (disk full while checkpointing, a tracking error on rank 0) must not leave the others
+    # waiting in a collective for torch's default 30 minutes: TRAINPIPE_DDP_TIMEOUT seconds, default 600.
+    timeout = timedelta(seconds=float(os.environ.get("TRAINPIPE_DDP_TIMEOUT", "600")))
+    dist.init_process_group(backend=backend, rank=info.rank, world_size=info.world_size, timeout=timeout)
     return True
 
 
