@@ -446,3 +446,44 @@ tuning: {n_trials: 3}
     summary = json.loads((out / "study_summary.json").read_text())
     assert summary["study_name"] == "named" and summary["n_trials"] == 3
     assert set(summary["best_params"]) == {"C"}  # scikit-learn default space
+
+
+def test_round_metric_direction_uses_whole_words_and_lightgbm_follows_the_study_metric() -> None:
+    from trainpipe.tuning._objective import metric_params, pick_round_metric
+
+    assert pick_round_metric({"valid_0 mape": 0.3}) == ("valid_0 mape", False)  # not "map"
+    assert pick_round_metric({"auc": 0.8}) == ("auc", True)
+    assert pick_round_metric({"average_precision": 0.4}) == ("average_precision", True)
+    assert pick_round_metric({"binary_error": 0.2}) == ("binary_error", False)
+    assert metric_params("lightgbm", "roc_auc", "binary", {}) == {"metric": "auc"}
+    assert metric_params("lightgbm", "roc_auc", "binary", {"metric": "binary_logloss"}) == {}
+    assert metric_params("xgboost", "roc_auc", "binary", {}) == {"eval_metric": "auc"}
+
+
+def test_joining_a_study_made_by_another_config_is_refused(tmp_path: Path) -> None:
+    from trainpipe.tuning import open_study
+
+    storage = parse_storage(f"sqlite:///{tmp_path}/optuna.db")
+    open_study(_settings(3, fingerprint="aaaa", storage=storage), SPACE)
+    with pytest.raises(ConfigError, match="was created by another config or other data"):
+        open_study(_settings(3, fingerprint="bbbb", storage=storage), SPACE)
+    open_study(_settings(3, fingerprint="aaaa", storage=storage), SPACE)  # same question: joins
+
+
+def test_cache_components_never_hold_a_storage_password(tmp_path: Path) -> None:
+    import json
+
+    from trainpipe.config import load_config
+    from trainpipe.pipeline import PipelineRunner, steps_for
+
+    path = write_pipeline(tmp_path, """\
+name: s
+data: {source: d.csv, target: label}
+model: {type: xgboost}
+tuning: {n_trials: 2, storage: "postgresql+psycopg://optuna:hunter2@db:5432/optuna"}
+""")
+    loaded = load_config(path)
+    runner = PipelineRunner(loaded, workdir=tmp_path)
+    tune = next(s for s in steps_for(loaded.config) if s.name == "tune")
+    text = json.dumps(runner._components(tune, {}))
+    assert "hunter2" not in text and "optuna:***@db" in text

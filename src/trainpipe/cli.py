@@ -195,15 +195,22 @@ def tune(
         if loaded.config.tuning is None:
             raise ConfigError(f"{config}: there is no tuning section, so there is nothing to tune. Add one, "
                               "e.g. tuning: {n_trials: 30, metric: roc_auc}.")
-        if study:
-            os.environ[STUDY_ENV] = study
         steps = steps_for(loaded.config)
         steps = steps[: [s.name for s in steps].index("tune") + 1]
         runner = PipelineRunner(loaded, tracker=None, steps=steps)
         runner.tracker = _tracker(loaded)
-        with RichHooks(err) as hooks:
-            runner.hooks = hooks
-            result = runner.run()
+        previous = os.environ.get(STUDY_ENV)
+        if study:
+            os.environ[STUDY_ENV] = study
+        try:
+            with RichHooks(err) as hooks:
+                runner.hooks = hooks
+                result = runner.run()
+        finally:  # the study name must not leak into a later run in this process
+            if previous is None:
+                os.environ.pop(STUDY_ENV, None)
+            else:
+                os.environ[STUDY_ENV] = previous
         summary = json.loads((result.run_dir / "steps" / "tune" / "study_summary.json").read_text())
         keys = ("study_name", "storage", "metric", "direction", "n_trials", "n_complete", "n_pruned", "n_failed",
                 "n_retried", "pruned_fraction", "best_value", "best_trial", "work_saved_fraction", "total_cost",

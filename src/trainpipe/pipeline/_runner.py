@@ -213,7 +213,9 @@ class PipelineRunner:
         dump = self.config.model_dump(mode="json")
         external = step.external(self.loaded) if step.external else {}
         return {"step": step.name, "trainpipe": __version__,
-                "config": {k: _config_value(dump, k) for k in step.config_keys},
+                # redacted: components are stored in the cache (a storage URL's password must not be)
+                "config": redact({k: _config_value(dump, k) for k in step.config_keys},
+                                 secrets=self.loaded.secret_values),
                 "inputs": inputs, "external": external,
                 "libraries": library_versions(step.libraries)}
 
@@ -255,7 +257,8 @@ class PipelineRunner:
                                                  "trainpipe.pipeline": self.config.name})
         ctx = StepContext(step.name, self.loaded, input_dirs, target, run_dir, self.hooks,
                           tracker=cast(Tracker, self.tracker) if child is not None else None, run_id=child,
-                          parent_run_id=parent, key=key, state_dir=self.workdir / STATE_DIR, resume=self.resume)
+                          parent_run_id=parent, key=key, input_fingerprints=dict(input_fps),
+                          state_dir=self.workdir / STATE_DIR, resume=self.resume)
         if entry is not None:
             link_tree(entry.path, target)
             for name in step.run_files:

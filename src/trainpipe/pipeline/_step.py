@@ -28,6 +28,7 @@ class StepContext:
     run_id: str | None = None  # this step's own tracking run (a child of the pipeline run)
     parent_run_id: str | None = None  # the pipeline run
     key: str = ""  # the step's cache key: names state that must survive a killed process (checkpoints)
+    input_fingerprints: Mapping[str, str] = field(default_factory=dict)  # content hash of each input's outputs
     state_dir: Path | None = None  # <workdir>/.trainpipe
     resume: bool = False  # continue from the step's last checkpoint (``trainpipe run --resume``)
     curves: dict[str, list[float]] = field(default_factory=dict)

@@ -79,6 +79,19 @@ def _on_gpu(ctx: StepContext) -> bool:
     return False
 
 
+def study_fingerprint(ctx: StepContext) -> str:
+    """What a study answers: the data (content of the tune step's inputs), the model, the loop settings and
+    the search. Not the storage URL, budgets or trial count, which may differ between workers."""
+    import hashlib
+
+    cfg = ctx.config
+    assert cfg.tuning is not None
+    what = {"inputs": dict(sorted(ctx.input_fingerprints.items())), "model": cfg.model.model_dump(mode="json"),
+            "training": cfg.training.model_dump(mode="json"),
+            "tuning": cfg.tuning.model_dump(mode="json", exclude={"storage", "timeout", "max_cost", "n_trials"})}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def tune(ctx: StepContext) -> None:
     from trainpipe.data import TaskInfo
     from trainpipe.tuning import metrics_of, tune_folds
@@ -99,7 +112,8 @@ def tune(ctx: StepContext) -> None:
         ctx.hooks.on_round("tune", done, tuning.n_trials, value)
 
     summary = tune_folds(cfg, task, folds, ctx.out_dir, tracker=ctx.tracker, parent_run_id=ctx.run_id,
-                         on_gpu=_on_gpu(ctx), on_trial=on_trial, categorical_indices=cat_idx)
+                         on_gpu=_on_gpu(ctx), on_trial=on_trial, categorical_indices=cat_idx,
+                         fingerprint=study_fingerprint(ctx))
     ctx.metrics.update(metrics_of(summary))
     ctx.params.update({"study_name": summary["study_name"], "sampler": summary["sampler"],
                        "pruner": summary["pruner"], "tuning_metric": summary["metric"]})

@@ -11,6 +11,7 @@ no per-library integration callbacks. With k folds, fold ``f`` reports steps ``f
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from trainpipe.config import PipelineConfig
     from trainpipe.data import TaskInfo
 
-_HIGHER_IS_BETTER = ("auc", "map", "ndcg", "average_precision", "accuracy", "r2")
+_HIGHER_IS_BETTER = ("auc", "aucpr", "map", "ndcg", "accuracy", "r2")
 
 
 class TrialFailed(TrainpipeError):
@@ -57,9 +58,9 @@ def pick_round_metric(metrics: Mapping[str, float]) -> tuple[str, bool] | None:
     keys = list(metrics)
     val_keys = [k for k in keys if "val" in k.lower()]
     key = (val_keys or keys)[0]
-    lower = key.lower()
-    higher = any(tok in lower for tok in _HIGHER_IS_BETTER) and "error" not in lower
-    return key, higher
+    tokens = set(re.split(r"[^a-z0-9]+", key.lower()))  # whole words: "mape" is not "map"
+    higher = bool(tokens & set(_HIGHER_IS_BETTER)) or "average_precision" in key.lower()
+    return key, higher and "error" not in tokens
 
 
 class PruningReporter:
@@ -113,13 +114,25 @@ _XGB_EVAL = {
 }
 
 
+# the same for LightGBM's ``metric`` parameter
+_LGB_EVAL = {
+    ("roc_auc", "binary"): "auc", ("pr_auc", "binary"): "average_precision",
+    ("log_loss", "binary"): "binary_logloss", ("log_loss", "multiclass"): "multi_logloss",
+    ("accuracy", "binary"): "binary_error", ("accuracy", "multiclass"): "multi_error",
+    ("rmse", "regression"): "rmse", ("mae", "regression"): "l1", ("r2", "regression"): "l2",
+}
+
+
 def metric_params(model_type: str, metric: str, task: str, params: Mapping[str, Any]) -> dict[str, Any]:
-    """Model params that make the library's validation metric follow ``tuning.metric`` (XGBoost only:
-    the LightGBM adapter takes no metric parameter). Empty when the user chose an eval metric."""
-    if model_type != "xgboost" or "eval_metric" in params:
-        return {}
-    name = _XGB_EVAL.get((metric, task))
-    return {"eval_metric": name} if name else {}
+    """Model params that make the library's validation metric follow ``tuning.metric`` (XGBoost's
+    ``eval_metric``, LightGBM's ``metric``). Empty when the user chose one."""
+    if model_type == "xgboost" and "eval_metric" not in params:
+        name = _XGB_EVAL.get((metric, task))
+        return {"eval_metric": name} if name else {}
+    if model_type == "lightgbm" and not {"metric", "metrics", "metric_types"} & set(params):
+        name = _LGB_EVAL.get((metric, task))
+        return {"metric": name} if name else {}
+    return {}
 
 
 def trial_configs(config: PipelineConfig, params: Mapping[str, Any], extra: Mapping[str, Any] | None = None

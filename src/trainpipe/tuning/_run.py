@@ -39,7 +39,7 @@ def study_name_for(config: PipelineConfig) -> str:
 
 
 def settings_for(config: PipelineConfig, task_name: str, *, study_name: str | None = None, on_gpu: bool = False,
-                 max_resource: int | None = None) -> StudySettings:
+                 max_resource: int | None = None, fingerprint: str = "") -> StudySettings:
     tuning = config.tuning
     if tuning is None:
         raise ConfigError("tuning: this pipeline has no tuning section.")
@@ -48,7 +48,7 @@ def settings_for(config: PipelineConfig, task_name: str, *, study_name: str | No
         study_name=study_name or study_name_for(config), storage=parse_storage(tuning.storage), metric=metric,
         direction=infer_direction(metric, tuning.direction), n_trials=tuning.n_trials, sampler=tuning.sampler,
         pruner=tuning.pruner, seed=config.training.seed, timeout=tuning.timeout, max_cost=tuning.max_cost,
-        prices=config.cost, on_gpu=on_gpu, max_resource=max_resource,
+        prices=config.cost, on_gpu=on_gpu, max_resource=max_resource, fingerprint=fingerprint,
     )
 
 
@@ -70,11 +70,12 @@ def rounds_of(config: PipelineConfig) -> int | None:
 def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold], out_dir: Path, *,
                tracker: Tracker | None = None, parent_run_id: str | None = None, study_name: str | None = None,
                on_gpu: bool = False, on_trial: Callable[[FrozenTrial], None] | None = None,
-               categorical_indices: Sequence[int] = ()) -> dict[str, Any]:
+               categorical_indices: Sequence[int] = (), fingerprint: str = "") -> dict[str, Any]:
     """Run (or join) the study, write best_params.json, study_summary.json, trials.csv and plots into
     ``out_dir``; return the summary."""
     space = check_space(config)
-    settings = settings_for(config, task.task, study_name=study_name, on_gpu=on_gpu, max_resource=rounds_of(config))
+    settings = settings_for(config, task.task, study_name=study_name, on_gpu=on_gpu, max_resource=rounds_of(config),
+                            fingerprint=fingerprint)
 
     def objective(trial: Any, params: dict[str, Any], counter: RoundCounter) -> float:
         return fit_and_score(config, task, params, folds, settings.metric, settings.direction, trial, counter,

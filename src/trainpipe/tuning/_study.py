@@ -46,6 +46,9 @@ ObjectiveFn = Callable[["optuna.Trial", dict[str, Any], RoundCounter], float]
 TrialHook = Callable[["FrozenTrial"], None]
 
 
+FINGERPRINT_ATTR = "trainpipe.fingerprint"
+
+
 @dataclass(frozen=True)
 class StudySettings:
     study_name: str
@@ -62,6 +65,7 @@ class StudySettings:
     on_gpu: bool = False
     max_resource: int | None = None  # rounds/epochs of one trial, for the hyperband pruner
     wait_ready_s: float = 60.0
+    fingerprint: str = ""  # what the study answers (config + data); joining workers must match it
 
 
 @dataclass
@@ -173,6 +177,8 @@ def _open_study(settings: StudySettings, space: Mapping[str, SearchParam]) -> An
     import optuna.trial as ot
 
     study.set_user_attr("trainpipe.metric", settings.metric)
+    if settings.fingerprint:
+        study.set_user_attr(FINGERPRINT_ATTR, settings.fingerprint)
     study.add_trials([ot.create_trial(state=ot.TrialState.WAITING) for _ in range(n)])
     study.set_user_attr(SLOTS_ATTR, n)  # last: joiners wait for this
     return study
@@ -194,6 +200,14 @@ def _check_joined(study: Any, settings: StudySettings) -> None:
     if metric and metric != settings.metric:
         raise ConfigError(f"tuning: study {settings.study_name!r} optimizes {metric}, this config asks for "
                           f"{settings.metric}. Use another --study name.")
+    created_by = study.user_attrs.get(FINGERPRINT_ATTR)
+    if settings.fingerprint and created_by and created_by != settings.fingerprint:
+        raise ConfigError(
+            f"tuning: study {settings.study_name!r} in {settings.storage.shown} was created by another config or "
+            "other data (its search space, model, tuning settings, data or library versions differ), so its "
+            "trials would not answer this run's question. Use another --study name (or the same config and "
+            "data on every worker)."
+        )
 
 
 def _study_id(study: Any) -> int:
@@ -209,6 +223,8 @@ def _pop(study: Any) -> int | None:
     for frozen in storage.get_all_trials(_study_id(study), deepcopy=False, states=(TrialState.WAITING,)):
         try:
             if storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING):
+                if heartbeat_enabled(study):  # at once: a RUNNING trial without a beat can never go stale
+                    storage.record_heartbeat(frozen._trial_id)
                 return int(frozen._trial_id)
         except UpdateFinishedTrialError:
             continue
