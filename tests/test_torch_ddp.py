@@ -76,6 +76,7 @@ def test_sigterm_under_torchrun_checkpoints_and_resumes_bitwise(tmp_path: Path) 
     assert not (tmp_path / "cut" / "weights.pt").exists()
     resumed = _fit(tmp_path / "cut", 2, *args, "--resume")
     assert resumed["resumed_at"]["micro"] > 0  # type: ignore[index]
+    assert any(n.startswith("resumed from checkpoint") for n in resumed["notes"])  # type: ignore[union-attr]
     ref = torch.load(tmp_path / "ref" / "weights.pt", weights_only=True)
     cut = torch.load(tmp_path / "cut" / "weights.pt", weights_only=True)
     assert all(torch.equal(ref[k], cut[k]) for k in ref)

@@ -78,6 +78,8 @@ def test_resume_after_signal_is_bitwise_identical(tmp_path: Path, sig: int, extr
     result = json.loads((tmp_path / "cut" / "result.json").read_text())
     position = result["resumed_at"]
     assert position is not None and position["global_step"] > 0
+    # the engine itself says it resumed (a silent restart would give the same weights with a fixed seed)
+    assert any(n.startswith("resumed from checkpoint") for n in result["notes"]), result["notes"]
     if sig == signal.SIGTERM:
         assert position["micro"] > 0, "the SIGTERM checkpoint should be in the middle of an epoch"
     _assert_same_weights(tmp_path / "ref", tmp_path / "cut")

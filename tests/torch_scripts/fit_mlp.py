@@ -86,6 +86,7 @@ def main() -> int:
         torch.save(adapter.net.state_dict(), args.out / "weights.pt")
         (args.out / "result.json").write_text(json.dumps({
             "history": report.history, "resumed_at": position, "best_iteration": report.best_iteration,
+            "notes": report.notes,
             "world_size": int(os.environ.get("WORLD_SIZE", "1"))}))
     return 0
 
