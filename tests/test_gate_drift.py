@@ -132,3 +132,17 @@ def test_psi_sees_shifts_in_flags_constants_and_small_counts() -> None:
     assert {"senior", "const", "kids"} <= set(report.failures)
     same = compare_to_profile(train.astype({"senior": float}), profile, reference="v1", max_psi=0.25)
     assert same.passed  # 1 and 1.0 are the same level
+
+
+def test_profile_stores_no_raw_category_values() -> None:
+    import json
+
+    df = pd.DataFrame({"email": [f"user{i}@example.com" for i in range(200)], "plan": ["gold", "basic"] * 100,
+                       "y": ["a", "b"] * 100})
+    profile = build_profile(df, "y", "binary")
+    text = json.dumps(profile)
+    assert "example.com" not in text and "gold" not in text
+    assert compare_to_profile(df, profile, reference="v1", max_psi=0.1).passed  # hashed levels still compare
+    old_format = {**profile, "format": 1, "features": {"plan": {"kind": "categorical",
+                                                                "shares": {"gold": 0.5, "basic": 0.5}}}}
+    assert compare_to_profile(df, old_format, reference="v0", max_psi=0.1).passed  # raw-value profiles still read

@@ -11,6 +11,7 @@ Rule of thumb: < 0.1 stable, 0.1–0.25 moderate shift, > 0.25 large shift.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-PROFILE_FORMAT = 1
+PROFILE_FORMAT = 2  # 2: category levels stored as hashes, not raw values
 _EPS = 1e-4
 _MAX_LEVELS = 30
 _DISCRETE_MAX = 10  # a numeric column with at most this many distinct values is profiled by value
@@ -57,7 +58,7 @@ def _numeric_shares(values: Any, edges: list[float]) -> list[float]:
     return [*(counts / n).tolist(), float(missing.sum() / n)]
 
 
-def _labels(s: pd.Series, discrete: bool) -> pd.Series:
+def _labels(s: pd.Series, discrete: bool, hashed: bool = True) -> pd.Series:
     """Level names: category strings, or for a numeric column with few values the number as ``%g``
     (so 1 and 1.0 are the same level when a missing value turns integers into floats)."""
     import pandas as pd
@@ -65,7 +66,12 @@ def _labels(s: pd.Series, discrete: bool) -> pd.Series:
     if discrete:
         values = pd.to_numeric(s, errors="coerce")
         return values.map(lambda v: _MISSING if pd.isna(v) else f"{float(v):g}").astype(str)
-    return s.astype(object).where(s.notna(), _MISSING).astype(str)
+    labels = s.astype(object).where(s.notna(), _MISSING).astype(str)
+    if not hashed:
+        return labels
+    # the profile travels with the model: category values (names, e-mails, ids) are stored as hashes
+    mapping = {v: v if v == _MISSING else "h:" + hashlib.sha256(v.encode()).hexdigest()[:16] for v in labels.unique()}
+    return labels.map(mapping)
 
 
 def _categorical_profile(s: pd.Series, discrete: bool = False) -> dict[str, Any]:
@@ -79,8 +85,9 @@ def _categorical_profile(s: pd.Series, discrete: bool = False) -> dict[str, Any]
     return {"kind": "discrete" if discrete else "categorical", "shares": shares}
 
 
-def _categorical_shares(s: pd.Series, reference: dict[str, float], discrete: bool) -> dict[str, float]:
-    labels = _labels(s, discrete)
+def _categorical_shares(s: pd.Series, reference: dict[str, float], discrete: bool,
+                        hashed: bool = True) -> dict[str, float]:
+    labels = _labels(s, discrete, hashed)
     known = labels.where(labels.isin([k for k in reference if k != _OTHER]), _OTHER)
     freq = known.value_counts(normalize=True)
     return {k: float(freq.get(k, 0.0)) for k in {*reference, *freq.index.astype(str)}}
@@ -115,14 +122,14 @@ def psi(expected: list[float], actual: list[float]) -> float:
     return total
 
 
-def _column_psi(ref: dict[str, Any], s: pd.Series) -> float:
+def _column_psi(ref: dict[str, Any], s: pd.Series, hashed: bool = True) -> float:
     import numpy as np
 
     if ref["kind"] == "numeric":
         if not _is_numeric(s):
             return float("inf")
         return psi(ref["shares"], _numeric_shares(s.to_numpy(dtype=float, na_value=np.nan), ref["edges"]))
-    current = _categorical_shares(s, ref["shares"], discrete=ref["kind"] == "discrete")
+    current = _categorical_shares(s, ref["shares"], discrete=ref["kind"] == "discrete", hashed=hashed)
     keys = sorted(current)
     return psi([ref["shares"].get(k, 0.0) for k in keys], [current[k] for k in keys])
 
@@ -185,14 +192,15 @@ class DriftReport:
 def compare_to_profile(df: pd.DataFrame, profile: dict[str, Any], *, reference: str,
                        max_psi: float | None) -> DriftReport:
     report = DriftReport(reference, max_psi)
+    hashed = int(profile.get("format", 1)) >= 2  # format 1 profiles hold raw category values
     target = profile.get("target")
     for col, ref in profile["features"].items():
         if col not in df.columns:
             report.missing_columns.append(col)
             continue
-        value = _column_psi(ref, df[col])
+        value = _column_psi(ref, df[col], hashed)
         report.features[col] = round(value, 6) if math.isfinite(value) else 99.0
     report.new_columns = [str(c) for c in df.columns if c != target and str(c) not in profile["features"]]
     if target in df.columns and profile.get("label"):
-        report.label_psi = round(_column_psi(profile["label"], df[target]), 6)
+        report.label_psi = round(_column_psi(profile["label"], df[target], hashed), 6)
     return report
