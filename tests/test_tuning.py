@@ -257,6 +257,16 @@ def test_grid_sampler_runs_each_point_once() -> None:
     assert len(points) == 6 and len(set(points)) == 6
 
 
+def test_grid_with_a_conditional_parameter_runs_each_distinct_point_once() -> None:
+    space = cfg(sampler="grid", space={
+        "policy": {"type": "categorical", "choices": ["depthwise", "lossguide"]},
+        "leaves": {"type": "int", "low": 1, "high": 4, "when": {"policy": "lossguide"}}}).tuning.space  # type: ignore[union-attr]
+    run = run_study(_settings(50, sampler="grid"), space, lambda t, p, c: float(p.get("leaves", 0)))
+    points = [tuple(sorted(t.params.items())) for t in run.study.trials]
+    assert len(points) == 5 and len(set(points)) == 5  # depthwise once, lossguide x 4 leaves
+    assert ("depthwise", None) not in points and (("policy", "depthwise"),) in points
+
+
 def test_conditional_parameter_is_sampled_only_under_its_condition() -> None:
     space = cfg(space={"policy": {"type": "categorical", "choices": ["depthwise", "lossguide"]},
                        "leaves": {"type": "int", "low": 2, "high": 8, "when": {"policy": "lossguide"}}}

@@ -165,6 +165,32 @@ def grid_of(space: Mapping[str, SearchParam]) -> dict[str, list[Any]]:
     return grid
 
 
+def grid_points(space: Mapping[str, SearchParam], seed: int) -> list[dict[str, Any]]:
+    """The distinct points of the grid, conditions applied (a parameter whose ``when`` does not hold is left
+    out, so the depthwise half of a grid is not repeated once per max_leaves value), shuffled by ``seed``."""
+    import itertools
+    import random
+
+    grid = grid_of(space)
+    names = list(grid)
+    points: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
+    for combo in itertools.product(*(grid[n] for n in names)):
+        full = dict(zip(names, combo, strict=True))
+        active: dict[str, bool] = {}
+
+        def is_active(name: str, full: dict[str, Any] = full, active: dict[str, bool] = active) -> bool:
+            if name not in active:
+                conditions = (space[name].when or {}).items()
+                active[name] = all(is_active(o) and full[o] == v for o, v in conditions)
+            return active[name]
+
+        point = {n: full[n] for n in names if is_active(n)}
+        points.setdefault(tuple(point.items()), point)
+    ordered = list(points.values())
+    random.Random(seed).shuffle(ordered)
+    return ordered
+
+
 def _probe_values(p: SearchParam) -> list[Any]:
     if p.type == "categorical":
         return list(p.choices or [])

@@ -33,7 +33,7 @@ from trainpipe.config import CostConfig
 from trainpipe.config._schema import SearchParam
 from trainpipe.tuning._budget import Budget, Meter
 from trainpipe.tuning._objective import RoundCounter
-from trainpipe.tuning._space import grid_of, suggest
+from trainpipe.tuning._space import grid_points, suggest
 from trainpipe.tuning._storage import MAX_RETRY, StorageSpec, open_storage
 
 if TYPE_CHECKING:
@@ -88,8 +88,8 @@ def make_sampler(settings: StudySettings, space: Mapping[str, SearchParam], numb
     seed = trial_seed(settings.seed, number)
     if settings.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    if settings.sampler == "grid":  # one seed for all trials: it shuffles the grid, trial n takes point n
-        return _grid_sampler(grid_of(space), seed=settings.seed)
+    if settings.sampler == "grid":  # every grid trial is queued with its point fixed (see _open_study)
+        return optuna.samplers.RandomSampler(seed=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         warnings.simplefilter("ignore", FutureWarning)
@@ -120,22 +120,6 @@ def make_pruner(settings: StudySettings) -> Any:
         return optuna.pruners.HyperbandPruner(min_resource=min_resource, max_resource=max_resource,
                                               reduction_factor=3)
     raise ConfigError(f"tuning.pruner: expected median, hyperband or none, got {settings.pruner!r}.")
-
-
-def _grid_cls() -> Any:
-    import optuna
-
-    class GridNoStop(optuna.samplers.GridSampler):
-        """The study's slots, not the sampler, decide when the study ends (``Study.stop`` needs optimize())."""
-
-        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
-            return None
-
-    return GridNoStop
-
-
-def _grid_sampler(grid: dict[str, list[Any]], seed: int) -> Any:
-    return _grid_cls()(grid, seed=seed)
 
 
 @contextlib.contextmanager
@@ -172,14 +156,18 @@ def _open_study(settings: StudySettings, space: Mapping[str, SearchParam]) -> An
         _check_joined(study, settings)
         return study
     n = settings.n_trials
-    if settings.sampler == "grid":
-        n = min(n, math.prod(len(v) for v in grid_of(space).values()))
     import optuna.trial as ot
 
     study.set_user_attr("trainpipe.metric", settings.metric)
     if settings.fingerprint:
         study.set_user_attr(FINGERPRINT_ATTR, settings.fingerprint)
-    study.add_trials([ot.create_trial(state=ot.TrialState.WAITING) for _ in range(n)])
+    if settings.sampler == "grid":  # the distinct points, each queued with its parameters fixed
+        points = grid_points(space, settings.seed)[:n]
+        n = len(points)
+        for point in points:
+            study.enqueue_trial(point)
+    else:
+        study.add_trials([ot.create_trial(state=ot.TrialState.WAITING) for _ in range(n)])
     study.set_user_attr(SLOTS_ATTR, n)  # last: joiners wait for this
     return study
 
