@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trainpipe._procs import pid_alive
 from trainpipe.data._sources import fingerprint_file as sha256_file
 
 MANIFEST = "_manifest.json"
@@ -76,7 +77,7 @@ class StepCache:
         if folder.is_dir():
             for old in folder.glob(".tmp-*"):
                 pid = old.name.split("-")[1]
-                if pid.isdigit() and not _alive(int(pid)):
+                if pid.isdigit() and not pid_alive(int(pid)):
                     shutil.rmtree(old, ignore_errors=True)
         tmp = folder / f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir(parents=True)
@@ -120,18 +121,6 @@ class StepCache:
         tmp = path.with_suffix(f".{uuid.uuid4().hex[:8]}.tmp")
         tmp.write_text(json.dumps(components, default=str))
         tmp.replace(path)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def link_tree(src: Path, dst: Path) -> None:

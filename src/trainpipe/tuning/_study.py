@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from trainpipe._exceptions import ConfigError, MissingExtraError, TrainingInterrupted
+from trainpipe._procs import pid_alive
 from trainpipe.config import CostConfig
 from trainpipe.config._schema import SearchParam
 from trainpipe.tuning._budget import Budget, Meter
@@ -277,7 +278,7 @@ def recover_dead_trials(study: Any) -> None:
     for frozen in storage.get_all_trials(_study_id(study), deepcopy=False, states=(TrialState.RUNNING,)):
         owner = str(frozen.user_attrs.get(WORKER_ATTR, ""))
         owner_host, _, pid = owner.rpartition(":")
-        if owner_host != host or not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+        if owner_host != host or not pid.isdigit() or int(pid) == os.getpid() or pid_alive(int(pid)):
             continue
         try:
             storage.set_trial_user_attr(frozen._trial_id, "error", f"worker {owner} died")
@@ -285,16 +286,6 @@ def recover_dead_trials(study: Any) -> None:
                 _retry(study, frozen._trial_id)
         except UpdateFinishedTrialError:
             continue
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def spent_cost(study: Any) -> float:
