@@ -231,10 +231,15 @@ def test_registration_is_all_or_nothing(workdir: Path, monkeypatch: pytest.Monke
 
     monkeypatch.setattr(c, "set_registered_model_alias", boom)
     with pytest.raises(RuntimeError, match="registry went away"):
-        register_version(c, name="m", run_id=run, source=f"runs:/{run}/model", alias="staging", tags={},
+        register_version(c, name="m", run_id=run, source=f"runs:/{run}/model2", alias="staging", tags={},
                          description="card", reason="test")
     assert [str(v.version) for v in c.search_model_versions("name = 'm'")] == ["1"]
     assert {k: str(v) for k, v in c.get_registered_model("m").aliases.items()} == {"staging": "1"}
+    # a retried register step (same run, same model folder) gets the same version, not a second one
+    monkeypatch.undo()
+    again = register_version(c, name="m", run_id=run, source=f"runs:/{run}/model", alias="staging", tags={},
+                             description="card", reason="retry")
+    assert str(again.version) == "1" and len(c.search_model_versions("name = 'm'")) == 1
 
 
 WORKER = """
@@ -243,7 +248,7 @@ from trainpipe.registry import client_for, register_version
 c = client_for(sys.argv[1])
 run = sys.argv[2]
 for i in range(3):
-    register_version(c, name="shared", run_id=run, source=f"runs:/{run}/model", alias="staging",
+    register_version(c, name="shared", run_id=run, source=f"runs:/{run}/model-{sys.argv[3]}-{i}", alias="staging",
                      tags={"worker": sys.argv[3]}, description="card", reason="concurrent")
 """
 
@@ -277,6 +282,7 @@ def test_failed_production_registration_restores_the_aliases(workdir: Path, monk
     kw = {"name": "m", "run_id": run, "source": f"runs:/{run}/model", "tags": {}, "description": "card",
           "reason": "test"}
     register_version(c, alias="production", expected_production=None, **kw)  # type: ignore[arg-type]
+    kw["source"] = f"runs:/{run}/model-2"
     real_move = reg.move_alias
     calls = []
 
@@ -293,7 +299,7 @@ def test_failed_production_registration_restores_the_aliases(workdir: Path, monk
     assert [str(v.version) for v in c.search_model_versions("name = 'm'")] == ["1"]
     assert {k: str(v) for k, v in c.get_registered_model("m").aliases.items()} == {"production": "1"}
     # production moved after the gate compared against version 1: refused, nothing created
-    register_version(c, alias="staging", **kw)  # type: ignore[arg-type]  # version 3 (2 was deleted)
+    register_version(c, alias="staging", **{**kw, "source": f"runs:/{run}/model-3"})  # type: ignore[arg-type]
     c.set_registered_model_alias("m", "production", "3")
     with pytest.raises(GateRefused, match="production is now version 3, but the gate compared this model with "
                                           "version 1"):

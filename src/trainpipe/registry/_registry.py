@@ -198,6 +198,19 @@ def register_version(client: MlflowClient, *, name: str, run_id: str, source: st
     aliases are put back as they were and the new version is deleted.
     """
     ensure_registered_model(client, name)
+    done = [v for v in client.search_model_versions(f"name = '{name}' AND run_id = '{run_id}'")
+            if v.tags.get(STATE_TAG) == "complete" and v.source == source]
+    if done:  # this run already registered (a retried step, an orchestrator's second attempt): same version
+        mv = max(done, key=lambda v: int(v.version))
+        current = version_by_alias(client, name, alias) if alias else None
+        if alias is not None and (current is None or str(current.version) != str(mv.version)):
+            if alias == PRODUCTION and str(getattr(current, "version", None)) != str(expected_production):
+                raise ChampionMoved(f"{name}: production is now version {getattr(current, 'version', None)}, "
+                                    f"not the version the gate compared with; nothing was changed.")
+            if alias == PRODUCTION and current is not None:
+                move_alias(client, name, PREVIOUS, str(current.version), reason=f"replaced by version {mv.version}")
+            move_alias(client, name, alias, str(mv.version), reason=reason)
+        return client.get_model_version(name, str(mv.version))
     watched = [a for a in dict.fromkeys([PRODUCTION, PREVIOUS, alias]) if a]
     before = {a: (str(v.version) if (v := version_by_alias(client, name, a)) is not None else None) for a in watched}
     if alias == PRODUCTION and before[PRODUCTION] != expected_production:
