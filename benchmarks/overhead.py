@@ -39,9 +39,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from _results import RESULTS, replace_section
+
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work"
-RESULTS = HERE / "RESULTS.md"
 RAW = WORK / "overhead-raw.json"
 SECTION = "## overhead.py"
 BIN = Path(sys.executable).parent
@@ -357,19 +358,9 @@ def report(reps: list[Rep], rows: int, info: dict[str, str], load: tuple[str, st
 
 
 def write_section(body: str) -> None:
-    head = ("# Benchmark results\n\nLatest output of each script in `benchmarks/`; each script rewrites "
-            "only its own `## <script>` section. Timings depend on the machine and on what else was "
-            "running: compare ratios measured in the same run, not absolute seconds across sections.\n")
-    text = RESULTS.read_text() if RESULTS.exists() else head
     args = " ".join(a for a in sys.argv[1:] if a not in ("--report-only", "--no-write"))
-    section = f"{SECTION}\n\nCommand: `.venv/bin/python benchmarks/overhead.py{' ' + args if args else ''}`\n\n{body}"
-    start = text.find(f"\n{SECTION}\n")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        nxt = text.find("\n## ", start + len(SECTION) + 1)
-        text = text[: start + 1] + section + ("" if nxt == -1 else "\n" + text[nxt + 1:])
-    RESULTS.write_text(text.rstrip("\n") + "\n")
+    command = f".venv/bin/python benchmarks/overhead.py{' ' + args if args else ''}"
+    replace_section(SECTION, f"{SECTION}\n\nCommand: `{command}`\n\n{body}")
 
 
 def main() -> None:

@@ -35,13 +35,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from _results import RESULTS, replace_section
 from torch import nn
 
 from trainpipe.config import TrainingConfig
 from trainpipe.models.torch import Engine, MLPSpec, TabularMLP, TensorData, objective_for
 
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "RESULTS.md"
 SECTION = "## torch_throughput"
 BATCH, LR, CLIP, FEATURES, HOLDOUT = 512, 1e-3, 1.0, 30, 20_000
 
@@ -271,15 +271,7 @@ def run(rows: int, epochs: int, repeat: int, loader_repeat: int, hiddens: list[t
 
 
 def write_section(body: str, command: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    section = f"{SECTION}\n\nCommand: `{command}`\n\n{body}"
-    start = text.find(f"\n{SECTION}\n")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        nxt = text.find("\n## ", start + len(SECTION) + 1)
-        text = text[: start + 1] + section + ("" if nxt == -1 else "\n" + text[nxt + 1:])
-    RESULTS.write_text(text.rstrip("\n") + "\n")
+    replace_section(SECTION, f"{SECTION}\n\nCommand: `{command}`\n\n{body}")
 
 
 def main() -> None:

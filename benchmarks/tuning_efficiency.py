@@ -37,6 +37,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from _results import replace_section
+
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 HERE = Path(__file__).resolve().parent
 ROUNDS = 100
@@ -201,16 +203,7 @@ def _markdown(rows: list[dict[str, Any]], args: argparse.Namespace, total: float
 
 
 def _write(report: str) -> None:
-    path = HERE / "RESULTS.md"
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    head = "## tuning_efficiency"
-    if head in text:
-        start = text.index(head)
-        nxt = text.find("\n## ", start + len(head))
-        text = text[:start] + report.rstrip() + "\n" + (text[nxt:] if nxt != -1 else "")
-    else:
-        text = text.rstrip() + "\n\n" + report.rstrip() + "\n"
-    path.write_text(text)
+    replace_section("## tuning_efficiency", report)
 
 
 if __name__ == "__main__":
