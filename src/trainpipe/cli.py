@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -116,8 +116,16 @@ def _load(config: Path, profile: str | None, sets: list[str] | None) -> LoadedCo
     return load_config(config, profile=profile, overrides=sets or [])
 
 
-def _tracker(loaded: LoadedConfig) -> Any:
+_MODEL_STEPS = frozenset({"preprocess", "tune", "train", "evaluate", "gate", "register"})
+
+
+def _tracker(loaded: LoadedConfig, steps: Iterable[str] = _MODEL_STEPS) -> Any:
     from trainpipe.tracking import MlflowTracker, resolve_tracking_uri
+
+    if _MODEL_STEPS.intersection(steps):  # these steps import skops: do it before MLflow (see import_early)
+        from trainpipe.models._skops_io import import_early
+
+        import_early()
 
     cfg = loaded.config
     uri = resolve_tracking_uri(cfg.tracking.uri, Path.cwd())
@@ -255,7 +263,7 @@ def step(
         loaded = load_run_config(run_dir)
         runner = PipelineRunner(loaded, no_cache=no_cache, force=[])
         if (run_dir / "run.json").exists() and _has_tracking(run_dir):
-            runner.tracker = _tracker(loaded)
+            runner.tracker = _tracker(loaded, steps=[name])
         result = runner.run_step(name, run_dir.resolve())
         _print_result(result)
 

@@ -58,25 +58,52 @@ def _numeric_shares(values: Any, edges: list[float]) -> list[float]:
     return [*(counts / n).tolist(), float(missing.sum() / n)]
 
 
-def _labels(s: pd.Series, discrete: bool, hashed: bool = True) -> pd.Series:
-    """Level names: category strings, or for a numeric column with few values the number as ``%g``
-    (so 1 and 1.0 are the same level when a missing value turns integers into floats)."""
+def _label(value: Any, discrete: bool) -> str:
+    """The level name of one value: ``%g`` of the number for a discrete numeric column (so 1 and 1.0
+    are the same level when a missing value turns integers into floats), else ``str``."""
+    import pandas as pd
+
+    try:
+        missing = bool(pd.isna(value))
+    except (TypeError, ValueError):  # a list or array held in an object column
+        missing = False
+    if missing:
+        return _MISSING
+    return f"{float(value):g}" if discrete else str(value)
+
+
+def _hash(label: str) -> str:
+    # the profile travels with the model: category values (names, e-mails, ids) are stored as hashes
+    return label if label == _MISSING else "h:" + hashlib.sha256(label.encode()).hexdigest()[:16]
+
+
+def _level_shares(s: pd.Series, discrete: bool, hashed: bool = True) -> pd.Series:
+    """Share of the rows at each level, largest first. Each distinct value is named once (a column of
+    230k rows has a few hundred levels), except in object columns, where 1, 1.0 and True hash alike
+    as values but are distinct levels."""
     import pandas as pd
 
     if discrete:
-        values = pd.to_numeric(s, errors="coerce")
-        return values.map(lambda v: _MISSING if pd.isna(v) else f"{float(v):g}").astype(str)
-    labels = s.astype(object).where(s.notna(), _MISSING).astype(str)
-    if not hashed:
-        return labels
-    # the profile travels with the model: category values (names, e-mails, ids) are stored as hashes
-    mapping = {v: v if v == _MISSING else "h:" + hashlib.sha256(v.encode()).hexdigest()[:16] for v in labels.unique()}
-    return labels.map(mapping)
+        s = pd.to_numeric(s, errors="coerce")
+    if len(s) == 0:
+        return pd.Series(dtype=float)
+    if s.dtype == object:
+        labels = s.map(lambda v: _label(v, discrete))
+        counts = labels.value_counts(sort=False)
+        names = [str(k) for k in counts.index]
+    else:
+        counts = s.value_counts(dropna=False, sort=False)
+        counts = counts[counts > 0]  # a categorical dtype lists unused categories
+        names = [_label(v, discrete) for v in counts.index]
+    if hashed:
+        names = [_hash(n) for n in names]
+    shares = pd.Series(counts.to_numpy(dtype=float) / len(s), index=names)
+    shares = shares.groupby(level=0, sort=True).sum()  # levels that name alike (1 and 1.0) are one level
+    return shares.sort_values(ascending=False, kind="stable")
 
 
 def _categorical_profile(s: pd.Series, discrete: bool = False) -> dict[str, Any]:
-    labels = _labels(s, discrete)
-    freq = labels.value_counts(normalize=True)
+    freq = _level_shares(s, discrete)
     top = freq.iloc[:_MAX_LEVELS]
     shares = {str(k): float(v) for k, v in top.items()}
     rest = float(freq.iloc[_MAX_LEVELS:].sum())
@@ -87,10 +114,13 @@ def _categorical_profile(s: pd.Series, discrete: bool = False) -> dict[str, Any]
 
 def _categorical_shares(s: pd.Series, reference: dict[str, float], discrete: bool,
                         hashed: bool = True) -> dict[str, float]:
-    labels = _labels(s, discrete, hashed)
-    known = labels.where(labels.isin([k for k in reference if k != _OTHER]), _OTHER)
-    freq = known.value_counts(normalize=True)
-    return {k: float(freq.get(k, 0.0)) for k in {*reference, *freq.index.astype(str)}}
+    freq = _level_shares(s, discrete, hashed)
+    known = {k for k in reference if k != _OTHER}
+    out = {k: float(v) for k, v in freq.items() if k in known}
+    other = float(freq[[k not in known for k in freq.index]].sum()) if len(freq) else 0.0
+    if other > 0 or _OTHER in reference:
+        out[_OTHER] = other
+    return {k: out.get(k, 0.0) for k in {*reference, *out}}
 
 
 def _profile_column(s: pd.Series) -> dict[str, Any]:

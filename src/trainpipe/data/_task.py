@@ -55,7 +55,14 @@ class TaskInfo:
         if not self.is_classification:
             return y.to_numpy(dtype=np.float64)
         index = {_key(c): i for i, c in enumerate(self.classes)}
-        codes = np.fromiter((index.get(_key(v), -1) for v in y), dtype=np.int64, count=len(y))
+        if y.dtype == object:  # mixed Python objects: 1, 1.0 and True hash alike but are distinct labels
+            codes = np.fromiter((index.get(_key(v), -1) for v in y), dtype=np.int64, count=len(y))
+        else:  # one dtype: look up each distinct value once
+            import pandas as pd
+
+            positions, uniques = pd.factorize(y, use_na_sentinel=False)
+            lookup = np.fromiter((index.get(_key(v), -1) for v in uniques), dtype=np.int64, count=len(uniques))
+            codes = lookup[positions] if len(uniques) else np.empty(0, dtype=np.int64)
         if (codes < 0).any():
             unknown = sorted({str(v) for v, c in zip(y, codes, strict=True) if c < 0})[:5]
             raise DataError(

@@ -36,6 +36,17 @@ def _skops() -> Any:
     return sio
 
 
+def import_early() -> None:
+    """Import skops (and scikit-learn with it) now, before MLflow is imported.
+
+    At import, skops names the module of each scipy ufunc by scanning ``sys.modules`` in import order
+    (``_utils.whichmodule``). When scikit-learn and scipy come before MLflow's ~1,000 modules the scan
+    stops early: 0.2 s instead of 0.5 s. Commands that run pipeline steps call this before opening the
+    tracking store; the libraries are imported by the steps anyway.
+    """
+    _skops()
+
+
 def _no_estimators(*args: Any, **kwargs: Any) -> list[Any]:
     return []
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainpipe._exceptions import DataError, DataValidationError
+from trainpipe.pipeline._handoff import load_array, read_frame, save_array
 from trainpipe.pipeline._step import Step, StepContext
 
 if TYPE_CHECKING:
@@ -72,11 +73,9 @@ def ingest(ctx: StepContext) -> None:
 
 
 def validate(ctx: StepContext) -> None:
-    import pandas as pd
-
     from trainpipe.data import infer_task, validate_frame
 
-    df = pd.read_parquet(ctx.input("ingest") / DATA)
+    df = read_frame(ctx.input("ingest") / DATA)
     cfg = ctx.config
     target = cfg.data.target
     report = validate_frame(df, cfg)
@@ -96,11 +95,9 @@ def validate(ctx: StepContext) -> None:
 
 
 def split(ctx: StepContext) -> None:
-    import pandas as pd
-
     from trainpipe.data import TaskInfo, split_indices
 
-    df = pd.read_parquet(ctx.input("ingest") / DATA)
+    df = read_frame(ctx.input("ingest") / DATA)
     task = TaskInfo.from_dict(_read_json(ctx.input("validate") / TASK))
     cfg = ctx.config.data
     train, val, test = split_indices(df, cfg.target, cfg.split, stratify=task.is_classification)
@@ -114,7 +111,6 @@ def split(ctx: StepContext) -> None:
 
 def preprocess(ctx: StepContext) -> None:
     import numpy as np
-    import pandas as pd
 
     from trainpipe.data import TaskInfo
     from trainpipe.features import build_preprocessor, feature_names, infer_feature_spec, prepare_frame
@@ -122,7 +118,7 @@ def preprocess(ctx: StepContext) -> None:
 
     cfg = ctx.config
     task = TaskInfo.from_dict(_read_json(ctx.input("validate") / TASK))
-    frames = {name: pd.read_parquet(ctx.input("split") / f"{name}.parquet") for name in SPLITS}
+    frames = {name: read_frame(ctx.input("split") / f"{name}.parquet") for name in SPLITS}
     spec = infer_feature_spec(frames["train"], cfg)
     for col, why in spec.dropped.items():
         ctx.hooks.on_message(f"column {col!r} is not used as a feature: {why}")
@@ -178,18 +174,17 @@ def _save_matrix(X: Any, stem: Path) -> None:
     if sp.issparse(X):
         sp.save_npz(stem.with_suffix(".npz"), sp.csr_matrix(X))
     else:
-        np.save(stem.with_suffix(".npy"), np.ascontiguousarray(X))
+        save_array(np.asarray(X), stem.with_suffix(".npy"))
 
 
 def load_matrix(stem: Path) -> Any:
-    import numpy as np
     import scipy.sparse as sp
 
     npz = stem.with_suffix(".npz")
     if npz.exists():
         return sp.load_npz(npz)
     npy = stem.with_suffix(".npy")
-    return np.load(npy) if npy.exists() else None
+    return load_array(npy) if npy.exists() else None
 
 
 def train(ctx: StepContext) -> None:
@@ -264,13 +259,11 @@ def checkpoint_dir(ctx: StepContext) -> Path:
 
 
 def evaluate(ctx: StepContext) -> None:
-    import pandas as pd
-
     from trainpipe.evaluation import evaluate_model
     from trainpipe.models import TrainedModel
 
     model = TrainedModel.load(ctx.input("train") / "model")
-    test = pd.read_parquet(ctx.input("split") / "test.parquet")
+    test = read_frame(ctx.input("split") / "test.parquet")
     result = evaluate_model(model, test, ctx.config.data.target, ctx.config.evaluation, ctx.out_dir)
     ctx.metrics.update(result.flat_metrics())
 

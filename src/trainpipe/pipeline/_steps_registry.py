@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainpipe._exceptions import ConfigError, DataValidationError, GateRefused
 from trainpipe.config import redact, redact_uri
+from trainpipe.pipeline._handoff import read_frame
 from trainpipe.pipeline._step import Step, StepContext
 
 if TYPE_CHECKING:
@@ -63,14 +64,12 @@ def _champion_dir(ctx: StepContext) -> tuple[str, Path] | None:
 
 
 def drift(ctx: StepContext) -> None:
-    import pandas as pd
-
     from trainpipe.data import TaskInfo
     from trainpipe.data._profile import build_profile, compare_to_profile
 
     cfg = ctx.config
     task = TaskInfo.from_dict(_read_json(ctx.input("validate") / "task.json"))
-    train = pd.read_parquet(ctx.input("split") / "train.parquet")
+    train = read_frame(ctx.input("split") / "train.parquet")
     profile = build_profile(train, cfg.data.target, task.task)
     (ctx.out_dir / PROFILE_FILE).write_text(json.dumps(profile, indent=1, default=str))
     settings = cfg.validation.drift
@@ -125,8 +124,6 @@ def _scores(model: TrainedModel, test: Any, target: str) -> tuple[Any, Any, Any]
 
 
 def gate(ctx: StepContext) -> None:
-    import pandas as pd
-
     from trainpipe.evaluation import DEFAULTS, METRICS
     from trainpipe.evaluation._gate import GateReport, check_thresholds, compare_to_champion
     from trainpipe.models import TrainedModel
@@ -150,7 +147,7 @@ def gate(ctx: StepContext) -> None:
                                 else f"No production version of {model_name(ctx)!r} yet: nothing to beat.")
     else:
         version, folder = champion
-        test = pd.read_parquet(ctx.input("split") / "test.parquet")
+        test = read_frame(ctx.input("split") / "test.parquet")
         from trainpipe.registry._registry import pyfunc_artifact
 
         ctx.params["gate_champion_version"] = version
@@ -213,8 +210,6 @@ def _gated_against(ctx: StepContext) -> str | None:
 
 
 def register(ctx: StepContext) -> None:
-    import pandas as pd
-
     from trainpipe.models import TrainedModel
     from trainpipe.registry import CardInputs, register_version, render_card
     from trainpipe.registry._package import save_pyfunc
@@ -247,7 +242,7 @@ def register(ctx: StepContext) -> None:
         lineage=lineage, features={"columns": list(model.spec.features.columns)},
         drift=_read_json(drift_file) if drift_file.exists() else None)
     (ctx.out_dir / CARD_FILE).write_text(render_card(card))
-    test = pd.read_parquet(ctx.input("split") / "test.parquet")
+    test = read_frame(ctx.input("split") / "test.parquet")
     schema = save_pyfunc(model, model_dir, ctx.out_dir / PYFUNC_DIR, example_rows=test,
                          extra_artifacts={"model_card": ctx.out_dir / CARD_FILE,
                                           "data_profile": ctx.input("drift") / PROFILE_FILE})

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainpipe._exceptions import DataError
+from trainpipe.pipeline._handoff import read_frame
 from trainpipe.pipeline._step import Step, StepContext
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ def _cv_folds(ctx: StepContext, task: TaskInfo, k: int) -> list[Fold]:
     from trainpipe.tuning import Fold
 
     cfg = ctx.config
-    train = pd.read_parquet(ctx.input("split") / "train.parquet")
+    train = read_frame(ctx.input("split") / "train.parquet")
     feats = _read_json(ctx.input("preprocess") / "features.json")
     spec = FeatureSpec.from_dict(feats["spec"])
     features = cfg.features.model_copy(update={"categorical_encoding": feats.get("categorical_encoding",

@@ -74,8 +74,9 @@ MakeData = Callable[[np.ndarray, np.ndarray], TensorData]
 
 
 def default_make_data(X: np.ndarray, y: np.ndarray) -> TensorData:
-    return TensorData((torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)),),
-                      torch.from_numpy(np.ascontiguousarray(y)))
+    y = np.ascontiguousarray(y)
+    return TensorData((torch.from_numpy(dense_float32(X)),),
+                      torch.from_numpy(y if y.flags.writeable else y.copy()))
 
 
 class ParquetChunks:
@@ -115,4 +116,6 @@ def dense_float32(X: Any) -> np.ndarray:
     """Dense, C-contiguous float32 from a numpy array or a scipy sparse matrix."""
     if hasattr(X, "toarray"):
         X = X.toarray()
-    return np.ascontiguousarray(np.asarray(X, dtype=np.float32))
+    out = np.ascontiguousarray(np.asarray(X, dtype=np.float32))
+    # torch.from_numpy shares memory and wants a writable array; steps may hand over read-only ones
+    return out if out.flags.writeable else out.copy()

@@ -1,0 +1,115 @@
+"""In-process hand-off of step artifacts: a file a step wrote or read is not decoded again by a later step
+of the same process.
+
+Every step still writes its outputs to disk (the cache, ``trainpipe step`` and the orchestrators read
+them there); this only spares the re-reading when the whole pipeline runs in one process. An entry is
+keyed by the file's path and its ``(inode, size, mtime)``, so a file that was replaced or rewritten is read
+again, never served stale.
+
+- Data frames are kept after they are first *read* (``read_frame``): the second reader gets exactly what
+  ``pandas.read_parquet`` returned, as a shallow copy (pandas copy-on-write keeps the entry unchanged).
+- Numeric arrays are kept when they are *written* (``save_array``): ``np.load(np.save(a))`` is ``a`` bit for
+  bit, so the reader gets a read-only view of the array that was saved.
+
+Entries are dropped oldest-first beyond ``TRAINPIPE_HANDOFF_MB`` (default 2048 MB; 0 turns it off).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+_DEFAULT_MB = 2048
+_lock = threading.Lock()
+_entries: OrderedDict[str, tuple[tuple[int, int, int], Any, int]] = OrderedDict()
+
+
+def _limit_bytes() -> int:
+    try:
+        return max(0, int(os.environ.get("TRAINPIPE_HANDOFF_MB", _DEFAULT_MB))) * 1024 * 1024
+    except ValueError:
+        return _DEFAULT_MB * 1024 * 1024
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _get(path: Path) -> Any:
+    key = str(path.resolve())
+    stamp = _stamp(path)
+    with _lock:
+        entry = _entries.get(key)
+        if entry is None:
+            return None
+        if entry[0] != stamp:
+            del _entries[key]
+            return None
+        _entries.move_to_end(key)
+        return entry[1]
+
+
+def _put(path: Path, value: Any, nbytes: int) -> None:
+    limit = _limit_bytes()
+    stamp = _stamp(path)
+    if stamp is None or nbytes > limit:
+        return
+    key = str(path.resolve())
+    with _lock:
+        _entries[key] = (stamp, value, nbytes)
+        _entries.move_to_end(key)
+        total = sum(e[2] for e in _entries.values())
+        while total > limit and _entries:
+            _, (_, _, dropped) = _entries.popitem(last=False)
+            total -= dropped
+
+
+def clear() -> None:
+    """Forget every entry (tests; a long-lived process between pipelines)."""
+    with _lock:
+        _entries.clear()
+
+
+def read_frame(path: Path) -> pd.DataFrame:
+    """``pandas.read_parquet(path)``, decoded once per process while the file is unchanged."""
+    import pandas as pd
+
+    cached = _get(path)
+    if cached is None:
+        cached = pd.read_parquet(path)
+        _put(path, cached, int(cached.memory_usage(index=True, deep=False).sum()))
+    return cached.copy(deep=False)
+
+
+def save_array(array: np.ndarray, path: Path) -> None:
+    """``numpy.save`` (``path`` ends in ``.npy``); a numeric array is also kept for :func:`load_array`."""
+    import numpy as np
+
+    array = np.ascontiguousarray(array)
+    np.save(path, array)
+    if array.dtype.kind in "biufc":  # object arrays go through pickle-free np.save only as numbers
+        kept = array.view()
+        kept.flags.writeable = False
+        _put(path, kept, int(array.nbytes))
+
+
+def load_array(path: Path) -> np.ndarray:
+    """``numpy.load(path)`` (no pickles), or the array :func:`save_array` wrote to this unchanged file.
+    A kept array is returned read-only; copy it before changing it in place."""
+    import numpy as np
+
+    cached = _get(path)
+    if cached is not None:
+        return cached
+    return np.load(path, allow_pickle=False)
