@@ -3,8 +3,10 @@ of the same process.
 
 Every step still writes its outputs to disk (the cache, ``trainpipe step`` and the orchestrators read
 them there); this only spares the re-reading when the whole pipeline runs in one process. An entry is
-keyed by the file's path and its ``(inode, size, mtime)``, so a file that was replaced or rewritten is read
-again, never served stale.
+keyed by the file's identity, ``(device, inode, size, mtime)``, not by its path: the runner publishes a
+step's outputs by renaming and hard-linking them into the cache and the run directory, which keeps the
+identity, while a file that was replaced or rewritten gets a new one and is read again, never served
+stale.
 
 - Data frames are kept after they are first *read* (``read_frame``): the second reader gets exactly what
   ``pandas.read_parquet`` returned, as a shallow copy (pandas copy-on-write keeps the entry unchanged).
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
 
 _DEFAULT_MB = 2048
 _lock = threading.Lock()
-_entries: OrderedDict[str, tuple[tuple[int, int, int], Any, int]] = OrderedDict()
+_entries: OrderedDict[tuple[int, int, int, int], tuple[Any, int]] = OrderedDict()
 
 
 def _limit_bytes() -> int:
@@ -38,40 +40,37 @@ def _limit_bytes() -> int:
         return _DEFAULT_MB * 1024 * 1024
 
 
-def _stamp(path: Path) -> tuple[int, int, int] | None:
+def _identity(path: Path) -> tuple[int, int, int, int] | None:
     try:
         st = path.stat()
     except OSError:
         return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _get(path: Path) -> Any:
-    key = str(path.resolve())
-    stamp = _stamp(path)
+    key = _identity(path)
+    if key is None:
+        return None
     with _lock:
         entry = _entries.get(key)
         if entry is None:
             return None
-        if entry[0] != stamp:
-            del _entries[key]
-            return None
         _entries.move_to_end(key)
-        return entry[1]
+        return entry[0]
 
 
 def _put(path: Path, value: Any, nbytes: int) -> None:
     limit = _limit_bytes()
-    stamp = _stamp(path)
-    if stamp is None or nbytes > limit:
+    key = _identity(path)
+    if key is None or nbytes > limit:
         return
-    key = str(path.resolve())
     with _lock:
-        _entries[key] = (stamp, value, nbytes)
+        _entries[key] = (value, nbytes)
         _entries.move_to_end(key)
-        total = sum(e[2] for e in _entries.values())
+        total = sum(e[1] for e in _entries.values())
         while total > limit and _entries:
-            _, (_, _, dropped) = _entries.popitem(last=False)
+            _, (_, dropped) = _entries.popitem(last=False)
             total -= dropped
 
 
