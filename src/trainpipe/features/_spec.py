@@ -156,6 +156,8 @@ def _categorical_values(s: pd.Series) -> Any:
         values = s.astype(str).to_numpy(dtype=object)
     elif pd.api.types.is_float_dtype(s):
         values = np.array([_cat_str(v) for v in s.to_numpy()], dtype=object)
+    elif isinstance(s.dtype, pd.StringDtype):  # every present value is a str already
+        values = s.to_numpy(dtype=object, na_value=None)
     else:
         values = s.astype(object).to_numpy()
         kinds = {type(v) for v in values[~missing]}
