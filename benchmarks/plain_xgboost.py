@@ -1,8 +1,15 @@
 """The "by hand" reference for ``overhead.py``: the same split, preprocessing, fit and MLflow logging
 that ``trainpipe run`` does for an XGBoost binary classifier, written as a plain script.
 
-Usage: python plain_xgboost.py DATA.parquet TARGET TRACKING_DB [key=value ...]
+Usage: python plain_xgboost.py DATA.parquet TARGET TRACKING_DB [--same-outputs] [key=value ...]
 (key=value pairs override the XGBoost parameters below, e.g. max_depth=5).
+
+With ``--same-outputs`` the script also produces, by hand, the outputs that ``trainpipe run`` produces by
+default on top of the metrics: the confusion-matrix, ROC, PR and feature-importance PNGs (matplotlib),
+single-row latency p50/p95 over 100 raw test rows (through the sklearn ``Pipeline`` of preprocessor and
+model, as a serving process would call it), and the model logged with ``mlflow.sklearn.log_model`` (signature,
+input example, pinned pip requirements) and registered as a new version. It does not validate the data or
+compute a drift profile, which trainpipe also does.
 
 It mirrors trainpipe's defaults so both sides do the same modelling work:
 seeded stratified split into train/val/test (test 0.2, val 0.1 of all rows, seed 42 / 43), a
@@ -19,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -40,8 +48,9 @@ def _value(text: str) -> int | float | str:
 def main(argv: list[str]) -> None:
     t0 = time.perf_counter()
     data, target, db = Path(argv[0]), argv[1], Path(argv[2])
+    same_outputs = "--same-outputs" in argv[3:]
     params = dict(PARAMS)
-    for item in argv[3:]:
+    for item in (a for a in argv[3:] if a != "--same-outputs"):
         key, _, value = item.partition("=")
         params[key] = _value(value)
 
@@ -102,6 +111,13 @@ def main(argv: list[str]) -> None:
     }
     curve = model.evals_result()["validation_0"]["logloss"]
     t_eval = time.perf_counter()
+    if same_outputs:
+        plots = Path(tempfile.mkdtemp())
+        draw_plots(plots, y_test, pred, proba, model.feature_importances_, list(pre.get_feature_names_out()))
+        serving = Pipeline([("pre", pre), ("model", model)])
+        raw_test = X_all.iloc[test]
+        metrics.update(single_row_latency(serving, raw_test))
+    t_outputs = time.perf_counter()
 
     mlflow.set_tracking_uri(f"sqlite:///{db.resolve()}")
     client = mlflow.MlflowClient()
@@ -119,13 +135,85 @@ def main(argv: list[str]) -> None:
         model_file = Path(tmp) / "model.ubj"
         model.save_model(str(model_file))
         mlflow.log_artifact(str(model_file), "model")
+        if same_outputs:
+            import mlflow.sklearn
+            import sklearn
+            from mlflow.models import infer_signature
+
+            mlflow.log_artifacts(str(plots), "plots")
+            example = raw_test.head(5)
+            mlflow.sklearn.log_model(
+                serving, name="serving_model", signature=infer_signature(example, serving.predict_proba(example)),
+                input_example=example, registered_model_name="plain-xgboost",
+                # MLflow 3 saves sklearn models with skops and asks which non-sklearn types to trust
+                skops_trusted_types=["numpy.dtype", "xgboost.core.Booster", "xgboost.sklearn.XGBClassifier"],
+                pip_requirements=[f"mlflow=={mlflow.__version__}", f"scikit-learn=={sklearn.__version__}",
+                                  f"xgboost=={xgb.__version__}", f"pandas=={pd.__version__}"])
     t_log = time.perf_counter()
 
     seconds = {"import": t_import - t0, "read_split_preprocess": t_prep - t_import, "fit": t_fit - t_prep,
-               "evaluate": t_eval - t_fit, "mlflow": t_log - t_eval}
+               "evaluate": t_eval - t_fit, "plots_latency": t_outputs - t_eval, "mlflow": t_log - t_outputs}
     print(json.dumps({"rows": n, "n_features": int(X_train.shape[1]),
                       **{k: round(float(v), 5) for k, v in metrics.items()},
                       "seconds": {k: round(v, 3) for k, v in seconds.items()}}))
+
+
+def draw_plots(folder: Path, y: Any, pred: Any, proba: Any, importances: Any, names: list[str]) -> None:
+    """The four PNGs trainpipe draws for a binary classifier, the usual pyplot way."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from sklearn.metrics import auc, average_precision_score, confusion_matrix, precision_recall_curve, roc_curve
+
+    cm = confusion_matrix(y, pred)
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.imshow(cm, cmap="Blues")
+    for (i, j), v in np.ndenumerate(cm):
+        ax.text(j, i, str(v), ha="center", va="center")
+    ax.set(xlabel="predicted", ylabel="actual", title="Confusion matrix (test)")
+    fig.tight_layout()
+    fig.savefig(folder / "confusion_matrix.png", dpi=100)
+    plt.close(fig)
+    fpr, tpr, _ = roc_curve(y, proba[:, 1])
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot(fpr, tpr, label=f"AUC {auc(fpr, tpr):.3f}")
+    ax.plot([0, 1], [0, 1], "k--", linewidth=0.8)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test)")
+    ax.legend(loc="best")
+    fig.tight_layout()
+    fig.savefig(folder / "roc_curve.png", dpi=100)
+    plt.close(fig)
+    prec, rec, _ = precision_recall_curve(y, proba[:, 1])
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot(rec, prec, label=f"AP {average_precision_score(y, proba[:, 1]):.3f}")
+    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall (test)")
+    ax.legend(loc="best")
+    fig.tight_layout()
+    fig.savefig(folder / "pr_curve.png", dpi=100)
+    plt.close(fig)
+    order = np.argsort(importances)[::-1][:20][::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(order) + 1.5))
+    ax.barh([names[i][:40] for i in order], np.asarray(importances)[order])
+    ax.set_title("Feature importance (top 20)")
+    fig.tight_layout()
+    fig.savefig(folder / "feature_importance.png", dpi=100)
+    plt.close(fig)
+
+
+def single_row_latency(serving: Any, raw: Any, rows: int = 100) -> dict[str, float]:
+    """p50/p95 milliseconds of ``predict_proba`` on one raw row, over ``rows`` random test rows."""
+    import numpy as np
+
+    idx = np.random.default_rng(0).choice(len(raw), size=min(rows, len(raw)), replace=False)
+    serving.predict_proba(raw.iloc[idx[:1]])  # warm-up
+    times = []
+    for i in idx:
+        start = time.perf_counter()
+        serving.predict_proba(raw.iloc[[int(i)]])
+        times.append((time.perf_counter() - start) * 1000.0)
+    return {"latency_p50_ms": float(np.percentile(times, 50)), "latency_p95_ms": float(np.percentile(times, 95))}
 
 
 if __name__ == "__main__":

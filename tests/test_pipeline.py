@@ -124,6 +124,21 @@ def test_data_change_reruns_from_ingest(workdir: Path) -> None:
     assert again.step("ingest").reason.startswith("data changed: data_fingerprint")
 
 
+def test_plots_can_be_switched_off(workdir: Path) -> None:
+    make_frame(300).to_csv(workdir / "data.csv", index=False)
+    path = write_pipeline(workdir, "name: noplots\ndata: {source: data.csv, target: label}\n"
+                                   "model: {type: sklearn.linear_model.LogisticRegression}\n"
+                                   "evaluation: {latency: false, plots: false}\n")
+    tracker = InMemoryTracker()
+    result = PipelineRunner(load_config(path), workdir=workdir, tracker=tracker).run()
+    assert "test_roc_auc" in result.metrics and "latency_p50_ms" not in result.metrics
+    assert not [a for a in tracker.runs[result.run_id].artifacts if a.endswith(".png")]
+    with_plots = PipelineRunner(load_config(path, overrides=["evaluation.plots=true"]), workdir=workdir,
+                                tracker=tracker).run()
+    assert with_plots.step("evaluate").reason == "config changed: evaluation.plots"
+    assert "evaluation/confusion_matrix.png" in tracker.runs[with_plots.run_id].artifacts
+
+
 def test_memory_tracker_records_parent_and_children(workdir: Path) -> None:
     make_frame(300, task="regression").to_csv(workdir / "data.csv", index=False)
     path = write_pipeline(workdir, "name: reg\ndata: {source: data.csv, target: label}\n"

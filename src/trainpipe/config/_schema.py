@@ -176,6 +176,7 @@ class EvaluationConfig(_Section):
     metrics: list[str] | None = None
     slices: list[str] = Field(default_factory=list)
     latency: bool = True
+    plots: bool = True
 
 
 class ChampionConfig(_Section):

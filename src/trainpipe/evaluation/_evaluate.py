@@ -60,7 +60,7 @@ def evaluate_model(model: TrainedModel, test: pd.DataFrame, target: str, config:
     for col in config.slices:
         result.slices[col] = _slice_metrics(test[col], names, task.task, y, pred, proba, k)
     out_dir.mkdir(parents=True, exist_ok=True)
-    result.plots = _plots(model, y, pred, proba, out_dir)
+    result.plots = _plots(model, y, pred, proba, out_dir) if config.plots else []
     if config.latency:
         result.latency = _latency(model, test.drop(columns=[target]))
         result.latency["batch_rows_per_s"] = float(len(test) / batch_s) if batch_s > 0 else float("inf")
