@@ -6,15 +6,21 @@
 All three train the same MLP (30 -> 256 -> 128 -> 64 -> 1, ReLU, dropout 0.1; the engine's
 ``TabularMLP``) from the same initial weights with the same work per step: BCE-with-logits, AdamW
 (weight decay 0.01), gradient clipping at 1.0, a cosine schedule stepped per optimizer step, batch 512,
-fp32, on a generated 200,000 x 30 table (binary target). The engine runs without validation and
-without checkpoints (a separate row shows the cost of its default periodic checkpoints).
+one precision for all (``--precision fp32``, the default, or ``bf16``: forward and loss under
+``torch.autocast("cpu", dtype=torch.bfloat16)``, backward and optimizer step outside it, no grad scaler;
+the engine gets the same through ``TrainingConfig.precision``), on a generated 200,000 x 30 table
+(binary target). The engine runs without validation and without checkpoints (a separate row shows the
+cost of its default periodic checkpoints). The holdout loss is evaluated in fp32 for every precision.
 
 Measurements are interleaved — (a), engine, (a), engine, ... then (b) — and medians are reported,
 so (a) and the engine see the same background load.
 
 Usage::
 
-    .venv/bin/python benchmarks/torch_throughput.py [--rows 200000] [--epochs 2] [--repeat 5] [--no-write]
+    .venv/bin/python benchmarks/torch_throughput.py [--rows 200000] [--epochs 2] [--repeat 5]
+        [--precision fp32|bf16] [--no-write]
+
+A bf16 run writes its own RESULTS.md section (``## torch_throughput_bf16``) and leaves the fp32 one alone.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ from trainpipe.models.torch import Engine, MLPSpec, TabularMLP, TensorData, obje
 
 HERE = Path(__file__).resolve().parent
 SECTION = "## torch_throughput"
+SECTIONS = {"fp32": SECTION, "bf16": "## torch_throughput_bf16"}
+PRECISIONS = ("fp32", "bf16")
 BATCH, LR, CLIP, FEATURES, HOLDOUT = 512, 1e-3, 1.0, 30, 20_000
 
 
@@ -61,12 +69,32 @@ def fresh_model(init: dict[str, torch.Tensor], hidden: tuple[int, ...]) -> Tabul
     return net
 
 
+def _autocast(precision: str) -> torch.autocast:
+    """Forward + loss under bf16 autocast when asked; a disabled context (plain fp32) otherwise."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def _cpu_bf16_flags() -> str:
+    """The CPU's bf16 matmul flags (avx512_bf16, amx_bf16) as /proc/cpuinfo lists them."""
+    try:
+        flags: set[str] = set()
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags.update(line.split(":", 1)[1].split())
+    except OSError:
+        return "CPU bf16 flags unknown (no /proc/cpuinfo)"
+    found = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
+    return f"CPU bf16 flags: {', '.join(found)}" if found else "CPU bf16 flags: none (no avx512_bf16/amx_bf16)"
+
+
 def _optim(net: nn.Module, total_steps: int, fused: bool = False) -> tuple[torch.optim.Optimizer, Any]:
     opt = torch.optim.AdamW(net.parameters(), lr=LR, weight_decay=0.01, fused=fused)
     return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
 
 
-def hand_loop(net: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int, fused: bool = False) -> float:
+def hand_loop(net: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int, fused: bool = False,
+              precision: str = "fp32") -> float:
     """(a) The limit: whole tensors, index slicing, nothing else."""
     n = X.shape[0]
     opt, sched = _optim(net, epochs * math.ceil(n / BATCH), fused)
@@ -78,7 +106,8 @@ def hand_loop(net: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int, fus
         perm = torch.randperm(n, generator=gen)
         for start in range(0, n, BATCH):
             idx = perm[start:start + BATCH]
-            loss = loss_fn(net(X[idx]), y[idx])
+            with _autocast(precision):
+                loss = loss_fn(net(X[idx]), y[idx])
             loss.backward()
             nn.utils.clip_grad_norm_(net.parameters(), CLIP)
             opt.step()
@@ -114,7 +143,7 @@ class NumpyRowDataset(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]
 
 
 def dataloader_loop(net: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int,
-                    dataset: type[torch.utils.data.Dataset[Any]] = RowDataset) -> float:
+                    dataset: type[torch.utils.data.Dataset[Any]] = RowDataset, precision: str = "fp32") -> float:
     loader = torch.utils.data.DataLoader(dataset(X, y), batch_size=BATCH, shuffle=True,  # type: ignore[call-arg]
                                          generator=torch.Generator().manual_seed(0))
     opt, sched = _optim(net, epochs * len(loader))
@@ -123,7 +152,8 @@ def dataloader_loop(net: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: in
     loss = torch.zeros(())
     for _ in range(epochs):
         for xb, yb in loader:
-            loss = loss_fn(net(xb), yb)
+            with _autocast(precision):
+                loss = loss_fn(net(xb), yb)
             loss.backward()
             nn.utils.clip_grad_norm_(net.parameters(), CLIP)
             opt.step()
@@ -133,9 +163,10 @@ def dataloader_loop(net: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: in
 
 
 def engine_loop(net: nn.Module, X: torch.Tensor, y: torch.Tensor, epochs: int,
-                checkpoint_dir: Path | None = None) -> float:
+                checkpoint_dir: Path | None = None, precision: str = "fp32") -> float:
     training = TrainingConfig(epochs=epochs, batch_size=BATCH, learning_rate=LR, optimizer="adamw",
-                              scheduler="cosine", gradient_clip_norm=CLIP, device="cpu", seed=0)
+                              scheduler="cosine", gradient_clip_norm=CLIP, device="cpu", seed=0,
+                              precision=precision)
     engine = Engine(net, objective_for("binary"), training, weight_decay=0.01, checkpoint_dir=checkpoint_dir)
     result = engine.fit(TensorData((X,), y))
     return result.history["train_loss"][-1]
@@ -168,6 +199,10 @@ def _commit() -> str:
         return "unknown"
 
 
+_PRECISION_TEXT = {"fp32": "fp32",
+                   "bf16": "bf16 autocast for forward and loss (backward and optimizer step outside it, "
+                           "no grad scaler; fp32 weights and optimizer state)"}
+
 NAMES = {"a": "(a) hand-written tensor-slicing loop (the limit)",
          "a_fused": "(a') the same loop with `AdamW(fused=True)`, as the engine builds it",
          "engine": "**trainpipe engine**",
@@ -177,7 +212,8 @@ NAMES = {"a": "(a) hand-written tensor-slicing loop (the limit)",
 
 
 def measure(X: torch.Tensor, y: torch.Tensor, holdout: tuple[torch.Tensor, torch.Tensor], hidden: tuple[int, ...],
-            epochs: int, repeat: int, loader_repeat: int) -> tuple[list[str], dict[str, float]]:
+            epochs: int, repeat: int, loader_repeat: int,
+            precision: str = "fp32") -> tuple[list[str], dict[str, float]]:
     torch.manual_seed(0)
     spec = MLPSpec(n_inputs=FEATURES, out_dim=1, hidden_dims=hidden, dropout=0.1)
     init = {k: v.clone() for k, v in TabularMLP(spec).state_dict().items()}
@@ -185,24 +221,26 @@ def measure(X: torch.Tensor, y: torch.Tensor, holdout: tuple[torch.Tensor, torch
     def model() -> TabularMLP:
         return fresh_model(init, hidden)
 
-    hand_loop(model(), X[:20_000], y[:20_000], 1)  # warm-up (allocator, kernels)
-    engine_loop(model(), X[:20_000], y[:20_000], 1)
+    p = precision
+    hand_loop(model(), X[:20_000], y[:20_000], 1, precision=p)  # warm-up (allocator, kernels)
+    engine_loop(model(), X[:20_000], y[:20_000], 1, precision=p)
     times: dict[str, list[tuple[float, float, float]]] = {k: [] for k in NAMES}
     for _ in range(repeat):
-        times["a"].append(timed(lambda net: hand_loop(net, X, y, epochs), model(), holdout))
-        times["engine"].append(timed(lambda net: engine_loop(net, X, y, epochs), model(), holdout))
-        times["a_fused"].append(timed(lambda net: hand_loop(net, X, y, epochs, fused=True), model(), holdout))
+        times["a"].append(timed(lambda net: hand_loop(net, X, y, epochs, precision=p), model(), holdout))
+        times["engine"].append(timed(lambda net: engine_loop(net, X, y, epochs, precision=p), model(), holdout))
+        times["a_fused"].append(timed(lambda net: hand_loop(net, X, y, epochs, fused=True, precision=p), model(),
+                                      holdout))
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(max(1, repeat // 2)):
-            times["engine_ckpt"].append(timed(lambda net: engine_loop(net, X, y, epochs, Path(tmp)), model(),
-                                              holdout))
+            times["engine_ckpt"].append(timed(lambda net: engine_loop(net, X, y, epochs, Path(tmp), precision=p),
+                                              model(), holdout))
     for _ in range(loader_repeat):
-        times["b"].append(timed(lambda net: dataloader_loop(net, X, y, epochs), model(), holdout))
-        times["b_np"].append(timed(lambda net: dataloader_loop(net, X, y, epochs, NumpyRowDataset), model(),
-                                   holdout))
+        times["b"].append(timed(lambda net: dataloader_loop(net, X, y, epochs, precision=p), model(), holdout))
+        times["b_np"].append(timed(lambda net: dataloader_loop(net, X, y, epochs, NumpyRowDataset, precision=p),
+                                   model(), holdout))
     samples = X.shape[0] * epochs
     rates = {k: samples / statistics.median(t[0] for t in v) for k, v in times.items()}
-    lines = [f"### MLP {FEATURES}-{'-'.join(map(str, hidden))}-1", "",
+    lines = [f"### MLP {FEATURES}-{'-'.join(map(str, hidden))}-1, {precision}", "",
              "| loop | median samples/s | engine is | each run, wall s | median CPU s | holdout loss (last run) |",
              "|---|---:|---:|---|---:|---:|"]
     for key, runs in times.items():
@@ -226,19 +264,20 @@ def measure(X: torch.Tensor, y: torch.Tensor, holdout: tuple[torch.Tensor, torch
     return lines, rates
 
 
-def run(rows: int, epochs: int, repeat: int, loader_repeat: int, hiddens: list[tuple[int, ...]]) -> str:
+def run(rows: int, epochs: int, repeat: int, loader_repeat: int, hiddens: list[tuple[int, ...]],
+        precision: str = "fp32") -> str:
     X_all, y_all = make_table(rows + HOLDOUT)
     X, y, holdout = X_all[:rows], y_all[:rows], (X_all[rows:], y_all[rows:])
     load_before = _load()
     tables: list[str] = []
     for hidden in hiddens:
-        lines, _ = measure(X, y, holdout, hidden, epochs, repeat, loader_repeat)
+        lines, _ = measure(X, y, holdout, hidden, epochs, repeat, loader_repeat, precision)
         tables += lines
     load_after = _load()
     head = [
         f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC · {os.cpu_count()} CPUs · Python "
         f"{platform.python_version()} · torch {torch.__version__} ({torch.get_num_threads()} threads) · "
-        f"trainpipe at commit {_commit()}  ",
+        f"{_cpu_bf16_flags()} · trainpipe at commit {_commit()}  ",
         f"Load average (1/5/15 min) before: {load_before}, after: {load_after}. The machine has 2 cores and "
         "other engineers were running tests and benchmarks on it at the same time, so absolute numbers are "
         "noisy; (a) and the engine are interleaved in the same process so they share the noise, and CPU "
@@ -246,11 +285,12 @@ def run(rows: int, epochs: int, repeat: int, loader_repeat: int, hiddens: list[t
         "",
         f"Data: generated {rows:,} x {FEATURES} float32 table, binary target. Same initial weights everywhere; "
         f"ReLU, dropout 0.1. Work per step: BCE-with-logits, AdamW (weight decay 0.01), clip-norm {CLIP}, cosine "
-        f"LR per step, batch {BATCH}, fp32, CPU. {epochs} epoch(s) per measurement; {repeat} repetitions of (a) "
-        f"and the engine (interleaved), {loader_repeat} of (b) and (b'); medians. The engine runs without "
-        "validation and without checkpoints, except in the checkpoint row. DataLoaders use `num_workers=0` "
-        "(workers would compete with the 2 compute threads). The last column is the loss of the trained "
-        f"model on {HOLDOUT:,} held-out rows (not timed): all loops do the same learning.",
+        f"LR per step, batch {BATCH}, {_PRECISION_TEXT[precision]}, CPU. {epochs} epoch(s) per measurement; "
+        f"{repeat} repetitions of (a) and the engine (interleaved), {loader_repeat} of (b) and (b'); medians. "
+        "The engine runs without validation and without checkpoints, except in the checkpoint row. "
+        "DataLoaders use `num_workers=0` (workers would compete with the 2 compute threads). The last column "
+        f"is the loss (evaluated in fp32) of the trained model on {HOLDOUT:,} held-out rows (not timed): all "
+        "loops do the same learning.",
         "",
     ]
     notes = [
@@ -262,16 +302,20 @@ def run(rows: int, epochs: int, repeat: int, loader_repeat: int, hiddens: list[t
         "much of a step is compute: on this CPU a 512-row "
         "step of the 256-128-64 MLP is several milliseconds of matmuls, while per-row fetching and collating "
         "adds a few microseconds per row, so the gap widens as the model gets smaller or the device faster "
-        "(a GPU). bf16 autocast is not measured: on this CPU (no AVX512-BF16/AMX) it is ~3.5x slower than fp32 "
-        "(see STACK.md); measure it on a GPU. On a shared machine use `--threads 1`: with torch's default of "
-        "one thread per core, OpenMP threads spin against the other processes and wall times of the same "
-        "work swing by an order of magnitude between repetitions (seen here, 1.9 s to 92 s).",
+        "(a GPU). Precision: each run measures one, for every loop (`--precision fp32`, the default, or "
+        "`--precision bf16`); bf16 runs are written to their own section. Whether bf16 autocast is faster "
+        "than fp32 on a CPU depends on bf16 matmul support (avx512_bf16 / amx_bf16, listed in the header "
+        "line above): compare the fp32 and bf16 sections, measured on the same machine. On a shared machine "
+        "use `--threads 1`: with torch's default of one thread per core, OpenMP threads spin against the other "
+        "processes and wall times of the same work swing by an order of magnitude between repetitions (seen "
+        "here, 1.9 s to 92 s).",
     ]
     return "\n".join(head + tables + notes) + "\n"
 
 
-def write_section(body: str, command: str) -> None:
-    replace_section(SECTION, f"{SECTION}\n\nCommand: `{command}`\n\n{body}")
+def write_section(body: str, command: str, precision: str = "fp32") -> None:
+    heading = SECTIONS[precision]
+    replace_section(heading, f"{heading}\n\nCommand: `{command}`\n\n{body}")
 
 
 def main() -> None:
@@ -284,16 +328,20 @@ def main() -> None:
                         help="hidden layer widths, e.g. 256,128,64 (repeatable; default 256,128,64 and 64,32)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's own choice, one per core)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="fp32, or bf16 autocast for forward+loss in every loop (the engine via "
+                             "TrainingConfig.precision); a bf16 run writes its own RESULTS.md section")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md as it is")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     hiddens = [tuple(int(v) for v in h.split(",")) for h in (args.hidden or ["256,128,64", "64,32"])]
-    body = run(args.rows, args.epochs, args.repeat, args.loader_repeat, hiddens)
+    body = run(args.rows, args.epochs, args.repeat, args.loader_repeat, hiddens, args.precision)
     print(body)
     if not args.no_write:
         extra = " ".join(a for a in sys.argv[1:] if a != "--no-write")
-        write_section(body, f".venv/bin/python benchmarks/torch_throughput.py{' ' + extra if extra else ''}")
+        write_section(body, f".venv/bin/python benchmarks/torch_throughput.py{' ' + extra if extra else ''}",
+                      args.precision)
         print(f"written to {RESULTS}")
 
 
