@@ -189,6 +189,33 @@ def test_optimizers_and_schedules(optimizer: str, scheduler: str, tmp_path: Path
     assert state["position"]["epoch"] == 2 and state["position"]["global_step"] == 2 * 8
 
 
+def test_a_short_accumulation_window_at_epoch_end_is_its_own_mean() -> None:
+    """96 rows, batches of 32, grad_accum_steps=2: windows of 2 and then 1 micro-batch. Each optimizer step
+    uses the mean loss over its own window (the last one is not divided by 2)."""
+    X, y = _data(96)
+    Xt, yt = torch.from_numpy(X[:, :4].copy()), torch.from_numpy(y.astype(np.float32)).reshape(-1, 1)
+    torch.manual_seed(0)
+    net = TabularMLP(MLPSpec(n_inputs=4, out_dim=1, hidden_dims=(8,), dropout=0.0))
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    training = _training(epochs=1, optimizer="sgd", scheduler="none", gradient_clip_norm=None, learning_rate=0.1,
+                         grad_accum_steps=2, early_stopping_rounds=None)
+    Engine(net, objective_for("binary"), training).fit(TensorData((Xt,), yt))
+
+    ref = TabularMLP(MLPSpec(n_inputs=4, out_dim=1, hidden_dims=(8,), dropout=0.0))
+    ref.load_state_dict(start)
+    opt = torch.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9)
+    order = epoch_permutation(96, training.seed, 0)
+    for window in ([0, 1], [2]):
+        for i in window:
+            idx = order[i * 32:(i + 1) * 32]
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(ref(Xt[idx]), yt[idx])
+            (loss / len(window)).backward()
+        opt.step()
+        opt.zero_grad()
+    for key, value in ref.state_dict().items():
+        torch.testing.assert_close(net.state_dict()[key], value, rtol=1e-5, atol=1e-6)
+
+
 def test_cuda_when_absent_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same on a machine with a GPU
     with pytest.raises(ConfigError, match="training.device: 'cuda'"):

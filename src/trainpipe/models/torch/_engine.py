@@ -215,7 +215,9 @@ class Engine:
                 with sync:
                     with self.precision.autocast(dev):
                         loss = self.objective.loss(net(*inputs), target)
-                    scaled = loss / accum if accum > 1 else loss
+                    # the mean over the micro-batches of this window: the last window of an epoch can be short
+                    window = min(accum, total_micro - (st.micro // accum) * accum)
+                    scaled = loss / window if window > 1 else loss
                     if self.precision.scaler:
                         scaled = scaler.scale(scaled)
                     scaled.backward()
