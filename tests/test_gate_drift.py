@@ -146,3 +146,17 @@ def test_profile_stores_no_raw_category_values() -> None:
     old_format = {**profile, "format": 1, "features": {"plan": {"kind": "categorical",
                                                                 "shares": {"gold": 0.5, "basic": 0.5}}}}
     assert compare_to_profile(df, old_format, reference="v0", max_psi=0.1).passed  # raw-value profiles still read
+
+
+def test_discrete_levels_stay_numbers_so_profiles_of_registered_models_still_compare() -> None:
+    """Profiles stored with models registered earlier name discrete levels by number ("1", "0.5"); a new
+    profile must name them the same way, or identical data would show drift against the champion."""
+    df = pd.DataFrame({"tenure": [1, 2, 2, 3] * 50, "share": [0.5, 1.0] * 100, "plan": ["gold", "basic"] * 100,
+                       "y": ["a", "b"] * 100})
+    profile = build_profile(df, "y", "binary")
+    assert set(profile["features"]["tenure"]["shares"]) == {"1", "2", "3"}
+    assert set(profile["features"]["share"]["shares"]) == {"0.5", "1"}
+    registered_earlier = {**profile, "features": {
+        **profile["features"], "tenure": {"kind": "discrete", "shares": {"1": 0.25, "2": 0.5, "3": 0.25}}}}
+    report = compare_to_profile(df, registered_earlier, reference="v1", max_psi=0.01)
+    assert report.passed, report.failures

@@ -11,7 +11,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -468,18 +468,23 @@ def reproduce(run_id: str, tracking_uri: UriOpt = None, debug: DebugOpt = False)
 def main() -> None:
     """The console script. When the command is done, the process ends without Python's module teardown,
     which takes 1.3 s once MLflow, scikit-learn and XGBoost are loaded (on every command, for nothing):
-    thread and exit handlers still run and the streams are flushed, then ``os._exit`` with the command's
-    exit code. ``TRAINPIPE_FAST_EXIT=0`` keeps the normal interpreter shutdown."""
+    thread and exit handlers still run and the standard streams are flushed (a flush that fails turns exit 0
+    into 120, as in Python's own shutdown), then ``os._exit`` with the command's exit code. Files a library
+    left open without closing are not flushed. ``TRAINPIPE_FAST_EXIT=0`` keeps the normal interpreter
+    shutdown; ``main`` is the console entry point, call ``app`` to run commands in-process."""
     try:
         app()  # typer's standalone mode ends in SystemExit, with the exit code
     except SystemExit as exc:
         code = exc.code
     else:  # pragma: no cover - standalone mode always raises
         code = 0
-    if isinstance(code, str):
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:  # as Python does for SystemExit("message"): print it, exit 1
         print(code, file=sys.stderr)
-        code = 1
-    status = int(code or 0)
+        status = 1
     if os.environ.get("TRAINPIPE_FAST_EXIT", "1") == "0":
         sys.exit(status)
     _exit_now(status)
@@ -493,9 +498,14 @@ def _exit_now(status: int) -> None:
     if shutdown is not None:
         shutdown()
     atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        with suppress(OSError, ValueError):
-            stream.flush()
+    for stream in {id(s): s for s in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)}.values():
+        try:
+            if stream is not None:
+                stream.flush()
+        except ValueError:  # closed
+            pass
+        except OSError:  # e.g. a full disk or a closed pipe: fail as Python's own shutdown does
+            status = status or 120
     os._exit(status)
 
 

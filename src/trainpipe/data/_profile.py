@@ -59,15 +59,12 @@ def _numeric_shares(values: Any, edges: list[float]) -> list[float]:
 
 
 def _label(value: Any, discrete: bool) -> str:
-    """The level name of one value: ``%g`` of the number for a discrete numeric column (so 1 and 1.0
-    are the same level when a missing value turns integers into floats), else ``str``."""
+    """The level name of one distinct value of a non-object column: ``%g`` of the number for a discrete
+    numeric column (so 1 and 1.0 are the same level when a missing value turns integers into floats),
+    else ``str``, as ``Series.astype(str)`` names it."""
     import pandas as pd
 
-    try:
-        missing = bool(pd.isna(value))
-    except (TypeError, ValueError):  # a list or array held in an object column
-        missing = False
-    if missing:
+    if pd.isna(value):
         return _MISSING
     return f"{float(value):g}" if discrete else str(value)
 
@@ -78,9 +75,10 @@ def _hash(label: str) -> str:
 
 
 def _level_shares(s: pd.Series, discrete: bool, hashed: bool = True) -> pd.Series:
-    """Share of the rows at each level, largest first. Each distinct value is named once (a column of
-    230k rows has a few hundred levels), except in object columns, where 1, 1.0 and True hash alike
-    as values but are distinct levels."""
+    """Share of the rows at each level, largest first. Category levels are hashed (``hashed``); discrete
+    numeric levels are numbers and stay readable. Each distinct value of a typed column is named once (a
+    column of 230k rows has a few hundred levels); object columns, where 1, 1.0 and True are equal as
+    values but distinct levels, are named row by row."""
     import pandas as pd
 
     if discrete:
@@ -88,14 +86,13 @@ def _level_shares(s: pd.Series, discrete: bool, hashed: bool = True) -> pd.Serie
     if len(s) == 0:
         return pd.Series(dtype=float)
     if s.dtype == object:
-        labels = s.map(lambda v: _label(v, discrete))
-        counts = labels.value_counts(sort=False)
+        counts = s.astype(object).where(s.notna(), _MISSING).astype(str).value_counts(sort=False)
         names = [str(k) for k in counts.index]
     else:
         counts = s.value_counts(dropna=False, sort=False)
         counts = counts[counts > 0]  # a categorical dtype lists unused categories
         names = [_label(v, discrete) for v in counts.index]
-    if hashed:
+    if hashed and not discrete:
         names = [_hash(n) for n in names]
     shares = pd.Series(counts.to_numpy(dtype=float) / len(s), index=names)
     shares = shares.groupby(level=0, sort=True).sum()  # levels that name alike (1 and 1.0) are one level

@@ -11,9 +11,12 @@ stale.
 - Data frames are kept after they are first *read* (``read_frame``): the second reader gets exactly what
   ``pandas.read_parquet`` returned, as a shallow copy (pandas copy-on-write keeps the entry unchanged).
 - Numeric arrays are kept when they are *written* (``save_array``): ``np.load(np.save(a))`` is ``a`` bit for
-  bit, so the reader gets a read-only view of the array that was saved.
+  bit. They are handed over, not shared: the first reader gets the very array (writable, as from
+  ``np.load``; a custom estimator may centre X in place) and the entry is gone, so a second reader of the
+  file (the train step after tune) loads it from disk.
 
-Entries are dropped oldest-first beyond ``TRAINPIPE_HANDOFF_MB`` (default 2048 MB; 0 turns it off).
+Entries are dropped oldest-first beyond ``TRAINPIPE_HANDOFF_MB`` (default 2048 MB; 0 turns it off), and
+all of them when a pipeline run ends (``clear``), so a long-lived process holds nothing between runs.
 """
 
 from __future__ import annotations
@@ -48,15 +51,16 @@ def _identity(path: Path) -> tuple[int, int, int, int] | None:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def _get(path: Path) -> Any:
+def _get(path: Path, take: bool = False) -> Any:
     key = _identity(path)
     if key is None:
         return None
     with _lock:
-        entry = _entries.get(key)
+        entry = _entries.pop(key, None) if take else _entries.get(key)
         if entry is None:
             return None
-        _entries.move_to_end(key)
+        if not take:
+            _entries.move_to_end(key)
         return entry[0]
 
 
@@ -87,7 +91,7 @@ def read_frame(path: Path) -> pd.DataFrame:
     cached = _get(path)
     if cached is None:
         cached = pd.read_parquet(path)
-        _put(path, cached, int(cached.memory_usage(index=True, deep=False).sum()))
+        _put(path, cached, int(cached.memory_usage(index=True, deep=True).sum()))
     return cached.copy(deep=False)
 
 
@@ -97,18 +101,16 @@ def save_array(array: np.ndarray, path: Path) -> None:
 
     array = np.ascontiguousarray(array)
     np.save(path, array)
-    if array.dtype.kind in "biufc":  # object arrays go through pickle-free np.save only as numbers
-        kept = array.view()
-        kept.flags.writeable = False
-        _put(path, kept, int(array.nbytes))
+    if array.dtype.kind in "biufc" and array.flags.writeable:  # numbers only: load_array takes no pickles
+        _put(path, array, int(array.nbytes))
 
 
 def load_array(path: Path) -> np.ndarray:
-    """``numpy.load(path)`` (no pickles), or the array :func:`save_array` wrote to this unchanged file.
-    A kept array is returned read-only; copy it before changing it in place."""
+    """``numpy.load(path)`` (no pickles), or, once, the array :func:`save_array` wrote to this unchanged
+    file (the caller owns it from then on)."""
     import numpy as np
 
-    cached = _get(path)
+    cached = _get(path, take=True)
     if cached is not None:
         return cached
     return np.load(path, allow_pickle=False)

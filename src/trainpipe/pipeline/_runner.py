@@ -155,12 +155,16 @@ class PipelineRunner:
                                 tracking_uri=self.tracker.uri if self.tracker else "")
         result.write(run_dir / RUN_FILE)
         self.hooks.on_pipeline_start(self.config.name, [s.name for s in self.steps])
+        from trainpipe.pipeline import _handoff
+
         try:
             for step in self.steps:
                 result.steps.append(self._run_one(step, run_dir, parent, result))
         except BaseException as exc:
             self._finish(result, parent, exc)
             raise
+        finally:
+            _handoff.clear()  # frames and matrices handed between this run's steps
         self._finish(result, parent, None)
         return result
 
