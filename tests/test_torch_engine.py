@@ -167,6 +167,15 @@ def test_nan_without_checkpoints_says_so() -> None:
         _adapter(epochs=1).fit(X, y, None, None)
 
 
+def test_a_non_finite_validation_loss_is_divergence_not_a_bad_epoch() -> None:
+    X, y = _data()
+    X[520, 0] = np.inf  # a validation row the model cannot score (training rows are fine)
+    with pytest.raises(TrainingDiverged, match=r"validation loss is (nan|inf) after epoch 1 while the training "
+                                               r"loss is \d") as info:
+        _adapter(epochs=3).fit(X[:500], y[:500], X[500:], y[500:])
+    assert "training.learning_rate" in str(info.value) and info.value.exit_code == 2
+
+
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_autocast_on_cpu_runs_with_bf16(precision: str, caplog: pytest.LogCaptureFixture) -> None:
     engine, train, val = _engine_setup(precision=precision)

@@ -272,6 +272,15 @@ class Engine:
         first = start + int((~torch.isfinite(window)).nonzero()[0].item()) if bad else st.micro - 1
         step = first // self.training.grad_accum_steps + 1
         t = self.training
+        raise TrainingDiverged(
+            f"training diverged: the {'loss' if bad else 'model weights'} became NaN or infinite at epoch "
+            f"{st.epoch + 1}, batch {first + 1} of "
+            f"the epoch (optimizer step {st.global_step - (st.micro - first - 1) // t.grad_accum_steps}, "
+            f"{step} in this epoch). {self._divergence_advice()}"
+        )
+
+    def _divergence_advice(self) -> str:
+        t = self.training
         where = (f"{self.last_good[0]} (optimizer step {self.last_good[1]})" if self.last_good
                  else "none (no checkpoint was written before this point)")
         hints = [f"lower training.learning_rate (now {t.learning_rate:g})"]
@@ -280,12 +289,7 @@ class Engine:
         if t.precision != "fp32":
             hints.append(f"use training.precision: fp32 (now {t.precision})")
         hints.append("check the features for extreme values")
-        raise TrainingDiverged(
-            f"training diverged: the {'loss' if bad else 'model weights'} became NaN or infinite at epoch "
-            f"{st.epoch + 1}, batch {first + 1} of "
-            f"the epoch (optimizer step {st.global_step - (st.micro - first - 1) // t.grad_accum_steps}, "
-            f"{step} in this epoch). Last good checkpoint: {where}. Try: {'; '.join(hints)}."
-        )
+        return f"Last good checkpoint: {where}. Try: {'; '.join(hints)}."
 
     def _end_epoch(self, net: nn.Module, val: DataSource | None, scheduler: Any, st: _State) -> dict[str, float]:
         assert st.losses is not None and st.sizes is not None
@@ -295,6 +299,11 @@ class Engine:
         metrics = {"train_loss": float(sums[0] / sums[1])}
         if val is not None:
             metrics.update(self.evaluate(net, val))
+            if not math.isfinite(metrics["val_loss"]):  # the same on every rank: it is all-reduced
+                raise TrainingDiverged(
+                    f"training diverged: the validation loss is {metrics['val_loss']} after epoch {st.epoch + 1} "
+                    f"while the training loss is {metrics['train_loss']:.6g}: the model's outputs overflow on "
+                    f"validation rows. {self._divergence_advice()}")
         for key, value in metrics.items():
             st.history.setdefault(key, []).append(value)
         monitor = metrics.get("val_loss", metrics["train_loss"])
