@@ -265,30 +265,28 @@ def report(reps: list[Rep], rows: int, info: dict[str, str], load: tuple[str, st
              "reference; the minimal script and the lean trainpipe run show what those outputs cost.")
     L.append("")
     same = _with_same_outputs(reps)
+
+    def row(label: str, timings: list[Timing]) -> str:
+        walls = [t.wall for t in timings]
+        return f"| {label} | {median(walls):.1f} | {fmt_all(walls)} | {median([t.cpu for t in timings]):.1f} |"
+
     L.append("| measurement | median wall s | each run, wall s | median CPU s |")
     L.append("|---|---:|---|---:|")
-    L.append(f"| plain script, minimal (`plain_xgboost.py`: metrics, curve, model file) | {m_plain:.1f} | "
-             f"{fmt_all(plain)} | {median([r.plain.cpu for r in reps]):.1f} |")
+    L.append(row("plain script, minimal (`plain_xgboost.py`: metrics, curve, model file)", [r.plain for r in reps]))
     if same:
-        ws = [ps.wall for _, ps, _ in same]
-        L.append(f"| plain script, same outputs (`--same-outputs`: + 4 plots, latency, registered model) | "
-                 f"{median(ws):.1f} | {fmt_all(ws)} | {median([ps.cpu for _, ps, _ in same]):.1f} |")
-    L.append(f"| `trainpipe run`, first run (empty state) | {m_first:.1f} | {fmt_all(first)} | "
-             f"{median([r.first.cpu for r in reps]):.1f} |")
-    L.append(f"| `trainpipe run --set model.params.max_depth=5` (second run) | {m_cached:.1f} | "
-             f"{fmt_all(cached)} | {median([r.cached.cpu for r in reps]):.1f} |")
+        L.append(row("plain script, same outputs (`--same-outputs`: + 4 plots, latency, registered model)",
+                     [ps for _, ps, _ in same]))
+    L.append(row("`trainpipe run`, first run (empty state)", [r.first for r in reps]))
+    L.append(row("`trainpipe run --set model.params.max_depth=5` (second run)", [r.cached for r in reps]))
     if same:
-        wl = [lean.wall for _, _, lean in same]
-        L.append(f"| `trainpipe run` with `evaluation.latency=false evaluation.plots=false` (empty state) | "
-                 f"{median(wl):.1f} | {fmt_all(wl)} | {median([lean.cpu for _, _, lean in same]):.1f} |")
+        L.append(row("`trainpipe run` with `evaluation.latency=false evaluation.plots=false` (empty state)",
+                     [lean for _, _, lean in same]))
     lat = [r for r in reps if r.eval_latency is not None and r.eval_no_latency is not None]
     if lat:
         for label, attr in (("`... --force evaluate` (evaluate only, latency measured)", "eval_latency"),
                             ("`... --set evaluation.latency=false` (evaluate only, no latency)",
                              "eval_no_latency")):
-            walls = [getattr(r, attr).wall for r in lat]
-            cpus = [getattr(r, attr).cpu for r in lat]
-            L.append(f"| {label} | {median(walls):.1f} | {fmt_all(walls)} | {median(cpus):.1f} |")
+            L.append(row(label, [getattr(r, attr) for r in lat]))
     L.append("")
     if same:
         m_same = median([ps.wall for _, ps, _ in same])

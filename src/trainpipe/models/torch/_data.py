@@ -117,5 +117,5 @@ def dense_float32(X: Any) -> np.ndarray:
     if hasattr(X, "toarray"):
         X = X.toarray()
     out = np.ascontiguousarray(np.asarray(X, dtype=np.float32))
-    # torch.from_numpy shares memory and wants a writable array; steps may hand over read-only ones
+    # torch.from_numpy shares memory and wants a writable array (a caller may pass a read-only or memory-mapped one)
     return out if out.flags.writeable else out.copy()
