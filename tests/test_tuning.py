@@ -135,7 +135,10 @@ def test_no_default_space_for_an_estimator_without_known_knobs() -> None:
                                                    ("rmse", "minimize"), ("r2", "maximize"), ("f1", "maximize")])
 def test_direction_is_inferred_from_the_metric(metric: str, direction: str) -> None:
     assert infer_direction(metric) == direction
-    assert infer_direction(metric, "minimize") == "minimize"
+    assert infer_direction(metric, direction) == direction
+    opposite = "minimize" if direction == "maximize" else "maximize"
+    with pytest.raises(ConfigError, match=rf"tuning.direction: {opposite} contradicts tuning.metric '{metric}'"):
+        infer_direction(metric, opposite)
 
 
 def test_objective_metric_defaults_and_task_check() -> None:
@@ -478,6 +481,23 @@ def test_joining_a_study_made_by_another_config_is_refused(tmp_path: Path) -> No
     with pytest.raises(ConfigError, match="was created by another config or other data"):
         open_study(_settings(3, fingerprint="bbbb", storage=storage), SPACE)
     open_study(_settings(3, fingerprint="aaaa", storage=storage), SPACE)  # same question: joins
+
+
+def test_joining_a_study_without_a_complete_trial_queue_says_why(tmp_path: Path) -> None:
+    import optuna
+
+    from trainpipe.tuning import open_study
+
+    storage = parse_storage(f"sqlite:///{tmp_path}/optuna.db")
+    optuna.create_study(storage=storage.url, study_name="foreign", direction="maximize")
+    with pytest.raises(ConfigError, match="was not created by trainpipe"):
+        open_study(_settings(3, study_name="foreign", storage=storage, wait_ready_s=0.3), SPACE)
+    # A creator killed after naming its metric but before its last queued slot: 1 of 3 queued.
+    half = optuna.create_study(storage=storage.url, study_name="half", direction="maximize")
+    half.set_user_attr("trainpipe.metric", "roc_auc")
+    half.enqueue_trial({"x": 0.0, "k": "a"})
+    with pytest.raises(ConfigError, match=r"stopped before its trial queue was complete \(1 of 3 trials queued\)"):
+        open_study(_settings(3, study_name="half", storage=storage, wait_ready_s=0.3), SPACE)
 
 
 def test_cache_components_never_hold_a_storage_password(tmp_path: Path) -> None:

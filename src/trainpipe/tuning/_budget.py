@@ -41,6 +41,13 @@ def infer_direction(metric: str, direction: str = "auto") -> str:
         return inferred
     if direction not in ("maximize", "minimize"):
         raise ConfigError(f"tuning.direction: expected auto, maximize or minimize, got {direction!r}.")
+    if direction != inferred:
+        # Every built-in metric has one sensible direction. The opposite would search for the worst model,
+        # and the per-round pruning signal (oriented by the metric) would disagree with the study.
+        better = "higher" if known.greater_is_better else "lower"
+        raise ConfigError(f"tuning.direction: {direction} contradicts tuning.metric {metric!r}, where {better} is "
+                          f"better: the study would look for the worst model. Remove tuning.direction (auto "
+                          f"follows the metric) or set it to {inferred}.")
     return direction
 
 

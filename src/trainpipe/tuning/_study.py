@@ -182,6 +182,13 @@ def _check_joined(study: Any, settings: StudySettings) -> None:
     deadline = time.monotonic() + settings.wait_ready_s
     while SLOTS_ATTR not in study.user_attrs:
         if time.monotonic() > deadline:
+            if "trainpipe.metric" in study.user_attrs:  # set first by the creator: it stopped while queueing
+                queued = len(study.get_trials(deepcopy=False))
+                raise ConfigError(
+                    f"tuning: study {settings.study_name!r} in {settings.storage.shown} was created by trainpipe, "
+                    f"but the process creating it stopped before its trial queue was complete ({queued} of "
+                    f"{settings.n_trials} trials queued). Use another --study name, or delete it with "
+                    f"`optuna delete-study --study-name {settings.study_name} --storage URL` and start again.")
             raise ConfigError(f"tuning: study {settings.study_name!r} in {settings.storage.shown} was not created "
                               "by trainpipe (it has no trial queue). Use another --study name.")
         time.sleep(0.2)
