@@ -270,6 +270,17 @@ def test_sqlite_resume_after_sigkill(tmp_path: Path) -> None:
     assert [e["number"] for e in events(log) if e["event"] == "start"].count(0) == 1
 
 
+def test_sqlite_workers_never_run_one_trial_twice(tmp_path: Path) -> None:
+    # Optuna's WAITING -> RUNNING claim reads then writes; on SQLite nothing holds the row in between, so
+    # without trainpipe's claim lock two workers polling at once could both take the same trial.
+    url, n, log = f"sqlite:///{tmp_path}/study.db", 24, tmp_path / "events.jsonl"
+    procs = [start_worker(url, "sqlite-race", n, log, trial_seconds=0.0) for _ in range(3)]
+    wait_all(procs)
+    summary = check_exact(load(url, "sqlite-race"), n, log)
+    assert summary["n_complete"] == n
+    assert len({e["pid"] for e in events(log)}) >= 2, "only one worker took trials: nothing was shared"
+
+
 # -- journal file: several processes on one machine -----------------------------------------------------------
 
 

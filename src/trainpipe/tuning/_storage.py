@@ -13,10 +13,12 @@ worker process on this host no longer exists is failed and retried the same way 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,7 +37,30 @@ _SCHEMA_ATTEMPTS = 6
 
 def _schema_race(exc: BaseException) -> bool:
     text = str(exc).lower()
-    return any(m in text for m in ("already exists", "duplicate key", "uniqueviolation", "database is locked"))
+    return any(m in text for m in ("already exists", "duplicate key", "uniqueviolation", "database is locked",
+                                   "unique constraint failed"))
+
+
+@contextlib.contextmanager
+def sqlite_file_lock(url: str) -> Iterator[None]:
+    """An exclusive ``flock`` on a file beside a ``sqlite:///`` database; nothing for other URLs.
+
+    Serialises what SQLite's own locking leaves racy between processes: Optuna's schema creation on a
+    fresh file and its read-then-update trial claim. SQLite files are local to one machine, so a
+    file lock covers every process that can open one.
+    """
+    path = url[len("sqlite:///"):].split("?", 1)[0] if url.startswith("sqlite:///") else ""
+    if path in ("", ":memory:"):
+        yield
+        return
+    import fcntl
+
+    fd = os.open(f"{path}.trainpipe-lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock
 
 
 @dataclass(frozen=True)
@@ -86,7 +111,6 @@ def heartbeat_settings() -> tuple[int, int]:
 
 def open_storage(spec: StorageSpec) -> optuna.storages.BaseStorage:
     import optuna
-    from optuna.exceptions import ExperimentalWarning
 
     if spec.kind == "memory":
         return optuna.storages.InMemoryStorage()
@@ -104,22 +128,8 @@ def open_storage(spec: StorageSpec) -> optuna.storages.BaseStorage:
     else:
         engine_kwargs["pool_pre_ping"] = True
     try:
-        for attempt in range(_SCHEMA_ATTEMPTS):
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", ExperimentalWarning)
-                    callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
-                    return optuna.storages.RDBStorage(
-                        spec.url, engine_kwargs=engine_kwargs, heartbeat_interval=interval, grace_period=grace,
-                        heartbeat_stale_trial_callback=callback,
-                    )
-            except Exception as exc:
-                # Workers starting together on a fresh database race to create Optuna's tables; the
-                # losers see "duplicate key"/"already exists" and find the tables there on the next try.
-                if attempt + 1 == _SCHEMA_ATTEMPTS or not _schema_race(exc):
-                    raise
-                time.sleep(0.2 + random.random() * (attempt + 1))
-        raise AssertionError("unreachable")
+        with sqlite_file_lock(spec.url):
+            return _open_rdb(spec.url, engine_kwargs, interval, grace)
     except ImportError as exc:
         raise ConfigError(f"tuning.storage: {spec.shown} needs a database driver that is not installed "
                           f"({exc}). For PostgreSQL: pip install 'psycopg[binary]'.") from exc
@@ -127,3 +137,24 @@ def open_storage(spec: StorageSpec) -> optuna.storages.BaseStorage:
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"tuning.storage: cannot open the study storage {spec.shown} "
                           f"({redact_uri(first)}). Is the database running and reachable?") from exc
+
+
+def _open_rdb(url: str, engine_kwargs: dict[str, Any], interval: int, grace: int) -> optuna.storages.RDBStorage:
+    import optuna
+    from optuna.exceptions import ExperimentalWarning
+
+    for attempt in range(_SCHEMA_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=interval,
+                                                  grace_period=grace, heartbeat_stale_trial_callback=callback)
+        except Exception as exc:
+            # Workers starting together on a fresh PostgreSQL database race to create Optuna's tables (on
+            # SQLite the file lock serialises them); the losers see "duplicate key"/"already exists" and
+            # find the tables there on the next try.
+            if attempt + 1 == _SCHEMA_ATTEMPTS or not _schema_race(exc):
+                raise
+            time.sleep(0.2 + random.random() * (attempt + 1))
+    raise AssertionError("unreachable")

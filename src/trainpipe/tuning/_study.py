@@ -35,7 +35,7 @@ from trainpipe.config._schema import SearchParam
 from trainpipe.tuning._budget import Budget, Meter
 from trainpipe.tuning._objective import RoundCounter
 from trainpipe.tuning._space import grid_points, suggest
-from trainpipe.tuning._storage import MAX_RETRY, StorageSpec, open_storage
+from trainpipe.tuning._storage import MAX_RETRY, StorageSpec, open_storage, sqlite_file_lock
 
 if TYPE_CHECKING:
     import optuna
@@ -216,14 +216,19 @@ def _pop(study: Any) -> int | None:
     from optuna.trial import TrialState
 
     storage = study._storage
-    for frozen in storage.get_all_trials(_study_id(study), deepcopy=False, states=(TrialState.WAITING,)):
-        try:
-            if storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING):
-                if heartbeat_enabled(study):  # at once: a RUNNING trial without a beat can never go stale
-                    storage.record_heartbeat(frozen._trial_id)
-                return int(frozen._trial_id)
-        except UpdateFinishedTrialError:
-            continue
+    backend = getattr(storage, "_backend", storage)  # optuna wraps RDBStorage in a _CachedStorage
+    # Optuna checks "still WAITING?" with a SELECT and then UPDATEs; PostgreSQL holds the row (FOR UPDATE)
+    # in between, but SQLite ignores FOR UPDATE and Python's sqlite3 runs the SELECT outside the write
+    # transaction, so two workers could both see WAITING and both run the trial: claims on SQLite are serial.
+    with sqlite_file_lock(str(getattr(backend, "url", ""))):
+        for frozen in storage.get_all_trials(_study_id(study), deepcopy=False, states=(TrialState.WAITING,)):
+            try:
+                if storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING):
+                    if heartbeat_enabled(study):  # at once: a RUNNING trial without a beat can never go stale
+                        storage.record_heartbeat(frozen._trial_id)
+                    return int(frozen._trial_id)
+            except UpdateFinishedTrialError:
+                continue
     return None
 
 
