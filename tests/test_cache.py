@@ -63,3 +63,22 @@ def test_leftovers_of_killed_processes_are_swept(tmp_path: Path) -> None:
     (stale / "half.bin").write_bytes(b"x")
     mine = cache.new_tmp("train")
     assert not stale.exists() and mine.exists()
+
+
+def test_finished_training_prunes_checkpoint_folders_of_old_configs(tmp_path: Path) -> None:
+    import os
+
+    from trainpipe.pipeline._steps import prune_checkpoint_sets
+
+    folders = []
+    for i, name in enumerate(["k0", "k1", "k2", "k3", "k4"]):
+        folder = tmp_path / "checkpoints" / "p" / "train" / name
+        folder.mkdir(parents=True)
+        (folder / "last.pt").write_bytes(b"x")
+        os.utime(folder / "last.pt", (1000.0 + i, 1000.0 + i))  # k4 written last
+        folders.append(folder)
+    current = folders[0]  # the oldest files, but the training that just finished: always kept
+    doomed = prune_checkpoint_sets(current, keep=3)
+    assert sorted(p.name for p in doomed) == ["k1", "k2"]
+    assert sorted(p.name for p in current.parent.iterdir()) == ["k0", "k3", "k4"]
+    assert prune_checkpoint_sets(current, keep=3) == []

@@ -146,6 +146,19 @@ def test_early_stopping_keeps_best_weights_and_top_k(tmp_path: Path) -> None:
     assert all(torch.equal(best[k], current[k]) for k in best)
 
 
+def test_top_k_sweeps_epoch_files_a_killed_process_left_unlisted(tmp_path: Path) -> None:
+    from trainpipe.models.torch import CheckpointDir
+
+    folder = CheckpointDir(tmp_path, keep_top_k=2, mode="min")
+    weights = {"w": torch.zeros(2)}
+    folder.offer_epoch(1, 0.5, weights)
+    ckpt.atomic_save({"epoch": 2, "metric": 0.4, "model": weights}, tmp_path / "epoch-0002.pt")  # killed here
+    ckpt.atomic_save({"epoch": 7, "metric": 0.9, "model": weights}, tmp_path / "epoch-0007.pt")  # and here
+    assert folder.offer_epoch(3, 0.45, weights)
+    assert sorted(p.name for p in tmp_path.glob("epoch-*.pt")) == ["epoch-0001.pt", "epoch-0003.pt"]
+    assert [e["epoch"] for e in folder.topk()] == [3, 1]
+
+
 def test_nan_loss_stops_with_a_clear_message(tmp_path: Path) -> None:
     X, y = _data()
     X[450, 0] = np.inf  # a row that makes its batch's loss NaN in epoch 1

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -230,6 +231,11 @@ def train(ctx: StepContext) -> None:
         ctx.hooks.on_round("train", i, total, metrics)
 
     report = adapter.fit(X, y, X_val, y_val, on_round)
+    if configure_checkpoints is not None and ctx.state_dir is not None:
+        from trainpipe.pipeline._runner import distributed_rank
+
+        if distributed_rank() == 0:  # the rank that writes checkpoints
+            prune_checkpoint_sets(checkpoint_dir(ctx))
     for note in report.notes:
         ctx.hooks.on_message(note)
     spec = ModelSpec(model_type=cfg.model.type, family=family_of(cfg.model.type), task=task,
@@ -256,6 +262,27 @@ def checkpoint_dir(ctx: StepContext) -> Path:
     re-run with the same inputs finds them (``--resume``) and a changed config starts afresh."""
     assert ctx.state_dir is not None
     return ctx.state_dir / "checkpoints" / ctx.config.name / ctx.step / ctx.key[:16]
+
+
+KEEP_CHECKPOINT_SETS = 3
+
+
+def prune_checkpoint_sets(current: Path, keep: int = KEEP_CHECKPOINT_SETS) -> list[Path]:
+    """After a training finished: keep its checkpoint folder and the ``keep - 1`` most recently written
+    others of the same step (older configs one may still ``--resume``), delete the rest. Without this every
+    config ever trained leaves its full training state behind for good."""
+    siblings = [p for p in current.parent.iterdir() if p.is_dir() and p != current] if current.parent.is_dir() else []
+
+    def written(p: Path) -> float:
+        try:
+            return max((f.stat().st_mtime for f in p.iterdir()), default=p.stat().st_mtime)
+        except OSError:
+            return 0.0
+
+    doomed = sorted(siblings, key=written, reverse=True)[max(0, keep - 1):]
+    for folder in doomed:
+        shutil.rmtree(folder, ignore_errors=True)
+    return doomed
 
 
 def evaluate(ctx: StepContext) -> None:

@@ -3,8 +3,8 @@
 How several workers share one study without losing or repeating a trial: the process that creates the
 study enqueues ``n_trials`` empty WAITING trials ("slots") and then marks the study ready. Every worker
 (one process here, others on other machines) pops a WAITING trial, which the storage hands to exactly
-one of them (a row lock in PostgreSQL, a transaction in SQLite, the log order in a journal), samples
-its parameters then, and never creates a trial of its own. So the study ends with exactly ``n_trials``
+one of them (a row lock in PostgreSQL, a lock file beside an SQLite database, the log order in a
+journal), samples its parameters then, and never creates a trial of its own. So the study ends with exactly ``n_trials``
 finished trials, plus one for each trial that was retried after its worker died.
 
 A worker whose trial dies (SIGKILL, preempted machine) stops recording heartbeats; the next worker to

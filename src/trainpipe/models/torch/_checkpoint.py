@@ -124,4 +124,10 @@ class CheckpointDir:
         atomic_write_text(json.dumps(keep, indent=1), self.directory / TOPK)
         for entry in drop:
             (self.directory / entry["file"]).unlink(missing_ok=True)
+        # A process killed between writing an epoch file and the list (or before the unlinks above) left
+        # files that no list names: they would never be deleted.
+        listed = {e["file"] for e in keep}
+        for orphan in self.directory.glob("epoch-*.pt"):
+            if orphan.name not in listed:
+                orphan.unlink(missing_ok=True)
         return kept
