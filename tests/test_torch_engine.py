@@ -429,3 +429,14 @@ def test_resume_without_a_checkpoint_says_it_trained_from_scratch(tmp_path: Path
     adapter.configure_checkpoints(tmp_path / "none-yet", resume=True)
     report = adapter.fit(X[:500], y[:500], X[500:], y[500:])
     assert any("no checkpoint for these inputs" in n for n in report.notes)
+
+
+def test_each_ddp_rank_draws_its_own_dropout_seed_from_its_position() -> None:
+    from trainpipe.models.torch._setup import rank_step_seed
+
+    seeds = {rank_step_seed(42, rank, epoch, seg, step)
+             for rank in range(4) for epoch in range(3) for seg in range(2) for step in range(50)}
+    assert len(seeds) == 4 * 3 * 2 * 50  # every rank and position its own stream
+    assert all(0 <= s < 2**63 for s in seeds)
+    assert rank_step_seed(42, 1, 2, 0, 7) == rank_step_seed(42, 1, 2, 0, 7)  # a resumed run draws the same
+    assert rank_step_seed(42, 0, 0, 0, 0) != rank_step_seed(43, 0, 0, 0, 0)

@@ -31,6 +31,7 @@ from trainpipe.models.torch._setup import (
     SignalGuard,
     build_optimizer,
     build_scheduler,
+    rank_step_seed,
     resolve_device,
     resolve_precision,
     seed_everything,
@@ -212,6 +213,8 @@ class Engine:
                 boundary = (st.micro + 1) % accum == 0 or last_micro
                 ddp_hold = self.dist.is_distributed and not boundary
                 sync = net.no_sync() if ddp_hold else _null()  # type: ignore[operator]
+                if self.dist.is_distributed:
+                    torch.manual_seed(rank_step_seed(t.seed, self.dist.rank, st.epoch, st.segment, st.step))
                 with sync:
                     with self.precision.autocast(dev):
                         loss = self.objective.loss(net(*inputs), target)

@@ -32,6 +32,23 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+_MASK64 = (1 << 64) - 1
+
+
+def rank_step_seed(seed: int, rank: int, epoch: int, segment: int, step: int) -> int:
+    """A seed for one micro-batch of one DDP rank: a pure function of where it is, so that every rank
+    draws its own dropout masks (with one seed everywhere, all ranks would drop the same units on
+    different rows) and a resumed run, which restores only rank 0's generator state, still draws exactly
+    what an uninterrupted run would. splitmix64 over the five numbers; below 2**63 for ``manual_seed``."""
+    x = 0
+    for part in (seed, rank, epoch, segment, step):
+        x = (x ^ (part & _MASK64)) + 0x9E3779B97F4A7C15 & _MASK64
+        x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9 & _MASK64
+        x = (x ^ (x >> 27)) * 0x94D049BB133111EB & _MASK64
+        x ^= x >> 31
+    return x >> 1
+
+
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("training.device: 'cuda' was asked for but no CUDA device is available to torch "
