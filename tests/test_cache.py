@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from trainpipe.pipeline import StepCache, explain_change
 from trainpipe.pipeline._cache import key_of
 
@@ -82,3 +84,31 @@ def test_finished_training_prunes_checkpoint_folders_of_old_configs(tmp_path: Pa
     assert sorted(p.name for p in doomed) == ["k1", "k2"]
     assert sorted(p.name for p in current.parent.iterdir()) == ["k0", "k3", "k4"]
     assert prune_checkpoint_sets(current, keep=3) == []
+
+
+def test_a_step_run_on_purpose_replaces_the_entry_of_its_key(tmp_path: Path) -> None:
+    cache = StepCache(tmp_path)
+    first = cache.new_tmp("gate")
+    (first / "report.json").write_text('{"champion": 1}')
+    cache.commit("gate", "k" * 64, first, {})
+    again = cache.new_tmp("gate")
+    (again / "report.json").write_text('{"champion": 2}')
+    kept = cache.commit("gate", "k" * 64, again, {})  # a concurrent identical miss: the first entry stays
+    assert (kept.path / "report.json").read_text() == '{"champion": 1}'
+    forced = cache.new_tmp("gate")
+    (forced / "report.json").write_text('{"champion": 2}')
+    entry = cache.commit("gate", "k" * 64, forced, {}, replace=True)  # --force, --no-cache, always-run steps
+    assert (entry.path / "report.json").read_text() == '{"champion": 2}'
+    found, _ = cache.lookup("gate", "k" * 64)
+    assert found is not None and (found.path / "report.json").read_text() == '{"champion": 2}'
+
+
+@pytest.mark.parametrize("manifest", ["{}", "[]", '{"files": {"a": 1}, "components": {}}', '{"files": {}}'])
+def test_a_manifest_of_the_wrong_shape_is_a_miss_not_a_crash(tmp_path: Path, manifest: str) -> None:
+    cache = StepCache(tmp_path)
+    tmp = cache.new_tmp("ingest")
+    (tmp / "a").write_text("x")
+    entry = cache.commit("ingest", "k" * 64, tmp, {})
+    (entry.path / "_manifest.json").write_text(manifest)
+    found, why = cache.lookup("ingest", "k" * 64)
+    assert found is None and why == "cache manifest damaged"

@@ -148,6 +148,18 @@ def test_promotion_workflow_gate_refusal_rollback_and_pyfunc(workdir: Path) -> N
     nomodel = cli(workdir, "predict", "models:/cancer@nope", "raw.csv", "-o", "bad.csv")
     assert nomodel.returncode == 2 and "models:/cancer@nope" in nomodel.stderr
 
+    # the same config again: gate and register run again and the run records *this* registration
+    # (their cache entries of the earlier identical run used to be linked in instead: version 2, champion 1)
+    again = cli(workdir, "run", str(workdir / "second.yaml"))
+    assert again.returncode == 0, again.stderr
+    assert state(workdir) == (["1", "2", "3"], {"staging": "1", "production": "3", "previous-production": "1"})
+    latest = max((workdir / ".trainpipe" / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
+    assert json.loads((latest / "steps" / "register" / "registration.json").read_text())["version"] == "3"
+    assert json.loads((latest / "gate_report.json").read_text())["champion"]["champion_version"] == "1"
+    everything = cli(workdir, "models", "list")  # no NAME: every registered model
+    assert everything.returncode == 0, everything.stderr
+    assert "cancer" in everything.stdout
+
 
 def _latest_gate_report(workdir: Path) -> str:
     reports = sorted((workdir / ".trainpipe" / "runs").glob("*/gate_report.json"), key=lambda p: p.stat().st_mtime)

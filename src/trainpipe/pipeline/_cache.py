@@ -63,6 +63,10 @@ class StepCache:
             data = json.loads(manifest.read_text())
         except (OSError, ValueError):
             return None, "cache manifest unreadable"
+        if not (isinstance(data, dict) and isinstance(data.get("files"), dict)
+                and isinstance(data.get("components"), dict)
+                and all(isinstance(k, str) and isinstance(v, str) for k, v in data["files"].items())):
+            return None, "cache manifest damaged"
         for rel, digest in data["files"].items():
             f = path / rel
             if not f.is_file():
@@ -83,14 +87,20 @@ class StepCache:
         tmp.mkdir(parents=True)
         return tmp
 
-    def commit(self, step: str, key: str, tmp: Path, components: dict[str, Any]) -> CacheEntry:
-        """Seal ``tmp`` as the entry for ``key`` (atomic rename; an existing broken entry is replaced)."""
+    def commit(self, step: str, key: str, tmp: Path, components: dict[str, Any], *,
+               replace: bool = False) -> CacheEntry:
+        """Seal ``tmp`` as the entry for ``key`` (atomic rename; an existing broken entry is replaced).
+
+        An existing valid entry is kept (another process computed the same inputs first) unless ``replace``:
+        a step that ran on purpose (``--force``, ``--no-cache``, or one that always runs because it reads the
+        registry) must leave *its* result in the run, not an older one of the same key.
+        """
         files = manifest_of(tmp)
         (tmp / MANIFEST).write_text(json.dumps({"files": files, "components": components}, indent=1, default=str))
         final = self.entry_dir(step, key)
         if final.exists():
             existing, _ = self.lookup(step, key)
-            if existing is not None:  # another process sealed the same key first: keep theirs
+            if existing is not None and not replace:  # another process sealed the same key first: keep theirs
                 shutil.rmtree(tmp, ignore_errors=True)
                 return existing
             trash = final.with_name(f".trash-{uuid.uuid4().hex[:8]}")
@@ -105,6 +115,8 @@ class StepCache:
             existing, _ = self.lookup(step, key)
             if existing is None:
                 raise
+            if replace:  # another process sealed one between our trash and rename: the run still gets ours
+                return CacheEntry(tmp, files, components)
             shutil.rmtree(tmp, ignore_errors=True)
             return existing
         return CacheEntry(final, files, components)

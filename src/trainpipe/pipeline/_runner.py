@@ -240,6 +240,7 @@ class PipelineRunner:
         key = key_of(components)
         previous = self.cache.last_components(step.name, self.config.name)
         entry, miss_reason = (None, "")
+        on_purpose = self.no_cache or step.name in self.force or not step.cache  # runs even when cached
         if self.no_cache:
             reason = "--no-cache"
         elif step.name in self.force:
@@ -279,7 +280,7 @@ class PipelineRunner:
                 step.func(ctx)
                 (tmp / STEP_RESULT).write_text(json.dumps({"metrics": ctx.metrics, "params": ctx.params,
                                                            "curves": ctx.curves}, default=str))
-                entry = self.cache.commit(step.name, key, tmp, components)
+                entry = self.cache.commit(step.name, key, tmp, components, replace=on_purpose)
             except BaseException as exc:
                 shutil.rmtree(tmp, ignore_errors=True)
                 record = self._record(step, "failed", f"{type(exc).__name__}: {exc}"[:500], start, key, "", ctx)

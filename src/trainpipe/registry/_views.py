@@ -76,7 +76,7 @@ def list_table(client: MlflowClient, name: str | None) -> Any:
         for rm in client.search_registered_models(max_results=1000):
             versions = _versions(client, rm.name)
             aliases = ", ".join(f"@{a}→v{v}" for a, v in sorted((rm.aliases or {}).items()))
-            table.add_row(rm.name, str(len(versions)), aliases, versions[0].version if versions else "",
+            table.add_row(rm.name, str(len(versions)), aliases, str(versions[0].version) if versions else "",
                           _when(rm.last_updated_timestamp))
         return table
     versions = _versions(client, name)
