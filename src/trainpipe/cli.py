@@ -66,14 +66,16 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
 
 @contextmanager
 def _signals() -> Iterator[None]:
-    def handler(signum: int, frame: Any) -> None:
-        raise TrainingInterrupted(signum, f"interrupted by signal {signal.Signals(signum).name}")
+    from trainpipe._signals import raise_interrupt
 
-    old = signal.signal(signal.SIGTERM, handler)
+    # raises a KeyboardInterrupt subclass: no `except Exception` on the way (ours, MLflow's) can swallow it
+    old = signal.signal(signal.SIGTERM, raise_interrupt)
     try:
         yield
-    except KeyboardInterrupt:
-        raise TrainingInterrupted(signal.SIGINT, "interrupted (Ctrl-C)") from None
+    except KeyboardInterrupt as exc:
+        signum = int(getattr(exc, "signum", signal.SIGINT))
+        message = "interrupted (Ctrl-C)" if signum == signal.SIGINT else str(exc)
+        raise TrainingInterrupted(signum, message) from None
     finally:
         signal.signal(signal.SIGTERM, old)
 

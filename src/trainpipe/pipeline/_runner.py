@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import yaml
 
 from trainpipe._exceptions import ConfigError, TrainingInterrupted
 from trainpipe._hooks import Hooks
+from trainpipe._signals import deferred
 from trainpipe._version import __version__
 from trainpipe.config import LoadedConfig, config_hash, load_config, redact
 from trainpipe.pipeline._cache import StepCache, explain_change, key_of, link_tree, manifest_of
@@ -161,12 +163,19 @@ class PipelineRunner:
             for step in self.steps:
                 result.steps.append(self._run_one(step, run_dir, parent, result))
         except BaseException as exc:
-            self._finish(result, parent, exc)
+            self._finish_whole(result, parent, exc)
             raise
         finally:
             _handoff.clear()  # frames and matrices handed between this run's steps
-        self._finish(result, parent, None)
+        self._finish_whole(result, parent, None)
         return result
+
+    def _finish_whole(self, result: PipelineResult, parent: str | None, exc: BaseException | None) -> None:
+        """The run's last records are written whole (a signal waits for them); a signal that came meanwhile
+        changes nothing: the outcome, finished or the error that ended it, is already decided and recorded."""
+        with deferred() as held:
+            self._finish(result, parent, exc)
+            held.pending = None
 
     def run_step(self, name: str, run_dir: Path) -> PipelineResult:
         """Run one step inside an existing run directory (its inputs must be there)."""
@@ -277,10 +286,11 @@ class PipelineRunner:
             tmp = self.cache.new_tmp(step.name)
             ctx.out_dir = tmp
             try:
-                step.func(ctx)
-                (tmp / STEP_RESULT).write_text(json.dumps({"metrics": ctx.metrics, "params": ctx.params,
-                                                           "curves": ctx.curves}, default=str))
-                entry = self.cache.commit(step.name, key, tmp, components, replace=on_purpose)
+                with deferred() if step.uninterruptible else contextlib.nullcontext():
+                    step.func(ctx)
+                    (tmp / STEP_RESULT).write_text(json.dumps({"metrics": ctx.metrics, "params": ctx.params,
+                                                               "curves": ctx.curves}, default=str))
+                    entry = self.cache.commit(step.name, key, tmp, components, replace=on_purpose)
             except BaseException as exc:
                 shutil.rmtree(tmp, ignore_errors=True)
                 record = self._record(step, "failed", f"{type(exc).__name__}: {exc}"[:500], start, key, "", ctx)

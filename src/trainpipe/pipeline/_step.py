@@ -56,3 +56,6 @@ class Step:
     description: str = ""
     run_files: tuple[str, ...] = ()  # files the step also puts at the top of the run directory
     cache: bool = True  # False: always runs (its result depends on state outside the run, e.g. the registry)
+    # True: SIGTERM/Ctrl-C wait until the step is done and sealed (it changes state outside the run, e.g. it
+    # registers a model: a run must not be reported interrupted after its side effect happened)
+    uninterruptible: bool = False

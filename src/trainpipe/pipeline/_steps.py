@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from dataclasses import replace
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainpipe._exceptions import DataError, DataValidationError
+from trainpipe._signals import deferred
 from trainpipe.pipeline._handoff import load_array, read_frame, save_array
 from trainpipe.pipeline._step import Step, StepContext
 
@@ -227,10 +229,18 @@ def train(ctx: StepContext) -> None:
     if configure_checkpoints is not None and ctx.state_dir is not None:
         configure_checkpoints(checkpoint_dir(ctx), ctx.resume)
 
-    def on_round(i: int, total: int, metrics: Any) -> None:
-        ctx.hooks.on_round("train", i, total, metrics)
+    # XGBoost and LightGBM call back into Python through ctypes while they build their data matrices: an
+    # exception raised there by a signal handler is dropped by ctypes and the C++ side carries on broken (up to
+    # an abort). Signals wait, and stop the training between two boosting rounds instead.
+    native = family_of(cfg.model.type) in ("xgboost", "lightgbm")
+    with deferred() if native else contextlib.nullcontext() as held:
 
-    report = adapter.fit(X, y, X_val, y_val, on_round)
+        def on_round(i: int, total: int, metrics: Any) -> None:
+            if held is not None:
+                held.raise_pending()
+            ctx.hooks.on_round("train", i, total, metrics)
+
+        report = adapter.fit(X, y, X_val, y_val, on_round)
     if configure_checkpoints is not None and ctx.state_dir is not None:
         from trainpipe.pipeline._runner import distributed_rank
 

@@ -280,4 +280,4 @@ GATE_STEP = Step("gate", gate, ("train", "evaluate", "split"), ("gate", "registr
 REGISTER_STEP = Step("register", register, ("train", "evaluate", "gate", "drift", "split", "ingest"),
                      ("registry", "description", "name"), (*_SK, "mlflow"),
                      description="log the pyfunc model, register a version, set the alias, attach the card",
-                     cache=False)
+                     cache=False, uninterruptible=True)

@@ -4,9 +4,13 @@ Aliases: ``staging``, ``production`` and ``previous-production`` (set when produ
 move is recorded as a registered-model tag ``trainpipe.audit.<utc time>-<id>`` holding JSON (when, alias,
 from version, to version, user, host, reason, gate verdict), so the history lives in the registry itself.
 
-Registration is all or nothing: the version is created with ``trainpipe.registration=pending``, the alias
-is set, then the tag becomes ``complete``; on any error in between the version is deleted. A process
-killed in between leaves a version that carries no alias (and says ``pending``), never an unearned alias.
+Registration is all or nothing: the version is created with ``trainpipe.registration=pending``, described,
+tagged ``complete`` (the model and its card are whole), and only then given its alias; on any error in
+between the aliases are put back and the version is deleted. SIGTERM and Ctrl-C wait until the register
+step is done (see ``trainpipe._signals``). A process killed outright (SIGKILL) in between leaves either a
+``pending`` version without an alias, which cannot be promoted, or a ``complete`` version without its
+alias: a gated, whole model that a retry of the same run picks up (it sets the alias and registers
+nothing new), never an alias on an unfinished version.
 """
 
 from __future__ import annotations
