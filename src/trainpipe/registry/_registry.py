@@ -42,9 +42,15 @@ MODEL_ARTIFACT = "registered_model"
 def client_for(uri: str) -> MlflowClient:
     from mlflow import MlflowClient
 
-    if uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    from trainpipe._locks import sqlite_file_lock
+
+    if not uri.startswith("sqlite:///"):
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    with sqlite_file_lock(uri):  # a fresh store is created (tables, migrations) by one process at a time
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        client.search_registered_models(max_results=1)
+    return client
 
 
 def _not_found(exc: Exception) -> bool:

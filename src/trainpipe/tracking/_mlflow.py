@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from trainpipe._locks import sqlite_file_lock
 from trainpipe.config._secrets import redact_uri
 
 _PARAM_MAX = 6000
@@ -42,8 +43,13 @@ class MlflowTracker:
             Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         self._uri = uri
         try:
-            self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-            self.experiment_id = self._experiment(experiment, artifact_root)
+            # Two runs starting on a fresh store race through MLflow's table creation and migrations, which
+            # can leave the file broken for good: the first one in creates the store, the other waits.
+            with sqlite_file_lock(uri):
+                self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+                self.experiment_id = self._experiment(experiment, artifact_root)
+                if uri.startswith("sqlite:///"):
+                    self.client.search_registered_models(max_results=1)  # the registry's tables too, now
         except Exception as exc:  # MLflow raises several unrelated types for a bad or unreachable URI
             from trainpipe._exceptions import ConfigError
 

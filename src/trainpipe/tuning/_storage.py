@@ -13,17 +13,16 @@ worker process on this host no longer exists is failed and retried the same way 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import time
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainpipe._exceptions import ConfigError
+from trainpipe._locks import sqlite_file_lock
 from trainpipe.config._secrets import redact_uri
 
 if TYPE_CHECKING:
@@ -39,28 +38,6 @@ def _schema_race(exc: BaseException) -> bool:
     text = str(exc).lower()
     return any(m in text for m in ("already exists", "duplicate key", "uniqueviolation", "database is locked",
                                    "unique constraint failed"))
-
-
-@contextlib.contextmanager
-def sqlite_file_lock(url: str) -> Iterator[None]:
-    """An exclusive ``flock`` on a file beside a ``sqlite:///`` database; nothing for other URLs.
-
-    Serialises what SQLite's own locking leaves racy between processes: Optuna's schema creation on a
-    fresh file and its read-then-update trial claim. SQLite files are local to one machine, so a
-    file lock covers every process that can open one.
-    """
-    path = url[len("sqlite:///"):].split("?", 1)[0] if url.startswith("sqlite:///") else ""
-    if path in ("", ":memory:"):
-        yield
-        return
-    import fcntl
-
-    fd = os.open(f"{path}.trainpipe-lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing drops the lock
 
 
 @dataclass(frozen=True)
