@@ -6,6 +6,7 @@ Exit codes: 0 ok, 2 bad config or input, 3 data validation failed, 4 gate refuse
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -85,6 +86,8 @@ def _guard(debug: bool, fn: Callable[[], T]) -> T:
     # MLflow reads this when it is first imported; its INFO lines (table creation) are noise here.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if debug else "WARNING")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    if not debug:  # it logs a full traceback for every store error; trainpipe reports the error itself
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     try:
         with _signals():
             return fn()
@@ -102,7 +105,25 @@ def _guard(debug: bool, fn: Callable[[], T]) -> T:
         if debug:
             err.print(traceback.format_exc(), markup=False)
         raise typer.Exit(exc.exit_code) from None
+    except PermissionError as exc:  # the environment, not a bug: name the path
+        where = f" {exc.filename}" if exc.filename else ""
+        err.print("[red]error:[/] ", end="", markup=True)
+        err.print(f"permission denied writing or reading{where} ({exc.strerror or exc}). Make it writable for "
+                  "this user (or point tracking.uri / the working directory elsewhere) and run again.",
+                  markup=False, highlight=False)
+        if debug:
+            err.print(traceback.format_exc(), markup=False)
+        raise typer.Exit(2) from None
     except Exception as exc:
+        store_problem = _store_problem(exc)
+        if store_problem:
+            err.print("[red]error:[/] ", end="", markup=True)
+            err.print(f"the SQLite store cannot be used: {store_problem}. Check that the .trainpipe folder (or "
+                      "the database tracking.uri names) is writable by this user and its disk is not full, then "
+                      "run again.", markup=False, highlight=False)
+            if debug:
+                err.print(traceback.format_exc(), markup=False)
+            raise typer.Exit(2) from None
         err.print("[red]unexpected error:[/] ", end="", markup=True)
         err.print(f"{type(exc).__name__}: {exc}", markup=False, highlight=False)
         if debug:
@@ -110,6 +131,24 @@ def _guard(debug: bool, fn: Callable[[], T]) -> T:
         else:
             err.print("run again with --debug for the traceback", style="dim")
         raise typer.Exit(1) from None
+
+
+_STORE_PROBLEMS = ("attempt to write a readonly database", "unable to open database file",
+                   "database or disk is full", "disk i/o error")
+
+
+def _store_problem(exc: BaseException) -> str:
+    """SQLite's own words when an exception (or one it was raised from) says the store file is unusable."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            break
+        text = str(seen).lower()
+        for problem in _STORE_PROBLEMS:
+            if problem in text:
+                return problem
+        seen = seen.__cause__ or seen.__context__
+    return ""
 
 
 def _load(config: Path, profile: str | None, sets: list[str] | None) -> LoadedConfig:

@@ -353,13 +353,26 @@ class PipelineRunner:
             tags["data_fingerprint"] = json.loads(ingest_info.read_text())["fingerprint"]
         if result.error:
             tags["trainpipe.error"] = result.error[:5000]
-        self.tracker.set_tags(parent, tags)
-        self._log_artifacts(parent, result.run_dir)
-        if isinstance(self.tracker, _TimedTracker):
-            metrics["tracking_seconds"] = round(self.tracker.seconds, 4)
-            result.metrics["tracking_seconds"] = metrics["tracking_seconds"]
-            result.write(result.run_dir / RUN_FILE)
-        self.tracker.log_metrics(parent, metrics)
+        try:
+            self.tracker.set_tags(parent, tags)
+            self._log_artifacts(parent, result.run_dir)
+            if isinstance(self.tracker, _TimedTracker):
+                metrics["tracking_seconds"] = round(self.tracker.seconds, 4)
+                result.metrics["tracking_seconds"] = metrics["tracking_seconds"]
+                result.write(result.run_dir / RUN_FILE)
+            self.tracker.log_metrics(parent, metrics)
+        except Exception as log_error:
+            with contextlib.suppress(Exception):  # never leave the MLflow run RUNNING for good
+                self.tracker.end_run(parent, "FAILED")
+            if exc is not None:  # the run already failed: that error is the one to report
+                return
+            why = (str(log_error).strip().splitlines() or [""])[0][:300]
+            raise ConfigError(
+                f"tracking: the run finished, but its records could not be written to the MLflow store "
+                f"{self.tracker.uri} ({type(log_error).__name__}: {why}). "
+                f"Check that the store and its artifact folder are writable; the run directory "
+                f"{result.run_dir} has everything."
+            ) from log_error
         self.tracker.end_run(parent, {"finished": "FINISHED", "failed": "FAILED"}.get(result.status, "KILLED"))
 
     def _log_artifacts(self, parent: str, run_dir: Path) -> None:
