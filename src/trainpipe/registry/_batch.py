@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trainpipe._exceptions import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass
@@ -48,23 +52,58 @@ def _local_model(model_uri: str, tracking_uri: str, dst: Path) -> Path:
                           "(see: trainpipe models list NAME).") from exc
 
 
-def _write(df: object, out: Path) -> None:
-    import pandas as pd
-
-    assert isinstance(df, pd.DataFrame)
+def _write(df: pd.DataFrame, out: Path) -> None:
+    """Write ``df`` to a temporary name beside ``out``, then rename it over ``out``: a failed or interrupted
+    write leaves ``out`` as it was (absent, or the previous file), never half-written."""
     suffix = out.suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
         raise ConfigError(f"-o {out}: expected a .csv or .parquet file name.")
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:6]}")
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         if suffix == ".csv":
             df.to_csv(tmp, index=False)
         else:
             df.to_parquet(tmp, index=False)
         os.replace(tmp, out)
+    except OSError as exc:
+        why = f"{exc.strerror or type(exc).__name__}" + (f": {exc.filename}" if exc.filename else "")
+        raise ConfigError(f"-o {out}: cannot write the predictions there ({why}). "
+                          "Pick a writable path; nothing was written.") from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):  # nothing was created
+            tmp.unlink()
+
+
+def _check_output_path(out: Path, data_file: Path) -> None:
+    """Refuse an output path that is the input file (it would be replaced by the predictions) or a folder."""
+    same = out.resolve() == data_file.resolve()
+    if not same and out.exists():
+        try:
+            same = os.path.samefile(out, data_file)  # hard links, case-insensitive file systems
+        except OSError:
+            same = False
+    if same:
+        raise ConfigError(
+            f"-o {out} is the input file (DATA_FILE {data_file}); writing there would replace your data with "
+            "the predictions. Write them to another file, e.g. -o "
+            f"{out.with_name(f'{out.stem}.predictions{out.suffix}')}."
+        )
+    if out.is_dir():
+        raise ConfigError(f"-o {out} is a folder; expected a .csv or .parquet file name.")
+
+
+def _check_name_clashes(passthrough: list[str], outputs: list[str], data_file: Path) -> None:
+    """Refuse input columns that would be copied to the output under the name of an output column."""
+    names = set(outputs)
+    clash = [c for c in passthrough if c in names]
+    if clash:
+        raise DataError(
+            f"DATA_FILE {data_file}: has columns {clash}, which are also the names of the model's output "
+            f"columns {outputs}; the output would hold two columns of each name. Rename or drop those input "
+            "columns (a file scored before: drop its prediction and proba_* columns) and run again. "
+            "Nothing was written."
+        )
 
 
 def _trainpipe_model(folder: Path, model_uri: str) -> tuple[Any, list[dict[str, Any]]]:
@@ -98,6 +137,7 @@ def predict_file(model_uri: str, data_file: Path, out: Path, tracking_uri: str) 
     if not data_file.is_file():
         raise DataError(f"DATA_FILE {data_file}: no such file (relative paths are read from the current folder, "
                         f"{Path.cwd()}).")
+    _check_output_path(out, data_file)
     try:
         df = read_source(resolve_source(str(data_file.resolve()), Path.cwd()))
     except DataError as exc:
@@ -110,7 +150,9 @@ def predict_file(model_uri: str, data_file: Path, out: Path, tracking_uri: str) 
         pred = predict_frame(model, checked[names])
     import pandas as pd
 
-    passthrough = df[[c for c in df.columns if c not in names]].reset_index(drop=True)
+    kept = [c for c in df.columns if c not in names]
+    _check_name_clashes(kept, list(map(str, pred.columns)), data_file)
+    passthrough = df[kept].reset_index(drop=True)
     result = pd.concat([passthrough, pred.reset_index(drop=True)], axis=1)
     _write(result, out)
     return BatchResult(len(result), out, model_uri, list(map(str, pred.columns)))

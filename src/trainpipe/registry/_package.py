@@ -25,15 +25,24 @@ _FAMILY_LIBS = {"xgboost": ("xgboost-cpu", "xgboost"), "lightgbm": ("lightgbm",)
 
 
 def input_types(spec: ModelSpec) -> dict[str, str]:
-    """MLflow column types for the raw input columns, as in training: integer columns (no missing values in
-    training) ``long``, other numbers ``double``, booleans ``boolean``, the rest ``string``."""
+    """MLflow column types for the raw input columns, as in training: NumPy integer columns (which cannot
+    hold missing values) ``long``, other numbers ``double``, booleans ``boolean``, the rest ``string``.
+
+    pandas' nullable integers (``Int64``, ``UInt8``, ``int64[pyarrow]``...; a Parquet integer column with
+    missing values reads as one) are ``double``: with a missing value they become floats, and MLflow
+    refuses a float for a ``long`` column, in the input example and at serving time alike.
+    """
     out: dict[str, str] = {}
     for col in spec.features.columns:
-        dtype = spec.input_dtypes.get(col, "object").lower()
+        raw = spec.input_dtypes.get(col, "object")
+        dtype = raw.lower()
         if col in spec.features.text:
             out[col] = "string"
         elif dtype.startswith("bool"):
             out[col] = "boolean"
+        elif raw.startswith(("Int", "UInt")) or (dtype.startswith(("int", "uint")) and "[pyarrow]" in dtype):
+            # nullable: may hold <NA>
+            out[col] = "double"
         elif dtype.startswith(("int", "uint")):
             out[col] = "long"
         elif dtype.startswith("float"):
