@@ -15,15 +15,17 @@ nothing new), never an alias on an unfinished version.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import json
 import re
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from trainpipe._exceptions import ConfigError, GateRefused
 
@@ -133,11 +135,33 @@ def move_alias(client: MlflowClient, name: str, alias: str, version: str | None,
         client.set_registered_model_alias(name, alias, str(version))
     move = AliasMove(_now(), alias, before, None if version is None else str(version),
                      user or getpass.getuser(), socket.gethostname(), reason, _verdict(client, name, version))
+    if before == move.to_version:  # nothing moved: the audit log records moves only
+        return move
     client.set_registered_model_tag(name, f"{AUDIT_PREFIX}{move.time}-{uuid.uuid4().hex[:6]}",
                                     json.dumps(move.to_dict()))
     return move
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def serialised(func: F) -> F:
+    """Alias changes read the aliases, then move them: on an embedded SQLite store two commands at once
+    (promote and rollback, two promotes, a run registering) must not interleave, or ``previous-production``
+    ends up pointing past a version that was production in between. One lock file per store serialises
+    them; a tracking server's clients are on other machines, where this cannot help."""
+
+    @functools.wraps(func)
+    def wrapper(client: MlflowClient, *args: Any, **kwargs: Any) -> Any:
+        from trainpipe._locks import sqlite_file_lock
+
+        with sqlite_file_lock(str(getattr(client, "_registry_uri", ""))):
+            return func(client, *args, **kwargs)
+
+    return cast(F, wrapper)
+
+
+@serialised
 def promote(client: MlflowClient, name: str, version: str, to: str, *, reason: str) -> list[AliasMove]:
     """Move ``to`` (staging or production) to ``version``; production remembers the one it replaces."""
     if to not in (STAGING, PRODUCTION):
@@ -160,6 +184,7 @@ def promote(client: MlflowClient, name: str, version: str, to: str, *, reason: s
     return moves
 
 
+@serialised
 def rollback(client: MlflowClient, name: str, *, reason: str) -> list[AliasMove]:
     """Production goes back to ``previous-production``; the rolled-back version becomes the previous one."""
     if not reason.strip():
@@ -198,6 +223,7 @@ class ChampionMoved(GateRefused):
     """Production moved between the gate and registration: the gate compared against another version."""
 
 
+@serialised
 def register_version(client: MlflowClient, *, name: str, run_id: str, source: str, alias: str | None,
                      tags: dict[str, str], description: str, reason: str,
                      expected_production: str | None = None) -> ModelVersion:
