@@ -174,6 +174,8 @@ def test_cli_run_step_runs_and_compare(workdir: Path) -> None:
     assert "test_roc_auc" in compared.stdout and "data.source" not in compared.stdout
     missing = _cli("runs", "show", "nope", cwd=workdir)
     assert missing.returncode == 2 and "not found" in missing.stderr
+    short = _cli("runs", "show", ids[0][:12], cwd=workdir)  # the width `runs compare` shows
+    assert short.returncode == 0 and ids[0] in short.stdout, short.stderr
     # one step alone inside the run directory: evaluate again, then train with its inputs gone
     run_dir = runs[-1]
     alone = _cli("step", "evaluate", "--run-dir", str(run_dir), "--no-cache", cwd=workdir)

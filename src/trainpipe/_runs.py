@@ -47,8 +47,26 @@ def _get(client: Any, run_id: str) -> Any:
     try:
         return client.get_run(run_id)
     except MlflowException as exc:
+        found = _by_prefix(client, run_id)
+        if found is not None:
+            return found
         raise ConfigError(f"run {run_id!r} was not found in the tracking store ({client.tracking_uri}). "
                           "List runs with: trainpipe runs list") from exc
+
+
+def _by_prefix(client: Any, prefix: str) -> Any:
+    """The one run whose id starts with ``prefix`` (``runs compare`` shows 12 characters), or None."""
+    import re
+
+    if not re.fullmatch(r"[0-9a-f]{6,31}", prefix):
+        return None
+    exps = client.search_experiments()
+    matches = [r for r in client.search_runs([e.experiment_id for e in exps], max_results=50_000)
+               if r.info.run_id.startswith(prefix)] if exps else []
+    if len(matches) > 1:
+        raise ConfigError(f"run id {prefix!r} is the start of {len(matches)} runs "
+                          f"({', '.join(r.info.run_id for r in matches[:5])}); give more of it.")
+    return matches[0] if matches else None
 
 
 def _headline(metrics: dict[str, float]) -> str:

@@ -197,7 +197,8 @@ def run(
                                          "interrupted run with the same inputs (torch models).")] = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Run the whole pipeline: ingest, validate, split, preprocess, [tune], train, evaluate, gate, register."""
+    """Run the whole pipeline: ingest, validate, split, preprocess, tune (when configured), train, evaluate,
+    gate, register."""
     from trainpipe._cli_render import RichHooks
 
     def go() -> None:
