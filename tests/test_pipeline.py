@@ -181,6 +181,15 @@ def test_cli_run_step_runs_and_compare(workdir: Path) -> None:
     alone = _cli("step", "evaluate", "--run-dir", str(run_dir), "--no-cache", cwd=workdir)
     assert alone.returncode == 0, alone.stderr
     assert "evaluate" in alone.stdout and "--no-cache" in alone.stdout
+    # an input replaced in the run directory after the run: the step sees the files, not run.json's record
+    notes = run_dir / "steps" / "train" / "train.json"
+    content = json.loads(notes.read_text())
+    notes.unlink()  # a hard link into the cache: replace, do not edit in place
+    notes.write_text(json.dumps({**content, "notes": ["edited by hand"]}))
+    again = _cli("step", "evaluate", "--run-dir", str(run_dir), cwd=workdir)
+    assert again.returncode == 0, again.stderr
+    (row,) = [line for line in again.stdout.splitlines() if "│ evaluate" in line]
+    assert "│ ran" in row and "input changed: train" in row, row
     shutil.rmtree(run_dir / "steps" / "preprocess")
     orphan = _cli("step", "train", "--run-dir", str(run_dir), cwd=workdir)
     assert orphan.returncode == 2 and "needs the output of step 'preprocess'" in orphan.stderr

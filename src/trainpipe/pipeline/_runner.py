@@ -190,7 +190,9 @@ class PipelineRunner:
         if not (run_dir / CONFIG_FILE).exists():
             self._write_config(run_dir)
         parent = result.run_id if self.tracker is not None and run_file.exists() else None
-        record = self._run_one(step, run_dir, parent, result)
+        # the records in run.json say what the inputs were; the files say what they are now (a model file
+        # replaced by hand must not be taken for the cached one)
+        record = self._run_one(step, run_dir, parent, result, trust_records=False)
         result.steps = [r for r in result.steps if r.name != name] + [record]
         order = {s.name: i for i, s in enumerate(self.steps)}
         result.steps.sort(key=lambda r: order.get(r.name, 99))
@@ -232,7 +234,8 @@ class PipelineRunner:
                 "inputs": inputs, "external": external,
                 "libraries": library_versions(step.libraries)}
 
-    def _run_one(self, step: Step, run_dir: Path, parent: str | None, result: PipelineResult) -> StepRecord:
+    def _run_one(self, step: Step, run_dir: Path, parent: str | None, result: PipelineResult,
+                 trust_records: bool = True) -> StepRecord:
         self.hooks.on_step_start(step.name)
         start = _Usage.now()
         known = {r.name: r for r in result.steps}
@@ -244,7 +247,8 @@ class PipelineRunner:
                                   f"{run_dir}. Run that step first (trainpipe step {name} --run-dir {run_dir}).")
             input_dirs[name] = folder
             rec = known.get(name)
-            input_fps[name] = rec.fingerprint if rec and rec.fingerprint else _dir_fingerprint(folder)
+            trusted = rec.fingerprint if rec and trust_records else ""
+            input_fps[name] = trusted or _dir_fingerprint(folder)
         components = self._components(step, input_fps)
         key = key_of(components)
         previous = self.cache.last_components(step.name, self.config.name)
