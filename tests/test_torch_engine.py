@@ -21,6 +21,7 @@ from trainpipe.models._torch_mlp import ACTIVATION_NAMES, TorchMLPAdapter  # noq
 from trainpipe.models.torch import (  # noqa: E402
     DistInfo,
     Engine,
+    InMemory,
     MLPSpec,
     ParquetChunks,
     TabularMLP,
@@ -440,3 +441,184 @@ def test_each_ddp_rank_draws_its_own_dropout_seed_from_its_position() -> None:
     assert all(0 <= s < 2**63 for s in seeds)
     assert rank_step_seed(42, 1, 2, 0, 7) == rank_step_seed(42, 1, 2, 0, 7)  # a resumed run draws the same
     assert rank_step_seed(42, 0, 0, 0, 0) != rank_step_seed(43, 0, 0, 0, 0)
+
+
+def _batch_norm_setup(n_rows: int, **kw: Any) -> tuple[Engine, TensorData, list[int]]:
+    """An engine on a BatchNorm MLP that records the rows of every training forward pass."""
+    X, y = _data(n_rows)
+    Xt, yt = torch.from_numpy(X[:, :4].copy()), torch.from_numpy(y.astype(np.float32)).reshape(-1, 1)
+    torch.manual_seed(0)
+    net = TabularMLP(MLPSpec(n_inputs=4, out_dim=1, hidden_dims=(8,), batch_norm=True))
+    seen: list[int] = []
+    original = net.forward
+
+    def counting(*inputs: Any) -> Any:
+        if net.training:
+            seen.append(int(inputs[0].shape[0]))
+        return original(*inputs)
+
+    net.forward = counting  # type: ignore[method-assign]
+    engine = Engine(net, objective_for("binary"), _training(**kw))
+    return engine, TensorData((Xt,), yt), seen
+
+
+@pytest.mark.parametrize(("rows", "batch", "expected"), [
+    (23, 22, [23]),  # mtcars' training split with batch_size 22: the tail of 1 row joins the only batch
+    (65, 32, [32, 33]),
+    (64, 32, [32, 32]),  # no 1-row tail: unchanged
+])
+def test_batch_norm_folds_a_one_row_tail_into_the_previous_batch(rows: int, batch: int, expected: list[int]) -> None:
+    engine, train, seen = _batch_norm_setup(rows, epochs=2, batch_size=batch)
+    result = engine.fit(train, train)
+    assert seen == expected * 2
+    assert len(result.history["train_loss"]) == 2 and np.isfinite(result.history["train_loss"]).all()
+
+
+def test_without_batch_norm_a_one_row_tail_is_its_own_batch() -> None:
+    engine, train, _ = _engine_setup(epochs=1, batch_size=499)  # 500 training rows
+    seen: list[int] = []
+    original = engine.model.forward
+
+    def counting(*inputs: Any) -> Any:
+        seen.append(int(inputs[0].shape[0]))
+        return original(*inputs)
+
+    engine.model.forward = counting  # type: ignore[method-assign]
+    engine.fit(train)
+    assert seen == [499, 1]
+
+
+def test_batch_norm_with_one_training_row_per_process_is_a_clear_error() -> None:
+    from trainpipe import DataError
+
+    engine, train, _ = _batch_norm_setup(1, epochs=1)
+    with pytest.raises(DataError, match=r"BatchNorm layers, which need at least 2 training rows per batch, but "
+                                        r"there is only 1 training row\..*batch_norm: false"):
+        engine.fit(train)
+    engine, train, _ = _batch_norm_setup(2, epochs=1)
+    engine.dist = DistInfo(rank=0, world_size=2)  # the plan of either rank of a 2-process run: 1 row each
+    with pytest.raises(DataError, match=r"only 1 training row per process \(2 processes\).*fewer processes"):
+        engine._plan(InMemory(train))
+    engine, train, _ = _batch_norm_setup(50, epochs=1, batch_size=1)
+    with pytest.raises(ConfigError, match=r"training\.batch_size: the model has BatchNorm layers"):
+        engine.fit(train)
+
+
+def test_batch_norm_skips_a_one_row_parquet_segment(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    X, y = _data(n=151)
+    cols = {f"f{i}": X[:, i] for i in range(4)}
+    pq.write_table(pa.table({**cols, "y": y.astype(np.float32)}), tmp_path / "t.parquet", row_group_size=75)
+
+    def make(Xc: np.ndarray, yc: np.ndarray) -> TensorData:
+        return TensorData((torch.from_numpy(Xc),), torch.from_numpy(yc.astype(np.float32)).reshape(-1, 1))
+
+    source = ParquetChunks(tmp_path / "t.parquet", list(cols), "y", make)
+    assert source.segment_lengths() == [75, 75, 1]
+    engine, _, seen = _batch_norm_setup(10, epochs=2, batch_size=32)
+    with caplog.at_level(logging.WARNING, logger="trainpipe.torch"):
+        result = engine.fit(source)
+    assert sorted(seen) == sorted([32, 32, 11] * 4)  # the 1-row segment is skipped
+    assert "1 data segment(s) of a single row skipped" in caplog.text
+    assert np.isfinite(result.history["train_loss"]).all()
+
+
+def test_batch_norm_fold_resumes_bitwise(tmp_path: Path) -> None:
+    def train(ckpt_dir: Path, resume: bool, stop_at: int | None) -> dict[str, Any]:
+        engine, data, _ = _batch_norm_setup(97, epochs=2, batch_size=16, checkpoint_every=2,
+                                            grad_accum_steps=2)  # batches of 16 x 5 and 17
+        net = engine.model
+        calls = {"n": 0}
+        original = net.forward
+
+        def forward(*inputs: Any) -> Any:
+            calls["n"] += net.training
+            if calls["n"] == stop_at:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return original(*inputs)
+
+        net.forward = forward  # type: ignore[method-assign]
+        engine.checkpoints = ckpt.CheckpointDir(ckpt_dir)
+        engine.resume = resume
+        engine.fit(data, data)
+        return net.state_dict()
+
+    reference = train(tmp_path / "ref", False, None)
+    with pytest.raises(TrainingInterrupted):
+        train(tmp_path / "cut", False, 9)  # epoch 2, before its folded last batch
+    position = ckpt.load(tmp_path / "cut" / "last.pt")["position"]
+    assert position["epoch"] == 1 and position["micro"] > 0
+    resumed = train(tmp_path / "cut", True, None)
+    assert all(torch.equal(reference[k], resumed[k]) for k in reference)
+
+
+@pytest.mark.parametrize("damage", ["garbage{", "", '{"epoch": 1}', '[{"epoch": 1, "metric": 0.5, "file": "../x.pt"}]'])
+def test_a_damaged_top_k_list_is_rebuilt_from_the_epoch_files_on_resume(tmp_path: Path, damage: str) -> None:
+    X, y = _data()
+    adapter = _adapter(epochs=2, params={"hidden_dims": [8], "keep_top_k": 3})
+    adapter.configure_checkpoints(tmp_path, resume=False)
+    adapter.fit(X[:500], y[:500], X[500:], y[500:])
+    listed = json.loads((tmp_path / "topk.json").read_text())
+    assert sorted(e["epoch"] for e in listed) == [1, 2]
+    (tmp_path / "topk.json").write_text(damage)
+    (tmp_path / "epoch-0002.pt").write_bytes(b"damaged too")  # unreadable: left out, then swept as an orphan
+    resumed = _adapter(epochs=3, params={"hidden_dims": [8], "keep_top_k": 3})
+    resumed.configure_checkpoints(tmp_path, resume=True)
+    report = resumed.fit(X[:500], y[:500], X[500:], y[500:])
+    assert report.n_iterations == 3
+    assert any(n.startswith(f"{tmp_path / 'topk.json'} was damaged (") and "rebuilt it from the epoch checkpoint "
+               "files present (epochs kept: 1)" in n for n in report.notes), report.notes
+    entries = json.loads((tmp_path / "topk.json").read_text())
+    assert sorted(e["epoch"] for e in entries) == [1, 3]
+    assert sorted(p.name for p in tmp_path.glob("epoch-*.pt")) == ["epoch-0001.pt", "epoch-0003.pt"]
+
+
+def test_a_good_top_k_list_gives_no_note_and_a_missing_one_is_rebuilt_quietly(tmp_path: Path) -> None:
+    from trainpipe.models.torch import CheckpointDir
+
+    folder = CheckpointDir(tmp_path, keep_top_k=2, mode="min")
+    weights = {"w": torch.zeros(2)}
+    folder.offer_epoch(1, 0.5, weights)
+    folder.offer_epoch(2, 0.4, weights)
+    assert folder.repair_topk() is None
+    (tmp_path / "topk.json").unlink()  # e.g. killed between the first epoch file and its list
+    assert folder.repair_topk() is None and [e["epoch"] for e in folder.topk()] == [2, 1]
+    (tmp_path / "topk.json").write_text("[1, 2]")
+    assert "TypeError" in (folder.repair_topk() or "")
+    assert [e["epoch"] for e in json.loads((tmp_path / "topk.json").read_text())] == [2, 1]
+
+
+@pytest.mark.parametrize(("first", "second", "code"), [
+    (signal.SIGINT, signal.SIGINT, 130),  # a double Ctrl-C
+    (signal.SIGTERM, signal.SIGINT, 143),
+    (signal.SIGINT, signal.SIGTERM, 143),  # a preemption after a Ctrl-C is still a preemption
+])
+def test_a_second_signal_while_the_interrupt_checkpoint_is_written_changes_nothing(
+        tmp_path: Path, first: int, second: int, code: int) -> None:
+    engine, train, val = _engine_setup(tmp_path, epochs=2)
+    assert engine.checkpoints is not None
+    calls = {"forward": 0, "saves": 0}
+    original_forward, original_save = engine.model.forward, engine.checkpoints.save_last
+
+    def forward(*inputs: Any) -> Any:
+        calls["forward"] += engine.model.training
+        if calls["forward"] == 3:
+            os.kill(os.getpid(), first)
+        return original_forward(*inputs)
+
+    def save_last(state: dict[str, Any]) -> Path:
+        calls["saves"] += 1
+        os.kill(os.getpid(), second)  # handled at the next bytecode: in the middle of writing the checkpoint
+        return original_save(state)
+
+    engine.model.forward = forward  # type: ignore[method-assign]
+    engine.checkpoints.save_last = save_last  # type: ignore[method-assign]
+    with pytest.raises(TrainingInterrupted) as info:
+        engine.fit(train, val)
+    name = signal.Signals(signal.SIGTERM if code == 143 else signal.SIGINT).name
+    assert str(info.value) == (f"interrupted by signal {name}; checkpoint written to {tmp_path / 'ckpt' / 'last.pt'}"
+                               "; resume with --resume")
+    assert info.value.exit_code == code and calls["saves"] == 1
+    assert ckpt.load(tmp_path / "ckpt" / "last.pt")["position"]["global_step"] == 3

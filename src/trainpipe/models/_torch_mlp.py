@@ -144,6 +144,7 @@ class TorchMLPAdapter:
                      "cardinalities": list(spec.cardinalities), "device": str(engine.device)}
         best = None if result.best_epoch is None else result.best_epoch - 1
         notes = [f"resumed from checkpoint {result.resumed_from}"] if result.resumed_from else []
+        notes.extend(result.notes)
         if self.resume and not result.resumed_from:
             notes.append(f"--resume: no checkpoint for these inputs in {self.checkpoint_dir}; trained from scratch "
                          "(a changed config, data or version starts a new checkpoint folder)")

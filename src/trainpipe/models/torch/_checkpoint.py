@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 import shutil
 import tempfile
@@ -44,9 +45,15 @@ def atomic_save(obj: Any, path: Path) -> None:
 
 def atomic_write_text(text: str, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -104,23 +111,59 @@ class CheckpointDir:
         return self.last
 
     def topk(self) -> list[dict[str, Any]]:
+        """The list in ``topk.json``; rebuilt from the ``epoch-*.pt`` files when it is missing or damaged."""
+        return self._read_topk()[0]
+
+    def repair_topk(self) -> str | None:
+        """Rewrite a damaged ``topk.json`` from the epoch files present; says what it did (None: nothing to do).
+
+        The list is only an index of the epoch files, which hold their own epoch and metric: a damaged list
+        (a disk that filled up, a hand edit) is rebuilt rather than stopping a resume, the way a damaged
+        ``last.pt`` must. Called before training, so the note comes first and ``offer_epoch`` reads a good list.
+        """
+        entries, problem = self._read_topk()
+        if problem is None:
+            return None
+        atomic_write_text(json.dumps(entries, indent=1), self.directory / TOPK)
+        kept = ", ".join(str(e["epoch"]) for e in entries) or "none"
+        return (f"{self.directory / TOPK} was damaged ({problem}); rebuilt it from the epoch checkpoint files "
+                f"present (epochs kept: {kept})")
+
+    def _read_topk(self) -> tuple[list[dict[str, Any]], str | None]:
+        """(entries, why the file could not be used: None when it was fine or absent)."""
         path = self.directory / TOPK
         if not path.exists():
-            return []
-        entries: list[dict[str, Any]] = json.loads(path.read_text())
-        return entries
+            return self._scan_epochs(), None
+        try:
+            return _checked_entries(json.loads(path.read_text())), None
+        except (ValueError, TypeError, KeyError, OSError) as exc:  # JSONDecodeError and UnicodeDecodeError too
+            detail = str(exc).splitlines()[0][:120] if str(exc) else ""
+            return self._scan_epochs(), f"{type(exc).__name__}: {detail}"
+
+    def _scan_epochs(self) -> list[dict[str, Any]]:
+        """The k best of the readable ``epoch-*.pt`` files (an unreadable one is left to the orphan sweep)."""
+        entries = []
+        for file in sorted(self.directory.glob("epoch-*.pt")):
+            try:
+                state = load(file)
+                entry = _checked_entries([{"epoch": state["epoch"], "metric": state["metric"], "file": file.name}])
+            except (RuntimeError, KeyError, ValueError, TypeError, EOFError, OSError, pickle.UnpicklingError):
+                continue  # damaged too: not listed, so the next offer_epoch deletes it as an orphan
+            entries.extend(entry)
+        return self._ranked(entries)[: self.keep_top_k]
+
+    def _ranked(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        sign = 1.0 if self.mode == "min" else -1.0
+        return sorted(entries, key=lambda e: (sign * e["metric"], e["epoch"]))
 
     def offer_epoch(self, epoch: int, metric: float, model_state: dict[str, Any]) -> bool:
         """Keep this epoch's weights if it is among the k best; returns whether it was kept."""
         entries = [e for e in self.topk() if e["epoch"] != epoch]
-        sign = 1.0 if self.mode == "min" else -1.0
-        ranked = sorted([*entries, {"epoch": epoch, "metric": metric, "file": f"epoch-{epoch:04d}.pt"}],
-                        key=lambda e: (sign * e["metric"], e["epoch"]))
+        ranked = self._ranked([*entries, {"epoch": epoch, "metric": metric, "file": _epoch_file(epoch)}])
         keep, drop = ranked[: self.keep_top_k], ranked[self.keep_top_k:]
         kept = any(e["epoch"] == epoch for e in keep)
         if kept:
-            atomic_save({"epoch": epoch, "metric": metric, "model": model_state},
-                        self.directory / f"epoch-{epoch:04d}.pt")
+            atomic_save({"epoch": epoch, "metric": metric, "model": model_state}, self.directory / _epoch_file(epoch))
         atomic_write_text(json.dumps(keep, indent=1), self.directory / TOPK)
         for entry in drop:
             (self.directory / entry["file"]).unlink(missing_ok=True)
@@ -131,3 +174,22 @@ class CheckpointDir:
             if orphan.name not in listed:
                 orphan.unlink(missing_ok=True)
         return kept
+
+
+def _epoch_file(epoch: int) -> str:
+    return f"epoch-{epoch:04d}.pt"
+
+
+def _checked_entries(data: Any) -> list[dict[str, Any]]:
+    """``topk.json``'s entries, or ValueError/TypeError/KeyError if they are not what ``offer_epoch`` writes.
+    A ``file`` must be the epoch's own name: the list decides what is deleted, so never a path elsewhere."""
+    if not isinstance(data, list):
+        raise TypeError(f"expected a list, got {type(data).__name__}")
+    entries = []
+    for item in data:
+        epoch, metric, file = item["epoch"], item["metric"], item["file"]
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or isinstance(metric, bool) \
+                or not isinstance(metric, int | float) or file != _epoch_file(epoch):
+            raise ValueError(f"not an entry written by trainpipe: {item!r}"[:200])
+        entries.append({"epoch": epoch, "metric": float(metric), "file": file})
+    return entries

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from trainpipe._exceptions import TrainingDiverged, TrainingInterrupted
+from trainpipe._exceptions import ConfigError, DataError, TrainingDiverged, TrainingInterrupted
 from trainpipe.models.torch import _checkpoint as ckpt
 from trainpipe.models.torch import _distributed as D
 from trainpipe.models.torch._data import DataSource, TensorData, as_source
@@ -62,6 +62,7 @@ class EngineResult:
     n_epochs: int = 0
     stopped_early: bool = False
     resumed_from: str | None = None
+    notes: list[str] = field(default_factory=list)  # things the user should hear about (rank 0's)
 
 
 @dataclass
@@ -100,13 +101,45 @@ class Engine:
 
     # ------------------------------------------------------------------ setup
     def _plan(self, source: DataSource) -> tuple[int, list[int]]:
-        """Per-rank batch size and the micro-batches of each segment (same on every rank)."""
+        """Per-rank batch size and the micro-batches of each segment (same on every rank).
+
+        A segment's last micro-batch holds what is left (``perm[step * per_rank:]``). When the model has
+        BatchNorm, a micro-batch of one row cannot be trained (``BatchNorm1d`` raises "Expected more than
+        1 value per channel when training"), so a 1-row tail is folded into the batch before it, which
+        gets ``per_rank + 1`` rows (no row is dropped, unlike ``drop_last``); a segment of a single row
+        (per process) has no batch to join and is skipped, with a warning. The plan is a pure function of
+        the segment lengths, batch size and world size, so every rank and a resumed run compute the
+        same one (resume stays bitwise). Models without BatchNorm keep their 1-row tails.
+        """
         world = self.dist.world_size
         per_rank = max(1, self.training.batch_size // world)
         if self.training.batch_size % world and self.dist.is_writer:
             log.warning("training.batch_size %d is not divisible by %d processes; using %d per process",
                         self.training.batch_size, world, per_rank)
-        counts = [math.ceil(math.ceil(n / world) / per_rank) for n in source.segment_lengths()]
+        lengths = source.segment_lengths()
+        counts = [math.ceil(math.ceil(n / world) / per_rank) for n in lengths]
+        if not _has_batch_norm(self.model):
+            return per_rank, counts
+        procs = f" per process ({world} processes)" if world > 1 else ""
+        if per_rank < 2:
+            raise ConfigError(
+                f"training.batch_size: the model has BatchNorm layers, which need at least 2 rows per batch"
+                f"{procs}, got {per_rank}. Use training.batch_size >= {2 * world} or model.params.batch_norm: "
+                "false.")
+        skipped = 0
+        for i, n in enumerate(lengths):
+            rows = math.ceil(n / world)
+            if counts[i] and rows - per_rank * (counts[i] - 1) == 1:
+                counts[i] -= 1  # fold the 1-row tail into the previous batch; a 1-row segment: skip it
+                skipped += counts[i] == 0
+        if sum(counts) == 0 and sum(lengths) > 0:
+            raise DataError(
+                f"the model has BatchNorm layers, which need at least 2 training rows per batch, but there is "
+                f"only 1 training row{procs}. Use more training data{' or fewer processes' if world > 1 else ''}, "
+                "or set model.params.batch_norm: false.")
+        if skipped and self.dist.is_writer:
+            log.warning("%d data segment(s) of a single row%s skipped in every epoch: BatchNorm cannot train on "
+                        "a batch of one row", skipped, procs)
         return per_rank, counts
 
     def fit(self, train: TensorData | DataSource, val: TensorData | DataSource | None = None,
@@ -126,6 +159,10 @@ class Engine:
         result = EngineResult()
         if self.checkpoints is not None:
             st, result.resumed_from = self._start(net, optimizer, scheduler, scaler, st)
+            repaired = self.checkpoints.repair_topk() if self.resume and self.dist.is_writer else None
+            if repaired is not None:  # before any training: a damaged list used to fail after the first epoch
+                log.info("%s", repaired)  # the caller shows result.notes (the CLI prints them as notes)
+                result.notes.append(repaired)
         if self.dist.is_distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             net = nn.parallel.DistributedDataParallel(net, device_ids=ids)
@@ -174,8 +211,6 @@ class Engine:
                         bad_epochs=state["bad_epochs"], finished=state["finished"],
                         losses=state["losses"].to(self.device))
         except (RuntimeError, KeyError, ValueError, TypeError, EOFError, OSError, pickle.UnpicklingError) as exc:
-            from trainpipe._exceptions import DataError
-
             raise DataError(
                 f"--resume: the checkpoint {self.checkpoints.last} cannot be used ({type(exc).__name__}: "
                 f"{str(exc).splitlines()[0][:200]}); it is damaged or from another model. Delete "
@@ -202,12 +237,18 @@ class Engine:
         net.train()
         while st.segment < len(order):
             seg_id = order[st.segment]
+            n_steps = counts[seg_id]
+            if n_steps == 0:  # a 1-row segment of a BatchNorm model (see _plan)
+                st.segment += 1
+                st.step = 0
+                continue
             data = source.segment(seg_id, dev)
             perm = D.shard(D.epoch_permutation(len(data), t.seed + 1_000_003 * seg_id, st.epoch), self.dist)
             perm = perm.to(dev)
-            n_steps = counts[seg_id]
             while st.step < n_steps:
-                idx = perm[st.step * per_rank:(st.step + 1) * per_rank]
+                # the segment's last batch takes every row left: one more than per_rank when _plan folded a tail
+                end = (st.step + 1) * per_rank if st.step + 1 < n_steps else perm.numel()
+                idx = perm[st.step * per_rank:end]
                 inputs, target = data.take(idx)
                 last_micro = st.micro + 1 == total_micro
                 boundary = (st.micro + 1) % accum == 0 or last_micro
@@ -386,6 +427,10 @@ class Engine:
         where = f"checkpoint written to {path}; resume with --resume" if path is not None \
             else "no checkpoint directory was configured, so nothing was saved"
         raise TrainingInterrupted(signum, f"interrupted by signal {name}; {where}")
+
+
+def _has_batch_norm(net: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
 
 
 def _unwrap(net: nn.Module) -> nn.Module:

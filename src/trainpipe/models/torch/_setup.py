@@ -113,14 +113,25 @@ def build_scheduler(name: str, optimizer: torch.optim.Optimizer, training: Train
 
 
 class SignalGuard:
-    """While active, SIGTERM/SIGINT only set a flag; the loop checkpoints at the next step and stops."""
+    """While active, SIGTERM/SIGINT only set a flag; the loop checkpoints at the next step and stops.
+
+    A repeated signal (an impatient second Ctrl-C while the interrupt checkpoint is being written) is only
+    counted: it cannot cut the write or replace the message that names the checkpoint. The first signal is
+    the one reported, except that SIGTERM wins over SIGINT (a preemption: exit 143), as in
+    ``trainpipe._signals.Deferred``. Once the engine has raised, the handlers in place before are back.
+    """
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.repeats = 0
         self._previous: dict[signal.Signals, Any] = {}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.signum = signum
+        if self.signum is None or signum == signal.SIGTERM:
+            self.repeats += self.signum is not None
+            self.signum = signum
+        else:
+            self.repeats += 1
 
     @contextlib.contextmanager
     def active(self) -> Iterator[SignalGuard]:
