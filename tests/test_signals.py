@@ -64,3 +64,21 @@ def test_deferred_raises_at_a_safe_point_and_wins_over_the_error_it_caused(cli_h
     assert isinstance(caught.value.__cause__, RuntimeError)
     with deferred() as held:  # nothing held: nothing raised
         held.raise_pending()
+
+
+def test_a_second_ctrl_c_reports_the_first_interrupt_with_its_checkpoint(capsys: pytest.CaptureFixture[str]) -> None:
+    import typer
+
+    from trainpipe import TrainingInterrupted
+    from trainpipe.cli import _guard
+
+    def train() -> None:
+        try:
+            raise TrainingInterrupted(signal.SIGINT, "interrupted by signal SIGINT; checkpoint written to /ck/last.pt")
+        except TrainingInterrupted:
+            raise KeyboardInterrupt from None  # the second Ctrl-C, while the runner records the first
+
+    with pytest.raises(typer.Exit) as caught:
+        _guard(False, train)
+    assert caught.value.exit_code == 130
+    assert "checkpoint written to /ck/last.pt" in capsys.readouterr().err

@@ -74,11 +74,26 @@ def _signals() -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt as exc:
+        earlier = _interrupt_behind(exc)
+        if earlier is not None:  # a second Ctrl-C while the first was being handled: report the first
+            raise earlier from None
         signum = int(getattr(exc, "signum", signal.SIGINT))
         message = "interrupted (Ctrl-C)" if signum == signal.SIGINT else str(exc)
         raise TrainingInterrupted(signum, message) from None
     finally:
         signal.signal(signal.SIGTERM, old)
+
+
+def _interrupt_behind(exc: BaseException) -> TrainingInterrupted | None:
+    """The TrainingInterrupted (with its checkpoint path) that ``exc`` interrupted the handling of, if any."""
+    seen = exc.__context__
+    for _ in range(10):
+        if seen is None:
+            return None
+        if isinstance(seen, TrainingInterrupted):
+            return seen
+        seen = seen.__context__
+    return None
 
 
 def _guard(debug: bool, fn: Callable[[], T]) -> T:

@@ -296,11 +296,14 @@ class PipelineRunner:
                                                                "curves": ctx.curves}, default=str))
                     entry = self.cache.commit(step.name, key, tmp, components, replace=on_purpose)
             except BaseException as exc:
-                shutil.rmtree(tmp, ignore_errors=True)
-                record = self._record(step, "failed", f"{type(exc).__name__}: {exc}"[:500], start, key, "", ctx)
-                self._log_step(child, record, ctx, "KILLED" if _interrupted(exc) else "FAILED")
-                result.steps.append(record)
-                self.hooks.on_step_end(step.name, "failed", record.reason, record.seconds)
+                with deferred() as held:  # a repeated Ctrl-C must not lose the failed step's record
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    record = self._record(step, "failed", f"{type(exc).__name__}: {exc}"[:500], start, key, "",
+                                          ctx)
+                    self._log_step(child, record, ctx, "KILLED" if _interrupted(exc) else "FAILED")
+                    result.steps.append(record)
+                    self.hooks.on_step_end(step.name, "failed", record.reason, record.seconds)
+                    held.pending = None  # the step already failed or was interrupted: that is what ends the run
                 raise
             self.cache.remember(step.name, self.config.name, components)
             link_tree(entry.path, target)

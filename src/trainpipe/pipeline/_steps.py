@@ -228,6 +228,9 @@ def train(ctx: StepContext) -> None:
     configure_checkpoints = getattr(adapter, "configure_checkpoints", None)
     if configure_checkpoints is not None and ctx.state_dir is not None:
         configure_checkpoints(checkpoint_dir(ctx), ctx.resume)
+    elif ctx.resume:
+        ctx.hooks.on_message(f"--resume: model.type {cfg.model.type} keeps no checkpoints (only torch models "
+                             "do); it trains from the start")
 
     # XGBoost and LightGBM call back into Python through ctypes while they build their data matrices: an
     # exception raised there by a signal handler is dropped by ctypes and the C++ side carries on broken (up to
