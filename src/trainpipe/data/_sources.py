@@ -100,8 +100,35 @@ def read_source(source: DataSource) -> pd.DataFrame:
             f"{path}: the table is empty ({df.shape[0]} rows, {df.shape[1]} columns). "
             "Point data.source at a file with a header and rows."
         )
+    if suffix not in (".parquet", ".pq"):
+        _check_csv_header(path, "\t" if suffix == ".tsv" else ",", df)
     df.columns = [str(c) for c in df.columns]
     return df
+
+
+def _check_csv_header(path: Path, sep: str, df: pd.DataFrame) -> None:
+    """pandas renames a repeated header to ``name.1`` without a word; a ';'-separated file reads as one
+    column. Both would train on the wrong columns or fail later with a misleading "column missing"."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
+            header = next(csv.reader(fh, delimiter=sep), [])
+    except OSError:
+        return
+    from collections import Counter
+
+    repeated = sorted(name for name, n in Counter(header).items() if n > 1)
+    if repeated:
+        raise DataError(f"{path}: the header names {repeated} more than once, so the columns cannot be told "
+                        "apart (pandas would silently rename the copies to 'name.1'). Rename or drop the "
+                        "duplicates and run again.")
+    if df.shape[1] == 1 and sep == ",":
+        for other, label in ((";", "semicolons"), ("\t", "tabs"), ("|", "'|'")):
+            if other in str(df.columns[0]):
+                raise DataError(f"{path}: the file reads as a single column {str(df.columns[0])[:80]!r}: its "
+                                f"fields look separated by {label}, not commas. Export it as comma-separated "
+                                "CSV (or as Parquet) and run again.")
 
 
 def _check_file(source: DataSource) -> None:
