@@ -136,3 +136,16 @@ def test_skops_refuses_foreign_types(tmp_path: Path) -> None:
     sio.dump({"x": collections.OrderedDict(a=Path("/etc"))}, str(tmp_path / "evil.skops"))
     with pytest.raises(DataError, match="refusing to load types"):
         _skops_io.load(tmp_path / "evil.skops")
+
+
+def test_row_numbers_written_with_the_file_are_not_features() -> None:
+    df = make_frame(400, seed=2).sort_values("label").reset_index(drop=True)  # sorted by the target
+    df.insert(0, "rownames", np.arange(1, len(df) + 1))
+    df.insert(1, "Unnamed: 0", np.arange(len(df)))
+    df["index"] = np.arange(len(df)) * 7  # sparse: not row numbers, stays a feature
+    train = df.sample(frac=0.7, random_state=0)  # the training split: a shuffled subset
+    cfg = config_from_dict({"name": "t", "data": {"source": "a.csv", "target": "label"},
+                            "model": {"type": "xgboost"}}).config
+    spec = infer_feature_spec(train, cfg)
+    assert "rownames" in spec.dropped and "Unnamed: 0" in spec.dropped and "row numbers" in spec.dropped["rownames"]
+    assert "rownames" not in spec.numeric and "index" in spec.numeric

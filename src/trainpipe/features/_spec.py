@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +77,9 @@ def infer_feature_spec(df: pd.DataFrame, config: PipelineConfig) -> FeatureSpec:
             dropped[col] = "all values missing"
         elif pd.api.types.is_datetime64_any_dtype(s):
             dropped[col] = "datetime column: derive numeric features from it upstream"
+        elif _is_row_index(str(col), s):
+            dropped[col] = ("row numbers written with the file: they carry only the file's row order, which "
+                            "leaks the target when the file is sorted by it")
         elif _is_numeric(s):
             numeric.append(col)
         else:
@@ -92,6 +96,26 @@ def infer_feature_spec(df: pd.DataFrame, config: PipelineConfig) -> FeatureSpec:
             f"(dropped: {dropped}). Declare features.numeric / features.categorical."
         )
     return FeatureSpec(tuple(numeric), tuple(categorical), tuple(text), dropped)
+
+
+_INDEX_NAMES = re.compile(r"unnamed: ?\d+|rownames|row_?names|row_?ids?|index|\.\.\.1", re.IGNORECASE)
+
+
+def _is_row_index(name: str, s: pd.Series) -> bool:
+    """A column R's write.csv ("rownames", or "" read as "Unnamed: 0"), pandas' to_csv ("Unnamed: 0") or a
+    tibble ("...1") added: named like one and holding distinct whole row numbers that cover most of their
+    range (this is the training split of the file, so a subset of 0..n-1 or 1..n in shuffled order)."""
+    import numpy as np
+    import pandas as pd
+
+    if not _INDEX_NAMES.fullmatch(name.strip()) or not pd.api.types.is_numeric_dtype(s) or s.isna().any():
+        return False
+    if pd.api.types.is_bool_dtype(s) or len(s) < 2:
+        return False
+    values = s.to_numpy(dtype=np.float64)
+    if not np.all(values == np.round(values)) or values.min() < 0 or not s.is_unique:
+        return False
+    return bool(values.max() - values.min() + 1 <= 2 * len(values))
 
 
 def _is_numeric(s: pd.Series) -> bool:
