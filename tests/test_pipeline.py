@@ -246,3 +246,15 @@ def test_cached_validate_still_writes_the_run_report(workdir: Path) -> None:
         assert proc.returncode == 0, proc.stderr
         report = Path(re.search(r"Report: (\S+)", proc.stdout.replace("\n", "")).group(1))  # type: ignore[union-attr]
         assert report.exists()
+
+
+def test_library_warnings_become_one_note_each(workdir: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    make_frame(300).to_csv(workdir / "data.csv", index=False)
+    path = write_pipeline(workdir, "name: warn\ndata: {source: data.csv, target: label}\n"
+                                   "model: {type: sklearn.linear_model.LogisticRegression, params: {max_iter: 1}}\n"
+                                   "evaluation: {latency: false, plots: false}\n")
+    hooks = RecordingHooks()
+    PipelineRunner(load_config(path), workdir=workdir, tracker=InMemoryTracker(), hooks=hooks).run()
+    notes = [e[1][0] for e in hooks.events if e[0] == "message" and "ConvergenceWarning" in e[1][0]]
+    assert len(notes) == 1 and notes[0].startswith("train: ConvergenceWarning: ")
+    assert "ConvergenceWarning" not in capfd.readouterr().err  # not the raw warning with a file path

@@ -8,7 +8,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -290,7 +290,7 @@ class PipelineRunner:
             tmp = self.cache.new_tmp(step.name)
             ctx.out_dir = tmp
             try:
-                with deferred() if step.uninterruptible else contextlib.nullcontext():
+                with deferred() if step.uninterruptible else contextlib.nullcontext(), _warnings_as_notes(ctx):
                     step.func(ctx)
                     (tmp / STEP_RESULT).write_text(json.dumps({"metrics": ctx.metrics, "params": ctx.params,
                                                                "curves": ctx.curves}, default=str))
@@ -414,6 +414,30 @@ def distributed_rank() -> int:
         return int(os.environ.get("RANK", "0"))
     except ValueError:
         return 0
+
+
+@contextlib.contextmanager
+def _warnings_as_notes(ctx: StepContext, limit: int = 5) -> Iterator[None]:
+    """Library warnings raised while a step runs (sklearn's UndefinedMetricWarning and ConvergenceWarning,
+    matplotlib's missing glyphs, pandas' date parsing) become one note each, once, naming the step,
+    instead of raw lines with library file paths and source excerpts."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        try:
+            yield
+        finally:
+            seen: dict[tuple[str, str], int] = {}
+            for w in caught:
+                text = (str(w.message).strip().splitlines() or [""])[0][:300]
+                key = (w.category.__name__, text)
+                seen[key] = seen.get(key, 0) + 1
+            for (category, text), n in list(seen.items())[:limit]:
+                times = f" ({n} times)" if n > 1 else ""
+                ctx.hooks.on_message(f"{ctx.step}: {category}: {text}{times}")
+            if len(seen) > limit:
+                ctx.hooks.on_message(f"{ctx.step}: {len(seen) - limit} more kinds of library warnings")
 
 
 def _interrupted(exc: BaseException) -> bool:
