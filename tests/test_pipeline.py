@@ -258,3 +258,16 @@ def test_library_warnings_become_one_note_each(workdir: Path, capfd: pytest.Capt
     notes = [e[1][0] for e in hooks.events if e[0] == "message" and "ConvergenceWarning" in e[1][0]]
     assert len(notes) == 1 and notes[0].startswith("train: ConvergenceWarning: ")
     assert "ConvergenceWarning" not in capfd.readouterr().err  # not the raw warning with a file path
+
+
+def test_metrics_a_model_cannot_give_are_named_with_the_reason(workdir: Path) -> None:
+    make_frame(300).to_csv(workdir / "data.csv", index=False)
+    path = write_pipeline(workdir, "name: svc\ndata: {source: data.csv, target: label}\n"
+                                   "model: {type: sklearn.svm.LinearSVC}\n"
+                                   "evaluation: {latency: false, plots: false}\n")
+    hooks = RecordingHooks()
+    result = PipelineRunner(load_config(path), workdir=workdir, tracker=InMemoryTracker(), hooks=hooks).run()
+    assert "test_accuracy" in result.metrics and "test_roc_auc" not in result.metrics
+    notes = [e[1][0] for e in hooks.events if e[0] == "message"]
+    assert any(n.startswith("evaluate: test roc_auc was not computed: the model gives no class probabilities")
+               for n in notes), notes

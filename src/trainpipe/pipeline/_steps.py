@@ -306,6 +306,15 @@ def evaluate(ctx: StepContext) -> None:
     test = read_frame(ctx.input("split") / "test.parquet")
     result = evaluate_model(model, test, ctx.config.data.target, ctx.config.evaluation, ctx.out_dir)
     ctx.metrics.update(result.flat_metrics())
+    undefined = [name for name, value in result.metrics.items() if value is None]
+    if undefined:
+        probabilistic = {"roc_auc", "pr_auc", "log_loss", "brier"}
+        no_proba = model.task.is_classification and len(test) > 0 and model.predict_proba(test.head(2)) is None
+        for name in undefined:
+            why = ("the model gives no class probabilities (e.g. LinearSVC, RidgeClassifier; wrap it in "
+                   "sklearn.calibration.CalibratedClassifierCV for them)" if no_proba and name in probabilistic
+                   else "it is undefined on this test split (e.g. a class or a label value missing from it)")
+            ctx.hooks.on_message(f"evaluate: test {name} was not computed: {why}")
 
 
 _SK = ("scikit-learn", "pandas", "numpy")
