@@ -227,6 +227,10 @@ def test_drift_against_the_production_profile_fails_with_exit_3(workdir: Path) -
                     key=lambda p: p.stat().st_mtime)[-1]
     data = json.loads(report.read_text())
     assert "mean radius" in data["failures"] and data["reference"] == "cancer version 2 (production)"
+    report_only = cli(workdir, "run", str(path), "--set", "validation.drift.max_psi=null",
+                      "--set", "gate.champion.min_delta=-1")
+    assert report_only.returncode == 0, report_only.stderr
+    assert "drift (report only" in report_only.stderr and "'mean radius' has PSI" in report_only.stderr
 
 
 def test_registration_is_all_or_nothing(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -63,6 +63,9 @@ def _champion_dir(ctx: StepContext) -> tuple[str, Path] | None:
     return str(mv.version), folder
 
 
+REPORT_ONLY_PSI_NOTE = 0.25  # the usual "significant shift" reading of PSI
+
+
 def drift(ctx: StepContext) -> None:
     from trainpipe.data import TaskInfo
     from trainpipe.data._profile import build_profile, compare_to_profile
@@ -108,6 +111,10 @@ def drift(ctx: StepContext) -> None:
     ctx.metrics["drift_failed_features"] = float(len(report.failures))
     if not report.passed:
         raise DataValidationError(report.summary(), report)
+    if settings.max_psi is None and worst is not None and worst[1] >= REPORT_ONLY_PSI_NOTE:
+        ctx.hooks.on_message(f"drift (report only, validation.drift.max_psi is not set): {worst[0]!r} has PSI "
+                             f"{worst[1]:.2f} against {reference}, a large shift (PSI >= 0.25 is commonly read as "
+                             "significant); see drift_report.md")
 
 
 def _scores(model: TrainedModel, test: Any, target: str) -> tuple[Any, Any, Any]:
