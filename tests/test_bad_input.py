@@ -312,6 +312,84 @@ def test_model_params_wrong_value_type(tmp_path: Path, model: str, params: str,
     assert_clean_failure(out, 2, *patterns, config_error=True)
 
 
+# -- metrics, gate thresholds and the model against the task ------------------------------------------
+# A config whose metrics, gate or model cannot work for the task is a config error (exit 2) caught before
+# any data is read when the config says so, and right after the task is inferred otherwise: never after
+# training, and never as a gate refusal (exit 4).
+
+RIDGE = "sklearn.linear_model.Ridge"
+
+
+@pytest.mark.parametrize(
+    ("extra", "patterns"),
+    [
+        pytest.param("task: multiclass\nevaluation: {metrics: [rmse, r2]}\n",
+                     (r"evaluation\.metrics", r"'rmse' and 'r2' do not fit a multiclass task",
+                      r"use multiclass metrics"), id="metrics-explicit-task"),
+        pytest.param('gate: {thresholds: {rmse: "<= 0.001", recall: ">= 0.999"}}\n',
+                     (r"gate\.thresholds\.recall", r"gate\.thresholds\.rmse", r"no task fits both"),
+                     id="gate-rmse-and-recall"),
+        pytest.param("evaluation: {metrics: [accuracy]}\ngate: {thresholds: {mae: \"<= 3\"}}\n",
+                     (r"gate\.thresholds\.mae: 'mae' needs a regression task, but", r"no task fits both"),
+                     id="gate-vs-metrics"),
+        pytest.param(f"model: {{type: {RIDGE}}}\nevaluation: {{metrics: [accuracy]}}\n",
+                     (r"evaluation\.metrics: 'accuracy' needs a binary or multiclass task",
+                      r"model\.type: sklearn\.linear_model\.Ridge \(a regressor\)"), id="regressor-vs-metric"),
+        pytest.param("evaluation: {latency: false}\ngate: {thresholds: {latency_p95_ms: \"<= 20\"}}\n",
+                     (r"gate\.thresholds\.latency_p95_ms", r"evaluation\.latency is false"), id="latency-off"),
+    ],
+)
+@pytest.mark.parametrize("command", ["run", "validate"])
+def test_metrics_that_cannot_be_computed_are_a_config_error(tmp_path: Path, extra: str,
+                                                            patterns: tuple[str, ...], command: str) -> None:
+    write_csv(tmp_path, frame())
+    text = MINIMAL.replace(f"model: {{type: {LOGREG}}}\n", "") if extra.startswith("model:") else MINIMAL
+    write_pipeline(tmp_path, text + extra)
+    out = run_cli(tmp_path, command, "pipeline.yaml")
+    assert_clean_failure(out, 2, *patterns, config_error=True)
+
+
+XGB = "{type: xgboost, params: {n_estimators: 5}}"
+DATA = "{source: data.csv, target: label}"
+
+
+@pytest.mark.parametrize(
+    ("model", "data", "extra", "label", "patterns"),
+    [
+        pytest.param(XGB, DATA, "evaluation: {metrics: [rmse, r2]}\n", "multiclass",
+                     (r"evaluation\.metrics", r"do not fit a multiclass task \(inferred from target 'label'\)"),
+                     id="metrics"),
+        pytest.param(XGB, DATA, 'gate: {thresholds: {r2: ">= 0.5"}}\n', "binary",
+                     (r"gate\.thresholds\.r2", r"does not fit a binary task \(inferred"), id="gate"),
+        pytest.param(f"{{type: {RIDGE}}}", DATA, "", "multiclass",
+                     (r"model\.type", r"Ridge \(a regressor\) does not fit a multiclass task", r"pick a classifier"),
+                     id="regressor"),
+        pytest.param(XGB, "{source: data.csv, target: label, positive_label: mid}", "", "multiclass",
+                     (r"data\.positive_label", r"'mid' does not fit a multiclass task"), id="positive-label"),
+    ],
+)
+def test_config_that_does_not_fit_the_inferred_task_fails_in_validate(
+        tmp_path: Path, model: str, data: str, extra: str, label: str, patterns: tuple[str, ...]) -> None:
+    write_csv(tmp_path, make_frame(150, seed=3, task=label))
+    write_pipeline(tmp_path, f"name: t\ndata: {data}\nmodel: {model}\n{extra}")
+    out = run_cli(tmp_path, "validate", "pipeline.yaml")
+    assert_clean_failure(out, 2, *patterns, failing_step="validate")
+    assert "config OK" not in out.stdout
+
+
+def test_gate_metrics_are_computed_even_when_evaluation_metrics_leaves_them_out(tmp_path: Path) -> None:
+    write_csv(tmp_path, frame())
+    write_pipeline(tmp_path, MINIMAL + "evaluation: {metrics: [accuracy], latency: false, plots: false}\n"
+                             'gate: {thresholds: {roc_auc: ">= 0.0", balanced_accuracy: ">= 0.0"}}\n'
+                             "registry: {promote: none}\n")
+    out = run_cli(tmp_path, "run", "pipeline.yaml")
+    assert out.returncode == 0, _report(out)
+    [metrics] = list((tmp_path / ".trainpipe" / "runs").glob("*/steps/evaluate/metrics.json"))
+    computed = json.loads(metrics.read_text())["metrics"]
+    assert list(computed) == ["accuracy", "roc_auc", "balanced_accuracy"]
+    assert all(isinstance(v, float) for v in computed.values()), computed
+
+
 # -- the pipeline file --------------------------------------------------------------------------------
 
 

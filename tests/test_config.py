@@ -150,3 +150,88 @@ def test_values_of_secret_env_vars_are_masked_wherever_they_end_up(tmp_path: Pat
     assert loaded.config.tracking.uri == "https://s3cr3t-value@mlflow.example/?api_key=x1"
     shown = redact(loaded.config.model_dump(mode="json"), secrets=loaded.secret_values)
     assert shown["tracking"]["uri"] == "https://***@mlflow.example/?api_key=***"
+
+
+# -- messages: the value said once, the key named, a fix suggested --------------------------------------
+
+_BASE = {"name": "x", "data": {"source": "a.csv", "target": "y"}, "model": {"type": "xgboost"}}
+
+
+@pytest.mark.parametrize(
+    ("update", "pattern"),
+    [
+        pytest.param({"data": {**_BASE["data"], "split": {"test_size": 0.6, "val_size": 0.5}}},
+                     r"data\.split: test_size \+ val_size must leave at least 10% .*got 0\.6 \+ 0\.5 = 1\.1\. "
+                     r"Lower data\.split\.test_size", id="split-sizes"),
+        pytest.param({"data": {**_BASE["data"], "split": {"method": "time"}}},
+                     r"data\.split: method 'time' needs data\.split\.time_column: set it to", id="split-time"),
+        pytest.param({"gate": {"thresholds": {"roc_auc": "greater than 0.8"}}},
+                     r"gate\.thresholds: threshold for 'roc_auc' must look like .*got 'greater than 0\.8'",
+                     id="threshold"),
+        pytest.param({"features": {"numeric": ["y"]}},
+                     r"features\.numeric lists the target column 'y'; .*remove it from features\.numeric",
+                     id="feature-is-target"),
+        pytest.param({"tuning": {"space": {"max_depth": {"type": "int", "low": 9, "high": 3}}}},
+                     r"tuning\.space\.max_depth: low \(9\) is greater than high \(3\); swap them", id="low-high"),
+        pytest.param({"features": {"numeric": ["carat"], "categorical": ["cut", "carat"]}},
+                     r"features\.numeric and features\.categorical both list \['carat'\]; a column has one kind",
+                     id="two-kinds"),
+        pytest.param({"data": {**_BASE["data"], "drop_columns": ["id"]}, "features": {"numeric": ["id", "a"]}},
+                     r"data\.drop_columns and features\.numeric both list \['id'\]; a dropped column cannot be a "
+                     r"feature", id="dropped-feature"),
+        pytest.param({"validation": {"columns": {"age": {"min": 5, "max": 1}}}},
+                     r"validation\.columns\.age: min \(5\) is greater than max \(1\)", id="min-max"),
+    ],
+)
+def test_cross_field_errors_do_not_end_with_the_section_type(update: dict[str, object], pattern: str) -> None:
+    with pytest.raises(ConfigError, match=pattern) as info:
+        config_from_dict({**_BASE, **update})
+    assert "(got dict)" not in str(info.value) and "(got list)" not in str(info.value)
+
+
+def test_a_message_that_quotes_the_value_does_not_repeat_it() -> None:
+    with pytest.raises(ConfigError, match=r"name: must start with") as info:
+        config_from_dict({**_BASE, "name": "my pipe/../x:y"})
+    assert str(info.value).count("'my pipe/../x:y'") == 1
+
+
+def test_plain_type_errors_still_say_what_they_got() -> None:
+    with pytest.raises(ConfigError, match=r"training\.epochs: .*greater than or equal to 1 \(got 0\)\."):
+        config_from_dict({**_BASE, "training": {"epochs": 0}})
+
+
+def test_every_bad_threshold_is_reported_at_once() -> None:
+    with pytest.raises(ConfigError, match=r"'roc_auc'.*'at least 0\.8'.*'f1'.*'big'.*quoted string"):
+        config_from_dict({**_BASE, "gate": {"thresholds": {"roc_auc": "at least 0.8", "f1": "big",
+                                                           "rmse": "<= 3"}}})
+
+
+@pytest.mark.parametrize(
+    ("update", "pattern"),
+    [
+        pytest.param({"validation": {"columns": {"year": {"minimum": 0}}}},
+                     r"validation\.columns\.year\.minimum: unknown key\. Did you mean 'min'\?", id="columns"),
+        pytest.param({"validation": {"columns": {"year": {"alowed": [1]}}}},
+                     r"validation\.columns\.year\.alowed: unknown key\. Did you mean 'allowed'\?", id="allowed"),
+        pytest.param({"tuning": {"space": {"lr": {"type": "float", "low": 0.1, "hgh": 1}}}},
+                     r"tuning\.space\.lr\.hgh: unknown key\. Did you mean 'high'\?", id="space"),
+    ],
+)
+def test_unknown_key_inside_a_named_entry_suggests(update: dict[str, object], pattern: str) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        config_from_dict({**_BASE, **update})
+
+
+def test_choice_typo_suggests_the_close_choice() -> None:
+    with pytest.raises(ConfigError, match=r"validation\.columns\.year\.dtype: .*\(got 'integer'\)\. "
+                                          r"Did you mean 'int'\?"):
+        config_from_dict({**_BASE, "validation": {"columns": {"year": {"dtype": "integer"}}}})
+
+
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_positive_label_with_a_task_that_has_no_positive_class(task: str) -> None:
+    data = {**_BASE["data"], "positive_label": "Adelie"}
+    with pytest.raises(ConfigError, match=rf"data\.positive_label \('Adelie'\) applies to binary targets only, "
+                                          rf"but task is {task}; remove data\.positive_label"):
+        config_from_dict({**_BASE, "task": task, "data": data})
+    assert config_from_dict({**_BASE, "task": "binary", "data": data}).config.data.positive_label == "Adelie"

@@ -215,9 +215,6 @@ def test_a_semicolon_separated_csv_is_named_as_such(tmp_path: Path) -> None:
         read_source(resolve_source(str(path), tmp_path))
 
 
-def test_a_constant_regression_target_is_refused_and_positive_label_on_multiclass_is_noted() -> None:
+def test_a_constant_regression_target_is_refused() -> None:
     with pytest.raises(DataError, match="has a single value"):
         infer_task(pd.Series([3.5] * 50), "regression", None, "y")
-    info = infer_task(pd.Series(["a", "b", "c"] * 10), "auto", "a", "y")
-    assert info.task == "multiclass"
-    assert any("positive_label 'a' is ignored" in n for n in info.notes)

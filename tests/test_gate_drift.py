@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from trainpipe._exceptions import ConfigError, DataError
+from trainpipe.config import PipelineConfig, config_from_dict
 from trainpipe.data._profile import build_profile, compare_to_profile, psi
 from trainpipe.evaluation._gate import GateReport, check_thresholds, compare_to_champion, paired_bootstrap
 from trainpipe.registry import check_input
@@ -160,3 +161,133 @@ def test_discrete_levels_stay_numbers_so_profiles_of_registered_models_still_com
         **profile["features"], "tenure": {"kind": "discrete", "shares": {"1": 0.25, "2": 0.5, "3": 0.25}}}}
     report = compare_to_profile(df, registered_earlier, reference="v1", max_psi=0.01)
     assert report.passed, report.failures
+
+
+# -- the metrics the gate needs are computed; metrics that fit no task are refused before training -------
+
+
+def test_gate_metrics_are_evaluated_even_when_evaluation_metrics_leaves_them_out() -> None:
+    from trainpipe.evaluation._metrics import gate_metric_names, metrics_for
+
+    gate = gate_metric_names({"roc_auc": ">= 0.9", "balanced_accuracy": ">= 0.9", "latency_p95_ms": "<= 5"},
+                             "recall")
+    assert gate == ["roc_auc", "balanced_accuracy", "recall"]
+    assert metrics_for("multiclass", ["accuracy"], gate) == ["accuracy", "roc_auc", "balanced_accuracy", "recall"]
+    assert metrics_for("binary", None, ["recall", "f1"]) == ["roc_auc", "pr_auc", "log_loss", "accuracy", "f1",
+                                                           "recall"]
+    assert metrics_for("regression", None, ["rmse"]) == ["rmse", "mae", "r2"]
+
+
+def test_evaluation_metrics_of_another_task_say_which_and_what_to_use() -> None:
+    from trainpipe.evaluation._metrics import metrics_for
+
+    with pytest.raises(ConfigError, match=r"evaluation\.metrics: 'rmse', 'r2' do not apply to a multiclass task "
+                                          r"\(only to regression\)\. Use multiclass metrics \(roc_auc, .*recall\), "
+                                          r"or remove evaluation\.metrics"):
+        metrics_for("multiclass", ["accuracy", "rmse", "r2"])
+
+
+def test_threshold_without_a_value_explains_why() -> None:
+    thresholds = {"roc_auc": ">= 0.8", "accuracy": ">= 0.5", "latency_p59_ms": "<= 5"}
+    by = {c.metric: c for c in check_thresholds(thresholds, {}, computed=["roc_auc", "accuracy"])}
+    assert "no class probabilities" in by["roc_auc"].note
+    assert by["accuracy"].note == "undefined on this test split"
+    assert "unknown latency key" in by["latency_p59_ms"].note
+    by = {c.metric: c for c in check_thresholds({"rmse": "<= 1"}, {}, computed=["accuracy"])}
+    assert by["rmse"].note == "not computed: it does not apply to this task"
+    assert "not computed for this model/task" not in check_thresholds({"recall": ">= 0.5"}, {})[0].note
+
+
+def test_latency_keys_known_to_the_gate_are_the_ones_measured() -> None:
+    from trainpipe.evaluation import measure_latency
+    from trainpipe.evaluation._gate import LATENCY_KEYS
+
+    measured = measure_latency(lambda frame: np.zeros(len(frame)), pd.DataFrame({"a": range(5)}), n_single=3)
+    assert set(measured) == set(LATENCY_KEYS)
+
+
+def _config(**sections: object) -> PipelineConfig:
+
+    base: dict[str, object] = {"name": "x", "data": {"source": "a.csv", "target": "species"},
+                               "model": {"type": "xgboost", "params": {"n_estimators": 5}}}
+    return config_from_dict({**base, **sections}).config
+
+
+@pytest.mark.parametrize(
+    ("sections", "pattern"),
+    [
+        pytest.param({"task": "multiclass", "evaluation": {"metrics": ["rmse", "r2"]}},
+                     r"evaluation\.metrics: 'rmse' and 'r2' do not fit a multiclass task; they need a regression "
+                     r"task\. Use multiclass metrics \(roc_auc.*\), or remove evaluation\.metrics",
+                     id="metrics-explicit-task"),
+        pytest.param({"task": "multiclass", "gate": {"thresholds": {"rmse": "<= 0.1"}}},
+                     r"gate\.thresholds\.rmse: 'rmse' does not fit a multiclass task.*Remove that threshold, or put "
+                     r"it on a multiclass metric", id="gate-explicit-task"),
+        pytest.param({"gate": {"thresholds": {"rmse": "<= 0.001", "recall": ">= 0.999"}}},
+                     r"gate\.thresholds\.recall: 'recall' needs a binary or multiclass task, but "
+                     r"gate\.thresholds\.rmse: 'rmse' needs a regression task; no task fits both", id="gate-mixed"),
+        pytest.param({"evaluation": {"metrics": ["accuracy"]}, "gate": {"thresholds": {"r2": ">= 0.5"}}},
+                     r"gate\.thresholds\.r2: 'r2' needs a regression task, but evaluation\.metrics: 'accuracy'",
+                     id="gate-vs-metrics"),
+        pytest.param({"model": {"type": "sklearn.linear_model.LogisticRegression"},
+                      "evaluation": {"metrics": ["rmse"]}},
+                     r"evaluation\.metrics: 'rmse' needs a regression task, but model\.type: "
+                     r"sklearn\.linear_model\.LogisticRegression \(a classifier\)", id="classifier-vs-metric"),
+        pytest.param({"task": "binary", "model": {"type": "xgboost", "params": {"objective": "reg:squarederror"}}},
+                     r"model\.params\.objective: 'reg:squarederror' \(a regression objective\) does not fit a "
+                     r"binary task", id="objective"),
+        pytest.param({"data": {"source": "a.csv", "target": "y", "positive_label": "yes"},
+                      "evaluation": {"metrics": ["mae"]}},
+                     r"evaluation\.metrics: 'mae' needs a regression task, but data\.positive_label: 'yes' needs a "
+                     r"binary task", id="positive-label-vs-metric"),
+        pytest.param({"evaluation": {"latency": False}, "gate": {"thresholds": {"latency_p95_ms": "<= 20"}}},
+                     r"gate\.thresholds\.latency_p95_ms: latency is not measured because evaluation\.latency is "
+                     r"false", id="latency-off"),
+        pytest.param({"gate": {"thresholds": {"latency_p59_ms": "<= 20"}}},
+                     r"gate\.thresholds\.latency_p59_ms: unknown latency measure\. Did you mean 'latency_p95_ms'\?",
+                     id="latency-typo"),
+    ],
+)
+def test_preflight_refuses_what_no_task_can_compute(sections: dict[str, object], pattern: str) -> None:
+    from trainpipe.pipeline import preflight
+
+    with pytest.raises(ConfigError, match=pattern):
+        preflight(_config(**sections))
+
+
+def test_preflight_accepts_gate_metrics_missing_from_evaluation_metrics() -> None:
+    from trainpipe.pipeline import preflight
+
+    preflight(_config(evaluation={"metrics": ["accuracy"]},
+                      gate={"thresholds": {"roc_auc": ">= 0.9", "balanced_accuracy": ">= 0.9"}}))
+
+
+@pytest.mark.parametrize(
+    ("sections", "task", "fits", "pattern"),
+    [
+        pytest.param({"evaluation": {"metrics": ["rmse", "r2"]}}, "multiclass", "regression",
+                     r"evaluation\.metrics: 'rmse' and 'r2' do not fit a multiclass task \(inferred from target "
+                     r"'species'\)", id="metrics"),
+        pytest.param({"model": {"type": "sklearn.linear_model.LinearRegression"}}, "multiclass", "regression",
+                     r"model\.type: sklearn\.linear_model\.LinearRegression \(a regressor\) does not fit a "
+                     r"multiclass task \(inferred from target 'species'\).*Pick a classifier", id="regressor"),
+        pytest.param({"model": {"type": "sklearn.linear_model.LogisticRegression"}}, "regression", "binary",
+                     r"model\.type: .*LogisticRegression \(a classifier\) does not fit a regression task.*Pick a "
+                     r"regressor", id="classifier"),
+        pytest.param({"gate": {"thresholds": {"recall": ">= 0.9"}}}, "regression", "multiclass",
+                     r"gate\.thresholds\.recall: 'recall' does not fit a regression task", id="gate"),
+        pytest.param({"data": {"source": "a.csv", "target": "species", "positive_label": "Adelie"}}, "multiclass",
+                     "binary", r"data\.positive_label: 'Adelie' does not fit a multiclass task \(inferred from "
+                     r"target 'species'\); it needs a binary task\. Remove data\.positive_label", id="positive-label"),
+    ],
+)
+def test_inferred_task_is_checked_against_the_config(sections: dict[str, object], task: str, fits: str,
+                                                     pattern: str) -> None:
+    from trainpipe.pipeline import preflight
+    from trainpipe.pipeline._preflight import check_task_fit
+
+    config = _config(**sections)
+    preflight(config)  # nothing to say before the task is known
+    with pytest.raises(ConfigError, match=pattern):
+        check_task_fit(config, task)
+    check_task_fit(config, fits)

@@ -202,7 +202,7 @@ def _from_override(err: Any, overrides: Sequence[str]) -> str:
 
 def _describe(err: Any) -> str:
     loc = tuple(err["loc"])
-    key = ".".join(str(p) for p in loc) or "<top level>"
+    key = ".".join(str(p) for p in loc)
     kind = err["type"]
     if kind == "extra_forbidden":
         parent = _model_at(PipelineConfig, loc[:-1])
@@ -215,28 +215,45 @@ def _describe(err: Any) -> str:
     if kind == "missing":
         return f"{key}: required key is missing."
     got = err.get("input")
-    got_text = repr(got) if not isinstance(got, dict | list) else type(got).__name__
     msg = err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
-    return f"{key}: {msg} (got {got_text})."
+    msg = msg.rstrip(".")
+    # A whole section failed a cross-field check (its input is the section's mapping): the message says
+    # what it found. So does a message that already quotes the value.
+    if not isinstance(got, dict | list) and repr(got) not in msg:
+        msg += f" (got {got!r})"
+    msg += "."
+    if kind == "literal_error" and isinstance(got, str):
+        choices = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
+        close = difflib.get_close_matches(got, choices, n=1, cutoff=0.5)
+        if close:
+            msg += f" Did you mean {close[0]!r}?"
+    return f"{key}: {msg}" if key else msg
 
 
 def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The pydantic model class found by following ``loc`` from ``model``."""
+    """The pydantic model class found by following ``loc`` from ``model``; a part after a mapping-valued
+    field (``validation.columns.<name>``, ``tuning.space.<name>``) is a key of that mapping."""
     current: Any = model
+    mapping_key = False
     for part in loc:
+        if mapping_key:  # the user's name for an entry of dict[str, Model]: the model stays the same
+            mapping_key = False
+            continue
         if not (isinstance(current, type) and issubclass(current, BaseModel)):
             return None
         field = current.model_fields.get(str(part))
         if field is None:
-            # dict values (validation.columns.<name>) -> the value type
             return None
         current = _unwrap(field.annotation)
         if current is None:
             return None
         if getattr(current, "__origin__", None) is dict:
-            current = current.__args__[1]
+            current = _unwrap(current.__args__[1])
+            mapping_key = True
+    if mapping_key:
+        return None
     if isinstance(current, type) and issubclass(current, BaseModel):
         return current
     return None

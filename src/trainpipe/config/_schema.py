@@ -32,12 +32,15 @@ class SplitConfig(_Section):
         if self.test_size + self.val_size >= 0.9:
             raise ValueError(
                 f"test_size + val_size must leave at least 10% for training, "
-                f"got {self.test_size} + {self.val_size}"
+                f"got {self.test_size} + {self.val_size} = {self.test_size + self.val_size:g}. "
+                "Lower data.split.test_size or data.split.val_size"
             )
         if self.method == "time" and not self.time_column:
-            raise ValueError("method 'time' needs data.split.time_column")
+            raise ValueError("method 'time' needs data.split.time_column: set it to the column that orders "
+                             "the rows in time (the latest rows go to test)")
         if self.method == "group" and not self.group_column:
-            raise ValueError("method 'group' needs data.split.group_column")
+            raise ValueError("method 'group' needs data.split.group_column: set it to the column whose "
+                             "values must not span two splits (a customer or patient id)")
         return self
 
 
@@ -74,9 +77,9 @@ class ColumnCheck(_Section):
     @model_validator(mode="after")
     def _check(self) -> ColumnCheck:
         if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+            raise ValueError(f"min ({self.min:g}) is greater than max ({self.max:g}); swap them")
         if self.allowed is not None and not self.allowed:
-            raise ValueError("allowed must list at least one value")
+            raise ValueError("allowed must list at least one value, or be left out")
         return self
 
 
@@ -137,7 +140,7 @@ class SearchParam(_Section):
         if self.low is None or self.high is None:
             raise ValueError(f"type {self.type!r} needs both 'low' and 'high'")
         if self.low > self.high:
-            raise ValueError(f"low ({self.low:g}) is greater than high ({self.high:g})")
+            raise ValueError(f"low ({self.low:g}) is greater than high ({self.high:g}); swap them")
         if self.type == "int" and not (float(self.low).is_integer() and float(self.high).is_integer()):
             raise ValueError(f"type 'int' needs integer bounds, got low={self.low:g}, high={self.high:g}")
         if self.log and self.low <= 0:
@@ -192,11 +195,11 @@ class GateConfig(_Section):
     @field_validator("thresholds")
     @classmethod
     def _thresholds(cls, value: dict[str, str]) -> dict[str, str]:
-        for metric, rule in value.items():
-            if not re.fullmatch(r"\s*(>=|<=|>|<|==)\s*-?\d+(\.\d+)?([eE]-?\d+)?\s*", str(rule)):
-                raise ValueError(
-                    f"threshold for {metric!r} must look like '>= 0.8' or '<= 20', got {rule!r}"
-                )
+        bad = [f"threshold for {metric!r} must look like '>= 0.8' or '<= 20', got {rule!r}"
+               for metric, rule in value.items()
+               if not re.fullmatch(r"\s*(>=|<=|>|<|==)\s*-?\d+(\.\d+)?([eE]-?\d+)?\s*", str(rule))]
+        if bad:
+            raise ValueError("; ".join(bad) + ". Write each rule as a quoted string: roc_auc: \">= 0.8\"")
         return value
 
 
@@ -251,13 +254,29 @@ class PipelineConfig(_Section):
     def _cross_checks(self) -> PipelineConfig:
         target = self.data.target
         if target in self.data.drop_columns:
-            raise ValueError(f"data.drop_columns lists the target column {target!r}")
-        for key in ("numeric", "categorical"):
+            raise ValueError(f"data.drop_columns lists the target column {target!r}; remove it from there")
+        for key in ("numeric", "categorical", "text"):
             cols = getattr(self.features, key) or []
             if target in cols:
-                raise ValueError(f"features.{key} lists the target column {target!r}")
-        if target in self.features.text:
-            raise ValueError(f"features.text lists the target column {target!r}")
+                raise ValueError(f"features.{key} lists the target column {target!r}; the target cannot be "
+                                 f"a feature, remove it from features.{key}")
+        kinds = {key: getattr(self.features, key) or [] for key in ("numeric", "categorical", "text")}
+        for key, cols in kinds.items():
+            dropped = [c for c in cols if c in self.data.drop_columns]
+            if dropped:
+                raise ValueError(f"data.drop_columns and features.{key} both list {dropped}; a dropped column "
+                                 f"cannot be a feature, remove it from one of the two")
+        names = list(kinds)
+        for i, first in enumerate(names):
+            for second in names[i + 1:]:
+                both = [c for c in kinds[first] if c in kinds[second]]
+                if both:
+                    raise ValueError(f"features.{first} and features.{second} both list {both}; a column has "
+                                     f"one kind, keep it in one of the two lists")
         if self.task == "ranking":
-            raise ValueError("task 'ranking' needs the two_tower model, which this version does not ship")
+            raise ValueError("task: 'ranking' needs the two_tower model, which this version does not ship; "
+                             "use binary, multiclass, regression or auto")
+        if self.data.positive_label is not None and self.task in ("multiclass", "regression"):
+            raise ValueError(f"data.positive_label ({self.data.positive_label!r}) applies to binary targets "
+                             f"only, but task is {self.task}; remove data.positive_label, or set task: binary")
         return self

@@ -122,8 +122,6 @@ def infer_task(y: pd.Series, requested: str, positive_label: Any, target: str) -
                 "learn, and the test metrics would be meaningless (r2 = 1 for a constant). Check the filter that "
                 "produced the file, or the target column name."
             )
-        if positive_label is not None:
-            notes.append(f"data.positive_label {positive_label!r} is ignored: the task is regression")
         return TaskInfo("regression", notes=tuple(notes))
     if n_unique < 2:
         raise DataError(
@@ -143,9 +141,6 @@ def infer_task(y: pd.Series, requested: str, positive_label: Any, target: str) -
             f"target {target!r} has {n_unique} classes; that looks like a regression target or an identifier. "
             "Set task: regression or pick another target."
         )
-    if positive_label is not None:
-        notes.append(f"data.positive_label {positive_label!r} is ignored: the task is multiclass "
-                     f"({n_unique} classes), where every class counts alike")
     return TaskInfo("multiclass", tuple(_plain(c) for c in classes), None, tuple(notes))
 
 

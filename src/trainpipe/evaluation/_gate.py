@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import operator
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,8 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq,
 }
 _RULE = re.compile(r"\s*(>=|<=|>|<|==)\s*(\S+)\s*")
+# The gate names of what the evaluation measures besides metrics (see _latency.py and _evaluate.py).
+LATENCY_KEYS = ("latency_p50_ms", "latency_p95_ms", "latency_rows_timed", "batch_rows_per_s")
 
 
 @dataclass
@@ -126,19 +128,44 @@ def parse_rule(rule: str) -> tuple[str, float]:
     return m.group(1), float(m.group(2))
 
 
-def check_thresholds(thresholds: Mapping[str, str], values: Mapping[str, float]) -> list[ThresholdCheck]:
-    """``values`` uses gate names: metric names (``roc_auc``) and latency keys (``latency_p95_ms``)."""
+def check_thresholds(thresholds: Mapping[str, str], values: Mapping[str, float],
+                     computed: Collection[str] | None = None) -> list[ThresholdCheck]:
+    """``values`` uses gate names: metric names (``roc_auc``) and latency keys (``latency_p95_ms``).
+
+    ``computed``: the metric names the evaluation computed (``metrics.json``), values or not; it lets a
+    missing value be explained precisely.
+    """
     checks = []
     for metric, rule in thresholds.items():
         op, bound = parse_rule(rule)
         value = values.get(metric)
         if value is None or (isinstance(value, float) and math.isnan(value)):
-            note = ("latency was not measured (evaluation.latency: false)" if metric.startswith(("latency_", "batch_"))
-                    else "not computed for this model/task")
-            checks.append(ThresholdCheck(metric, rule.strip(), None, False, note))
+            checks.append(ThresholdCheck(metric, rule.strip(), None, False, _missing_note(metric, computed)))
             continue
         checks.append(ThresholdCheck(metric, rule.strip(), float(value), _OPS[op](float(value), bound)))
     return checks
+
+
+def is_latency_key(name: str) -> bool:
+    return name.startswith(("latency_", "batch_"))
+
+
+def _missing_note(metric: str, computed: Collection[str] | None) -> str:
+    if is_latency_key(metric):
+        if metric not in LATENCY_KEYS:
+            return f"unknown latency key; the gate knows {', '.join(LATENCY_KEYS)}"
+        return "latency was not measured (evaluation.latency: false)"
+    known = METRICS.get(metric)
+    if known is None:
+        return "unknown metric"
+    if computed is not None and metric not in computed:
+        return "not computed: it does not apply to this task"
+    if known.needs_proba:
+        return ("undefined: the model gives no class probabilities, or a class is missing from the test "
+                "split" if computed is not None else
+                "no value: not computed for this task, no class probabilities, or a class missing from the test split")
+    return ("undefined on this test split" if computed is not None
+            else "no value: not computed for this task, or undefined on this test split")
 
 
 def metric_scores(metric: str, y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None, k: int) -> float:

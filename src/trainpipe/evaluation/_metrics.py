@@ -126,15 +126,48 @@ def check_metric_names(names: Iterable[str], key: str = "evaluation.metrics") ->
             raise ConfigError(f"{key}: unknown metric {name!r}.{hint}")
 
 
-def metrics_for(task: str, requested: list[str] | None) -> list[str]:
-    if requested is None:
-        return list(DEFAULTS[task])
-    check_metric_names(requested)
-    wrong = [m for m in requested if task not in METRICS[m].tasks]
-    if wrong:
-        raise ConfigError(f"evaluation.metrics: {wrong} do not apply to a {task} task; "
-                          f"use some of {DEFAULTS[task]}.")
-    return list(requested)
+def applicable(task: str) -> list[str]:
+    """The metric names that can be computed for ``task``, defaults first."""
+    return [*DEFAULTS[task], *(m for m, v in METRICS.items() if task in v.tasks and m not in DEFAULTS[task])]
+
+
+def tasks_text(tasks: Iterable[str]) -> str:
+    """``('binary', 'multiclass')`` -> ``'binary or multiclass'``."""
+    return " or ".join(tasks)
+
+
+def not_applicable(names: Iterable[str], task: str) -> list[str]:
+    """The metrics in ``names`` that cannot be computed for ``task`` (unknown names are left out)."""
+    return [m for m in names if m in METRICS and task not in METRICS[m].tasks]
+
+
+def gate_metric_names(thresholds: Iterable[str], champion: str | None = None) -> list[str]:
+    """The registry metrics the gate reads (``gate.thresholds`` keys other than latency, and the champion
+    metric): the evaluation computes these whether or not ``evaluation.metrics`` lists them."""
+    out = [m for m in thresholds if m in METRICS]
+    if champion is not None and champion in METRICS and champion not in out:
+        out.append(champion)
+    return out
+
+
+def metrics_for(task: str, requested: list[str] | None, also: Iterable[str] = ()) -> list[str]:
+    """The metrics to compute: ``requested`` (``evaluation.metrics``) or the task's defaults, then each
+    metric of ``also`` (those the gate needs, see :func:`gate_metric_names`) not already there."""
+    names = list(DEFAULTS[task]) if requested is None else list(requested)
+    if requested is not None:
+        check_metric_names(requested)
+        wrong = not_applicable(requested, task)
+        if wrong:
+            listed = ", ".join(repr(m) for m in wrong)
+            raise ConfigError(
+                f"evaluation.metrics: {listed} {'does' if len(wrong) == 1 else 'do'} not apply to a {task} task "
+                f"(only to {tasks_text(METRICS[wrong[0]].tasks)}). Use {task} metrics "
+                f"({', '.join(applicable(task))}), or remove evaluation.metrics to get the defaults."
+            )
+    extra = list(also)
+    check_metric_names(extra, key="gate.thresholds")
+    names += [m for m in extra if m not in names and task in METRICS[m].tasks]
+    return names
 
 
 def compute_metrics(names: list[str], task: str, y: np.ndarray, pred: np.ndarray,

@@ -1,13 +1,27 @@
-"""Checks of the whole config that need a library but no data: model type and params, metrics, tuning."""
+"""Checks of the whole config that need a library but no data: model type and params, metrics, tuning.
+
+Several keys each fit only some tasks: a metric (``evaluation.metrics``, ``gate.thresholds``,
+``gate.champion.metric``, ``tuning.metric``), a scikit-learn classifier or regressor, a booster objective,
+``data.positive_label``. :func:`preflight` checks them against an explicit ``task``, or, with
+``task: auto``, against each other (``rmse`` and ``recall`` can never both be computed);
+:func:`check_task_fit` checks them again once the task is inferred from the data, before any training.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from trainpipe._exceptions import ConfigError
 from trainpipe.config import PipelineConfig
+
+_TASKS = ("binary", "multiclass", "regression")
+_CLASSIFICATION = ("binary", "multiclass")
 
 
 def preflight(config: PipelineConfig) -> None:
     """Raise ConfigError for anything that would fail later for a config reason."""
     from trainpipe.evaluation import check_metric_names
+    from trainpipe.evaluation._gate import is_latency_key
     from trainpipe.models import check_model_config
 
     check_model_config(config.model, config.task)
@@ -15,26 +29,176 @@ def preflight(config: PipelineConfig) -> None:
         _check_tuning(config)
     if config.evaluation.metrics is not None:
         check_metric_names(config.evaluation.metrics)
-    check_metric_names([m for m in config.gate.thresholds if not m.startswith(("latency_", "batch_"))],
-                       key="gate.thresholds")
+    check_metric_names([m for m in config.gate.thresholds if not is_latency_key(m)], key="gate.thresholds")
+    _check_latency_thresholds(config)
     if config.gate.champion.metric is not None:
         check_metric_names([config.gate.champion.metric], key="gate.champion.metric")
-        _check_task_fit(config, config.gate.champion.metric, "gate.champion.metric")
-    for metric in config.gate.thresholds:
-        if not metric.startswith(("latency_", "batch_")):
-            _check_task_fit(config, metric, "gate.thresholds")
+    if config.task in _TASKS:
+        check_task_fit(config, config.task)
+    else:
+        _check_consistent(_requirements(config))
 
 
-def _check_task_fit(config: PipelineConfig, metric: str, key: str) -> None:
-    """A classification metric on a declared regression task (or the reverse) can never be computed."""
-    from trainpipe._exceptions import ConfigError
-    from trainpipe.evaluation import METRICS
+def check_task_fit(config: PipelineConfig, task: str) -> None:
+    """Raise ConfigError, naming every key at fault, when a part of the config cannot work for ``task``.
 
-    if config.task in ("auto", "ranking"):
+    Called by :func:`preflight` with an explicit task, and by the ``validate`` step right after the task is
+    inferred from the target (``task: auto``), so that such a mistake costs no training.
+    """
+    if task not in _TASKS:
         return
-    if config.task not in METRICS[metric].tasks:
-        raise ConfigError(f"{key}: {metric!r} does not apply to a {config.task} task "
-                          f"(it applies to {', '.join(METRICS[metric].tasks)}).")
+    origin = f" (inferred from target {config.data.target!r})" if config.task == "auto" else ""
+    misfits: dict[str, list[_Requirement]] = {}
+    for req in _requirements(config):
+        if task not in req.tasks:
+            misfits.setdefault(req.key, []).append(req)
+    if misfits:
+        raise ConfigError("\n".join(_misfit(reqs, task, origin) for reqs in misfits.values()))
+
+
+@dataclass(frozen=True)
+class _Requirement:
+    """One config key (or one entry of it) that works only for some tasks."""
+
+    key: str
+    subject: str  # what the key holds: "'rmse'", "sklearn.linear_model.Ridge (a regressor)"
+    tasks: tuple[str, ...]
+    fix: str  # what to do; "{task}" -> the task that does not fit, "{use}" -> the metrics that do
+
+
+def _misfit(reqs: list[_Requirement], task: str, origin: str) -> str:
+    from trainpipe.evaluation._metrics import applicable
+
+    first = reqs[0]
+    subjects = " and ".join(r.subject for r in reqs)
+    verb = "does" if len(reqs) == 1 else "do"
+    return (f"{first.key}: {subjects} {verb} not fit a {task} task{origin}; "
+            f"{'it needs' if len(reqs) == 1 else 'they need'} {_tasks_text(first.tasks)}. "
+            + first.fix.format(task=task, use=", ".join(applicable(task))))
+
+
+def _tasks_text(tasks: tuple[str, ...]) -> str:
+    return "a binary task" if tasks == ("binary",) else "a " + " or ".join(tasks) + " task"
+
+
+def _requirements(config: PipelineConfig) -> list[_Requirement]:
+    from trainpipe.evaluation._metrics import METRICS
+
+    out: list[_Requirement] = []
+    model = _model_requirement(config)
+    if model is not None:
+        out.append(model)
+    if config.data.positive_label is not None:
+        out.append(_Requirement("data.positive_label", f"{config.data.positive_label!r}", ("binary",),
+                                "Remove data.positive_label: it names the positive class of a two-class "
+                                "target, and a {task} target has none."))
+    for name in config.evaluation.metrics or []:
+        out.append(_Requirement("evaluation.metrics", f"{name!r}", METRICS[name].tasks,
+                                "Use {task} metrics ({use}), or remove evaluation.metrics to get the "
+                                "defaults."))
+    for name in config.gate.thresholds:
+        if name in METRICS:
+            out.append(_Requirement(f"gate.thresholds.{name}", f"{name!r}", METRICS[name].tasks,
+                                    "Remove that threshold, or put it on a {task} metric ({use})."))
+    champion = config.gate.champion.metric
+    if champion is not None and champion in METRICS:
+        out.append(_Requirement("gate.champion.metric", f"{champion!r}", METRICS[champion].tasks,
+                                "Use a {task} metric ({use}), or remove it to compare on the first "
+                                "evaluation metric."))
+    tuned = config.tuning.metric if config.tuning is not None else None
+    if tuned is not None and tuned in METRICS:
+        out.append(_Requirement("tuning.metric", f"{tuned!r}", METRICS[tuned].tasks,
+                                "Use a {task} metric ({use})."))
+    return out
+
+
+def _model_requirement(config: PipelineConfig) -> _Requirement | None:
+    """The tasks ``model.type`` (and a booster's ``objective``) can learn, when the config says so."""
+    model = config.model
+    if "." in model.type:
+        from trainpipe.models._sklearn import import_estimator
+
+        est = import_estimator(model.type)()  # check_model_config has built one already
+        from sklearn.base import is_classifier, is_regressor
+
+        if is_classifier(est):
+            return _Requirement("model.type", f"{model.type} (a classifier)", _CLASSIFICATION,
+                                "Pick a regressor (e.g. sklearn.linear_model.Ridge), or set task: binary or "
+                                "multiclass if the target holds class codes.")
+        if is_regressor(est):
+            return _Requirement("model.type", f"{model.type} (a regressor)", ("regression",),
+                                "Pick a classifier (e.g. sklearn.linear_model.LogisticRegression), or set "
+                                "task: regression if the target is a number to predict.")
+        return None
+    objective = model.params.get("objective")
+    if model.type in ("xgboost", "lightgbm") and isinstance(objective, str):
+        tasks = _objective_tasks(model.type, objective)
+        if tasks is not None:
+            kind = "regression" if tasks == ("regression",) else "classification"
+            return _Requirement("model.params.objective", f"{objective!r} (a {kind} objective)", tasks,
+                                "Remove model.params.objective (trainpipe picks the one for the task), "
+                                "or use a {task} objective.")
+    return None
+
+
+_LGBM_REGRESSION = {"regression", "regression_l1", "regression_l2", "l1", "l2", "mse", "mae", "rmse",
+                    "mean_squared_error", "mean_absolute_error", "root_mean_squared_error", "l2_root",
+                    "huber", "fair", "poisson", "quantile", "mape", "gamma", "tweedie"}
+_LGBM_CLASSIFICATION = {"binary", "multiclass", "softmax", "multiclassova", "multiclass_ova", "ova", "ovr",
+                        "cross_entropy", "xentropy", "cross_entropy_lambda", "xentlambda"}
+
+
+def _objective_tasks(model_type: str, objective: str) -> tuple[str, ...] | None:
+    name = objective.lower()
+    if model_type == "xgboost":
+        if name.startswith(("reg:", "count:", "survival:")):
+            return ("regression",)
+        if name.startswith(("binary:", "multi:")):
+            return _CLASSIFICATION
+        return None
+    if name in _LGBM_REGRESSION:
+        return ("regression",)
+    if name in _LGBM_CLASSIFICATION:
+        return _CLASSIFICATION
+    return None
+
+
+def _check_consistent(requirements: list[_Requirement]) -> None:
+    """With ``task: auto``: two keys that no single task can satisfy together."""
+    problems = []
+    for i, later in enumerate(requirements):
+        for earlier in requirements[:i]:
+            if not set(earlier.tasks) & set(later.tasks):
+                problems.append(
+                    f"{later.key}: {later.subject} needs {_tasks_text(later.tasks)}, but {earlier.key}: "
+                    f"{earlier.subject} needs {_tasks_text(earlier.tasks)}; no task fits both. Fix the one "
+                    "that is wrong, and set task: to say which task you mean."
+                )
+                break
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def _check_latency_thresholds(config: PipelineConfig) -> None:
+    """A threshold on latency needs the latency measured, under a name the evaluation writes."""
+    import difflib
+
+    from trainpipe.evaluation._gate import LATENCY_KEYS, is_latency_key
+
+    problems = []
+    for name in config.gate.thresholds:
+        if not is_latency_key(name):
+            continue
+        if name not in LATENCY_KEYS:
+            close = difflib.get_close_matches(name, LATENCY_KEYS, n=1, cutoff=0.6)
+            hint = f" Did you mean {close[0]!r}?" if close else f" Known: {', '.join(LATENCY_KEYS)}."
+            problems.append(f"gate.thresholds.{name}: unknown latency measure.{hint}")
+        elif not config.evaluation.latency:
+            problems.append(f"gate.thresholds.{name}: latency is not measured because evaluation.latency is "
+                            "false, so this threshold could never pass. Set evaluation.latency: true or "
+                            "remove the threshold.")
+    if problems:
+        raise ConfigError("\n".join(problems))
 
 
 def _check_tuning(config: PipelineConfig) -> None:

@@ -77,6 +77,7 @@ def ingest(ctx: StepContext) -> None:
 
 def validate(ctx: StepContext) -> None:
     from trainpipe.data import infer_task, validate_frame
+    from trainpipe.pipeline._preflight import check_task_fit
 
     df = read_frame(ctx.input("ingest") / DATA)
     cfg = ctx.config
@@ -94,6 +95,7 @@ def validate(ctx: StepContext) -> None:
         raise DataValidationError(f"data validation failed: {exc}") from exc
     for note in task.notes:
         ctx.hooks.on_message(note)
+    check_task_fit(cfg, task.task)  # metrics, gate, model against the inferred task: exit 2 before training
     _write_json(ctx.out_dir / TASK, task.to_dict())
 
 
@@ -298,13 +300,24 @@ def prune_checkpoint_sets(current: Path, keep: int = KEEP_CHECKPOINT_SETS) -> li
     return doomed
 
 
+def _gate_metrics(loaded: LoadedConfig) -> dict[str, Any]:
+    """The evaluation also computes the metrics the gate reads: their names (not the thresholds) key it."""
+    from trainpipe.evaluation._metrics import gate_metric_names
+
+    gate = loaded.config.gate
+    return {"gate_metrics": gate_metric_names(gate.thresholds, gate.champion.metric)}
+
+
 def evaluate(ctx: StepContext) -> None:
     from trainpipe.evaluation import evaluate_model
+    from trainpipe.evaluation._metrics import gate_metric_names
     from trainpipe.models import TrainedModel
 
     model = TrainedModel.load(ctx.input("train") / "model")
     test = read_frame(ctx.input("split") / "test.parquet")
-    result = evaluate_model(model, test, ctx.config.data.target, ctx.config.evaluation, ctx.out_dir)
+    gate = ctx.config.gate
+    result = evaluate_model(model, test, ctx.config.data.target, ctx.config.evaluation, ctx.out_dir,
+                            also=gate_metric_names(gate.thresholds, gate.champion.metric))
     ctx.metrics.update(result.flat_metrics())
     undefined = [name for name, value in result.metrics.items() if value is None]
     if undefined:
@@ -332,7 +345,7 @@ CORE_STEPS: tuple[Step, ...] = (
     Step("train", train, ("preprocess", "validate"), ("model", "training"),
          (*_SK, "xgboost", "xgboost-cpu", "lightgbm", "skops", "torch"), description="fit the model"),
     Step("evaluate", evaluate, ("train", "split"), ("data.target", "evaluation"),
-         (*_SK, "matplotlib", "xgboost", "xgboost-cpu", "lightgbm"),
+         (*_SK, "matplotlib", "xgboost", "xgboost-cpu", "lightgbm"), external=_gate_metrics,
          description="test metrics, slices, plots, latency"),
 )
 

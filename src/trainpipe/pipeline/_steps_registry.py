@@ -134,12 +134,14 @@ def gate(ctx: StepContext) -> None:
     from trainpipe.evaluation import DEFAULTS, METRICS
     from trainpipe.evaluation._gate import GateReport, check_thresholds, compare_to_champion
     from trainpipe.models import TrainedModel
+    from trainpipe.pipeline._preflight import check_task_fit
 
     cfg = ctx.config
     evaluated = _read_json(ctx.input("evaluate") / "metrics.json")
     values = {**{k: v for k, v in evaluated["metrics"].items() if v is not None}, **evaluated.get("latency", {})}
-    report = GateReport(thresholds=check_thresholds(cfg.gate.thresholds, values))
     model = TrainedModel.load(ctx.input("train") / "model")
+    check_task_fit(cfg, model.task.task)  # a gate edited after a cached validate step: exit 2, not a refusal
+    report = GateReport(thresholds=check_thresholds(cfg.gate.thresholds, values, computed=evaluated["metrics"]))
     metric = cfg.gate.champion.metric or (cfg.evaluation.metrics or DEFAULTS[model.task.task])[0]
     if model.task.task not in METRICS[metric].tasks:
         raise ConfigError(f"gate.champion.metric: {metric!r} does not apply to this {model.task.task} task; "
