@@ -324,6 +324,9 @@ def test_config_check_does_not_import_torch_names() -> None:
         TorchMLPAdapter.check_config("binary", {"batch_norm": "yes"})
     with pytest.raises(ConfigError, match=r"model\.params\.dropout: expected a number >= 0 and < 1"):
         TorchMLPAdapter.check_config("binary", {"dropout": 1.0})
+    with pytest.raises(ConfigError) as every:  # all problems in one message, not one per run
+        TorchMLPAdapter.check_config("binary", {"dropout": 1.5, "activation": "rellu", "batch_norm": "yes"})
+    assert all(key in str(every.value) for key in ("dropout", "activation", "batch_norm"))
 
 
 def test_sigterm_during_validation_stops_after_the_epoch_checkpoint(tmp_path: Path) -> None:

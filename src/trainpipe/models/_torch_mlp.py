@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -73,21 +73,33 @@ class TorchMLPAdapter:
 
     @classmethod
     def check_config(cls, task_name: str, params: Mapping[str, Any]) -> None:
-        check_params({k: v for k, v in params.items() if k not in ("hidden_dims", "activation", "batch_norm")},
-                     DEFAULTS, RULES, "torch_mlp")
+        """Every problem at once, like the boosters' parameter check, not one per run."""
+        problems: list[str] = []
+
+        def collect(check: Callable[[], object]) -> None:
+            try:
+                check()
+            except ConfigError as exc:
+                problems.append(str(exc))
+
+        collect(lambda: check_params({k: v for k, v in params.items()
+                                      if k not in ("hidden_dims", "activation", "batch_norm")},
+                                     DEFAULTS, RULES, "torch_mlp"))
         if "hidden_dims" in params:
-            _hidden_dims(params["hidden_dims"])
+            collect(lambda: _hidden_dims(params["hidden_dims"]))
         dropout = params.get("dropout")
         if isinstance(dropout, int | float) and not isinstance(dropout, bool) and dropout >= 1.0:
-            raise ConfigError(f"model.params.dropout: expected a number >= 0 and < 1, got {dropout!r}")
+            problems.append(f"model.params.dropout: expected a number >= 0 and < 1, got {dropout!r}")
         act = params.get("activation", "relu")
         if act not in ACTIVATION_NAMES:
             close = difflib.get_close_matches(str(act), ACTIVATION_NAMES, n=1, cutoff=0.5)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"model.params.activation: expected one of {', '.join(ACTIVATION_NAMES)}, "
-                              f"got {act!r}.{hint}")
+            problems.append(f"model.params.activation: expected one of {', '.join(ACTIVATION_NAMES)}, "
+                            f"got {act!r}.{hint}")
         if not isinstance(params.get("batch_norm", False), bool):
-            raise ConfigError(f"model.params.batch_norm: expected true or false, got {params['batch_norm']!r}")
+            problems.append(f"model.params.batch_norm: expected true or false, got {params['batch_norm']!r}")
+        if problems:
+            raise ConfigError("\n".join(problems))
 
     # seams called by the pipeline before fit
     def set_categorical_columns(self, indices: Sequence[int]) -> None:
