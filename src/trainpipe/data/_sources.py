@@ -87,7 +87,8 @@ def read_source(source: DataSource) -> pd.DataFrame:
         else:
             df = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", low_memory=False)
     except pd.errors.EmptyDataError as exc:
-        raise DataError(f"{path}: the file has no columns (empty file). Point data.source at a table.") from exc
+        raise DataError(f"{path}: the file has no columns (empty file); a table needs a header row and data "
+                        "rows.") from exc
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
         kind = "Parquet" if suffix in (".parquet", ".pq") else "CSV"
         first = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else type(exc).__name__
@@ -98,7 +99,7 @@ def read_source(source: DataSource) -> pd.DataFrame:
     if df.shape[1] == 0 or df.shape[0] == 0:
         raise DataError(
             f"{path}: the table is empty ({df.shape[0]} rows, {df.shape[1]} columns). "
-            "Point data.source at a file with a header and rows."
+            "A table needs a header row and data rows."
         )
     if suffix not in (".parquet", ".pq"):
         _check_csv_header(path, "\t" if suffix == ".tsv" else ",", df)

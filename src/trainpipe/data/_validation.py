@@ -129,10 +129,13 @@ def validate_frame(df: pd.DataFrame, config: PipelineConfig, is_classification: 
                                    f"<= {vc.max_missing_fraction} per column"))
 
     declared = _declared_feature_columns(config)
+    f = config.features
     for col in declared:
         if col not in df.columns:
+            named_in = ("features.*" if col in (*(f.numeric or []), *(f.categorical or []), *f.text)
+                        else "evaluation.slices")
             results.append(CheckResult(col, "required_column", False, "column missing",
-                                       "column named in features.*", 0, _closest(col, df.columns)))
+                                       f"column named in {named_in}", 0, _closest(col, df.columns)))
 
     for col in config.features.numeric or []:
         if col in df.columns:
