@@ -258,6 +258,7 @@ def test_library_warnings_become_one_note_each(workdir: Path, capfd: pytest.Capt
     notes = [e[1][0] for e in hooks.events if e[0] == "message" and "ConvergenceWarning" in e[1][0]]
     assert len(notes) == 1 and notes[0].startswith("train: ConvergenceWarning: ")
     assert "ConvergenceWarning" not in capfd.readouterr().err  # not the raw warning with a file path
+    assert not [e for e in hooks.events if e[0] == "message" and "DeprecationWarning" in e[1][0]]
 
 
 def test_metrics_a_model_cannot_give_are_named_with_the_reason(workdir: Path) -> None:

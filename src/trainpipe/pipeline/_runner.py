@@ -425,6 +425,10 @@ def _warnings_as_notes(ctx: StepContext, limit: int = 5) -> Iterator[None]:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")
+        # libraries' deprecations of each other's APIs: nothing a pipeline author can act on (and hidden
+        # by Python's own default filters too)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
         try:
             yield
         finally:
