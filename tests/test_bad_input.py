@@ -373,8 +373,17 @@ def test_config_that_does_not_fit_the_inferred_task_fails_in_validate(
     write_csv(tmp_path, make_frame(150, seed=3, task=label))
     write_pipeline(tmp_path, f"name: t\ndata: {data}\nmodel: {model}\n{extra}")
     out = run_cli(tmp_path, "validate", "pipeline.yaml")
-    assert_clean_failure(out, 2, *patterns, failing_step="validate")
+    # the data checks passed and their entry is kept: the mistake is in the model/gate/tuning sections
+    assert_clean_failure(out, 2, *patterns)
     assert "config OK" not in out.stdout
+    # the same mistake after a good run, with the validate step cached: still caught before training
+    write_pipeline(tmp_path, f"name: t\ndata: {DATA}\nmodel: {XGB}\n", "good.yaml")
+    assert run_cli(tmp_path, "validate", "good.yaml").returncode == 0
+    again = run_cli(tmp_path, "run", "pipeline.yaml")
+    assert again.returncode == 2 and "Traceback" not in again.stderr, _report(again)
+    assert all(re.search(p, again.stderr, re.IGNORECASE | re.DOTALL) for p in patterns), _report(again)
+    assert re.search(r"cached\s+validate|failed\s+validate", again.stderr), _report(again)
+    assert not re.search(r"ran\s+train", again.stderr + again.stdout), _report(again)
 
 
 def test_gate_metrics_are_computed_even_when_evaluation_metrics_leaves_them_out(tmp_path: Path) -> None:

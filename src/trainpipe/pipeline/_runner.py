@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -17,7 +18,7 @@ import yaml
 
 from trainpipe._exceptions import ConfigError, TrainingInterrupted
 from trainpipe._hooks import Hooks
-from trainpipe._signals import deferred
+from trainpipe._signals import SignalInterrupt, deferred
 from trainpipe._version import __version__
 from trainpipe.config import LoadedConfig, config_hash, load_config, redact
 from trainpipe.pipeline._cache import StepCache, explain_change, key_of, link_tree, manifest_of
@@ -253,6 +254,7 @@ class PipelineRunner:
         key = key_of(components)
         previous = self.cache.last_components(step.name, self.config.name)
         entry, miss_reason = (None, "")
+        postponed: int | None = None  # a signal an uninterruptible step held back
         on_purpose = self.no_cache or step.name in self.force or not step.cache  # runs even when cached
         if self.no_cache:
             reason = "--no-cache"
@@ -290,11 +292,14 @@ class PipelineRunner:
             tmp = self.cache.new_tmp(step.name)
             ctx.out_dir = tmp
             try:
-                with deferred() if step.uninterruptible else contextlib.nullcontext(), _warnings_as_notes(ctx):
+                with deferred() if step.uninterruptible else contextlib.nullcontext() as held, \
+                        _warnings_as_notes(ctx):
                     step.func(ctx)
                     (tmp / STEP_RESULT).write_text(json.dumps({"metrics": ctx.metrics, "params": ctx.params,
                                                                "curves": ctx.curves}, default=str))
                     entry = self.cache.commit(step.name, key, tmp, components, replace=on_purpose)
+                    if held is not None:  # it happened (a model is registered): the step is recorded as ran
+                        postponed, held.pending = held.pending, None
             except BaseException as exc:
                 with deferred() as held:  # a repeated Ctrl-C must not lose the failed step's record
                     shutil.rmtree(tmp, ignore_errors=True)
@@ -308,10 +313,34 @@ class PipelineRunner:
             self.cache.remember(step.name, self.config.name, components)
             link_tree(entry.path, target)
             status, fingerprint = "ran", entry.fingerprint
+        if step.name == "validate":
+            try:
+                self._check_task_fit(target)
+            except ConfigError as exc:
+                record = self._record(step, "failed", f"ConfigError: {exc}"[:500], start, key, fingerprint, ctx)
+                self._log_step(child, record, ctx, "FAILED")
+                result.steps.append(record)
+                self.hooks.on_step_end(step.name, "failed", record.reason, record.seconds)
+                raise
         record = self._record(step, status, reason, start, key, fingerprint, ctx)
         self._log_step(child, record, ctx, "FINISHED")
         self.hooks.on_step_end(step.name, status, reason, record.seconds)
+        if postponed is not None:
+            if step is self.steps[-1]:  # the run's work is done: it finishes, and the process exits after
+                self.hooks.on_message(f"{signal.Signals(postponed).name} arrived while {step.name} ran; the "
+                                      "run had nothing left to do and finished")
+            else:
+                raise SignalInterrupt(postponed)
         return record
+
+    def _check_task_fit(self, validate_dir: Path) -> None:
+        """Keys that fit only some tasks against the task validate inferred: here, not inside the step,
+        because its cache entry does not depend on the model, gate or tuning sections."""
+        if self.config.task != "auto" or not (validate_dir / "task.json").is_file():
+            return
+        from trainpipe.pipeline._preflight import check_task_fit
+
+        check_task_fit(self.config, str(json.loads((validate_dir / "task.json").read_text())["task"]))
 
     def _record(self, step: Step, status: str, reason: str, start: _Usage, key: str, fingerprint: str,
                 ctx: StepContext) -> StepRecord:

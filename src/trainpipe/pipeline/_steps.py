@@ -77,7 +77,6 @@ def ingest(ctx: StepContext) -> None:
 
 def validate(ctx: StepContext) -> None:
     from trainpipe.data import infer_task, validate_frame
-    from trainpipe.pipeline._preflight import check_task_fit
 
     df = read_frame(ctx.input("ingest") / DATA)
     cfg = ctx.config
@@ -95,7 +94,6 @@ def validate(ctx: StepContext) -> None:
         raise DataValidationError(f"data validation failed: {exc}") from exc
     for note in task.notes:
         ctx.hooks.on_message(note)
-    check_task_fit(cfg, task.task)  # metrics, gate, model against the inferred task: exit 2 before training
     _write_json(ctx.out_dir / TASK, task.to_dict())
 
 
