@@ -235,3 +235,17 @@ def test_positive_label_with_a_task_that_has_no_positive_class(task: str) -> Non
                                           rf"but task is {task}; remove data\.positive_label"):
         config_from_dict({**_BASE, "task": task, "data": data})
     assert config_from_dict({**_BASE, "task": "binary", "data": data}).config.data.positive_label == "Adelie"
+
+
+@pytest.mark.parametrize(("section", "value", "message"), [
+    ({"model": {"type": "xgboost", "params": {"learning_rate": float("nan")}}}, None,
+     r"model\.params: learning_rate: expected finite numbers"),
+    ({"training": {"learning_rate": float("inf")}}, None, r"training\.learning_rate: Input should be a finite number"),
+    ({"training": {"seed": -1}}, None, r"training\.seed: Input should be greater than or equal to 0"),
+    ({"data": {"source": "a.csv", "target": "y", "split": {"seed": 2**40}}}, None, r"data\.split\.seed"),
+])
+def test_non_finite_numbers_and_seeds_numpy_cannot_take_are_refused(section: dict, value: None,
+                                                                    message: str) -> None:
+    base = {"name": "p", "data": {"source": "a.csv", "target": "y"}, "model": {"type": "xgboost"}}
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict({**base, **section})

@@ -218,3 +218,14 @@ def test_a_semicolon_separated_csv_is_named_as_such(tmp_path: Path) -> None:
 def test_a_constant_regression_target_is_refused() -> None:
     with pytest.raises(DataError, match="has a single value"):
         infer_task(pd.Series([3.5] * 50), "regression", None, "y")
+
+
+def test_a_group_split_with_missing_groups_is_a_data_error() -> None:
+    df = make_frame(200)
+    df["grp"] = pd.Series([f"g{i % 7}" for i in range(200)], dtype="string")
+    df.loc[[3, 50], "grp"] = pd.NA
+    cfg = config_from_dict({"name": "t", "data": {"source": "a.csv", "target": "label",
+                                                  "split": {"method": "group", "group_column": "grp"}},
+                            "model": {"type": "xgboost"}}).config
+    with pytest.raises(DataError, match=r"group_column 'grp' has 2 missing values"):
+        split_indices(df, "label", cfg.data.split, False)

@@ -6,6 +6,7 @@ Section and key names follow ``pipeline.reference.yaml``; only ``name``, ``data.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Literal
 
@@ -16,7 +17,10 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+SEED = Field(42, ge=0, le=2**32 - 1)  # what numpy and scikit-learn take as a seed
 
 
 class SplitConfig(_Section):
@@ -25,7 +29,7 @@ class SplitConfig(_Section):
     val_size: float = Field(0.1, ge=0.0, lt=1.0)
     time_column: str | None = None
     group_column: str | None = None
-    seed: int = 42
+    seed: int = SEED
 
     @model_validator(mode="after")
     def _check(self) -> SplitConfig:
@@ -101,9 +105,27 @@ class ModelConfig(_Section):
     type: str = Field(min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("params")
+    @classmethod
+    def _finite(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """A NaN or infinite hyperparameter (``--set model.params.learning_rate=.nan``) trains garbage."""
+        def bad(value: Any) -> bool:
+            if isinstance(value, float):
+                return not math.isfinite(value)
+            if isinstance(value, dict):
+                return any(bad(v) for v in value.values())
+            if isinstance(value, list | tuple):
+                return any(bad(v) for v in value)
+            return False
+
+        wrong = [k for k, v in params.items() if bad(v)]
+        if wrong:
+            raise ValueError(f"{', '.join(wrong)}: expected finite numbers, got NaN or infinity")
+        return params
+
 
 class TrainingConfig(_Section):
-    seed: int = 42
+    seed: int = SEED
     early_stopping_rounds: int | None = Field(50, ge=1)
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(512, ge=1)

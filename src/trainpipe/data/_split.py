@@ -91,7 +91,12 @@ def _group_split(
     import numpy as np
     from sklearn.model_selection import GroupShuffleSplit
 
-    groups = _column(df, split.group_column, "data.split.group_column").astype(str).to_numpy()
+    column = _column(df, split.group_column, "data.split.group_column")
+    if column.isna().any():
+        raise DataError(f"data.split.group_column {split.group_column!r} has {int(column.isna().sum())} missing "
+                        "values; every row needs a group to be kept with the rest of it. Fill them (e.g. with "
+                        "'unknown') or drop those rows.")
+    groups = column.astype(str).to_numpy(dtype=object)
     if len(set(groups)) < 3:
         raise DataError(f"data.split.group_column {split.group_column!r} has fewer than 3 groups; cannot split.")
     n = len(df)
