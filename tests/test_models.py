@@ -149,3 +149,14 @@ def test_row_numbers_written_with_the_file_are_not_features() -> None:
     spec = infer_feature_spec(train, cfg)
     assert "rownames" in spec.dropped and "Unnamed: 0" in spec.dropped and "row numbers" in spec.dropped["rownames"]
     assert "rownames" not in spec.numeric and "index" in spec.numeric
+
+
+@pytest.mark.parametrize("family", ["xgboost", "lightgbm"])
+def test_a_damaged_model_file_is_a_data_error_naming_the_folder(family: str, tmp_path: Path) -> None:
+    model, _ = _fit(family, "binary", tmp_path)
+    model.save(tmp_path / "model")
+    for f in (tmp_path / "model").iterdir():
+        if f.name.startswith("model."):  # the library's own file (model.ubj / model.txt)
+            f.write_bytes(b"garbage")
+    with pytest.raises(DataError, match=r"the model in .*model cannot be loaded"):
+        TrainedModel.load(tmp_path / "model")

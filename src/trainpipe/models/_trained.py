@@ -91,9 +91,21 @@ class TrainedModel:
 
     @classmethod
     def load(cls, directory: Path) -> TrainedModel:
-        spec = ModelSpec.from_dict(json.loads((Path(directory) / SPEC_FILE).read_text()))
-        preprocessor = _skops_io.load(Path(directory) / PREPROCESSOR_FILE)
-        adapter = adapter_class(spec.model_type).load(Path(directory), spec.task, spec.model_type)
+        """Read a model directory; a damaged or foreign file is a DataError naming the folder (exit 2)."""
+        from trainpipe._exceptions import ConfigError, DataError, MissingExtraError
+
+        try:
+            spec = ModelSpec.from_dict(json.loads((Path(directory) / SPEC_FILE).read_text()))
+            preprocessor = _skops_io.load(Path(directory) / PREPROCESSOR_FILE)
+            adapter = adapter_class(spec.model_type).load(Path(directory), spec.task, spec.model_type)
+        except (ConfigError, DataError, MissingExtraError):
+            raise
+        except Exception as exc:  # the model libraries raise their own types (XGBoostError, LightGBMError, ...)
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise DataError(
+                f"the model in {directory} cannot be loaded ({type(exc).__name__}: {first}); a file there is "
+                "damaged or was replaced. Run the train step again (trainpipe run ... --force train)."
+            ) from exc
         return cls(spec, preprocessor, adapter)
 
 
