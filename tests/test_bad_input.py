@@ -451,6 +451,14 @@ def test_missing_environment_variable(tmp_path: Path) -> None:
     assert_clean_failure(out, 2, r"data\.source", r"TP_TEST_DATA_DIR", r"not set", config_error=True)
 
 
+@pytest.mark.parametrize("name", ["sub/x", "../prod"])
+def test_profile_that_is_not_a_plain_name(tmp_path: Path, name: str) -> None:
+    write_csv(tmp_path, frame())
+    write_pipeline(tmp_path, MINIMAL)
+    out = run_cli(tmp_path, "validate", "pipeline.yaml", "--profile", name)
+    assert_clean_failure(out, 2, r"a profile is a plain name", config_error=True)
+
+
 @pytest.mark.parametrize("how", ["option", "env"])
 def test_profile_file_missing(tmp_path: Path, how: str) -> None:
     write_csv(tmp_path, frame())

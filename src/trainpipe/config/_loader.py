@@ -63,6 +63,9 @@ def load_config(
     raw = _read_yaml(path)
     profile = profile or env.get(PROFILE_ENV) or None
     if profile:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", profile):
+            raise ConfigError(f"profile {profile!r}: a profile is a plain name (letters, digits, '_', '-', '.'), "
+                              f"the middle part of {path.stem}.NAME{path.suffix} next to the pipeline file.")
         profile_path = path.with_name(f"{path.stem}.{profile}{path.suffix}")
         if not profile_path.is_file():
             raise ConfigError(
