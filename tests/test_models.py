@@ -160,3 +160,13 @@ def test_a_damaged_model_file_is_a_data_error_naming_the_folder(family: str, tmp
             f.write_bytes(b"garbage")
     with pytest.raises(DataError, match=r"the model in .*model cannot be loaded"):
         TrainedModel.load(tmp_path / "model")
+
+
+def test_a_native_booster_parameter_name_points_at_the_scikit_learn_one() -> None:
+    from trainpipe.models import check_model_config
+
+    cfg = config_from_dict({"name": "t", "data": {"source": "a.csv", "target": "y"},
+                            "model": {"type": "xgboost", "params": {"eta": 0.1, "lambda": 1.0}}}).config
+    with pytest.raises(ConfigError, match=r"model\.params\.eta: .*native name for 'learning_rate'") as caught:
+        check_model_config(cfg.model, "auto")
+    assert "write reg_lambda" in str(caught.value)

@@ -45,6 +45,9 @@ def check_params(params: Mapping[str, Any], known: Iterable[str], rules: Mapping
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
             hint = f" Did you mean {close[0]!r}?" if close else ""
+            if NATIVE_NAMES.get(key) in known:
+                hint = (f" It is the library's native name for {NATIVE_NAMES[key]!r}; trainpipe takes the "
+                        f"scikit-learn names: write {NATIVE_NAMES[key]}.")
             problems.append(f"model.params.{key}: unknown parameter for {model_type}.{hint}")
             continue
         rule = rules.get(key)
@@ -53,6 +56,14 @@ def check_params(params: Mapping[str, Any], known: Iterable[str], rules: Mapping
     if problems:
         raise ConfigError("\n".join(problems))
 
+
+# XGBoost's and LightGBM's native parameter names -> the scikit-learn names the adapters take
+NATIVE_NAMES = {"eta": "learning_rate", "shrinkage_rate": "learning_rate", "lambda": "reg_lambda",
+                "lambda_l2": "reg_lambda", "alpha": "reg_alpha", "lambda_l1": "reg_alpha",
+                "num_boost_round": "n_estimators", "num_iterations": "n_estimators", "num_round": "n_estimators",
+                "n_iter": "n_estimators", "feature_fraction": "colsample_bytree", "bagging_fraction": "subsample",
+                "min_data_in_leaf": "min_child_samples", "min_sum_hessian_in_leaf": "min_child_weight",
+                "min_split_loss": "gamma"}
 
 BOOSTER_RULES: dict[str, Rule] = {
     "n_estimators": Rule(int, 1),
