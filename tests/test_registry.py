@@ -202,6 +202,14 @@ def test_reproduce_gives_identical_metrics(workdir: Path, model: str, params: st
     again = cli(workdir, "reproduce", run_id)
     assert again.returncode == 0, again.stderr + again.stdout
     assert f"exactly the metrics of run {run_id}" in again.stdout
+    # the saved config edited by hand: refused, exit 2 (it would not be that run any more)
+    saved = workdir / ".trainpipe" / "runs" / run_id / "config.yaml"
+    original = saved.read_text()
+    saved.write_text(original.replace("n_estimators: 30", "n_estimators: 31"))
+    assert saved.read_text() != original, "the test config changed nothing"
+    edited = cli(workdir, "reproduce", run_id)
+    assert edited.returncode == 2 and "the file was edited after the run" in edited.stderr, edited.stderr
+    saved.write_text(original)
     # the data changed: refused, exit 2
     frame.iloc[:5].to_csv(workdir / "cancer.csv", mode="a", header=False, index=False)
     refused = cli(workdir, "reproduce", run_id)

@@ -64,6 +64,14 @@ def reproduce(run_id: str, tracking_uri: str, *, workdir: Path | None = None, ho
         raise ConfigError(f"run {run_id} is not a trainpipe pipeline run (a step or trial run?); pass the "
                           "parent run id shown by `trainpipe runs list`.")
     loaded = _recorded_config(client, run_id, tags)
+    from trainpipe.config import config_hash
+
+    if tags.get("config_hash") and config_hash(loaded.config) != tags["config_hash"]:
+        raise ConfigError(
+            f"refusing to reproduce run {run_id}: its saved config no longer matches the config hash the run "
+            f"recorded ({tags['config_hash'][:16]}…); the file was edited after the run. Restore it, or run the "
+            "edited config with `trainpipe run` as a new run."
+        )
     recorded = tags.get("data_fingerprint")
     if not recorded:
         raise ConfigError(f"run {run_id} recorded no data fingerprint (it failed before ingest finished); "
