@@ -272,3 +272,13 @@ def test_metrics_a_model_cannot_give_are_named_with_the_reason(workdir: Path) ->
     notes = [e[1][0] for e in hooks.events if e[0] == "message"]
     assert any(n.startswith("evaluate: test roc_auc was not computed: the model gives no class probabilities")
                for n in notes), notes
+
+
+def test_a_copy_of_the_target_among_the_features_is_named() -> None:
+    from trainpipe.pipeline._steps import target_proxies
+
+    df = make_frame(200, task="multiclass")
+    df["label_copy"] = df["label"].map(lambda v: f"class-{v}")
+    df["amount_again"] = df["x1"]
+    assert target_proxies(df, "label", ["x1", "label_copy", "colour"], classification=True) == ["label_copy"]
+    assert target_proxies(df, "x1", ["amount_again", "x2"], classification=False) == ["amount_again"]

@@ -16,6 +16,8 @@ from trainpipe.pipeline._handoff import load_array, read_frame, save_array
 from trainpipe.pipeline._step import Step, StepContext
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     import pandas as pd
 
     from trainpipe.config import LoadedConfig, PipelineConfig
@@ -125,6 +127,10 @@ def preprocess(ctx: StepContext) -> None:
     spec = infer_feature_spec(frames["train"], cfg)
     for col, why in spec.dropped.items():
         ctx.hooks.on_message(f"column {col!r} is not used as a feature: {why}")
+    for col in target_proxies(frames["train"], cfg.data.target, spec.columns, task.is_classification):
+        ctx.hooks.on_message(f"feature {col!r} determines the target {cfg.data.target!r} exactly on the training "
+                             "split: if it is a copy of the target or recorded after the outcome, the model "
+                             "learns nothing usable (leakage); drop it with data.drop_columns")
     encoding = categorical_encoding(ctx.loaded)
     pre = build_preprocessor(spec, cfg.features.model_copy(update={"categorical_encoding": encoding}))
     try:
@@ -188,6 +194,28 @@ def load_matrix(stem: Path) -> Any:
         return sp.load_npz(npz)
     npy = stem.with_suffix(".npy")
     return load_array(npy) if npy.exists() else None
+
+
+def target_proxies(train: pd.DataFrame, target: str, columns: Iterable[str], classification: bool) -> list[str]:
+    """Feature columns that are the target under another name: for a class target, a column whose values
+    each go with one class and that has no more distinct values than there are classes (a relabelled copy);
+    for a number, a column equal to it."""
+    import numpy as np
+    import pandas as pd
+
+    y = train[target]
+    found = []
+    for col in columns:
+        x = train[col]
+        if x.isna().any() or len(x) < 10:
+            continue
+        if classification:
+            if x.nunique() <= y.nunique() and bool((y.groupby(x.astype(str)).nunique() <= 1).all()):
+                found.append(col)
+        elif (pd.api.types.is_numeric_dtype(x) and not pd.api.types.is_bool_dtype(x)
+              and np.allclose(x.to_numpy(dtype=float), y.to_numpy(dtype=float), equal_nan=False)):
+            found.append(col)
+    return found
 
 
 def train(ctx: StepContext) -> None:
