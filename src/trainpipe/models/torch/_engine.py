@@ -145,7 +145,7 @@ class Engine:
     def fit(self, train: TensorData | DataSource, val: TensorData | DataSource | None = None,
             on_epoch: EpochCallback | None = None) -> EngineResult:
         t = self.training
-        D.init_process_group(self.dist, self.device)
+        created_group = D.init_process_group(self.dist, self.device)
         seed_everything(t.seed)
         source, val_source = as_source(train), (as_source(val) if val is not None else None)
         per_rank, counts = self._plan(source)
@@ -181,6 +181,10 @@ class Engine:
             self.model.load_state_dict(st.best_state)
         result.history, result.best_epoch, result.n_epochs = st.history, st.best_epoch, st.epoch
         D.barrier(self.dist)
+        if created_group:
+            # Ours to close: a gloo group left to interpreter shutdown can abort a rank that exits while
+            # its peer is still writing ("terminate called without an active exception", SIGABRT).
+            D.destroy_process_group()
         return result
 
     def _start(self, net: nn.Module, optimizer: Any, scheduler: Any, scaler: Any,
