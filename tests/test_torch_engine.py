@@ -66,6 +66,20 @@ def _adapter(task: str = "binary", params: dict[str, Any] | None = None, **kw: A
     return TorchMLPAdapter(TaskInfo(task, classes), "torch_mlp", params or {"hidden_dims": [16, 8]}, _training(**kw))
 
 
+def _sigterm_at_training_call(net: Any, stop_at: int | None) -> None:
+    """SIGTERM this process during the ``stop_at``-th training forward pass of ``net`` (None: never)."""
+    calls = {"n": 0}
+    original = net.forward
+
+    def forward(*inputs: Any) -> Any:
+        calls["n"] += net.training
+        if calls["n"] == stop_at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(*inputs)
+
+    net.forward = forward
+
+
 @pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
 def test_adapter_learns_saves_and_loads(task: str, tmp_path: Path) -> None:
     X, y = _data(task=task)
@@ -381,16 +395,7 @@ def test_parquet_chunks_resume_mid_segment_is_bitwise_identical(tmp_path: Path) 
         source = ParquetChunks(tmp_path / "t.parquet", list(cols), "y", make)
         torch.manual_seed(0)
         net = TabularMLP(MLPSpec(n_inputs=4, out_dim=1, hidden_dims=(16,), dropout=0.2))
-        calls = {"n": 0}
-        original = net.forward
-
-        def forward(*inputs: Any) -> Any:
-            calls["n"] += net.training
-            if calls["n"] == stop_at:
-                os.kill(os.getpid(), signal.SIGTERM)
-            return original(*inputs)
-
-        net.forward = forward  # type: ignore[method-assign]
+        _sigterm_at_training_call(net, stop_at)
         Engine(net, objective_for("binary"), _training(epochs=2, checkpoint_every=4), checkpoint_dir=ckpt_dir,
                resume=resume).fit(source)
         return net.state_dict()
@@ -533,16 +538,7 @@ def test_batch_norm_fold_resumes_bitwise(tmp_path: Path) -> None:
         engine, data, _ = _batch_norm_setup(97, epochs=2, batch_size=16, checkpoint_every=2,
                                             grad_accum_steps=2)  # batches of 16 x 5 and 17
         net = engine.model
-        calls = {"n": 0}
-        original = net.forward
-
-        def forward(*inputs: Any) -> Any:
-            calls["n"] += net.training
-            if calls["n"] == stop_at:
-                os.kill(os.getpid(), signal.SIGTERM)
-            return original(*inputs)
-
-        net.forward = forward  # type: ignore[method-assign]
+        _sigterm_at_training_call(net, stop_at)
         engine.checkpoints = ckpt.CheckpointDir(ckpt_dir)
         engine.resume = resume
         engine.fit(data, data)
