@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 # torch is pinned to the CPU build that installs here; the constraint stops any package pulling a CUDA build.
 PIP_INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: demo test test-fast lint typecheck bench clean install install-dev
+.PHONY: demo test test-fast lint typecheck bench audit clean install install-dev
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or run: make PYTHON=python3 ...)"; exit 2; }
@@ -47,8 +47,20 @@ lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy
 
+# Known vulnerabilities in the installed set (pip-audit, in its own venv; needs the PyPI JSON API or OSV).
+# --strict: a package that could not be checked is an error, never a silent "no known vulnerabilities".
+AUDIT_VENV ?= .venv-audit
+$(AUDIT_VENV)/.installed:
+	$(PYTHON) -m venv $(AUDIT_VENV)
+	$(AUDIT_VENV)/bin/pip install --quiet --disable-pip-version-check pip-audit
+	touch $@
+
+audit: $(VENV)/.installed $(AUDIT_VENV)/.installed
+	$(PIP) freeze --exclude-editable --disable-pip-version-check > $(AUDIT_VENV)/requirements.txt
+	$(AUDIT_VENV)/bin/pip-audit --strict --no-deps --disable-pip -r $(AUDIT_VENV)/requirements.txt $(AUDIT_ARGS)
+
 bench: $(VENV)/.installed
 	$(PY) benchmarks/overhead.py
 
 clean:
-	rm -rf $(VENV) .trainpipe examples/*/.trainpipe .pytest_cache
+	rm -rf $(VENV) $(AUDIT_VENV) .trainpipe examples/*/.trainpipe .pytest_cache
