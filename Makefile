@@ -34,6 +34,8 @@ demo: $(VENV)/.installed
 	cd examples/telco-churn && $(TP) models list telco-churn
 	cd examples/telco-churn && $(TP) predict models:/telco-churn@production new_customers.csv -o .trainpipe/scored.csv
 	cd examples/telco-churn && $(TP) runs list --limit 5
+	@echo "--- trainpipe is installed in $(VENV): run 'source $(VENV)/bin/activate' to put 'trainpipe' on PATH"
+	@echo "    (or call $(VENV)/bin/trainpipe), then try: trainpipe init DATA.csv --target COLUMN"
 
 test: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check src tests benchmarks
