@@ -29,10 +29,14 @@ def split_indices(
     positions = np.arange(n)
     if split.method == "time":
         col = _column(df, split.time_column, "data.split.time_column")
-        order = _time_order(col, split.time_column or "")
+        order, keys = _time_order(col, split.time_column or "")
         positions = positions[order]
-        train_end = n - n_test - n_val
-        return positions[:train_end], positions[train_end : n - n_test], positions[n - n_test :]
+        test_start = _time_cut(keys, n - n_test, low=3 if n_val else 2, high=n - 1, name=split.time_column or "")
+        train_end = test_start
+        if n_val:
+            train_end = _time_cut(keys, test_start - n_val, low=2, high=test_start - 1,
+                                  name=split.time_column or "")
+        return positions[:train_end], positions[train_end:test_start], positions[test_start:]
     if split.method == "group":
         return _group_split(df, split, n_test, n_val)
     from sklearn.model_selection import train_test_split
@@ -68,7 +72,29 @@ def _column(df: pd.DataFrame, name: str | None, key: str) -> pd.Series:
     return df[name]
 
 
-def _time_order(col: pd.Series, name: str) -> np.ndarray:
+def _time_cut(keys: np.ndarray, wanted: int, *, low: int, high: int, name: str) -> int:
+    """A cut position in the sorted ``keys`` that falls between two distinct times, nearest to ``wanted``.
+
+    Rows of the same time never straddle two splits (a year-valued column would otherwise put rows of the
+    same year in train and test). The cut stays within ``[low, high]`` so no split is left empty.
+    """
+    import numpy as np
+
+    value = keys[wanted]
+    first = int(np.searchsorted(keys, value, side="left"))
+    after = int(np.searchsorted(keys, value, side="right"))
+    candidates = sorted({first, after}, key=lambda c: (abs(c - wanted), -c))
+    for cut in candidates:
+        if low <= cut <= high:
+            return cut
+    raise DataError(
+        f"data.split.time_column {name!r}: too few distinct times to cut the data into train, validation and "
+        f"test without rows of one time on both sides of a cut ({len(np.unique(keys))} distinct values). Use a "
+        "finer time column, or data.split.method: random."
+    )
+
+
+def _time_order(col: pd.Series, name: str) -> tuple[np.ndarray, np.ndarray]:
     import numpy as np
     import pandas as pd
 
@@ -82,7 +108,9 @@ def _time_order(col: pd.Series, name: str) -> np.ndarray:
         if keys.isna().any():
             bad = col[keys.isna()].iloc[0]
             raise DataError(f"data.split.time_column {name!r}: value {bad!r} is not a date/time or a number.")
-    return np.argsort(keys.to_numpy(), kind="stable")
+    values = keys.to_numpy()
+    order = np.argsort(values, kind="stable")
+    return order, values[order]
 
 
 def _group_split(
