@@ -85,7 +85,7 @@ def test_set_unknown_path_is_rejected_at_validation(tmp_path: Path) -> None:
 
 
 def test_profile_overlay_merges_deeply(tmp_path: Path) -> None:
-    path = write_pipeline(tmp_path, MINIMAL + "model:\n  type: xgboost\n  params: {max_depth: 3, n_estimators: 50}\n")
+    path = write_pipeline(tmp_path, MINIMAL + "  params: {max_depth: 3, n_estimators: 50}\n")
     write_pipeline(tmp_path, "model:\n  params: {max_depth: 9}\ntracking: {experiment: stg}\n",
                    name="pipeline.staging.yaml")
     cfg = load_config(path, profile="staging").config
@@ -102,7 +102,7 @@ def test_missing_profile_file(tmp_path: Path) -> None:
 
 def test_env_interpolation_keeps_types_and_defaults(tmp_path: Path) -> None:
     text = MINIMAL.replace("data/churn.csv", "${DATA_DIR}/churn.csv") + (
-        "model:\n  type: xgboost\n  params: {max_depth: '${DEPTH}', n_estimators: '${TREES:-40}'}\n")
+        "  params: {max_depth: '${DEPTH}', n_estimators: '${TREES:-40}'}\n")
     cfg = load_config(write_pipeline(tmp_path, text), env={"DATA_DIR": "/data", "DEPTH": "7"}).config
     assert cfg.data.source == "/data/churn.csv"
     assert cfg.model.params == {"max_depth": 7, "n_estimators": 40}

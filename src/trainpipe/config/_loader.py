@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from trainpipe._exceptions import ConfigError
 from trainpipe.config._schema import PipelineConfig
 from trainpipe.config._secrets import is_secret_name
+from trainpipe.config._yaml import MAX_BYTES, YamlLimitError, load_yaml, unquoted_env_hint
 
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 PROFILE_ENV = "TRAINPIPE_PROFILE"
@@ -96,19 +97,29 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if path.is_dir():
         raise ConfigError(f"{path}: is a directory; expected a YAML pipeline file such as {path}/pipeline.yaml")
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:  # read at most one byte past the limit, whatever the file's size
+            data_bytes = handle.read(MAX_BYTES + 1)
+        text = data_bytes.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the pipeline file ({exc}).") from exc
+    if len(data_bytes) > MAX_BYTES:
+        raise ConfigError(f"{path}: the pipeline file is larger than {MAX_BYTES:,} bytes (1 MiB), the limit. "
+                          "A pipeline file holds settings, not data: point data.source at the data instead.")
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
+    except YamlLimitError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         context = ""
+        lines = [mark.line + 1] if mark is not None else []
         if exc.context and exc.context_mark is not None:
             cm = exc.context_mark
             context = f" ({exc.context} at line {cm.line + 1}, column {cm.column + 1})"
-        raise ConfigError(f"{path}: invalid YAML{where}: {exc.problem}{context}. Fix the syntax there.") from exc
+            lines.append(cm.line + 1)
+        hint = unquoted_env_hint(text, *lines)
+        raise ConfigError(f"{path}: invalid YAML{where}: {exc.problem}{context}. Fix the syntax there.{hint}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
     if data is None:
@@ -137,12 +148,9 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
         raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. model.params.max_depth=8")
-    try:
-        value = yaml.safe_load(text) if text.strip() else ""
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {item!r}: the value is not valid YAML ({exc}).") from exc
-    node: dict[str, Any] = raw
     parts = key.split(".")
+    value = _override_value(text, parts)
+    node: dict[str, Any] = raw
     for i, part in enumerate(parts[:-1]):
         child = node.get(part)
         if child is None:
@@ -152,6 +160,41 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
             raise ConfigError(f"--set {item!r}: {where} is a {type(child).__name__}, not a section.")
         node = child
     node[parts[-1]] = value
+
+
+def _override_value(text: str, parts: Sequence[str]) -> Any:
+    """A ``--set`` value: YAML (``8``, ``[a, b]``, ``null``), or the text itself where the key takes a string
+    (``name=2024``, ``gate.thresholds.roc_auc=>= 0.8``) or the text is not YAML at all."""
+    if not text.strip():
+        return ""
+    try:
+        value = load_yaml(text)
+    except (yaml.YAMLError, YamlLimitError):
+        return text.strip()
+    if value is not None and not isinstance(value, str) and _takes_string(parts):
+        return text.strip()
+    return value
+
+
+def _takes_string(parts: Sequence[str]) -> bool:
+    """Whether the schema types the key at ``parts`` as a string (``str`` or ``str | None``)."""
+    annotation: Any = PipelineConfig
+    in_mapping = False
+    for part in parts:
+        if in_mapping:  # a user's key in dict[str, X]: the type stays X
+            in_mapping = False
+            continue
+        current = _unwrap(annotation)
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return False
+        field = current.model_fields.get(part)
+        if field is None:
+            return False
+        annotation = field.annotation
+        if getattr(_unwrap(annotation), "__origin__", None) is dict:
+            annotation = _unwrap(annotation).__args__[1]
+            in_mapping = True
+    return not in_mapping and (annotation is str or set(getattr(annotation, "__args__", ())) == {str, type(None)})
 
 
 def _interpolate(value: Any, env: Mapping[str, str], path: tuple[str, ...], used: set[str]) -> Any:
@@ -177,8 +220,8 @@ def _interpolate(value: Any, env: Mapping[str, str], path: tuple[str, ...], used
         # A value that is only "${VAR}" keeps the YAML type of what VAR holds (8 -> int).
         if whole is not None:
             try:
-                return yaml.safe_load(text) if text.strip() else text
-            except yaml.YAMLError:
+                return load_yaml(text) if text.strip() else text
+            except (yaml.YAMLError, YamlLimitError):
                 return text
         return text
     return value

@@ -14,6 +14,25 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 Task = Literal["auto", "binary", "multiclass", "regression", "ranking"]
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+# An MLflow experiment or registered-model name: it becomes a folder (the experiment's artifacts), a part of
+# a models:/NAME@alias URI and a quoted value in MLflow search filters. No path parts, no quotes.
+_MLFLOW_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9 _.\-]{0,98}[A-Za-z0-9_.\-])?$")
+
+
+def _mlflow_name(value: str | None, what: str) -> str | None:
+    if value is None or _MLFLOW_NAME_RE.match(value):
+        return value
+    why = ""
+    if len(value) > 100:
+        why = f"it has {len(value)} characters. "
+    elif what == "experiment" and ("/" in value or "\\" in value or value.startswith(".")):
+        why = ("a path part ('/', '\\', a leading '.') would take the experiment's artifacts out of the project's "
+               ".trainpipe folder. ")
+    elif what != "experiment" and ("/" in value or ":" in value):
+        why = "MLflow refuses '/' and ':' in a registered model name (models:/NAME@alias splits on them). "
+    raise ValueError(
+        f"{why}{what.capitalize()} names start with a letter or digit and use only letters, digits, spaces, '_', "
+        f"'-' or '.' (at most 100 characters; no '/', quotes or other punctuation), got {value!r}")
 
 
 class _Section(BaseModel):
@@ -56,6 +75,8 @@ class DataConfig(_Section):
     target: str = Field(min_length=1)
     positive_label: Scalar | None = None
     drop_columns: list[str] = Field(default_factory=list)
+    na_values: list[str] = Field(default_factory=list)  # cell texts read as missing (CSV reader's na_values)
+    encoding: str = Field("utf-8", min_length=1)  # text encoding of a CSV/TSV source, e.g. latin-1
     split: SplitConfig = Field(default_factory=SplitConfig)
 
 
@@ -208,6 +229,8 @@ class ChampionConfig(_Section):
     metric: str | None = None
     min_delta: float = 0.0
     confidence: float = Field(0.95, gt=0.0, lt=1.0)
+    # the alias holding the champion to beat; when it is unset, the other alias's version is compared instead
+    against: Literal["production", "staging"] = "production"
 
 
 class GateConfig(_Section):
@@ -229,10 +252,20 @@ class RegistryConfig(_Section):
     model_name: str | None = None
     promote: Literal["staging", "production", "none"] = "staging"
 
+    @field_validator("model_name")
+    @classmethod
+    def _model_name(cls, value: str | None) -> str | None:
+        return _mlflow_name(value, "registered model")
+
 
 class TrackingConfig(_Section):
     uri: str | None = None
     experiment: str | None = None
+
+    @field_validator("experiment")
+    @classmethod
+    def _experiment(cls, value: str | None) -> str | None:
+        return _mlflow_name(value, "experiment")
 
 
 class CostConfig(_Section):
