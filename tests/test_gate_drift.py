@@ -170,9 +170,10 @@ def test_gate_metrics_are_evaluated_even_when_evaluation_metrics_leaves_them_out
     from trainpipe.evaluation._metrics import gate_metric_names, metrics_for
 
     gate = gate_metric_names({"roc_auc": ">= 0.9", "balanced_accuracy": ">= 0.9", "latency_p95_ms": "<= 5"},
-                             "recall")
-    assert gate == ["roc_auc", "balanced_accuracy", "recall"]
-    assert metrics_for("multiclass", ["accuracy"], gate) == ["accuracy", "roc_auc", "balanced_accuracy", "recall"]
+                             "recall_macro")
+    assert gate == ["roc_auc", "balanced_accuracy", "recall_macro"]
+    assert metrics_for("multiclass", ["accuracy"], gate) == ["accuracy", "roc_auc", "balanced_accuracy",
+                                                             "recall_macro"]
     assert metrics_for("binary", None, ["recall", "f1"]) == ["roc_auc", "pr_auc", "log_loss", "accuracy", "f1",
                                                            "recall"]
     assert metrics_for("regression", None, ["rmse"]) == ["rmse", "mae", "r2"]
@@ -182,7 +183,7 @@ def test_evaluation_metrics_of_another_task_say_which_and_what_to_use() -> None:
     from trainpipe.evaluation._metrics import metrics_for
 
     with pytest.raises(ConfigError, match=r"evaluation\.metrics: 'rmse', 'r2' do not apply to a multiclass task "
-                                          r"\(only to regression\)\. Use multiclass metrics \(roc_auc, .*recall\), "
+                                          r"\(only to regression\)\. Use multiclass metrics \(roc_auc, .*recall_weighted\), "
                                           r"or remove evaluation\.metrics"):
         metrics_for("multiclass", ["accuracy", "rmse", "r2"])
 
@@ -224,7 +225,7 @@ def _config(**sections: object) -> PipelineConfig:
                      r"gate\.thresholds\.rmse: 'rmse' does not fit a multiclass task.*Remove that threshold, or put "
                      r"it on a multiclass metric", id="gate-explicit-task"),
         pytest.param({"gate": {"thresholds": {"rmse": "<= 0.001", "recall": ">= 0.999"}}},
-                     r"gate\.thresholds\.recall: 'recall' needs a binary or multiclass task, but "
+                     r"gate\.thresholds\.recall: 'recall' needs a binary task, but "
                      r"gate\.thresholds\.rmse: 'rmse' needs a regression task; no task fits both", id="gate-mixed"),
         pytest.param({"evaluation": {"metrics": ["accuracy"]}, "gate": {"thresholds": {"r2": ">= 0.5"}}},
                      r"gate\.thresholds\.r2: 'r2' needs a regression task, but evaluation\.metrics: 'accuracy'",
@@ -274,7 +275,7 @@ def test_preflight_accepts_gate_metrics_missing_from_evaluation_metrics() -> Non
         pytest.param({"model": {"type": "sklearn.linear_model.LogisticRegression"}}, "regression", "binary",
                      r"model\.type: .*LogisticRegression \(a classifier\) does not fit a regression task.*Pick a "
                      r"regressor", id="classifier"),
-        pytest.param({"gate": {"thresholds": {"recall": ">= 0.9"}}}, "regression", "multiclass",
+        pytest.param({"gate": {"thresholds": {"recall": ">= 0.9"}}}, "regression", "binary",
                      r"gate\.thresholds\.recall: 'recall' does not fit a regression task", id="gate"),
         pytest.param({"data": {"source": "a.csv", "target": "species", "positive_label": "Adelie"}}, "multiclass",
                      "binary", r"data\.positive_label: 'Adelie' does not fit a multiclass task \(inferred from "

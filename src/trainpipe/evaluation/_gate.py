@@ -1,4 +1,8 @@
-"""The quality gate: absolute thresholds, then the challenger against the production champion.
+"""The quality gate: absolute thresholds, then the challenger against the champion.
+
+The champion is the version under the alias ``gate.champion.against`` (``production`` by default); when
+that alias is unset, the version under the other alias (``staging``) is the champion instead, so that a
+second run cannot take ``@staging`` from a better model just because nothing is in production yet.
 
 The champion comparison is paired: both models score the same test rows, and a bootstrap over those
 rows gives the confidence interval of the difference. The challenger passes the comparison when its
@@ -52,6 +56,7 @@ class ChampionComparison:
     n_boot: int
     passed: bool
     note: str = ""
+    champion_alias: str = "production"  # the alias the champion version was found under
 
 
 @dataclass
@@ -74,7 +79,7 @@ class GateReport:
         if self.champion is not None and not self.champion.passed:
             c = self.champion
             out.append(
-                f"does not beat the production champion (version {c.champion_version}) on {c.metric}: "
+                f"does not beat the {c.champion_alias} champion (version {c.champion_version}) on {c.metric}: "
                 f"delta {c.delta:+.4f}, {c.confidence:.0%} CI [{c.ci_low:+.4f}, {c.ci_high:+.4f}], "
                 f"required > {c.min_delta:+.4f} with the lower bound >= {c.min_delta:+.4f}"
             )
@@ -99,7 +104,8 @@ class GateReport:
         if self.champion is not None:
             c = self.champion
             lines += [
-                f"Production champion: version {c.champion_version}, re-scored on this run's test split.", "",
+                f"Champion: @{c.champion_alias}, version {c.champion_version}, re-scored on this run's test "
+                "split.", "",
                 "| metric | challenger | champion | delta | CI | required | result |",
                 "|---|---|---|---|---|---|---|",
                 f"| {c.metric} | {c.challenger_value:.5f} | {c.champion_value:.5f} | {c.delta:+.5f} | "
@@ -111,7 +117,7 @@ class GateReport:
             if c.note:
                 lines += ["", c.note]
         else:
-            lines.append(self.champion_note or "No production champion: nothing to compare against.")
+            lines.append(self.champion_note or "No champion (production or staging): nothing to compare against.")
         if not self.passed:
             lines += ["", "## Why refused", ""] + [f"- {r}" for r in self.reasons()]
         return "\n".join(lines) + "\n"
@@ -228,8 +234,20 @@ def _binary_auc(y: np.ndarray, score: np.ndarray) -> float:
 
 def compare_to_champion(metric: str, y: np.ndarray, challenger: tuple[np.ndarray, np.ndarray | None],
                         champion: tuple[np.ndarray, np.ndarray | None], k: int, *, version: str,
-                        confidence: float, min_delta: float, n_boot: int = 1000, seed: int = 0) -> ChampionComparison:
+                        confidence: float, min_delta: float, n_boot: int = 1000, seed: int = 0,
+                        alias: str = "production", note: str = "") -> ChampionComparison:
     a, b, delta, lo, hi, used = paired_bootstrap(metric, y, challenger, champion, k, confidence=confidence,
                                                  n_boot=n_boot, seed=seed)
     passed = delta > min_delta and lo >= min_delta
-    return ChampionComparison(version, metric, a, b, delta, lo, hi, confidence, min_delta, used, passed)
+    return ChampionComparison(version, metric, a, b, delta, lo, hi, confidence, min_delta, used, passed, note,
+                              alias)
+
+
+def comparison_line(report: GateReport, model_name: str) -> str:
+    """The console line saying what the challenger was compared with (alias and version) and the outcome."""
+    c = report.champion
+    if c is None:
+        return f"gate: {report.champion_note.strip() or 'no champion to compare with'}"
+    return (f"gate: compared with {model_name}@{c.champion_alias} (version {c.champion_version}) on {c.metric}: "
+            f"challenger {c.challenger_value:.5g}, champion {c.champion_value:.5g}, delta {c.delta:+.4f} "
+            f"({'beats it' if c.passed else 'does not beat it'})")

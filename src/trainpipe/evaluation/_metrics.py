@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from trainpipe._exceptions import ConfigError
 
@@ -60,22 +61,20 @@ def _balanced_accuracy(y: Any, pred: Any, proba: Any, k: int) -> float:
     return float(balanced_accuracy_score(y, pred))
 
 
-def _f1(y: Any, pred: Any, proba: Any, k: int) -> float:
-    from sklearn.metrics import f1_score
+def _prf(kind: str, average: str) -> Callable[[Any, Any, Any, int], float]:
+    """precision/recall/F1 over encoded labels: ``average="binary"`` scores the positive class (code 1, the
+    task's positive label: scikit-learn's default), the others average over every class of the task."""
 
-    return float(f1_score(y, pred, average="macro", labels=list(range(k)), zero_division=0))
+    def fn(y: Any, pred: Any, proba: Any, k: int) -> float:
+        from sklearn import metrics
 
+        score = {"f1": metrics.f1_score, "precision": metrics.precision_score, "recall": metrics.recall_score}[kind]
+        if average == "binary":
+            return float(score(y, pred, average="binary", pos_label=1, labels=[0, 1], zero_division=0))
+        return float(score(y, pred, average=average, labels=list(range(k)), zero_division=0))
 
-def _precision(y: Any, pred: Any, proba: Any, k: int) -> float:
-    from sklearn.metrics import precision_score
-
-    return float(precision_score(y, pred, average="macro", labels=list(range(k)), zero_division=0))
-
-
-def _recall(y: Any, pred: Any, proba: Any, k: int) -> float:
-    from sklearn.metrics import recall_score
-
-    return float(recall_score(y, pred, average="macro", labels=list(range(k)), zero_division=0))
+    fn.__name__ = f"_{kind}_{average}"
+    return fn
 
 
 def _rmse(y: Any, pred: Any, proba: Any, k: int) -> float:
@@ -103,9 +102,17 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("log_loss", _CLS, False, True, _log_loss),
     Metric("accuracy", _CLS, True, False, _accuracy),
     Metric("balanced_accuracy", _CLS, True, False, _balanced_accuracy),
-    Metric("f1", _CLS, True, False, _f1),
-    Metric("precision", _CLS, True, False, _precision),
-    Metric("recall", _CLS, True, False, _recall),
+    # the positive class's value (binary only: a multiclass target has no positive class, see task_hint)
+    Metric("f1", ("binary",), True, False, _prf("f1", "binary")),
+    Metric("precision", ("binary",), True, False, _prf("precision", "binary")),
+    Metric("recall", ("binary",), True, False, _prf("recall", "binary")),
+    Metric("f1_macro", _CLS, True, False, _prf("f1", "macro")),
+    Metric("f1_weighted", _CLS, True, False, _prf("f1", "weighted")),
+    Metric("f1_micro", _CLS, True, False, _prf("f1", "micro")),
+    Metric("precision_macro", _CLS, True, False, _prf("precision", "macro")),
+    Metric("precision_weighted", _CLS, True, False, _prf("precision", "weighted")),
+    Metric("recall_macro", _CLS, True, False, _prf("recall", "macro")),
+    Metric("recall_weighted", _CLS, True, False, _prf("recall", "weighted")),
     Metric("rmse", ("regression",), False, False, _rmse),
     Metric("mae", ("regression",), False, False, _mae),
     Metric("r2", ("regression",), True, False, _r2),
@@ -113,9 +120,65 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
 
 DEFAULTS = {
     "binary": ["roc_auc", "pr_auc", "log_loss", "accuracy", "f1"],
-    "multiclass": ["roc_auc", "pr_auc", "log_loss", "accuracy", "f1"],
+    "multiclass": ["roc_auc", "pr_auc", "log_loss", "accuracy", "f1_macro"],
     "regression": ["rmse", "mae", "r2"],
 }
+
+
+# For a name that has no meaning on a multiclass target: the averaged names to use there instead.
+_AVERAGED = {
+    "f1": ("f1_macro", "f1_weighted", "f1_micro"),
+    "precision": ("precision_macro", "precision_weighted"),
+    "recall": ("recall_macro", "recall_weighted"),
+}
+
+
+def task_hint(name: str, task: str) -> str:
+    """A sentence for a metric refused for ``task`` when another name means what the user likely wants
+    (``f1`` on a multiclass task -> ``f1_macro``); empty otherwise."""
+    alternatives = _AVERAGED.get(name)
+    if alternatives is None or task != "multiclass":
+        return ""
+    return (f"{name!r} is the positive class's {name} of a binary target; a multiclass target has no positive "
+            f"class: use {alternatives[0]!r} (the unweighted mean over classes), or "
+            f"{' or '.join(repr(a) for a in alternatives[1:])}. ")
+
+
+# Names of per-round validation metrics the libraries write (XGBoost eval_metric, LightGBM metric, the torch
+# engine) that are not registry names, where higher is better. Every other unknown name (loss, logloss,
+# error, l2, mape, ...) is a loss: lower is better.
+_NATIVE_HIGHER = frozenset({"auc", "aucpr", "map", "ndcg", "accuracy", "acc", "r2", "average_precision", "pre"})
+_SEPARATORS = re.compile(r"[^a-z0-9]+")
+
+
+def metric_direction(name: str) -> Literal["maximize", "minimize"]:
+    """Whether higher (``maximize``) or lower (``minimize``) is better for a metric name as it is logged.
+
+    A registry name decides by its own ``greater_is_better``, also behind a prefix (``val_accuracy``,
+    ``test.roc_auc``, ``test_f1_macro``); the longest registry name that ends ``name`` wins, so
+    ``val_balanced_accuracy`` is not read as ``accuracy``. Otherwise the library's own names: ``auc``,
+    ``map@5``, ``ndcg`` are maximized (whole words: ``mape`` is not ``map``), and anything else, ``loss``
+    and ``error`` included, is minimized.
+    """
+    low = name.strip().lower()
+    for known in sorted(METRICS, key=len, reverse=True):
+        if low == known or (low.endswith(known) and not low[-len(known) - 1].isalnum()):
+            return "maximize" if METRICS[known].greater_is_better else "minimize"
+    tokens = set(_SEPARATORS.split(low))
+    if "error" in tokens or "loss" in tokens:
+        return "minimize"
+    if tokens & _NATIVE_HIGHER or "average_precision" in low:
+        return "maximize"
+    return "minimize"
+
+
+def best_value(name: str, values: Iterable[float]) -> float | None:
+    """The best of a metric's history (per epoch or boosting round) in the metric's own direction; NaNs are
+    skipped. None for an empty (or all-NaN) history."""
+    finite = [float(v) for v in values if not math.isnan(float(v))]
+    if not finite:
+        return None
+    return max(finite) if metric_direction(name) == "maximize" else min(finite)
 
 
 def check_metric_names(names: Iterable[str], key: str = "evaluation.metrics") -> None:
@@ -161,7 +224,8 @@ def metrics_for(task: str, requested: list[str] | None, also: Iterable[str] = ()
             listed = ", ".join(repr(m) for m in wrong)
             raise ConfigError(
                 f"evaluation.metrics: {listed} {'does' if len(wrong) == 1 else 'do'} not apply to a {task} task "
-                f"(only to {tasks_text(METRICS[wrong[0]].tasks)}). Use {task} metrics "
+                f"(only to {tasks_text(METRICS[wrong[0]].tasks)}). {''.join(task_hint(m, task) for m in wrong)}"
+                f"Use {task} metrics "
                 f"({', '.join(applicable(task))}), or remove evaluation.metrics to get the defaults."
             )
     extra = list(also)

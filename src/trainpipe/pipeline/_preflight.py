@@ -64,16 +64,18 @@ class _Requirement:
     subject: str  # what the key holds: "'rmse'", "sklearn.linear_model.Ridge (a regressor)"
     tasks: tuple[str, ...]
     fix: str  # what to do; "{task}" -> the task that does not fit, "{use}" -> the metrics that do
+    metric: str | None = None  # the metric name, when the key holds one (for a name-specific hint)
 
 
 def _misfit(reqs: list[_Requirement], task: str, origin: str) -> str:
-    from trainpipe.evaluation._metrics import applicable
+    from trainpipe.evaluation._metrics import applicable, task_hint
 
     first = reqs[0]
     subjects = " and ".join(r.subject for r in reqs)
     verb = "does" if len(reqs) == 1 else "do"
+    hints = "".join(task_hint(r.metric, task) for r in reqs if r.metric is not None)
     return (f"{first.key}: {subjects} {verb} not fit a {task} task{origin}; "
-            f"{'it needs' if len(reqs) == 1 else 'they need'} {_tasks_text(first.tasks)}. "
+            f"{'it needs' if len(reqs) == 1 else 'they need'} {_tasks_text(first.tasks)}. " + hints
             + first.fix.format(task=task, use=", ".join(applicable(task))))
 
 
@@ -95,20 +97,20 @@ def _requirements(config: PipelineConfig) -> list[_Requirement]:
     for name in config.evaluation.metrics or []:
         out.append(_Requirement("evaluation.metrics", f"{name!r}", METRICS[name].tasks,
                                 "Use {task} metrics ({use}), or remove evaluation.metrics to get the "
-                                "defaults."))
+                                "defaults.", name))
     for name in config.gate.thresholds:
         if name in METRICS:
             out.append(_Requirement(f"gate.thresholds.{name}", f"{name!r}", METRICS[name].tasks,
-                                    "Remove that threshold, or put it on a {task} metric ({use})."))
+                                    "Remove that threshold, or put it on a {task} metric ({use}).", name))
     champion = config.gate.champion.metric
     if champion is not None and champion in METRICS:
         out.append(_Requirement("gate.champion.metric", f"{champion!r}", METRICS[champion].tasks,
                                 "Use a {task} metric ({use}), or remove it to compare on the first "
-                                "evaluation metric."))
+                                "evaluation metric.", champion))
     tuned = config.tuning.metric if config.tuning is not None else None
     if tuned is not None and tuned in METRICS:
         out.append(_Requirement("tuning.metric", f"{tuned!r}", METRICS[tuned].tasks,
-                                "Use a {task} metric ({use})."))
+                                "Use a {task} metric ({use}).", tuned))
     return out
 
 

@@ -292,10 +292,20 @@ def train(ctx: StepContext) -> None:
         ctx.metrics["best_iteration"] = float(report.best_iteration)
     if report.n_iterations is not None:
         ctx.metrics["n_iterations"] = float(report.n_iterations)
-    for name, values in report.history.items():
-        if values:
-            best = min(values) if not name.endswith(("auc", "map", "ndcg")) else max(values)
-            ctx.metrics[f"{name}_best"] = float(best)
+    ctx.metrics.update(best_of_history(report.history))
+
+
+def best_of_history(history: dict[str, list[float]]) -> dict[str, float]:
+    """``{NAME_best: value}`` for each per-round curve: the best value in the metric's own direction (the
+    maximum of ``val_accuracy`` or ``val_auc``, the minimum of ``val_loss`` or ``val_rmse``)."""
+    from trainpipe.evaluation._metrics import best_value
+
+    out: dict[str, float] = {}
+    for name, values in history.items():
+        best = best_value(name, values)
+        if best is not None:
+            out[f"{name}_best"] = best
+    return out
 
 
 def checkpoint_dir(ctx: StepContext) -> Path:

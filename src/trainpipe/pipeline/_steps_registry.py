@@ -49,18 +49,53 @@ def registry(ctx: StepContext) -> tuple[MlflowClient, str] | None:
 
 
 def _champion_dir(ctx: StepContext) -> tuple[str, Path] | None:
-    from trainpipe.registry import PRODUCTION, download_version, version_by_alias
+    """The production version and its downloaded folder (drift's reference), or None."""
+    from trainpipe.registry import PRODUCTION
+
+    found = _versions_by_alias(ctx, (PRODUCTION,))
+    if not found:
+        return None
+    return found[PRODUCTION], _download(ctx, found[PRODUCTION])
+
+
+def _versions_by_alias(ctx: StepContext, aliases: tuple[str, ...]) -> dict[str, str]:
+    """``{alias: version}`` of those ``aliases`` that are set (none without a tracking store)."""
+    from trainpipe.registry import version_by_alias
 
     reg = registry(ctx)
     if reg is None:
+        return {}
+    out = {}
+    for alias in aliases:
+        mv = version_by_alias(reg[0], model_name(ctx), alias)
+        if mv is not None:
+            out[alias] = str(mv.version)
+    return out
+
+
+def _download(ctx: StepContext, version: str) -> Path:
+    from trainpipe.registry import download_version
+
+    reg = registry(ctx)
+    assert reg is not None and ctx.state_dir is not None
+    return download_version(reg[0], reg[1], model_name(ctx), version, ctx.state_dir / "registry_cache")
+
+
+def _pick_champion(ctx: StepContext) -> tuple[str, str, Path, str, str | None] | None:
+    """The champion to beat: (alias, version, folder, note, production version). The alias of
+    ``gate.champion.against``, else the other one (no production yet: the staging version), else None."""
+    from trainpipe.registry import PRODUCTION, STAGING
+
+    against = ctx.config.gate.champion.against
+    other = STAGING if against == PRODUCTION else PRODUCTION
+    found = _versions_by_alias(ctx, (PRODUCTION, STAGING))
+    alias = against if against in found else other if other in found else None
+    if alias is None:
         return None
-    client, uri = reg
-    mv = version_by_alias(client, model_name(ctx), PRODUCTION)
-    if mv is None:
-        return None
-    assert ctx.state_dir is not None
-    folder = download_version(client, uri, model_name(ctx), str(mv.version), ctx.state_dir / "registry_cache")
-    return str(mv.version), folder
+    note = "" if alias == against else (
+        f"No {against} version of {model_name(ctx)!r}: compared with the {alias} version {found[alias]} instead "
+        f"(gate.champion.against: {against} falls back to {alias}).")
+    return alias, found[alias], _download(ctx, found[alias]), note, found.get(PRODUCTION)
 
 
 REPORT_ONLY_PSI_NOTE = 0.25  # the usual "significant shift" reading of PSI
@@ -132,7 +167,7 @@ def _scores(model: TrainedModel, test: Any, target: str) -> tuple[Any, Any, Any]
 
 def gate(ctx: StepContext) -> None:
     from trainpipe.evaluation import DEFAULTS, METRICS
-    from trainpipe.evaluation._gate import GateReport, check_thresholds, compare_to_champion
+    from trainpipe.evaluation._gate import GateReport, check_thresholds, compare_to_champion, comparison_line
     from trainpipe.models import TrainedModel
     from trainpipe.pipeline._preflight import check_task_fit
 
@@ -147,19 +182,22 @@ def gate(ctx: StepContext) -> None:
         raise ConfigError(f"gate.champion.metric: {metric!r} does not apply to this {model.task.task} task; "
                           f"use one of {DEFAULTS[model.task.task]}.")
     try:
-        champion = _champion_dir(ctx)
+        champion = _pick_champion(ctx)
     except Exception as exc:  # a registry we cannot read must not pass silently: say so, and refuse
-        raise GateRefused(f"gate: cannot read the production champion of {model_name(ctx)!r}: "
+        raise GateRefused(f"gate: cannot read the {cfg.gate.champion.against} champion of {model_name(ctx)!r}: "
                           f"{redact_uri(str(exc))[:500]}") from exc
     if champion is None:
         report.champion_note = ("No tracking store: no champion to compare against." if registry(ctx) is None
-                                else f"No production version of {model_name(ctx)!r} yet: nothing to beat.")
+                                else f"No production or staging version of {model_name(ctx)!r} yet: nothing "
+                                     "to beat.")
     else:
-        version, folder = champion
+        alias, version, folder, fallback, production = champion
         test = read_frame(ctx.input("split") / "test.parquet")
         from trainpipe.registry._registry import pyfunc_artifact
 
-        ctx.params["gate_champion_version"] = version
+        ctx.params.update({"gate_champion_alias": alias, "gate_champion_version": version})
+        if production is not None:  # what register checks production against (a concurrent promotion)
+            ctx.params["gate_production_version"] = production
         try:
             old_dir = pyfunc_artifact(folder, "model_dir")
             if old_dir is None:
@@ -167,31 +205,32 @@ def gate(ctx: StepContext) -> None:
             old = TrainedModel.load(old_dir)
             theirs = _scores(old, test, cfg.data.target)
         except Exception as exc:  # e.g. today's data lacks a column the champion needs
-            report.champion_note = (f"The production version {version} could not score this run's test split "
+            report.champion_note = (f"The {alias} version {version} could not score this run's test split "
                                     f"({type(exc).__name__}: {redact_uri(str(exc))[:300]}).")
         else:
             y, pred, proba = _scores(model, test, cfg.data.target)
             if list(map(str, old.task.classes)) != list(map(str, model.task.classes)):
-                report.champion_note = (f"The production version {version} predicts other classes "
+                report.champion_note = (f"The {alias} version {version} predicts other classes "
                                         f"({old.task.classes}).")
             else:
                 try:
                     report.champion = compare_to_champion(
                         metric, y, (pred, proba), (theirs[1], theirs[2]), len(model.task.classes), version=version,
                         confidence=cfg.gate.champion.confidence, min_delta=cfg.gate.champion.min_delta,
-                        seed=cfg.data.split.seed)
+                        seed=cfg.data.split.seed, alias=alias, note=fallback)
                 except ValueError as exc:  # e.g. one class only in the test split
                     report.champion_note = f"{metric} could not be compared on this test split: {exc}."
         if report.champion is None:  # a champion exists but was not beaten: refuse rather than replace it blindly
-            report.champion_note += (" A production version exists, so the challenger must be compared with it: "
-                                     "refused. Fix the data or the champion, or move the production alias "
-                                     f"(trainpipe models promote {model_name(ctx)} VERSION --to production).")
+            report.champion_note += (f" A {alias} version exists, so the challenger must be compared with it: "
+                                     f"refused. Fix the data or the champion, or move the {alias} alias "
+                                     f"(trainpipe models promote {model_name(ctx)} VERSION --to {alias}).")
             report.champion_unresolved = True
     report.passed = (all(c.passed for c in report.thresholds) and not report.champion_unresolved
                      and (report.champion is None or report.champion.passed))
     _write_both(ctx, "gate_report.json", json.dumps(report.to_dict(), indent=2))
     _write_both(ctx, "gate_report.md", report.to_markdown())
     ctx.params["gate_verdict"] = report.verdict
+    ctx.hooks.on_message(comparison_line(report, model_name(ctx)))
     if report.champion is not None:
         ctx.metrics.update({"gate_delta": report.champion.delta, "gate_ci_low": report.champion.ci_low,
                             "gate_ci_high": report.champion.ci_high})
@@ -211,11 +250,12 @@ def _lineage(client: MlflowClient, run_id: str) -> dict[str, str]:
 
 
 def _gated_against(ctx: StepContext) -> str | None:
-    """The production version the gate step compared with (None: there was none)."""
+    """The production version when the gate step ran (None: there was none); the gate may have compared
+    with the staging version (``gate.champion.against``), but register checks production against this."""
     stored = ctx.input("gate") / "_step_result.json"
     if not stored.exists():
         return None
-    return _read_json(stored).get("params", {}).get("gate_champion_version")
+    return _read_json(stored).get("params", {}).get("gate_production_version")
 
 
 def register(ctx: StepContext) -> None:
@@ -284,7 +324,8 @@ DRIFT_STEP = Step("drift", drift, ("split", "validate"), ("data.target", "valida
                   ("pandas",), description="profile the training data; PSI against the production model's profile",
                   run_files=(), cache=False)
 GATE_STEP = Step("gate", gate, ("train", "evaluate", "split"), ("gate", "registry.model_name", "data.target"),
-                 (*_SK, "mlflow"), description="thresholds; beat the production champion (paired bootstrap)",
+                 (*_SK, "mlflow"),
+                 description="thresholds; beat the champion (@production, else @staging; paired bootstrap)",
                  cache=False)
 REGISTER_STEP = Step("register", register, ("train", "evaluate", "gate", "drift", "split", "ingest"),
                      ("registry", "description", "name"), (*_SK, "mlflow"),

@@ -63,7 +63,8 @@ def render_card(c: CardInputs) -> str:
         lines.append(f"- {t['metric']} {t['rule']}: {_fmt(t['value'])} ({'pass' if t['passed'] else 'fail'})")
     ch = g.get("champion")
     if ch:
-        lines.append(f"- vs production version {ch['champion_version']} on {ch['metric']}: delta {ch['delta']:+.4f}, "
+        lines.append(f"- vs {ch.get('champion_alias', 'production')} version {ch['champion_version']} on "
+                     f"{ch['metric']}: delta {ch['delta']:+.4f}, "
                      f"CI [{ch['ci_low']:+.4f}, {ch['ci_high']:+.4f}] at {ch['confidence']:.0%}")
     elif g.get("champion_note"):
         lines.append(f"- {g['champion_note']}")

@@ -19,13 +19,13 @@ _DEFAULT_METRIC = {"binary": "roc_auc", "multiclass": "log_loss", "regression": 
 
 def objective_metric(tuning: TuningConfig, task: str) -> str:
     """``tuning.metric``, or the task's default (roc_auc, log_loss, rmse)."""
-    from trainpipe.evaluation._metrics import METRICS, check_metric_names
+    from trainpipe.evaluation._metrics import METRICS, check_metric_names, task_hint
 
     name = tuning.metric or _DEFAULT_METRIC.get(task, "roc_auc")
     check_metric_names([name], key="tuning.metric")
     if task != "auto" and task not in METRICS[name].tasks:
-        raise ConfigError(f"tuning.metric: {name!r} does not apply to a {task} task; "
-                          f"use one of {[m for m, v in METRICS.items() if task in v.tasks]}.")
+        raise ConfigError(f"tuning.metric: {name!r} does not apply to a {task} task. {task_hint(name, task)}"
+                          f"Use one of {[m for m, v in METRICS.items() if task in v.tasks]}.")
     return name
 
 

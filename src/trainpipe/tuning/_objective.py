@@ -11,7 +11,6 @@ no per-library integration callbacks. With k folds, fold ``f`` reports steps ``f
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -24,9 +23,6 @@ if TYPE_CHECKING:
 
     from trainpipe.config import PipelineConfig
     from trainpipe.data import TaskInfo
-
-_HIGHER_IS_BETTER = ("auc", "aucpr", "map", "ndcg", "accuracy", "r2")
-
 
 class TrialFailed(TrainpipeError):
     """The trial produced no usable value (NaN score, metric not computable)."""
@@ -55,12 +51,12 @@ def pick_round_metric(metrics: Mapping[str, float]) -> tuple[str, bool] | None:
     """(key, higher_is_better) of the value to report: a validation metric, the first one listed."""
     if not metrics:
         return None
+    from trainpipe.evaluation._metrics import metric_direction
+
     keys = list(metrics)
     val_keys = [k for k in keys if "val" in k.lower()]
     key = (val_keys or keys)[0]
-    tokens = set(re.split(r"[^a-z0-9]+", key.lower()))  # whole words: "mape" is not "map"
-    higher = bool(tokens & set(_HIGHER_IS_BETTER)) or "average_precision" in key.lower()
-    return key, higher and "error" not in tokens
+    return key, metric_direction(key) == "maximize"  # whole words: "mape" is not "map"
 
 
 class PruningReporter:
