@@ -6,9 +6,11 @@ Packaged sources are named ``sklearn:NAME`` (``sklearn.datasets.load_NAME``) or
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import hashlib
 import io
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +19,8 @@ from trainpipe._exceptions import DataError
 from trainpipe._imports import optional_import
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pandas as pd
 
 _SKLEARN_SETS = ("breast_cancer", "diabetes", "digits", "iris", "wine")
@@ -73,24 +77,40 @@ def fingerprint_source(source: DataSource) -> str:
     return fingerprint_frame(read_source(source))
 
 
-def read_source(source: DataSource) -> pd.DataFrame:
+def read_source(source: DataSource, *, encoding: str = "utf-8", na_values: Sequence[str] = (),
+                notes: list[str] | None = None) -> pd.DataFrame:
+    """The source as a frame. ``encoding`` is a CSV's text encoding (``data.encoding``); ``na_values`` are
+    cell texts read as missing (``data.na_values``: passed to the CSV reader, replaced by NA in other
+    sources); things the user should hear about (a column dropped on reading) are appended to ``notes``."""
     if source.kind == "package":
-        return _read_package(source.location)
+        return apply_na_values(_read_package(source.location, notes), na_values)
     _check_file(source)
     path = source.path
     suffix = path.suffix.lower()
     import pandas as pd
 
+    parquet = suffix in (".parquet", ".pq")
+    if not parquet:
+        _check_encoding(encoding)
     try:
-        if suffix in (".parquet", ".pq"):
-            df = pd.read_parquet(path)
+        if parquet:
+            _check_parquet_columns(path)
+            df = apply_na_values(pd.read_parquet(path), na_values)
         else:
-            df = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", low_memory=False)
+            df = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", low_memory=False, encoding=encoding,
+                             na_values=list(na_values) or None)
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"{path}: the file has no columns (empty file); a table needs a header row and data "
                         "rows.") from exc
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
-        kind = "Parquet" if suffix in (".parquet", ".pq") else "CSV"
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path}: cannot be read as {exc.encoding} text: byte {exc.object[exc.start:exc.start + 1]!r} at "
+            f"offset {exc.start} is not valid {exc.encoding}. The file is probably in another encoding: set "
+            "data.encoding in the pipeline file (for a file exported from Excel or an older system on "
+            "Windows, data.encoding: latin-1 or cp1252), or re-save it as UTF-8."
+        ) from exc
+    except (pd.errors.ParserError, ValueError, OSError) as exc:
+        kind = "Parquet" if parquet else "CSV"
         first = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else type(exc).__name__
         raise DataError(
             f"{path}: cannot be read as {kind}: {first}. "
@@ -101,19 +121,90 @@ def read_source(source: DataSource) -> pd.DataFrame:
             f"{path}: the table is empty ({df.shape[0]} rows, {df.shape[1]} columns). "
             "A table needs a header row and data rows."
         )
-    if suffix not in (".parquet", ".pq"):
-        _check_csv_header(path, "\t" if suffix == ".tsv" else ",", df)
+    if not parquet:
+        _check_csv_header(path, "\t" if suffix == ".tsv" else ",", df, encoding)
     df.columns = [str(c) for c in df.columns]
     return df
 
 
-def _check_csv_header(path: Path, sep: str, df: pd.DataFrame) -> None:
+def apply_na_values(df: pd.DataFrame, na_values: Sequence[str]) -> pd.DataFrame:
+    """Cells equal to one of ``na_values`` become missing, as the CSV reader does: text cells equal to one
+    of them; number cells equal to one that is a number (``"-999"``). A text column whose remaining values
+    are all numbers becomes numeric, as it would have been read from a CSV."""
+    if not na_values or df.empty:
+        return df
+    import pandas as pd
+
+    texts = list(na_values)
+    numbers = [float(v) for v in texts if _is_number(v)]
+    out = df.copy()
+    for col in out.columns:
+        s = out[col]
+        if pd.api.types.is_bool_dtype(s):
+            continue
+        if pd.api.types.is_numeric_dtype(s):
+            hit = s.isin(numbers) if numbers else None
+        elif pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s):
+            hit = s.isin(texts)
+        else:
+            continue
+        if hit is None or not hit.any():
+            continue
+        s = s.mask(hit)
+        if not pd.api.types.is_numeric_dtype(s):
+            present = s.dropna()
+            as_numbers = pd.to_numeric(present, errors="coerce")
+            if len(present) and as_numbers.notna().all():
+                s = pd.to_numeric(s, errors="coerce")
+        out[col] = s
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_encoding(encoding: str) -> None:
+    try:
+        codecs.lookup(encoding)
+    except LookupError as exc:
+        raise DataError(f"data.encoding: {encoding!r} is not a text encoding Python knows; expected a name such "
+                        "as utf-8, latin-1, cp1252 or utf-16.") from exc
+
+
+def _check_parquet_columns(path: Path) -> None:
+    """Refuse nested columns (lists, structs, maps) before reading: they are neither numbers, categories nor
+    text, and failed later with an unhashable-type error (exit 1)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError, ValueError):
+        return  # not readable as Parquet: the read that follows says so
+    nested = [(f.name, str(f.type)) for f in schema if pa.types.is_nested(f.type)]
+    if nested:
+        listed = ", ".join(f"{name!r} ({kind})" for name, kind in nested[:10])
+        raise DataError(
+            f"{path}: column{'s' if len(nested) > 1 else ''} {listed} hold{'' if len(nested) > 1 else 's'} "
+            "nested values (lists, structs or maps), which trainpipe does not support as features or target. "
+            "Flatten them into one column per value upstream (e.g. a count, the first item, or one-hot "
+            "columns), or leave them out of the file, and run again."
+        )
+
+
+def _check_csv_header(path: Path, sep: str, df: pd.DataFrame, encoding: str = "utf-8") -> None:
     """pandas renames a repeated header to ``name.1`` without a word; a ';'-separated file reads as one
     column. Both would train on the wrong columns or fail later with a misleading "column missing"."""
     import csv
 
     try:
-        with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
+        sig = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+        with open(path, newline="", encoding=sig, errors="replace") as fh:
             header = next(csv.reader(fh, delimiter=sep), [])
     except OSError:
         return
@@ -141,6 +232,15 @@ def _check_file(source: DataSource) -> None:
         )
     if path.is_dir():
         raise DataError(f"data.source: {path} is a directory; expected a .csv or .parquet file.")
+    mode = path.stat().st_mode  # follows a symbolic link to what it names; nothing is opened
+    if not stat.S_ISREG(mode):
+        kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+        raise DataError(
+            f"data.source: {path} is {kind}; expected a regular .csv or .parquet file. trainpipe reads its "
+            "data twice (content hash, then table) and would wait forever on a pipe: write the data to a "
+            "file and point data.source at it."
+        )
     if path.suffix.lower() not in _FILE_SUFFIXES:
         raise DataError(
             f"data.source: {path} has suffix {path.suffix!r}; expected one of {', '.join(_FILE_SUFFIXES)}, "
@@ -148,7 +248,7 @@ def _check_file(source: DataSource) -> None:
         )
 
 
-def _read_package(name: str) -> pd.DataFrame:
+def _read_package(name: str, notes: list[str] | None = None) -> pd.DataFrame:
     scheme, _, rest = name.partition(":")
     if scheme == "sklearn":
         if rest not in _SKLEARN_SETS:
@@ -189,6 +289,10 @@ def _read_package(name: str) -> pd.DataFrame:
         )
     if "rownames" in frame.columns:
         frame = frame.drop(columns=["rownames"])
+        if notes is not None:
+            notes.append(f"column 'rownames' is not used as a feature: row numbers written with the table "
+                         f"({name}): they carry only its row order, which leaks the target when the table is "
+                         "sorted by it")
     return frame
 
 

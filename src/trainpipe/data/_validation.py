@@ -1,8 +1,10 @@
 """Data validation with pandera, before any training.
 
-Declared checks come from ``validation.columns``; defaults are always applied: target present with no
-missing labels and at least two classes (classification), minimum rows, missing fraction per column,
-duplicate rows, minimum class fraction. The report names column, check and counts.
+Declared checks come from ``validation.columns``; defaults are always applied: no missing labels and at
+least two classes (classification), minimum rows, missing fraction per column, duplicate rows, minimum class
+fraction, and no text column that is nearly all numbers (a few bad cells, see ``_cells``). The report names
+column, check and counts. A target that is not a column, or that no task can learn (dates; many non-integer
+numbers on a classification task), is a :class:`DataError` (exit 2): the config names the wrong column.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class ValidationReport:
     n_rows: int
     n_columns: int
     checks: list[CheckResult]
+    notes: list[str] = field(default_factory=list)  # what the user should hear, not failures (inf cells)
 
     @property
     def passed(self) -> bool:
@@ -46,14 +49,15 @@ class ValidationReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "n_rows": self.n_rows, "n_columns": self.n_columns,
-                "checks": [asdict(c) for c in self.checks]}
+                "checks": [asdict(c) for c in self.checks], "notes": list(self.notes)}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, default=str)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ValidationReport:
-        return cls(data["n_rows"], data["n_columns"], [CheckResult(**c) for c in data["checks"]])
+        return cls(data["n_rows"], data["n_columns"], [CheckResult(**c) for c in data["checks"]],
+                   list(data.get("notes", [])))
 
     def summary(self) -> str:
         """One line per failed check: column, check, counts."""
@@ -76,7 +80,8 @@ class ValidationReport:
 
 
 def validate_frame(df: pd.DataFrame, config: PipelineConfig, is_classification: bool | None = None) -> ValidationReport:
-    """Run every declared and default check; never raises for bad data, returns the report."""
+    """Run every declared and default check and return the report. Bad data does not raise; a ``data.target``
+    that is not a column, or that no task can learn, raises :class:`DataError` (a config mistake)."""
     import numpy as np
     import pandas as pd
     import pandera.pandas as pa
@@ -84,6 +89,7 @@ def validate_frame(df: pd.DataFrame, config: PipelineConfig, is_classification: 
 
     vc = config.validation
     target = config.data.target
+    _check_target(df, config)
     results: list[CheckResult] = []
     n = len(df)
 
@@ -93,10 +99,7 @@ def validate_frame(df: pd.DataFrame, config: PipelineConfig, is_classification: 
         frac = dup / n
         results.append(_compare(_TABLE, "max_duplicate_fraction", f"{frac:.4f} ({dup} rows)",
                                 f"<= {vc.max_duplicate_fraction}", frac <= vc.max_duplicate_fraction, dup))
-    if target not in df.columns:
-        results.append(CheckResult(target, "target_present", False, "column missing",
-                                   f"column {target!r} in the data", 0, _closest(target, df.columns)))
-    else:
+    if target in df.columns:
         y = df[target]
         missing = int(y.isna().sum())
         results.append(_compare(target, "target_not_null", f"{missing} missing labels", "0", missing == 0, missing))
@@ -140,6 +143,7 @@ def validate_frame(df: pd.DataFrame, config: PipelineConfig, is_classification: 
     for col in config.features.numeric or []:
         if col in df.columns:
             results.append(_numeric_feature_check(df[col], col))
+    results.extend(_numeric_looking_checks(df, config))
 
     columns: dict[str, Any] = {}
     for col, spec in vc.columns.items():
@@ -165,7 +169,7 @@ def validate_frame(df: pd.DataFrame, config: PipelineConfig, is_classification: 
                 passed = (col, name) not in failed
                 observed = "ok" if passed else f"{count} failing rows"
                 results.append(CheckResult(col, name, passed, observed, expected, count, examples))
-    return ValidationReport(n, df.shape[1], results)
+    return ValidationReport(n, df.shape[1], results, _infinite_notes(df, config))
 
 
 def _compare(column: str, check: str, observed: Any, expected: str, passed: bool, rows: int = 0) -> CheckResult:
@@ -175,6 +179,8 @@ def _compare(column: str, check: str, observed: Any, expected: str, passed: bool
 def _numeric_feature_check(series: pd.Series, col: str) -> CheckResult:
     import pandas as pd
 
+    from trainpipe.data._cells import describe_bad_cells
+
     expected = "numbers (column listed in features.numeric)"
     if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
         return CheckResult(col, "numeric_feature", True, "ok", expected)
@@ -182,8 +188,79 @@ def _numeric_feature_check(series: pd.Series, col: str) -> CheckResult:
     bad = values[pd.to_numeric(values, errors="coerce").isna()]
     if bad.empty:
         return CheckResult(col, "numeric_feature", True, "ok", expected)
-    examples = [repr(v) for v in bad.drop_duplicates().head(3).tolist()]
-    return CheckResult(col, "numeric_feature", False, f"{len(bad)} non-numeric values", expected, len(bad), examples)
+    examples, rows = describe_bad_cells(bad)
+    return CheckResult(col, "numeric_feature", False, f"{len(bad)} non-numeric values at rows {rows}", expected,
+                       len(bad), examples)
+
+
+def _numeric_looking_checks(df: pd.DataFrame, config: PipelineConfig) -> list[CheckResult]:
+    """A text column whose cells are nearly all numbers: a few bad cells turned a numeric feature into text,
+    which would be taken as a category or dropped as identifier-like. Columns whose kind the config states
+    (features lists, a validation.columns dtype) are left to those."""
+    from trainpipe.data._cells import describe_bad_cells, numeric_looking_text
+
+    f = config.features
+    if f.numeric is not None or f.categorical is not None:
+        return []  # only listed columns are used; features.numeric has its own check
+    split = config.data.split
+    skip = {config.data.target, *f.text, split.time_column, split.group_column,
+            *(c for c, spec in config.validation.columns.items() if spec.dtype)}
+    out: list[CheckResult] = []
+    for col in df.columns:
+        if col in skip:
+            continue
+        found = numeric_looking_text(df[col])
+        if found is None:
+            continue
+        bad, share = found
+        examples, rows = describe_bad_cells(bad)
+        observed = (f"{len(bad)} cells that are not numbers at rows {rows} (row 1 = the first data row), in a "
+                    f"column {share:.1%} numbers")
+        expected = ("numbers: fix those cells in the data, or declare them missing with data.na_values: "
+                    f"[{', '.join(_yaml_quoted(v) for v in bad.drop_duplicates().head(5))}] (or list the column "
+                    "under features.categorical if they are real categories)")
+        out.append(CheckResult(str(col), "numeric_with_text_cells", False, observed, expected, len(bad), examples))
+    return out
+
+
+def _yaml_quoted(value: object) -> str:
+    """A double-quoted YAML string for ``value`` (JSON's escapes are valid YAML: a NUL is written ``\u0000``)."""
+    return json.dumps(str(value))
+
+
+def _infinite_notes(df: pd.DataFrame, config: PipelineConfig) -> list[str]:
+    from trainpipe.data._cells import infinite_counts
+
+    f = config.features
+    if f.numeric is not None or f.categorical is not None:
+        columns = [c for c in f.numeric or [] if c in df.columns]
+    else:
+        columns = [c for c in df.columns if c != config.data.target]
+    counts = infinite_counts(df, columns)
+    return [f"column {col!r}: {n} infinite value{'s' if n > 1 else ''} (inf/-inf) treated as missing and imputed "
+            "like the other missing values" for col, n in counts.items()]
+
+
+def _check_target(df: pd.DataFrame, config: PipelineConfig) -> None:
+    """``data.target`` names a column the task can learn, else :class:`DataError` with a did-you-mean."""
+    import difflib
+
+    from trainpipe._exceptions import DataError
+    from trainpipe.data._task import check_target_usable
+
+    target = config.data.target
+    if target in df.columns:
+        check_target_usable(df[target], config.task, target)
+        return
+    names = [str(c) for c in df.columns]
+    lowered = {c.lower(): c for c in names}
+    close = [lowered[c] for c in difflib.get_close_matches(target.lower(), list(lowered), n=3, cutoff=0.6)]
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    dropped = (" It is listed in data.drop_columns, which removes it before validation."
+               if target in config.data.drop_columns else "")
+    shown = ", ".join(names[:30]) + (f", ... ({len(names)} in all)" if len(names) > 30 else "")
+    raise DataError(f"data.target: {target!r} is not a column of the data.{dropped}{hint} The columns are: "
+                    f"{shown}. Set data.target (or --set data.target=NAME) to one of them.")
 
 
 def _closest(name: str, columns: Any) -> list[str]:

@@ -61,8 +61,13 @@ def ingest(ctx: StepContext) -> None:
 
     cfg = ctx.config.data
     source = resolve_source(cfg.source, ctx.loaded.base_dir)
-    df = read_source(source)
-    fingerprint = fingerprint_source(source) if source.kind == "file" else fingerprint_frame(df)
+    notes: list[str] = []
+    df = read_source(source, encoding=cfg.encoding, na_values=cfg.na_values, notes=notes)
+    for note in notes:
+        ctx.hooks.on_message(note)
+    # a packaged dataset's fingerprint is of its content as shipped, before data.na_values (as reproduce reads it)
+    fingerprint = (fingerprint_source(source) if source.kind == "file"
+                   else fingerprint_frame(read_source(source) if cfg.na_values else df))
     missing = [c for c in cfg.drop_columns if c not in df.columns]
     if missing:
         raise DataError(f"data.drop_columns: {missing} are not columns of {cfg.source}. "
@@ -84,6 +89,8 @@ def validate(ctx: StepContext) -> None:
     cfg = ctx.config
     target = cfg.data.target
     report = validate_frame(df, cfg)
+    for note in report.notes:
+        ctx.hooks.on_message(note)
     for out in (ctx.out_dir, ctx.run_dir):  # run_dir: kept even when the step fails and is not cached
         _write_json(out / "validation_report.json", report.to_dict())
         (out / "validation_report.md").write_text(report.to_markdown())
@@ -368,10 +375,11 @@ def evaluate(ctx: StepContext) -> None:
 
 _SK = ("scikit-learn", "pandas", "numpy")
 CORE_STEPS: tuple[Step, ...] = (
-    Step("ingest", ingest, (), ("data.source", "data.drop_columns"), ("pandas", "pyarrow"),
+    Step("ingest", ingest, (), ("data.source", "data.drop_columns", "data.na_values", "data.encoding"),
+         ("pandas", "pyarrow"),
          external=_data_fingerprint, description="read the source, drop columns, fingerprint"),
     Step("validate", validate, ("ingest",), ("data.target", "data.positive_label", "task", "validation",
-                                             "features", "evaluation.slices"), ("pandera", "pandas"),
+                                             "features", "evaluation.slices", "data.split"), ("pandera", "pandas"),
          description="data checks with pandera; infer the task",
          run_files=("validation_report.json", "validation_report.md")),
     Step("split", split, ("ingest", "validate"), ("data.target", "data.split"), _SK,
