@@ -103,6 +103,7 @@ def _guard(debug: bool, fn: Callable[[], T]) -> T:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if not debug:  # it logs a full traceback for every store error; trainpipe reports the error itself
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+    from trainpipe.config._secrets import scrub  # every message and traceback below: no token, no URI password
     try:
         with _signals():
             return fn()
@@ -110,39 +111,39 @@ def _guard(debug: bool, fn: Callable[[], T]) -> T:
         raise
     except DataValidationError as exc:
         err.print("[red]error:[/] ", end="", markup=True)
-        err.print(str(exc), markup=False, highlight=False)
+        err.print(scrub(str(exc)), markup=False, highlight=False)
         if debug:
-            err.print(traceback.format_exc())
+            err.print(scrub(traceback.format_exc()), markup=False)
         raise typer.Exit(exc.exit_code) from None
     except TrainpipeError as exc:
         err.print("[red]error:[/] ", end="", markup=True)
-        err.print(str(exc), markup=False, highlight=False)
+        err.print(scrub(str(exc)), markup=False, highlight=False)
         if debug:
-            err.print(traceback.format_exc(), markup=False)
+            err.print(scrub(traceback.format_exc()), markup=False)
         raise typer.Exit(exc.exit_code) from None
     except PermissionError as exc:  # the environment, not a bug: name the path
         where = f" {exc.filename}" if exc.filename else ""
         err.print("[red]error:[/] ", end="", markup=True)
-        err.print(f"permission denied writing or reading{where} ({exc.strerror or exc}). Make it writable for "
-                  "this user (or point tracking.uri / the working directory elsewhere) and run again.",
+        err.print(scrub(f"permission denied writing or reading{where} ({exc.strerror or exc}). Make it writable "
+                        "for this user (or point tracking.uri / the working directory elsewhere) and run again."),
                   markup=False, highlight=False)
         if debug:
-            err.print(traceback.format_exc(), markup=False)
+            err.print(scrub(traceback.format_exc()), markup=False)
         raise typer.Exit(2) from None
     except Exception as exc:
         store_problem = _store_problem(exc)
         if store_problem:
             err.print("[red]error:[/] ", end="", markup=True)
-            err.print(f"the SQLite store cannot be used: {store_problem}. Check that the .trainpipe folder (or "
-                      "the database tracking.uri names) is writable by this user and its disk is not full, then "
-                      "run again.", markup=False, highlight=False)
+            err.print(scrub(f"the SQLite store cannot be used: {store_problem}. Check that the .trainpipe folder "
+                            "(or the database tracking.uri names) is writable by this user and its disk is not full, "
+                            "then run again."), markup=False, highlight=False)
             if debug:
-                err.print(traceback.format_exc(), markup=False)
+                err.print(scrub(traceback.format_exc()), markup=False)
             raise typer.Exit(2) from None
         err.print("[red]unexpected error:[/] ", end="", markup=True)
-        err.print(f"{type(exc).__name__}: {exc}", markup=False, highlight=False)
+        err.print(scrub(f"{type(exc).__name__}: {exc}"), markup=False, highlight=False)
         if debug:
-            err.print(traceback.format_exc(), markup=False)
+            err.print(scrub(traceback.format_exc()), markup=False)
         else:
             err.print("run again with --debug for the traceback", style="dim")
         raise typer.Exit(1) from None

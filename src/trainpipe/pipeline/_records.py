@@ -48,9 +48,11 @@ class PipelineResult:
                 "tracking_uri": self.tracking_uri, "error": self.error}
 
     def write(self, path: Path) -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, default=str))
-        tmp.replace(path)
+        """Atomically, mode 0600, with every secret in its messages masked (errors may quote a URI)."""
+        from trainpipe.config._secrets import scrub_strings, write_private_text
+
+        data = {k: v if k == "run_dir" else scrub_strings(v) for k, v in self.to_dict().items()}
+        write_private_text(path, json.dumps(data, indent=2, default=str))
 
     @classmethod
     def read(cls, path: Path) -> PipelineResult:

@@ -21,6 +21,7 @@ from trainpipe._hooks import Hooks
 from trainpipe._signals import SignalInterrupt, deferred
 from trainpipe._version import __version__
 from trainpipe.config import LoadedConfig, config_hash, load_config, redact
+from trainpipe.config._secrets import env_placeholders, is_secret_name, scrub, write_private_text
 from trainpipe.pipeline._cache import StepCache, explain_change, key_of, link_tree, manifest_of
 from trainpipe.pipeline._records import PipelineResult, StepRecord
 from trainpipe.pipeline._step import Step, StepContext
@@ -209,6 +210,7 @@ class PipelineRunner:
         tags = {"trainpipe.kind": "pipeline", "trainpipe.pipeline": cfg.name, "config_hash": config_hash(cfg),
                 "mlflow.note.content": cfg.description, "trainpipe.profile": self.loaded.profile or "",
                 **lineage_tags(self.loaded.base_dir, self.trigger)}
+        tags = {k: scrub(str(v), self.loaded.secret_values) for k, v in tags.items()}  # the description too
         run_id = self.tracker.start_run(f"{cfg.name}", tags=tags)
         self.tracker.log_params(run_id, redact(flatten_params(cfg.model_dump(mode="json")),
                                                secrets=self.loaded.secret_values))
@@ -216,13 +218,11 @@ class PipelineRunner:
 
     def _write_config(self, run_dir: Path) -> None:
         dump = self.config.model_dump(mode="json")
-        path = run_dir / CONFIG_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(yaml.safe_dump(dump, sort_keys=False))
-        os.chmod(tmp, 0o600)
-        tmp.replace(path)
-        (run_dir / "config.redacted.yaml").write_text(
-            yaml.safe_dump(redact(dump, secrets=self.loaded.secret_values), sort_keys=False))
+        # secrets go back to the ${NAME} they came from: `trainpipe step` re-reads them from the environment
+        write_private_text(run_dir / CONFIG_FILE,
+                           yaml.safe_dump(env_placeholders(dump, self.loaded.secret_values), sort_keys=False))
+        write_private_text(run_dir / "config.redacted.yaml",
+                           yaml.safe_dump(redact(dump, secrets=self.loaded.secret_values), sort_keys=False))
         (run_dir / "source_dir.txt").write_text(str(self.loaded.base_dir))
 
     def _components(self, step: Step, inputs: dict[str, str]) -> dict[str, Any]:
@@ -303,8 +303,8 @@ class PipelineRunner:
             except BaseException as exc:
                 with deferred() as held:  # a repeated Ctrl-C must not lose the failed step's record
                     shutil.rmtree(tmp, ignore_errors=True)
-                    record = self._record(step, "failed", f"{type(exc).__name__}: {exc}"[:500], start, key, "",
-                                          ctx)
+                    why = scrub(f"{type(exc).__name__}: {exc}", self.loaded.secret_values)[:500]
+                    record = self._record(step, "failed", why, start, key, "", ctx)
                     self._log_step(child, record, ctx, "KILLED" if _interrupted(exc) else "FAILED")
                     result.steps.append(record)
                     self.hooks.on_step_end(step.name, "failed", record.reason, record.seconds)
@@ -317,7 +317,8 @@ class PipelineRunner:
             try:
                 self._check_task_fit(target)
             except ConfigError as exc:
-                record = self._record(step, "failed", f"ConfigError: {exc}"[:500], start, key, fingerprint, ctx)
+                why = scrub(f"ConfigError: {exc}", self.loaded.secret_values)[:500]
+                record = self._record(step, "failed", why, start, key, fingerprint, ctx)
                 self._log_step(child, record, ctx, "FAILED")
                 result.steps.append(record)
                 self.hooks.on_step_end(step.name, "failed", record.reason, record.seconds)
@@ -367,7 +368,7 @@ class PipelineRunner:
 
     def _finish(self, result: PipelineResult, parent: str | None, exc: BaseException | None) -> None:
         result.status = "finished" if exc is None else ("interrupted" if _interrupted(exc) else "failed")
-        result.error = "" if exc is None else f"{type(exc).__name__}: {exc}"
+        result.error = "" if exc is None else scrub(f"{type(exc).__name__}: {exc}", self.loaded.secret_values)
         totals = {"total_seconds": sum(s.seconds for s in result.steps),
                   "total_cpu_seconds": sum(s.cpu_seconds for s in result.steps),
                   "peak_rss_mb": max((s.peak_rss_mb for s in result.steps), default=0.0),
@@ -463,7 +464,7 @@ def _warnings_as_notes(ctx: StepContext, limit: int = 5) -> Iterator[None]:
         finally:
             seen: dict[tuple[str, str], int] = {}
             for w in caught:
-                text = (str(w.message).strip().splitlines() or [""])[0][:300]
+                text = scrub((str(w.message).strip().splitlines() or [""])[0][:300])
                 key = (w.category.__name__, text)
                 seen[key] = seen.get(key, 0) + 1
             for (category, text), n in list(seen.items())[:limit]:
@@ -489,11 +490,12 @@ def load_run_config(run_dir: Path) -> LoadedConfig:
     if not path.is_file():
         raise ConfigError(f"--run-dir {run_dir}: no {CONFIG_FILE} there; is this a trainpipe run directory? "
                           f"Runs live under {STATE_DIR}/runs/.")
-    loaded = load_config(path, env={})
+    # only the secret-named variables: the ${NAME} put in place of their values (no profile overlay here)
+    loaded = load_config(path, env={k: v for k, v in os.environ.items() if is_secret_name(k)})
     source_dir = run_dir / "source_dir.txt"
     if source_dir.exists():
         base = Path(source_dir.read_text().strip())
-        return LoadedConfig(loaded.config, loaded.path, base, None, loaded.raw)
+        return LoadedConfig(loaded.config, loaded.path, base, None, loaded.raw, loaded.secret_values)
     return loaded
 
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from trainpipe._locks import sqlite_file_lock
-from trainpipe.config._secrets import redact_uri
+from trainpipe.config._secrets import redact_uri, scrub
 
 _PARAM_MAX = 6000
 _BATCH_PARAMS = 100
@@ -37,6 +40,9 @@ class MlflowTracker:
 
     def __init__(self, uri: str, experiment: str, artifact_root: Path | None = None) -> None:
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        # MLflow prints "View run NAME at: URI" after every run it ends on a server, credentials included
+        if redact_uri(uri) != uri or "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT" not in os.environ:
+            os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
         from mlflow.tracking import MlflowClient
 
         if uri.startswith("sqlite:///"):
@@ -90,16 +96,16 @@ class MlflowTracker:
             return str(again.experiment_id)
 
     def start_run(self, name: str, *, parent_id: str | None = None, tags: Mapping[str, str] | None = None) -> str:
-        all_tags = {k: str(v) for k, v in (tags or {}).items()}
+        all_tags = {k: scrub(str(v)) for k, v in (tags or {}).items()}
         if parent_id:
             all_tags["mlflow.parentRunId"] = parent_id
-        run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
+        run = self.client.create_run(self.experiment_id, run_name=scrub(name), tags=all_tags)
         return str(run.info.run_id)
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
 
-        items = [Param(k, str(v)[:_PARAM_MAX]) for k, v in params.items()]
+        items = [Param(k, scrub(str(v))[:_PARAM_MAX]) for k, v in params.items()]
         for i in range(0, len(items), _BATCH_PARAMS):
             self.client.log_batch(run_id, params=items[i : i + _BATCH_PARAMS], synchronous=True)
 
@@ -107,7 +113,7 @@ class MlflowTracker:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
+        items = [Metric(scrub(k), float(v), now, step or 0) for k, v in metrics.items()]
         self._metrics(run_id, items)
 
     def log_metric_history(self, run_id: str, key: str, values: Sequence[float]) -> None:
@@ -123,11 +129,15 @@ class MlflowTracker:
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         from mlflow.entities import RunTag
 
-        items = [RunTag(k, str(v)[:_PARAM_MAX]) for k, v in tags.items()]
+        items = [RunTag(k, scrub(str(v))[:_PARAM_MAX]) for k, v in tags.items()]
         for i in range(0, len(items), _BATCH_TAGS):
             self.client.log_batch(run_id, tags=items[i : i + _BATCH_TAGS], synchronous=True)
 
     def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
+        with _scrubbed(path) as path:
+            self._log_artifact(run_id, path, artifact_path)
+
+    def _log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
         if path.is_dir():
             self.client.log_artifacts(run_id, str(path), artifact_path)
         else:
@@ -135,3 +145,37 @@ class MlflowTracker:
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
+
+
+_TEXT_ARTIFACTS = (".json", ".yaml", ".yml", ".md", ".txt", ".csv", ".html", ".log", "")
+_SCRUB_MAX_BYTES = 20_000_000
+
+
+@contextmanager
+def _scrubbed(path: Path) -> Iterator[Path]:
+    """``path``, or a copy of it (same name, in a temporary folder) whose text files have every secret masked
+    (:func:`~trainpipe.config._secrets.scrub`): nothing uploaded holds a token or a URI password."""
+    files = [f for f in (path.rglob("*") if path.is_dir() else [path]) if f.is_file()
+             and f.suffix.lower() in _TEXT_ARTIFACTS and f.stat().st_size <= _SCRUB_MAX_BYTES]
+    changed: dict[Path, str] = {}
+    for f in files:
+        try:
+            text = f.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        clean = scrub(text)
+        if clean != text:
+            changed[f] = clean
+    if not changed:
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="trainpipe-scrub-") as tmp:
+        copy = Path(tmp) / path.name
+        if path.is_dir():
+            shutil.copytree(path, copy)
+        else:
+            shutil.copyfile(path, copy)
+        for f, clean in changed.items():
+            target = copy / f.relative_to(path) if path.is_dir() else copy
+            target.write_text(clean, encoding="utf-8")
+        yield copy
