@@ -18,6 +18,9 @@ _LINEAGE = ("config_hash", "data_fingerprint", "git.commit", "git.dirty", "trigg
 
 def store(tracking_uri: str | None) -> Any:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    from trainpipe.tracking._mlflow import bound_http_defaults
+
+    bound_http_defaults()
     from mlflow.tracking import MlflowClient
 
     from trainpipe.tracking import resolve_tracking_uri
@@ -28,17 +31,29 @@ def store(tracking_uri: str | None) -> Any:
     return MlflowClient(tracking_uri=uri)
 
 
+def mark_killed(client: Any, workdir: Path | None = None) -> list[str]:
+    """Runs of this working directory whose process on this host died (SIGKILL): KILLED, here and in the store."""
+    from trainpipe.tracking._stale import mark_killed_runs
+
+    return mark_killed_runs((workdir or Path.cwd()) / ".trainpipe", client)
+
+
 def _pipeline_runs(client: Any, pipeline: str | None, limit: int) -> list[Any]:
     from mlflow.entities import ViewType
 
     exps = client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
     if not exps:
         return []
+    from trainpipe.registry._filters import equals
+
     query = "tags.`trainpipe.kind` = 'pipeline'"
-    if pipeline:
-        query += f" and tags.`trainpipe.pipeline` = '{pipeline.replace(chr(39), '')}'"
-    return list(client.search_runs([e.experiment_id for e in exps], filter_string=query,
-                                   max_results=limit, order_by=["attributes.start_time DESC"]))
+    by_name = equals("tags.`trainpipe.pipeline`", pipeline) if pipeline else None
+    if by_name:  # quoted so that any name works (None: a name with both quote kinds, matched below)
+        query += f" and {by_name}"
+    found = client.search_runs([e.experiment_id for e in exps], filter_string=query,
+                               max_results=limit if by_name or not pipeline else 50_000,
+                               order_by=["attributes.start_time DESC"])
+    return [r for r in found if not pipeline or r.data.tags.get("trainpipe.pipeline") == pipeline][:limit]
 
 
 def _get(client: Any, run_id: str) -> Any:

@@ -415,10 +415,12 @@ def _store_uri(tracking_uri: str | None) -> str:
     return uri
 
 
-def _registry(tracking_uri: str | None) -> Any:
-    from trainpipe.registry import client_for
+def _registry(tracking_uri: str | None, *, write: bool = False) -> Any:
+    """Readers take no lock and create nothing (a read-only store works); writers lock the store."""
+    from trainpipe.registry._registry import client_for, reader_for
 
-    return client_for(_store_uri(tracking_uri))
+    uri = _store_uri(tracking_uri)
+    return client_for(uri) if write else reader_for(uri)
 
 
 ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (kept in the audit log; required for production).")]
@@ -467,7 +469,7 @@ def models_promote(name: str, version: str,
     def go() -> None:
         from trainpipe.registry import promote
 
-        _print_moves(promote(_registry(tracking_uri), name, version, to, reason=reason))
+        _print_moves(promote(_registry(tracking_uri, write=True), name, version, to, reason=reason))
 
     _guard(debug, go)
 
@@ -479,7 +481,7 @@ def models_rollback(name: str, reason: ReasonOpt = "", tracking_uri: UriOpt = No
     def go() -> None:
         from trainpipe.registry import rollback
 
-        _print_moves(rollback(_registry(tracking_uri), name, reason=reason))
+        _print_moves(rollback(_registry(tracking_uri, write=True), name, reason=reason))
 
     _guard(debug, go)
 

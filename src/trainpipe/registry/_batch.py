@@ -37,10 +37,10 @@ def _local_model(model_uri: str, tracking_uri: str, dst: Path) -> Path:
     try:
         artifact_uri = model_uri
         if model_uri.startswith("models:/"):  # resolved here: MLflow would read a global registry URI
-            from trainpipe.registry._registry import client_for
+            from trainpipe.registry._registry import reader_for
             from trainpipe.registry._views import resolve_version
 
-            client = client_for(tracking_uri)
+            client = reader_for(tracking_uri)  # reading only: no lock, works on a read-only store
             mv = resolve_version(client, model_uri[len("models:/"):])
             artifact_uri = client.get_model_version_download_uri(mv.name, str(mv.version))
         return Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=str(dst),

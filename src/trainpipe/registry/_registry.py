@@ -6,7 +6,8 @@ from version, to version, user, host, reason, gate verdict), so the history live
 
 Registration is all or nothing: the version is created with ``trainpipe.registration=pending``, described,
 tagged ``complete`` (the model and its card are whole), and only then given its alias; on any error in
-between the aliases are put back and the version is deleted. SIGTERM and Ctrl-C wait until the register
+between the aliases are put back and the version is deleted, and a registered model created for it is deleted
+too (no empty registered model is left behind). SIGTERM and Ctrl-C wait until the register
 step is done (see ``trainpipe._signals``). A process killed outright (SIGKILL) in between leaves either a
 ``pending`` version without an alias, which cannot be promoted, or a ``complete`` version without its
 alias: a gated, whole model that a retry of the same run picks up (it sets the alias and registers
@@ -15,6 +16,7 @@ nothing new), never an alias on an unfinished version.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import getpass
 import json
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from trainpipe._exceptions import ConfigError, GateRefused
+from trainpipe.registry._filters import search_model_versions
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -42,17 +45,51 @@ MODEL_ARTIFACT = "registered_model"
 
 
 def client_for(uri: str) -> MlflowClient:
+    """A client for commands that write (register, promote, rollback): an embedded store is created if it is
+    missing, under the store's lock; a store this user cannot write is exit 2 naming it (see
+    :func:`trainpipe._locks.sqlite_file_lock`)."""
     from mlflow import MlflowClient
 
-    from trainpipe._locks import sqlite_file_lock
+    from trainpipe._locks import sqlite_file_lock, sqlite_path
 
-    if not uri.startswith("sqlite:///"):
+    if not sqlite_path(uri):
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
-    Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    Path(sqlite_path(uri)).parent.mkdir(parents=True, exist_ok=True)
     with sqlite_file_lock(uri):  # a fresh store is created (tables, migrations) by one process at a time
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         client.search_registered_models(max_results=1)
     return client
+
+
+def reader_for(uri: str) -> MlflowClient:
+    """A client for commands that only read (models list/show/history, predict): no lock, nothing created,
+    so a read-only store works. An embedded store must exist and hold MLflow's tables (checked with a
+    read-only SQLite connection): MLflow would otherwise create them, racing a run that is creating them."""
+    from mlflow import MlflowClient
+
+    from trainpipe._locks import sqlite_path
+
+    path = sqlite_path(uri)
+    if path:
+        _check_store_exists(path)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _check_store_exists(path: str) -> None:
+    import sqlite3
+
+    hint = "Run a pipeline here first, or pass --tracking-uri (or set MLFLOW_TRACKING_URI) to the store to read."
+    if not Path(path).is_file():
+        raise ConfigError(f"no tracking store at {path}. {hint}")
+    try:
+        with contextlib.closing(sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)) as db:
+            names = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error as exc:
+        raise ConfigError(f"the tracking store {path} cannot be read ({exc}). Check that it is an MLflow SQLite "
+                          f"database readable by this user. {hint}") from exc
+    if not {"registered_models", "model_versions", "alembic_version"} <= names:
+        raise ConfigError(f"no tracking store at {path}: the file holds no MLflow registry tables (yet; a run "
+                          f"may be creating them right now). {hint}")
 
 
 def _not_found(exc: Exception) -> bool:
@@ -84,7 +121,8 @@ def get_version(client: MlflowClient, name: str, version: str) -> ModelVersion:
                           f"(see: trainpipe models list {name}).") from exc
 
 
-def ensure_registered_model(client: MlflowClient, name: str, description: str = "") -> None:
+def ensure_registered_model(client: MlflowClient, name: str, description: str = "") -> bool:
+    """Create registered model ``name`` unless it exists; True when this call created it."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -92,6 +130,15 @@ def ensure_registered_model(client: MlflowClient, name: str, description: str = 
     except MlflowException as exc:
         if "RESOURCE_ALREADY_EXISTS" not in str(getattr(exc, "error_code", "")) and "already exists" not in str(exc):
             raise
+        return False
+    return True
+
+
+def _drop_if_empty(client: MlflowClient, name: str) -> None:
+    """Delete registered model ``name`` if it holds no version (one this call created and then failed to
+    fill); a version another process added meanwhile keeps it."""
+    if not search_model_versions(client, name):
+        client.delete_registered_model(name)
 
 
 @dataclass
@@ -233,8 +280,24 @@ def register_version(client: MlflowClient, *, name: str, run_id: str, source: st
     promoting straight to production is refused when production has moved since. On any error the
     aliases are put back as they were and the new version is deleted.
     """
-    ensure_registered_model(client, name)
-    done = [v for v in client.search_model_versions(f"name = '{name}' AND run_id = '{run_id}'")
+    created = ensure_registered_model(client, name)
+    try:
+        return _register_version(client, name=name, run_id=run_id, source=source, alias=alias, tags=tags,
+                                 description=description, reason=reason, expected_production=expected_production)
+    except BaseException as exc:
+        if created:  # no empty registered model left behind: this call made it, and made no version in it
+            try:
+                _drop_if_empty(client, name)
+            except Exception as cleanup:  # the original error is the one to report; say what is left
+                exc.add_note(f"the empty registered model {name!r} created for this version could not be removed "
+                             f"({type(cleanup).__name__}: {str(cleanup)[:200]}); delete it in the MLflow UI.")
+        raise
+
+
+def _register_version(client: MlflowClient, *, name: str, run_id: str, source: str, alias: str | None,
+                      tags: dict[str, str], description: str, reason: str,
+                      expected_production: str | None) -> ModelVersion:
+    done = [v for v in search_model_versions(client, name, run_id)
             if v.tags.get(STATE_TAG) == "complete" and v.source == source]
     if done:  # this run already registered (a retried step, an orchestrator's second attempt): same version
         mv = max(done, key=lambda v: int(v.version))

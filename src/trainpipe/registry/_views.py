@@ -6,6 +6,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from trainpipe._exceptions import ConfigError
+from trainpipe.registry._filters import search_model_versions
 from trainpipe.registry._registry import STATE_TAG, get_version, history, version_by_alias
 
 if TYPE_CHECKING:
@@ -49,8 +50,7 @@ def resolve_version(client: MlflowClient, ref: str) -> ModelVersion:
 
 
 def _versions(client: MlflowClient, name: str) -> list[ModelVersion]:
-    found = client.search_model_versions(f"name = '{name}'", max_results=1000)
-    return sorted(found, key=lambda mv: -int(mv.version))
+    return sorted(search_model_versions(client, name), key=lambda mv: -int(mv.version))
 
 
 def _aliases(client: MlflowClient, name: str) -> dict[str, list[str]]:
