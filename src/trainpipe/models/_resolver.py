@@ -1,4 +1,9 @@
-"""Map ``model.type`` to an adapter class, with typo and install hints."""
+"""Map ``model.type`` to an adapter class, with typo and install hints.
+
+A ``model.type`` is one of :data:`BUILTIN_TYPES` or a scikit-learn classifier/regressor from the fixed table
+in :mod:`trainpipe.models._allowlist`. Nothing named in a config is imported: ``this.X``, ``os.system`` or a
+``evilmod.Model`` beside the config is a ConfigError, not an import. (Third-party families through the
+``trainpipe.model_families`` entry-point group are not supported yet.)"""
 
 from __future__ import annotations
 
@@ -26,12 +31,16 @@ def family_of(model_type: str) -> str:
             f"Use one of {', '.join(BUILTIN_TYPES)} or a scikit-learn class path."
         )
     if "." in model_type:
+        from trainpipe.models._sklearn import public_name, refuse_unknown
+
+        if public_name(model_type) is None:
+            raise refuse_unknown(model_type)
         return "sklearn"
     close = difflib.get_close_matches(model_type, [*BUILTIN_TYPES, *PLANNED_TYPES], n=1, cutoff=0.5)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     raise ConfigError(
-        f"model.type: unknown model type {model_type!r}.{hint} Expected xgboost, lightgbm, torch_mlp, or a dotted "
-        "scikit-learn class such as sklearn.linear_model.LogisticRegression."
+        f"model.type: unknown model type {model_type!r}.{hint} Expected xgboost, lightgbm, torch_mlp, or a "
+        "scikit-learn classifier or regressor such as sklearn.linear_model.LogisticRegression."
     )
 
 

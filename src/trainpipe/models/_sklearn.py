@@ -1,14 +1,21 @@
-"""Any scikit-learn compatible estimator named by its dotted class path; saved with skops, not pickle."""
+"""A scikit-learn classifier or regressor named by its class path; saved with skops, not pickle.
+
+``model.type`` may name only the estimators in :mod:`trainpipe.models._allowlist` (scikit-learn's
+``all_estimators`` classifiers and regressors, by their public path such as
+``sklearn.linear_model.LogisticRegression`` or their defining path such as
+``sklearn.linear_model._logistic.LogisticRegression``). Nothing named in a config is imported: the class is
+looked up in that fixed table, and only the table's own modules are imported.
+"""
 
 from __future__ import annotations
 
-import importlib
+import difflib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from trainpipe._exceptions import ConfigError
-from trainpipe.models import _skops_io
+from trainpipe.models import _allowlist, _skops_io
 from trainpipe.models._params import check_params
 from trainpipe.models._protocol import FitReport, RoundCallback
 
@@ -19,24 +26,63 @@ if TYPE_CHECKING:
     from trainpipe.data import TaskInfo
 
 _FILE = "estimator.skops"
+_BUILTIN_HINT = "xgboost, lightgbm, torch_mlp"
+
+
+def public_name(model_type: str) -> str | None:
+    """The table entry ``model_type`` names (public path as written, or a defining path
+    ``sklearn.<package>.<private module>.<Class>`` of the same class), by the text alone; None if none."""
+    known = _allowlist.sklearn_estimators()
+    if model_type in known:
+        return model_type
+    parts = model_type.split(".")
+    if len(parts) > 3 and parts[0] == "sklearn":
+        candidate = f"sklearn.{parts[1]}.{parts[-1]}"
+        if candidate in known:
+            return candidate
+    return None
+
+
+def refuse_unknown(model_type: str) -> ConfigError:
+    """The ConfigError for a ``model.type`` that is neither built in nor in the scikit-learn table."""
+    known = _allowlist.sklearn_estimators()
+    reason = _allowlist.NOT_TRAINABLE.get(model_type)
+    if reason is None and model_type.startswith("sklearn."):
+        cls_name = model_type.rpartition(".")[2]
+        if not any(k.rpartition(".")[2] == cls_name for k in (*known, *_allowlist.NOT_TRAINABLE)):
+            reason = f"scikit-learn has no class {cls_name!r} among its classifiers and regressors"
+        else:
+            reason = "it is not a scikit-learn classifier or regressor"
+    elif reason is None:
+        reason = "only scikit-learn classifiers/regressors and the built-in types can be named; nothing else is " \
+                 "imported"
+    pool = [*known, "xgboost", "lightgbm", "torch_mlp"]
+    close = difflib.get_close_matches(model_type, pool, n=1, cutoff=0.6)
+    if not close:  # match on the class name alone: sklearn.linear_models.Ridge, sklearn.svm.LogisticRegression
+        by_cls = {k.rpartition(".")[2].lower(): k for k in known}
+        hit = difflib.get_close_matches(model_type.rpartition(".")[2].lower(), list(by_cls), n=1, cutoff=0.8)
+        close = [by_cls[hit[0]]] if hit else []
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return ConfigError(
+        f"model.type: {model_type!r} cannot be trained: {reason}.{hint} Use one of the built-in types "
+        f"({_BUILTIN_HINT}) or a scikit-learn classifier or regressor such as "
+        "sklearn.linear_model.LogisticRegression or sklearn.ensemble.RandomForestRegressor "
+        "(sklearn.utils.all_estimators lists them)."
+    )
 
 
 def import_estimator(model_type: str) -> type:
-    module_name, _, cls_name = model_type.rpartition(".")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"model.type: cannot import module {module_name!r} for {model_type!r} ({exc}).") from exc
-    cls = getattr(module, cls_name, None)
+    """The estimator class ``model_type`` names; a ConfigError for anything outside the fixed table."""
+    public = public_name(model_type)
+    if public is None:
+        raise refuse_unknown(model_type)
+    cls = _allowlist.import_public(public)
     if cls is None:
-        import difflib
-
-        names = [n for n in dir(module) if n[:1].isupper()]
-        close = difflib.get_close_matches(cls_name, names, n=1, cutoff=0.6)
-        hint = f" Did you mean {module_name}.{close[0]}?" if close else ""
-        raise ConfigError(f"model.type: {module_name} has no class {cls_name!r}.{hint}")
-    if not isinstance(cls, type) or not hasattr(cls, "fit") or not hasattr(cls, "get_params"):
-        raise ConfigError(f"model.type: {model_type!r} is not a scikit-learn estimator class (no fit/get_params).")
+        raise ConfigError(f"model.type: {model_type!r} is not in the installed scikit-learn "
+                          "(a newer or older version?). Pick another estimator or install scikit-learn 1.9.")
+    if public != model_type and _allowlist.type_path(cls) != model_type:
+        raise ConfigError(f"model.type: {model_type!r} is not where this scikit-learn defines {cls.__name__}. "
+                          f"Write the public path {public!r}.")
     return cls
 
 
@@ -113,10 +159,11 @@ class SklearnAdapter:
         _skops_io.dump(self.model, directory / _FILE)
 
     @classmethod
-    def load(cls, directory: Path, task: TaskInfo, model_type: str) -> SklearnAdapter:
+    def load(cls, directory: Path, task: TaskInfo, model_type: str,
+             unsafe_trust_types: tuple[str, ...] = ()) -> SklearnAdapter:
+        """Read ``estimator.skops``: only the fixed allow-list of types loads, whatever ``model_type`` says."""
         self = cls.__new__(cls)
         self.task = task
         self.model_type = model_type
-        top = model_type.split(".")[0] + "."
-        self.model = _skops_io.load(directory / _FILE, extra_prefixes=(top,))
+        self.model = _skops_io.load(directory / _FILE, unsafe_trust_types)
         return self

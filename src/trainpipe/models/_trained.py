@@ -90,14 +90,30 @@ class TrainedModel:
         (directory / SPEC_FILE).write_text(json.dumps(self.spec.to_dict(), indent=2, default=str))
 
     @classmethod
-    def load(cls, directory: Path) -> TrainedModel:
-        """Read a model directory; a damaged or foreign file is a DataError naming the folder (exit 2)."""
+    def load(cls, directory: Path, unsafe_trust_types: tuple[str, ...] = ()) -> TrainedModel:
+        """Read a model directory; a damaged or foreign file is a DataError naming the folder (exit 2).
+
+        The skops files load only when every type in them is on the fixed allow-list of
+        :mod:`trainpipe.models._allowlist`; nothing in the folder (``spec.json`` included) widens it.
+        ``unsafe_trust_types`` (exact type names, like ``TRAINPIPE_UNSAFE_TRUST_TYPES``) lets a caller load a
+        file holding other types it trusts; each can run code.
+        """
         from trainpipe._exceptions import ConfigError, DataError, MissingExtraError
 
         try:
             spec = ModelSpec.from_dict(json.loads((Path(directory) / SPEC_FILE).read_text()))
-            preprocessor = _skops_io.load(Path(directory) / PREPROCESSOR_FILE)
-            adapter = adapter_class(spec.model_type).load(Path(directory), spec.task, spec.model_type)
+            try:
+                adapter_cls = adapter_class(spec.model_type)
+            except ConfigError as exc:
+                raise DataError(
+                    f"{Path(directory) / SPEC_FILE}: the model type it names cannot be loaded ({exc}). The file "
+                    "was not written by this trainpipe, or was tampered with; train the model again."
+                ) from exc
+            preprocessor = _skops_io.load(Path(directory) / PREPROCESSOR_FILE, unsafe_trust_types)
+            if adapter_cls.family == "sklearn":
+                adapter = adapter_cls.load(Path(directory), spec.task, spec.model_type, unsafe_trust_types)
+            else:
+                adapter = adapter_cls.load(Path(directory), spec.task, spec.model_type)
         except (ConfigError, DataError, MissingExtraError):
             raise
         except Exception as exc:  # the model libraries raise their own types (XGBoostError, LightGBMError, ...)
