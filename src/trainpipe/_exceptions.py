@@ -9,6 +9,8 @@ The tree::
     ├── DataValidationError        declared or inferred data checks failed         (exit 3)
     ├── GateRefused                the quality gate refused the model              (exit 4)
     ├── TrainingDiverged           the training loss became NaN or infinite        (exit 2)
+    ├── TrackingUnavailable        the tracking server stopped answering mid-run   (exit 2)
+    ├── StorageFull                no space left on a device the run writes to     (exit 2)
     └── TrainingInterrupted        SIGTERM/SIGINT while a step was running         (exit 130/143)
 
 Every message says what was found, what was expected and what to do about it.
@@ -73,6 +75,19 @@ class TrainingDiverged(TrainpipeError):
     exit_code = 2
 
 
+class TrackingUnavailable(TrainpipeError):
+    """The tracking server could not be reached (bounded retries spent). Nothing is lost: the run directory
+    holds the step outputs and a journal of what was not sent; ``trainpipe runs sync RUN_ID`` uploads it."""
+
+    exit_code = 2
+
+
+class StorageFull(TrainpipeError):
+    """A write failed for lack of space (ENOSPC) or quota (EDQUOT); the message names the path."""
+
+    exit_code = 2
+
+
 class TrainingInterrupted(TrainpipeError):
     """A signal stopped the run; ``exit_code`` is 128 + the signal number."""
 
@@ -87,6 +102,8 @@ __all__ = [
     "DataValidationError",
     "GateRefused",
     "MissingExtraError",
+    "StorageFull",
+    "TrackingUnavailable",
     "TrainingDiverged",
     "TrainingInterrupted",
     "TrainpipeError",

@@ -18,6 +18,9 @@ _LINEAGE = ("config_hash", "data_fingerprint", "git.commit", "git.dirty", "trigg
 
 def store(tracking_uri: str | None) -> Any:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    from trainpipe.tracking._mlflow import bound_http_defaults
+
+    bound_http_defaults()
     from mlflow.tracking import MlflowClient
 
     from trainpipe.tracking import resolve_tracking_uri
@@ -26,6 +29,13 @@ def store(tracking_uri: str | None) -> Any:
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
         raise ConfigError(f"no tracking store at {uri}. Run a pipeline here first, or pass --tracking-uri.")
     return MlflowClient(tracking_uri=uri)
+
+
+def mark_killed(client: Any, workdir: Path | None = None) -> list[str]:
+    """Runs of this working directory whose process on this host died (SIGKILL): KILLED, here and in the store."""
+    from trainpipe.tracking._stale import mark_killed_runs
+
+    return mark_killed_runs((workdir or Path.cwd()) / ".trainpipe", client)
 
 
 def _pipeline_runs(client: Any, pipeline: str | None, limit: int) -> list[Any]:

@@ -101,6 +101,9 @@ def _guard(debug: bool, fn: Callable[[], T]) -> T:
     # MLflow reads this when it is first imported; its INFO lines (table creation) are noise here.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if debug else "WARNING")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from trainpipe.tracking._mlflow import bound_http_defaults
+
+    bound_http_defaults()  # a dead server: seconds per call, not MLflow's ~4 minutes of retries
     if not debug:  # it logs a full traceback for every store error; trainpipe reports the error itself
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     from trainpipe.config._secrets import scrub  # every message and traceback below: no token, no URI password
@@ -373,7 +376,25 @@ def runs_list(
     def go() -> None:
         from trainpipe import _runs
 
-        out.print(_runs.list_table(_runs.store(tracking_uri), pipeline, limit))
+        client = _runs.store(tracking_uri)
+        for run_id in _runs.mark_killed(client):
+            err.print(f"run {run_id}: its process is gone (killed without a word): marked KILLED")
+        out.print(_runs.list_table(client, pipeline, limit))
+
+    _guard(debug, go)
+
+
+@runs_app.command("sync")
+def runs_sync(run_id: Annotated[str, typer.Argument(help="The run id (its folder under .trainpipe/runs).")],
+              tracking_uri: UriOpt = None, debug: DebugOpt = False) -> None:
+    """Upload a run recorded while its tracking server was unreachable: runs, metrics, artifacts and the
+    registration the gate allowed. Safe to repeat."""
+
+    def go() -> None:
+        from trainpipe.tracking._sync import sync_run
+
+        for line in sync_run(run_id, Path.cwd(), tracking_uri).lines():
+            out.print(line, markup=False, highlight=False)
 
     _guard(debug, go)
 
@@ -504,15 +525,21 @@ def predict(
     data_file: Annotated[Path, typer.Argument(help="CSV or Parquet file with the raw columns.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write predictions (.csv or .parquet).")],
     tracking_uri: UriOpt = None,
+    on_invalid: Annotated[str, typer.Option(
+        "--on-invalid", help="Rows failing the model's validation.columns checks (nullable, allowed): fail (exit 3, "
+        "nothing written), skip (leave them out) or keep (score them).")] = "fail",
     debug: DebugOpt = False,
 ) -> None:
-    """Batch predictions from raw columns, checked against the model's signature first."""
+    """Batch predictions from raw columns, checked against the model's signature and input checks first."""
 
     def go() -> None:
         from trainpipe.registry._batch import predict_file
 
         uri = tracking_uri or _default_uri()
-        result = predict_file(model_uri, data_file, output, uri)
+        result = predict_file(model_uri, data_file, output, uri, on_invalid=on_invalid)
+        if result.invalid:
+            done = f"{result.skipped} left out" if result.skipped else "scored anyway (--on-invalid keep)"
+            err.print(f"warning: {result.invalid}\nthose rows were {done}.", markup=False, highlight=False)
         out.print(f"{result.rows} predictions ({', '.join(result.columns)}) written to {result.output}")
 
     _guard(debug, go)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -16,7 +17,7 @@ from typing import Any, cast
 
 import yaml
 
-from trainpipe._exceptions import ConfigError, TrainingInterrupted
+from trainpipe._exceptions import ConfigError, StorageFull, TrackingUnavailable, TrainingInterrupted
 from trainpipe._hooks import Hooks
 from trainpipe._signals import SignalInterrupt, deferred
 from trainpipe._version import __version__
@@ -27,6 +28,7 @@ from trainpipe.pipeline._records import PipelineResult, StepRecord
 from trainpipe.pipeline._step import Step, StepContext
 from trainpipe.pipeline._steps import steps_for
 from trainpipe.tracking import Tracker, library_versions, lineage_tags
+from trainpipe.tracking._journal import JournaledTracker
 
 STATE_DIR = ".trainpipe"
 RUN_FILE = "run.json"
@@ -67,32 +69,6 @@ def flatten_params(value: Any, prefix: str = "") -> dict[str, str]:
             out.update(flatten_params(v, f"{prefix}.{k}" if prefix else str(k)))
         return out
     return {prefix: json.dumps(value) if isinstance(value, list | type(None)) else str(value)}
-
-
-class _TimedTracker:
-    """Proxy that adds up the wall time spent in tracker calls (reported as ``tracking_seconds``)."""
-
-    def __init__(self, inner: Tracker) -> None:
-        self.inner = inner
-        self.seconds = 0.0
-
-    @property
-    def uri(self) -> str:
-        return self.inner.uri
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self.inner, name)
-        if not callable(attr):
-            return attr
-
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            t0 = time.perf_counter()
-            try:
-                return attr(*args, **kwargs)
-            finally:
-                self.seconds += time.perf_counter() - t0
-
-        return timed
 
 
 class PipelineRunner:
@@ -149,15 +125,28 @@ class PipelineRunner:
         preflight(self.config)
         if self.rank > 0:
             self.tracker = None
-        if self.tracker is not None and not isinstance(self.tracker, _TimedTracker):
-            self.tracker = _TimedTracker(self.tracker)
+        if self.tracker is not None and not isinstance(self.tracker, JournaledTracker):
+            # every tracker call is journaled in the run directory first: a lost server loses nothing
+            self.tracker = JournaledTracker(self.tracker)
+        from trainpipe.tracking._stale import mark_killed_runs, write_owner
+
+        mark_killed_runs(self.workdir / STATE_DIR, self.tracker)  # SIGKILLed runs of this host: KILLED
         run_id, parent = self._start_parent()
         run_dir = self.workdir / STATE_DIR / "runs" / run_id
-        (run_dir / "steps").mkdir(parents=True, exist_ok=True)
-        self._write_config(run_dir)
-        result = PipelineResult(run_id, run_dir, self.config.name, "running", [],
-                                tracking_uri=self.tracker.uri if self.tracker else "")
-        result.write(run_dir / RUN_FILE)
+        try:
+            (run_dir / "steps").mkdir(parents=True, exist_ok=True)
+            if self.tracker is not None:
+                self.tracker.attach(run_dir, run_id)
+            write_owner(run_dir)
+            self._write_config(run_dir)
+            result = PipelineResult(run_id, run_dir, self.config.name, "running", [],
+                                    tracking_uri=self.tracker.uri if self.tracker else "")
+            result.write(run_dir / RUN_FILE)
+        except OSError as exc:
+            full = storage_full(exc, run_dir)
+            if full is None:
+                raise
+            raise full from exc
         self.hooks.on_pipeline_start(self.config.name, [s.name for s in self.steps])
         from trainpipe.pipeline import _handoff
 
@@ -173,11 +162,32 @@ class PipelineRunner:
         return result
 
     def _finish_whole(self, result: PipelineResult, parent: str | None, exc: BaseException | None) -> None:
-        """The run's last records are written whole (a signal waits for them); a signal that came meanwhile
-        changes nothing: the outcome, finished or the error that ended it, is already decided and recorded."""
+        """The run's last records are written whole, locally (a signal waits for them; a signal that came
+        meanwhile changes nothing: the outcome is already decided and recorded). The tracking server is told
+        after that, with signals working: a dead or hung server can delay the exit, never block a SIGTERM."""
+        tracker = self.tracker if isinstance(self.tracker, JournaledTracker) else None
         with deferred() as held:
-            self._finish(result, parent, exc)
+            with tracker.held() if tracker is not None else contextlib.nullcontext():
+                self._finish(result, parent, exc)
             held.pending = None
+        if tracker is None or parent is None:
+            return
+        try:
+            tracker.flush(quick=exc is not None and _interrupted(exc))
+        except Exception as log_error:
+            with contextlib.suppress(Exception):  # never leave the MLflow run RUNNING for good
+                tracker.inner.end_run(parent, "FAILED")
+            if exc is not None:  # the run already failed: that error is the one to report
+                return
+            why = scrub((str(log_error).strip().splitlines() or [""])[0][:300])
+            raise ConfigError(
+                f"tracking: the run finished, but its records could not be written to the MLflow store "
+                f"{tracker.uri} ({type(log_error).__name__}: {why}). "
+                f"Check that the store and its artifact folder are writable; the run directory "
+                f"{result.run_dir} has everything."
+            ) from log_error
+        if tracker.offline is not None and (exc is None or isinstance(exc, TrackingUnavailable)):
+            raise TrackingUnavailable(tracker.unavailable_message()) from tracker.offline
 
     def run_step(self, name: str, run_dir: Path) -> PipelineResult:
         """Run one step inside an existing run directory (its inputs must be there)."""
@@ -301,7 +311,10 @@ class PipelineRunner:
                     if held is not None:  # it happened (a model is registered): the step is recorded as ran
                         postponed, held.pending = held.pending, None
             except BaseException as exc:
-                with deferred() as held:  # a repeated Ctrl-C must not lose the failed step's record
+                tracker = self.tracker if isinstance(self.tracker, JournaledTracker) else None
+                with deferred() as held, \
+                        tracker.held() if tracker is not None else contextlib.nullcontext():
+                    # a repeated Ctrl-C must not lose the failed step's record (journaled, not sent, here)
                     shutil.rmtree(tmp, ignore_errors=True)
                     why = scrub(f"{type(exc).__name__}: {exc}", self.loaded.secret_values)[:500]
                     record = self._record(step, "failed", why, start, key, "", ctx)
@@ -309,6 +322,12 @@ class PipelineRunner:
                     result.steps.append(record)
                     self.hooks.on_step_end(step.name, "failed", record.reason, record.seconds)
                     held.pending = None  # the step already failed or was interrupted: that is what ends the run
+                if tracker is not None:
+                    with contextlib.suppress(Exception):  # best effort: the step's error is the one to report
+                        tracker.flush(quick=_interrupted(exc))
+                full = storage_full(exc, tmp) if isinstance(exc, OSError) else None
+                if full is not None:
+                    raise full from exc
                 raise
             self.cache.remember(step.name, self.config.name, components)
             link_tree(entry.path, target)
@@ -390,26 +409,14 @@ class PipelineRunner:
             tags["data_fingerprint"] = json.loads(ingest_info.read_text())["fingerprint"]
         if result.error:
             tags["trainpipe.error"] = result.error[:5000]
-        try:
-            self.tracker.set_tags(parent, tags)
-            self._log_artifacts(parent, result.run_dir)
-            if isinstance(self.tracker, _TimedTracker):
-                metrics["tracking_seconds"] = round(self.tracker.seconds, 4)
-                result.metrics["tracking_seconds"] = metrics["tracking_seconds"]
-                result.write(result.run_dir / RUN_FILE)
-            self.tracker.log_metrics(parent, metrics)
-        except Exception as log_error:
-            with contextlib.suppress(Exception):  # never leave the MLflow run RUNNING for good
-                self.tracker.end_run(parent, "FAILED")
-            if exc is not None:  # the run already failed: that error is the one to report
-                return
-            why = (str(log_error).strip().splitlines() or [""])[0][:300]
-            raise ConfigError(
-                f"tracking: the run finished, but its records could not be written to the MLflow store "
-                f"{self.tracker.uri} ({type(log_error).__name__}: {why}). "
-                f"Check that the store and its artifact folder are writable; the run directory "
-                f"{result.run_dir} has everything."
-            ) from log_error
+        # under JournaledTracker.held (see _finish_whole): these calls are journaled now and sent after
+        self.tracker.set_tags(parent, tags)
+        self._log_artifacts(parent, result.run_dir)
+        if isinstance(self.tracker, JournaledTracker):
+            metrics["tracking_seconds"] = round(self.tracker.seconds, 4)
+            result.metrics["tracking_seconds"] = metrics["tracking_seconds"]
+            result.write(result.run_dir / RUN_FILE)
+        self.tracker.log_metrics(parent, metrics)
         self.tracker.end_run(parent, {"finished": "FINISHED", "failed": "FAILED"}.get(result.status, "KILLED"))
 
     def _log_artifacts(self, parent: str, run_dir: Path) -> None:
@@ -472,6 +479,22 @@ def _warnings_as_notes(ctx: StepContext, limit: int = 5) -> Iterator[None]:
                 ctx.hooks.on_message(f"{ctx.step}: {category}: {text}{times}")
             if len(seen) > limit:
                 ctx.hooks.on_message(f"{ctx.step}: {len(seen) - limit} more kinds of library warnings")
+
+
+_FULL_ERRNOS = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+_FULL_WORDS = ("no space left on device", "disk quota exceeded")
+
+
+def storage_full(exc: BaseException, where: Path) -> StorageFull | None:
+    """A StorageFull naming the path when ``exc`` is a write that failed for lack of space or quota."""
+    if not isinstance(exc, OSError):
+        return None
+    if exc.errno not in _FULL_ERRNOS and not any(w in str(exc).lower() for w in _FULL_WORDS):
+        return None
+    path = exc.filename or where
+    why = "disk quota exceeded" if exc.errno == getattr(errno, "EDQUOT", -1) else "no space left on the device"
+    return StorageFull(f"{why} writing {path}. Free space there (old runs: .trainpipe/runs, the step cache: "
+                       ".trainpipe/cache) or run from a directory on a larger disk, then run again.")
 
 
 def _interrupted(exc: BaseException) -> bool:

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainpipe._exceptions import ConfigError, DataValidationError, GateRefused
+from trainpipe._exceptions import ConfigError, DataValidationError, GateRefused, TrackingUnavailable
 from trainpipe.config import redact, redact_uri
 from trainpipe.pipeline._handoff import read_frame
 from trainpipe.pipeline._step import Step, StepContext
@@ -116,6 +116,8 @@ def drift(ctx: StepContext) -> None:
         return
     try:
         champion = _champion_dir(ctx)
+    except TrackingUnavailable:  # a lost server is exit 2 with where the run's results are, not a data error
+        raise
     except Exception as exc:
         from trainpipe._exceptions import DataError
 
@@ -183,6 +185,8 @@ def gate(ctx: StepContext) -> None:
                           f"use one of {DEFAULTS[model.task.task]}.")
     try:
         champion = _pick_champion(ctx)
+    except TrackingUnavailable:  # no verdict without the registry: exit 2 (runs sync), neither pass nor refuse
+        raise
     except Exception as exc:  # a registry we cannot read must not pass silently: say so, and refuse
         raise GateRefused(f"gate: cannot read the {cfg.gate.champion.against} champion of {model_name(ctx)!r}: "
                           f"{redact_uri(str(exc))[:500]}") from exc
@@ -259,6 +263,25 @@ def _gated_against(ctx: StepContext) -> str | None:
 
 
 def register(ctx: StepContext) -> None:
+    """Register now; with the tracking server lost (before or during it), record the registration the gate
+    allowed in the run's journal: ``trainpipe runs sync RUN_ID`` registers it when the server is back."""
+    if getattr(ctx.tracker, "offline", None) is None:
+        try:
+            _register_now(ctx)
+            return
+        except TrackingUnavailable:
+            pass
+    name = model_name(ctx)
+    (ctx.out_dir / "registration.json").write_text(json.dumps(
+        {"registered": False, "pending": True, "model_name": name,
+         "reason": "tracking server unreachable; `trainpipe runs sync` registers it"}))
+    ctx.tracker.record_intent("register", parent=ctx.parent_run_id, child=ctx.run_id)  # type: ignore[union-attr]
+    ctx.params.update({"registered_model": name, "registered_version": "pending (runs sync)"})
+    ctx.hooks.on_message(f"register: tracking server unreachable: registering {name} waits in the run's journal "
+                         "for `trainpipe runs sync`")
+
+
+def _register_now(ctx: StepContext) -> None:
     from trainpipe.models import TrainedModel
     from trainpipe.registry import CardInputs, register_version, render_card
     from trainpipe.registry._package import save_pyfunc
@@ -294,7 +317,8 @@ def register(ctx: StepContext) -> None:
     test = read_frame(ctx.input("split") / "test.parquet")
     schema = save_pyfunc(model, model_dir, ctx.out_dir / PYFUNC_DIR, example_rows=test,
                          extra_artifacts={"model_card": ctx.out_dir / CARD_FILE,
-                                          "data_profile": ctx.input("drift") / PROFILE_FILE})
+                                          "data_profile": ctx.input("drift") / PROFILE_FILE},
+                         checks=cfg.validation.columns, label=cfg.data.target)  # applied by `predict`
     client.log_artifacts(ctx.parent_run_id, str(ctx.out_dir / PYFUNC_DIR), PYFUNC_DIR)
     alias = None if cfg.registry.promote == "none" else cfg.registry.promote
     quality = {f"test_{k}": f"{v:.6g}" for k, v in metrics["metrics"].items() if v is not None}

@@ -21,6 +21,18 @@ _BATCH_TAGS = 100
 DEFAULT_DIR = ".trainpipe"
 
 
+# MLflow's own defaults (7 retries with backoff, 120 s timeout) keep one call to a dead server busy for
+# about 4 minutes; every one of a run's calls would wait that long. Users can still set their own.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5"}
+
+
+def bound_http_defaults() -> None:
+    """Bounded retries and timeouts for MLflow's HTTP calls, unless the user set them (read per call)."""
+    for name, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+
+
 def default_tracking_uri(workdir: Path) -> str:
     return f"sqlite:///{(workdir / DEFAULT_DIR / 'mlflow.db').resolve()}"
 
@@ -40,6 +52,7 @@ class MlflowTracker:
 
     def __init__(self, uri: str, experiment: str, artifact_root: Path | None = None) -> None:
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        bound_http_defaults()
         # MLflow prints "View run NAME at: URI" after every run it ends on a server, credentials included
         if redact_uri(uri) != uri or "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT" not in os.environ:
             os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
