@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -49,7 +50,8 @@ TOKENS = {
     "plain sk": "sk-" + "live-abcdef123456",
     "stripe": "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc",
     "google api key": "AIza" + "SyD-abcdefghijklmnopqrstuvwxyz0123456",
-    "jwt": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9" + ".eyJzdWIiOiIxMjM0NTY3ODkwIn0" + ".dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+    "jwt": ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9" + ".eyJzdWIiOiIxMjM0NTY3ODkwIn0"
+            + ".dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"),
 }
 
 
@@ -199,6 +201,31 @@ def test_a_failing_step_s_error_is_redacted_in_run_json_and_mlflow_tags(workdir:
     assert any("user:***@" in r.data.tags.get("trainpipe.error", "") for r in runs)
 
 
+def test_text_artifacts_are_uploaded_scrubbed_and_binary_ones_untouched(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    from trainpipe.tracking import MlflowTracker
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = MlflowTracker(uri, "art", tmp_path / "mlartifacts")
+    run = tracker.start_run("r", tags={"note": f"see {URI}"})
+    folder = tmp_path / "evaluation"
+    folder.mkdir()
+    (folder / "notes.md").write_text(f"store: {URI}\nkey: {TOKENS['aws access key id']}\n")
+    (folder / "weights.bin").write_bytes(b"\x00tok3n\x00")
+    (tmp_path / "card.json").write_text('{"ok": true}')
+    tracker.log_artifact(run, folder, "evaluation")
+    tracker.log_artifact(run, tmp_path / "card.json")
+    tracker.end_run(run)
+    client = MlflowClient(tracking_uri=uri)
+    down = Path(client.download_artifacts(run, "", str(tmp_path / "down")))
+    assert (down / "evaluation" / "notes.md").read_text() == "store: http://user:***@127.0.0.1:9/\nkey: ***\n"
+    assert (down / "evaluation" / "weights.bin").read_bytes() == b"\x00tok3n\x00"
+    assert (down / "card.json").read_text() == '{"ok": true}'
+    assert "tok3n" in (folder / "notes.md").read_text()  # the local file is the run's own: left as it is
+    assert client.get_run(run).data.tags["note"] == "see http://user:***@127.0.0.1:9/"
+
+
 def _grep_tree(root: Path, needle: bytes) -> list[str]:
     hits = []
     for f in root.rglob("*"):
@@ -251,15 +278,10 @@ def test_mlflow_never_prints_the_view_run_line_with_credentials(
     assert "tok3n" not in str(info.value)
     assert os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] == "true"
 
-    class FakeRun:
-        class info:  # noqa: N801 - the shape MLflow reads
-            experiment_id, run_name = "1", "train"
-
-        class data:  # noqa: N801
-            tags: dict[str, str] = {}
-
+    fake_run = SimpleNamespace(info=SimpleNamespace(experiment_id="1", run_name="train"),
+                               data=SimpleNamespace(tags={}))  # what MLflow reads of a run
     client = TrackingServiceClient(URI)
-    monkeypatch.setattr(client.store, "get_run", lambda run_id: FakeRun)
+    monkeypatch.setattr(client.store, "get_run", lambda run_id: fake_run)
     client._log_url("abc")  # what MLflow calls after ending a run on a server
     assert capsys.readouterr().out == ""
     # even a user's own setting is overridden when the URI carries credentials
