@@ -93,7 +93,7 @@ def test_training_keys_are_checked_against_the_training_section() -> None:
                                           r"Did you mean 'training.learning_rate'\?"):
         check_space(cfg(space={"training.learning_rat": {"type": "float", "low": 0.001, "high": 0.1}}))
     with pytest.raises(ConfigError, match=r"tuning.space.training.batch_size: the value 0 is not a valid"):
-        check_space(cfg(space={"training.batch_size": {"type": "categorical", "choices": [0, 64]}}))
+        check_space(cfg("torch_mlp", {}, space={"training.batch_size": {"type": "categorical", "choices": [0, 64]}}))
 
 
 def test_grid_needs_steps_for_floats() -> None:

@@ -203,13 +203,14 @@ class TuningConfig(_Section):
     pruner: Literal["median", "hyperband", "none"] = "median"
     cv_folds: int | None = Field(None, ge=2)
     storage: str | None = None
-    space: dict[str, SearchParam] = Field(default_factory=dict)
+    space: dict[str, SearchParam] | None = None  # None: the model's default space; {} is refused (tuning)
 
     @model_validator(mode="after")
     def _conditions(self) -> TuningConfig:
-        for name, param in self.space.items():
+        space = self.space or {}
+        for name, param in space.items():
             for other, value in (param.when or {}).items():
-                choices = self.space[other].choices if other in self.space else None
+                choices = space[other].choices if other in space else None
                 if other == name or choices is None:
                     raise ValueError(f"space.{name}.when: {other!r} must be another categorical parameter "
                                      f"of tuning.space")

@@ -115,6 +115,8 @@ def tune(ctx: StepContext) -> None:
     summary = tune_folds(cfg, task, folds, ctx.out_dir, tracker=ctx.tracker, parent_run_id=ctx.run_id,
                          on_gpu=_on_gpu(ctx), on_trial=on_trial, categorical_indices=cat_idx,
                          fingerprint=study_fingerprint(ctx))
+    for note in summary.get("notes", []):  # e.g. a tuned key also fixed in model.params: the trial's value wins
+        ctx.hooks.on_message(note)
     ctx.metrics.update(metrics_of(summary))
     ctx.params.update({"study_name": summary["study_name"], "sampler": summary["sampler"],
                        "pruner": summary["pruner"], "tuning_metric": summary["metric"]})

@@ -11,6 +11,7 @@ from trainpipe._exceptions import ConfigError, TrainpipeError
 from trainpipe.tuning._budget import infer_direction, objective_metric
 from trainpipe.tuning._objective import Fold, RoundCounter, fit_and_score, metric_params
 from trainpipe.tuning._space import check_space, split_params
+from trainpipe.tuning._space_checks import space_notes
 from trainpipe.tuning._storage import parse_storage
 from trainpipe.tuning._study import StudySettings, open_study, run_study
 from trainpipe.tuning._tracking import (
@@ -56,7 +57,10 @@ def rounds_of(config: PipelineConfig) -> int | None:
     """The per-trial budget of reported steps (rounds or epochs, times the folds), for the pruners."""
     from trainpipe.models import family_of
 
-    if config.tuning is None or "n_estimators" in config.tuning.space or "training.epochs" in config.tuning.space:
+    if config.tuning is None:
+        return None
+    space = config.tuning.space or {}
+    if "n_estimators" in space or "training.epochs" in space:
         return None  # tuned budget: the pruners infer it from the trials
     folds = config.tuning.cv_folds or 1
     family = family_of(config.model.type)
@@ -95,7 +99,7 @@ def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold], ou
     run = run_study(settings, space, objective, trial_end, study=study)
     summary = summarize(study, run.stopped_by, run.ran)
     summary.update({"sampler": settings.sampler, "pruner": settings.pruner, "storage": settings.storage.shown,
-                    "requested_trials": settings.n_trials})
+                    "requested_trials": settings.n_trials, "notes": space_notes(config, space)})
     if summary["best_trial"] is None:
         still = f", {summary['n_running']} still running in other workers" if summary["n_running"] else ""
         raise TrainpipeError(

@@ -1,8 +1,10 @@
 """The search space: from ``tuning.space`` (or a default per model family) to ``trial.suggest_*`` calls.
 
 Keys prefixed ``training.`` (``training.learning_rate``) tune the ``training`` section; every other key is
-a model parameter. A parameter with ``when: {other: value}`` is sampled only in trials where the
-categorical parameter ``other`` took ``value`` (Optuna's define-by-run conditional spaces).
+a model parameter; a key the model ignores or trainpipe sets itself is refused (``_space_checks``). Without
+``space:`` the model family's default space is used; ``space: {}`` is refused. A parameter with
+``when: {other: value}`` is sampled only in trials where the categorical parameter ``other`` took ``value``
+(Optuna's define-by-run conditional spaces).
 """
 
 from __future__ import annotations
@@ -13,11 +15,10 @@ from typing import TYPE_CHECKING, Any
 from trainpipe._exceptions import ConfigError
 from trainpipe.config import PipelineConfig, TrainingConfig
 from trainpipe.config._schema import SearchParam
+from trainpipe.tuning._space_checks import TRAINING_PREFIX, check_consumed
 
 if TYPE_CHECKING:
     import optuna
-
-TRAINING_PREFIX = "training."
 
 _P = SearchParam
 
@@ -69,7 +70,7 @@ def _family(model_type: str) -> str:
 
 
 def default_space(model_type: str) -> dict[str, SearchParam]:
-    """The search space used when ``tuning.space`` is empty."""
+    """The search space used when ``tuning.space`` is not given."""
     family = _family(model_type)
     if family in _DEFAULTS:
         return dict(_DEFAULTS[family])
@@ -89,7 +90,13 @@ def default_space(model_type: str) -> dict[str, SearchParam]:
 def resolve_space(config: PipelineConfig) -> dict[str, SearchParam]:
     if config.tuning is None:
         raise ConfigError("tuning: this pipeline has no tuning section.")
-    return dict(config.tuning.space) if config.tuning.space else default_space(config.model.type)
+    if config.tuning.space is None:
+        return default_space(config.model.type)
+    if not config.tuning.space:
+        raise ConfigError("tuning.space: empty search space: remove `space:` to use the model's default space, "
+                          "or list parameters to tune under it, e.g. "
+                          "{max_depth: {type: int, low: 3, high: 10}}.")
+    return dict(config.tuning.space)
 
 
 def _active(param: SearchParam, chosen: Mapping[str, Any]) -> bool | None:
@@ -201,7 +208,8 @@ def _probe_values(p: SearchParam) -> list[Any]:
 
 
 def check_space(config: PipelineConfig) -> dict[str, SearchParam]:
-    """Refuse a space the model cannot take (unknown parameter, bound out of range), before any trial."""
+    """Refuse a space the model cannot take (unknown parameter, bound out of range, a key the model ignores or
+    trainpipe sets itself), before any trial."""
     from trainpipe.models import check_model_config
 
     space = resolve_space(config)
@@ -209,6 +217,7 @@ def check_space(config: PipelineConfig) -> dict[str, SearchParam]:
         raise ConfigError("tuning.space: nothing to tune; list at least one parameter.")
     if config.tuning is not None and config.tuning.sampler == "grid":
         grid_of(space)
+    check_consumed(config, space)
     fields = set(TrainingConfig.model_fields)
     base_training = config.training.model_dump()
     for name, param in space.items():
