@@ -59,9 +59,30 @@ def run_cli(cwd: Path, *args: str, env: dict[str, str] | None = None) -> Outcome
     # A wide console keeps each message on one line; no colour codes in the captured text.
     environ.update({"MLFLOW_DISABLE_TELEMETRY": "true", "COLUMNS": "400", "NO_COLOR": "1", "TERM": "dumb"})
     environ.update(env or {})
+    if os.environ.get("TP_BAD_INPUT_SUBPROCESS") != "1":
+        return _run_in_process(cwd, args, environ)
     proc = subprocess.run([sys.executable, "-m", "trainpipe.cli", *args], cwd=cwd, env=environ,
                           capture_output=True, text=True, timeout=300, check=False)
     return Outcome(proc.returncode, proc.stdout, proc.stderr, cwd)
+
+
+def _run_in_process(cwd: Path, args: tuple[str, ...], environ: dict[str, str]) -> Outcome:
+    """The same command through typer's test runner in this process: no interpreter start and library imports
+    per case (what made this file take minutes). ``TP_BAD_INPUT_SUBPROCESS=1`` runs each case in a real
+    ``python -m trainpipe.cli`` subprocess instead, as a user would; tests/test_startup.py and the slow
+    end-to-end tests cover the console script itself."""
+    from typer.testing import CliRunner
+
+    from trainpipe.cli import app
+
+    unset = {k: None for k in os.environ if k not in environ}
+    previous = os.getcwd()
+    os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(app, list(args), env={**environ, **unset}, catch_exceptions=False)
+    finally:
+        os.chdir(previous)
+    return Outcome(result.exit_code, result.stdout, result.stderr, cwd)
 
 
 def _report(out: Outcome) -> str:
