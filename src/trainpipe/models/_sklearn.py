@@ -50,14 +50,14 @@ def refuse_unknown(model_type: str) -> ConfigError:
     if reason is None and model_type.startswith("sklearn."):
         cls_name = model_type.rpartition(".")[2]
         if not any(k.rpartition(".")[2] == cls_name for k in (*known, *_allowlist.NOT_TRAINABLE)):
-            reason = f"scikit-learn has no class {cls_name!r} among its classifiers and regressors"
+            reason = f"it is not a scikit-learn classifier or regressor (none of them is called {cls_name!r})"
         else:
-            reason = "it is not a scikit-learn classifier or regressor"
+            reason = "it is not a scikit-learn classifier or regressor at that path"
     elif reason is None:
         reason = "only scikit-learn classifiers/regressors and the built-in types can be named; nothing else is " \
                  "imported"
     pool = [*known, "xgboost", "lightgbm", "torch_mlp"]
-    close = difflib.get_close_matches(model_type, pool, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(model_type, pool, n=1, cutoff=0.85)
     if not close:  # match on the class name alone: sklearn.linear_models.Ridge, sklearn.svm.LogisticRegression
         by_cls = {k.rpartition(".")[2].lower(): k for k in known}
         hit = difflib.get_close_matches(model_type.rpartition(".")[2].lower(), list(by_cls), n=1, cutoff=0.8)

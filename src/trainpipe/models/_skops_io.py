@@ -150,11 +150,13 @@ def unsafe_trust_from_env() -> tuple[str, ...]:
 def load(path: Path, unsafe_trust_types: Iterable[str] = ()) -> Any:
     """Load ``path``; a DataError (exit 2) naming the file and the types when it holds a type outside the fixed
     allow-list and the exact names in ``unsafe_trust_types`` / ``TRAINPIPE_UNSAFE_TRUST_TYPES``."""
+    import zipfile
+
     sio = _skops()
 
     try:
         found = types_in(Path(path))
-    except (OSError, KeyError, ValueError, TypeError) as exc:  # not a zip, no schema.json, bad JSON or nodes
+    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as exc:  # not a zip, bad schema
         raise DataError(f"{path}: not a readable skops model file ({type(exc).__name__}: {exc}). The file is "
                         "damaged or was replaced; train the model again.") from exc
     opted_in = {*unsafe_trust_types, *unsafe_trust_from_env()}
