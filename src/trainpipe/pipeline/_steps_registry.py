@@ -276,7 +276,6 @@ def register(ctx: StepContext) -> None:
         {"registered": False, "pending": True, "model_name": name,
          "reason": "tracking server unreachable; `trainpipe runs sync` registers it"}))
     ctx.tracker.record_intent("register", parent=ctx.parent_run_id, child=ctx.run_id)  # type: ignore[union-attr]
-    ctx.params.update({"registered_model": name, "registered_version": "pending (runs sync)"})
     ctx.hooks.on_message(f"register: tracking server unreachable: registering {name} waits in the run's journal "
                          "for `trainpipe runs sync`")
 
