@@ -183,8 +183,8 @@ def test_evaluation_metrics_of_another_task_say_which_and_what_to_use() -> None:
     from trainpipe.evaluation._metrics import metrics_for
 
     with pytest.raises(ConfigError, match=r"evaluation\.metrics: 'rmse', 'r2' do not apply to a multiclass task "
-                                          r"\(only to regression\)\. Use multiclass metrics \(roc_auc, .*recall_weighted\), "
-                                          r"or remove evaluation\.metrics"):
+                                          r"\(only to regression\)\. Use multiclass metrics "
+                                          r"\(roc_auc, .*recall_weighted\), or remove evaluation\.metrics"):
         metrics_for("multiclass", ["accuracy", "rmse", "r2"])
 
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -103,6 +104,7 @@ def test_binary_f1_precision_recall_are_the_positive_class_values() -> None:
     assert got["f1_weighted"] == pytest.approx(f1_score(raw_y, raw_pred, average="weighted"))
     assert got["recall_macro"] == pytest.approx(recall_score(raw_y, raw_pred, average="macro"))
     assert got["f1_micro"] == pytest.approx(got["accuracy"])
+    assert got["f1"] is not None and got["f1_macro"] is not None
     assert abs(got["f1"] - got["f1_macro"]) > 0.01  # the old "f1" was the macro average
     assert got["f1"] != pytest.approx(f1_score(raw_y, raw_pred, pos_label=1))  # and it is not the benign class's
 
@@ -195,9 +197,10 @@ def _aliases(workdir: Path) -> tuple[list[str], dict[str, str]]:
     return versions, {k: str(v) for k, v in c.get_registered_model("diabetes").aliases.items()}
 
 
-def _latest_gate_report(workdir: Path) -> dict[str, object]:
+def _latest_gate_report(workdir: Path) -> dict[str, Any]:
     reports = sorted((workdir / ".trainpipe" / "runs").glob("*/gate_report.json"), key=lambda p: p.stat().st_mtime)
-    return json.loads(reports[-1].read_text())  # type: ignore[no-any-return]
+    report: dict[str, Any] = json.loads(reports[-1].read_text())
+    return report
 
 
 @pytest.mark.slow
@@ -216,7 +219,6 @@ def test_a_worse_model_cannot_take_staging_when_nothing_is_in_production(workdir
     assert "compared with diabetes@staging (version 1) on r2" in refused.stdout + refused.stderr
     report = _latest_gate_report(workdir)
     champion = report["champion"]
-    assert isinstance(champion, dict)
     assert report["verdict"] == "refused" and champion["champion_alias"] == "staging"
     assert champion["champion_version"] == "1" and champion["delta"] < 0
     assert "No production version of 'diabetes': compared with the staging version 1" in champion["note"]
@@ -235,4 +237,4 @@ def test_a_worse_model_cannot_take_staging_when_nothing_is_in_production(workdir
     lenient = _cli(workdir, "run", str(worse), "--set", "gate.champion.min_delta=-2")
     assert lenient.returncode == 0, lenient.stderr
     assert _aliases(workdir) == (["1", "2"], {"staging": "2"})
-    assert _latest_gate_report(workdir)["champion"]["champion_version"] == "1"  # type: ignore[index]
+    assert _latest_gate_report(workdir)["champion"]["champion_version"] == "1"
