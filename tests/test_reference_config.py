@@ -55,9 +55,12 @@ def _missing(model: type[BaseModel], data: Any, prefix: str) -> list[str]:
     return missing
 
 
-def test_reference_file_loads_as_a_pipeline(tmp_path: Path) -> None:
+def test_reference_file_loads_and_passes_the_config_checks() -> None:
+    from trainpipe.pipeline._preflight import preflight
+
     loaded = load_config(REFERENCE)
-    assert loaded.config.name
+    preflight(loaded.config)  # the checks `trainpipe run` makes before reading data: params, space, metrics
+    assert loaded.config.name == "telco-churn"
 
 
 def test_reference_file_shows_every_schema_key() -> None:
