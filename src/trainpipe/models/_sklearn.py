@@ -50,7 +50,7 @@ def refuse_unknown(model_type: str) -> ConfigError:
     if reason is None and model_type.startswith("sklearn."):
         cls_name = model_type.rpartition(".")[2]
         if not any(k.rpartition(".")[2] == cls_name for k in (*known, *_allowlist.NOT_TRAINABLE)):
-            reason = f"it is not a scikit-learn classifier or regressor (none of them is called {cls_name!r})"
+            reason = f"it is not a scikit-learn classifier or regressor (there is no class {cls_name!r} among them)"
         else:
             reason = "it is not a scikit-learn classifier or regressor at that path"
     elif reason is None:
