@@ -197,3 +197,103 @@ def test_models_list_without_a_store_is_exit_2(open_dir: Path) -> None:
     proc = _cli(open_dir, "models", "list")
     assert proc.returncode == 2 and "no tracking store at" in _msg(proc)
     assert not (open_dir / ".trainpipe").exists()
+
+
+# -- 18.9: predict applies validation.columns (nullable, allowed); 18.7: predict on a read-only store --------
+
+LOGREG = "sklearn.linear_model.LogisticRegression"
+
+
+@pytest.fixture(scope="module")
+def checked_store() -> Iterator[Path]:
+    """A folder any user may enter, whose store holds ``checked@staging``, trained with ``colour`` allowed to
+    be red/green/blue and ``x1`` not nullable (and a check on the label, which predict never sees)."""
+    root = Path(tempfile.mkdtemp(prefix="trainpipe-checks-"))
+    root.chmod(0o1777)
+    make_frame(300).to_csv(root / "train.csv", index=False)
+    write_pipeline(root, textwrap.dedent(f"""\
+        name: checked
+        data: {{source: train.csv, target: label}}
+        model: {{type: {LOGREG}}}
+        evaluation: {{plots: false, latency: false}}
+        validation:
+          columns:
+            colour: {{allowed: [red, green, blue]}}
+            x1: {{nullable: false}}
+            label: {{allowed: ["yes", "no"]}}
+    """), "checked.yaml")
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "TRAINPIPE_PROFILE")}
+    run = subprocess.run([sys.executable, "-m", "trainpipe.cli", "run", "checked.yaml"], cwd=root,
+                         capture_output=True, text=True, timeout=600, env={**env, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    new = make_frame(20, seed=1).drop(columns=["label"])
+    new.loc[2, "colour"] = "purple"  # data rows 3 and 8 (counted from 1): not an allowed colour
+    new.loc[7, "colour"] = "Red"
+    new.loc[[4, 7], "x1"] = None  # data rows 5 and 8: missing, and x1 is not nullable
+    new.to_csv(root / "new.csv", index=False)
+    try:
+        yield root
+    finally:
+        for p in [root, *root.rglob("*")]:
+            if p.is_dir() and not p.is_symlink():
+                p.chmod(p.stat().st_mode | stat.S_IWUSR)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_the_input_checks_travel_with_the_registered_model(checked_store: Path) -> None:
+    import json
+
+    stored = next((checked_store / ".trainpipe" / "runs").glob("*/steps/register/registered_model/artifacts/"
+                                                               "input_checks.json"))
+    assert json.loads(stored.read_text()) == {"format": 1, "columns": {
+        "colour": {"allowed": ["red", "green", "blue"]}, "x1": {"nullable": False}}}
+
+
+@pytest.mark.slow
+def test_predict_refuses_rows_failing_the_checks_and_writes_nothing(checked_store: Path) -> None:
+    proc = _cli(checked_store, "predict", "models:/checked@staging", "new.csv", "-o", "out-fail.csv")
+    assert proc.returncode == 3, proc.stderr
+    msg = _msg(proc)
+    assert "DATA_FILE new.csv: 3 of 20 rows fail the model's input checks" in msg
+    assert ("colour: isin: 2 row(s) fail, expected one of ['red', 'green', 'blue'] (rows 3, 8; values 'purple', "
+            "'Red')") in msg
+    assert "x1: not_nullable: 2 row(s) fail, expected no missing values (rows 5, 8" in msg
+    assert "Nothing was written" in msg and "--on-invalid skip" in msg and "Traceback" not in proc.stderr
+    assert not (checked_store / "out-fail.csv").exists()
+
+
+@pytest.mark.slow
+def test_predict_on_invalid_skip_and_keep(checked_store: Path) -> None:
+    skip = _cli(checked_store, "predict", "models:/checked@staging", "new.csv", "-o", "out-skip.csv",
+                "--on-invalid", "skip")
+    assert skip.returncode == 0, skip.stderr
+    assert "3 of 20 rows fail" in _msg(skip) and "those rows were 3 left out" in _msg(skip)
+    keep = _cli(checked_store, "predict", "models:/checked@staging", "new.csv", "-o", "out-keep.csv",
+                "--on-invalid", "keep")
+    assert keep.returncode == 0, keep.stderr
+    assert "scored anyway" in _msg(keep)
+    skipped, kept = pd.read_csv(checked_store / "out-skip.csv"), pd.read_csv(checked_store / "out-keep.csv")
+    assert len(skipped) == 17 and len(kept) == 20
+    # the rows left out are exactly data rows 3, 5 and 8; the others are scored as they are with every row
+    pd.testing.assert_frame_equal(skipped, kept.drop(index=[2, 4, 7]).reset_index(drop=True))
+    bad = _cli(checked_store, "predict", "models:/checked@staging", "new.csv", "-o", "x.csv", "--on-invalid", "drop")
+    assert bad.returncode == 2 and "--on-invalid: expected one of fail, skip, keep, got 'drop'" in _msg(bad)
+
+
+@pytest.mark.slow
+def test_predict_works_on_a_read_only_store(checked_store: Path) -> None:
+    out_dir = checked_store / "scores"
+    out_dir.mkdir()
+    out_dir.chmod(0o1777)
+    (checked_store / ".trainpipe" / "mlflow.db.trainpipe-lock").unlink(missing_ok=True)
+    _read_only(checked_store / ".trainpipe")
+    try:
+        proc = _cli(checked_store, "predict", "models:/checked@staging", "new.csv", "-o", "scores/p.csv",
+                    "--on-invalid", "keep")
+        assert proc.returncode == 0, proc.stderr
+        assert len(pd.read_csv(out_dir / "p.csv")) == 20
+        assert not (checked_store / ".trainpipe" / "mlflow.db.trainpipe-lock").exists()
+    finally:
+        for p in [checked_store / ".trainpipe", *(checked_store / ".trainpipe").rglob("*")]:
+            p.chmod(p.stat().st_mode | stat.S_IWUSR)

@@ -22,6 +22,8 @@ class BatchResult:
     output: Path
     model_uri: str
     columns: list[str]
+    invalid: str = ""  # the input-check report when rows failed and were skipped or kept, else ""
+    skipped: int = 0
 
 
 def _local_model(model_uri: str, tracking_uri: str, dst: Path) -> Path:
@@ -106,13 +108,15 @@ def _check_name_clashes(passthrough: list[str], outputs: list[str], data_file: P
         )
 
 
-def _trainpipe_model(folder: Path, model_uri: str) -> tuple[Any, list[dict[str, Any]]]:
+def _trainpipe_model(folder: Path, model_uri: str) -> tuple[Any, list[dict[str, Any]], dict[str, Any]]:
     """The trainpipe model inside a pyfunc folder and its signature's input columns. Nothing from the
     folder is executed or unpickled: MLmodel is YAML, the model directory loads through skops (restricted
-    types) and the model library's own format."""
+    types) and the model library's own format. The third item: the stored input checks ({} for a model
+    registered before they were stored)."""
     from mlflow.models import Model
 
     from trainpipe.models import TrainedModel
+    from trainpipe.registry._input_checks import ARTIFACT, read_checks
     from trainpipe.registry._registry import pyfunc_artifact
 
     model_dir = pyfunc_artifact(folder, "model_dir")
@@ -123,12 +127,19 @@ def _trainpipe_model(folder: Path, model_uri: str) -> tuple[Any, list[dict[str, 
     if schema is None:
         raise ConfigError(f"MODEL_URI {model_uri!r}: the model has no input signature; "
                           "trainpipe predict needs one to check the columns.")
-    return TrainedModel.load(model_dir), schema.to_dict()
+    return TrainedModel.load(model_dir), schema.to_dict(), read_checks(pyfunc_artifact(folder, ARTIFACT))
 
 
-def predict_file(model_uri: str, data_file: Path, out: Path, tracking_uri: str) -> BatchResult:
+def predict_file(model_uri: str, data_file: Path, out: Path, tracking_uri: str,
+                 on_invalid: str = "fail") -> BatchResult:
+    """Score ``data_file``. Rows failing the model's stored input checks (``validation.columns``: nullable,
+    allowed) are, by ``on_invalid``: ``fail`` exit 3 with nothing written, ``skip`` left out, ``keep`` scored."""
     from trainpipe.data import read_source, resolve_source
+    from trainpipe.registry._input_checks import ON_INVALID, apply_checks
     from trainpipe.registry._predict import check_input, predict_frame
+
+    if on_invalid not in ON_INVALID:
+        raise ConfigError(f"--on-invalid: expected one of {', '.join(ON_INVALID)}, got {on_invalid!r}.")
 
     if out.suffix.lower() not in (".csv", ".parquet", ".pq"):
         raise ConfigError(f"-o {out}: expected a .csv or .parquet file name.")
@@ -144,8 +155,10 @@ def predict_file(model_uri: str, data_file: Path, out: Path, tracking_uri: str) 
         raise DataError(str(exc).replace("data.source:", "DATA_FILE:", 1)) from exc
     with tempfile.TemporaryDirectory(prefix="trainpipe-predict-") as tmp:
         folder = _local_model(model_uri, tracking_uri, Path(tmp))
-        model, columns = _trainpipe_model(folder, model_uri)
+        model, columns, checks = _trainpipe_model(folder, model_uri)
         checked = check_input(df, columns, str(data_file))
+        df, report = apply_checks(df, checks, on_invalid, f"DATA_FILE {data_file}")
+        checked = checked.loc[df.index]
         names = [c["name"] for c in columns]
         pred = predict_frame(model, checked[names])
     import pandas as pd
@@ -155,4 +168,6 @@ def predict_file(model_uri: str, data_file: Path, out: Path, tracking_uri: str) 
     passthrough = df[kept].reset_index(drop=True)
     result = pd.concat([passthrough, pred.reset_index(drop=True)], axis=1)
     _write(result, out)
-    return BatchResult(len(result), out, model_uri, list(map(str, pred.columns)))
+    return BatchResult(len(result), out, model_uri, list(map(str, pred.columns)),
+                       "" if report.passed else report.summary(f"DATA_FILE {data_file}"),
+                       report.n_rows - len(result))

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from mlflow.models.signature import ModelSignature
 
+    from trainpipe.config import ColumnCheck
     from trainpipe.models import ModelSpec, TrainedModel
 
 _FAMILY_LIBS = {"xgboost": ("xgboost-cpu", "xgboost"), "lightgbm": ("lightgbm",), "torch": ("torch",),
@@ -123,8 +124,25 @@ def _no_check(*args: Any, **kwargs: Any) -> None:
 
 
 def save_pyfunc(model: TrainedModel, model_dir: Path, target: Path, *, example_rows: pd.DataFrame,
-                extra_artifacts: Mapping[str, Path]) -> dict[str, Any]:
-    """Write the pyfunc folder to ``target`` atomically; return the signature's input schema (as dicts)."""
+                extra_artifacts: Mapping[str, Path], checks: Mapping[str, ColumnCheck] | None = None,
+                label: str | None = None) -> dict[str, Any]:
+    """Write the pyfunc folder to ``target`` atomically; return the signature's input schema (as dicts).
+
+    ``checks`` (``validation.columns``; ``label`` is the target column, left out) travel with the model as the
+    ``input_checks`` artifact, which ``trainpipe predict`` applies (see :mod:`trainpipe.registry._input_checks`).
+    """
+    import tempfile
+
+    from trainpipe.registry._input_checks import ARTIFACT, checks_payload, write_checks
+
+    with tempfile.TemporaryDirectory(prefix="trainpipe-checks-") as folder:
+        stored = write_checks(checks_payload(checks or {}, label), Path(folder))
+        return _save_pyfunc(model, model_dir, target, example_rows=example_rows,
+                            extra_artifacts={**extra_artifacts, ARTIFACT: stored})
+
+
+def _save_pyfunc(model: TrainedModel, model_dir: Path, target: Path, *, example_rows: pd.DataFrame,
+                 extra_artifacts: Mapping[str, Path]) -> dict[str, Any]:
     import mlflow.pyfunc
 
     from trainpipe.registry._predict import predict_frame
