@@ -21,7 +21,7 @@ from trainpipe._exceptions import DataError
 from trainpipe.cli import app
 from trainpipe.config import load_config
 from trainpipe.data import infer_task, read_source, resolve_source
-from trainpipe.features import infer_feature_spec
+from trainpipe.features import FeatureSpec, infer_feature_spec, prepare_frame
 from trainpipe.pipeline import CORE_STEPS, PipelineRunner
 from trainpipe.tracking import InMemoryTracker
 
@@ -79,7 +79,14 @@ def test_na_values_declares_the_cells_missing_and_the_column_stays_numeric(workd
     loaded = load_config(workdir / "pipeline.yaml", overrides=['data.na_values=["?"]'])
     frame = read_source(resolve_source("data.csv", workdir), na_values=loaded.config.data.na_values)
     assert frame["x1"].dtype == np.float64 and frame["x1"].isna().sum() == 3
-    assert "x1" in infer_feature_spec(frame, loaded.config).numeric
+    spec = infer_feature_spec(frame, loaded.config)
+    assert "x1" in spec.numeric and spec.na_values == ("?",)
+
+    # the model carries them: a "?" sent to predict is missing there too, not "must be numeric"
+    served = FeatureSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    raw = pd.DataFrame({"x1": ["0.5", "?"], "x2": [1.0, 2.0], "colour": ["red", "?"], "count": [3, 4]})
+    prepared = prepare_frame(raw, served)
+    assert prepared["x1"].isna().tolist() == [False, True] and prepared["colour"].isna().tolist() == [False, True]
 
 
 def test_na_values_apply_to_parquet_text_and_number_cells(tmp_path: Path) -> None:

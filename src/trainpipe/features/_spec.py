@@ -22,6 +22,8 @@ class FeatureSpec:
     categorical: tuple[str, ...]
     text: tuple[str, ...] = ()
     dropped: dict[str, str] = field(default_factory=dict)
+    # data.na_values of the training run: the same cell texts are missing values at serving time
+    na_values: tuple[str, ...] = ()
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -29,12 +31,12 @@ class FeatureSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return {"numeric": list(self.numeric), "categorical": list(self.categorical),
-                "text": list(self.text), "dropped": dict(self.dropped)}
+                "text": list(self.text), "dropped": dict(self.dropped), "na_values": list(self.na_values)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureSpec:
         return cls(tuple(data["numeric"]), tuple(data["categorical"]), tuple(data.get("text", ())),
-                   dict(data.get("dropped", {})))
+                   dict(data.get("dropped", {})), tuple(str(v) for v in data.get("na_values", ())))
 
 
 def infer_feature_spec(df: pd.DataFrame, config: PipelineConfig) -> FeatureSpec:
@@ -62,7 +64,7 @@ def infer_feature_spec(df: pd.DataFrame, config: PipelineConfig) -> FeatureSpec:
             )
         return FeatureSpec(tuple(numeric), tuple(categorical), tuple(text),
                            {c: "not listed in features" for c in df.columns if c not in excluded
-                            and c not in (*numeric, *categorical, *text)})
+                            and c not in (*numeric, *categorical, *text)}, tuple(config.data.na_values))
     split = config.data.split
     numeric, categorical, dropped = [], [], {}
     text = [c for c in fc.text if c in df.columns]
@@ -95,7 +97,7 @@ def infer_feature_spec(df: pd.DataFrame, config: PipelineConfig) -> FeatureSpec:
             f"features: no usable feature columns were found besides the target {target!r} "
             f"(dropped: {dropped}). Declare features.numeric / features.categorical."
         )
-    return FeatureSpec(tuple(numeric), tuple(categorical), tuple(text), dropped)
+    return FeatureSpec(tuple(numeric), tuple(categorical), tuple(text), dropped, tuple(config.data.na_values))
 
 
 _INDEX_NAMES = re.compile(r"unnamed: ?\d+|rownames|row_?names|row_?ids?|index|\.\.\.1", re.IGNORECASE)
@@ -127,8 +129,9 @@ def _is_numeric(s: pd.Series) -> bool:
 def prepare_frame(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     """Select the feature columns with the types the preprocessor expects.
 
-    Numeric -> float64 (non-numbers become NaN and are imputed), categorical -> object strings with NaN
-    kept for missing, text -> strings with '' for missing. Raises ``DataError`` naming missing columns.
+    Numeric -> float64 (+-inf becomes NaN and is imputed), categorical -> object strings with NaN
+    kept for missing, text -> strings with '' for missing; cells equal to the training run's
+    ``data.na_values`` are missing. Raises ``DataError`` naming missing columns or non-numeric cells.
     """
     import numpy as np
     import pandas as pd
@@ -138,6 +141,10 @@ def prepare_frame(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     missing = [c for c in spec.columns if c not in df.columns]
     if missing:
         raise DataError(f"input is missing feature columns {missing}; the model expects {list(spec.columns)}.")
+    if spec.na_values:
+        from trainpipe.data._sources import apply_na_values
+
+        df = apply_na_values(df[list(spec.columns)], spec.na_values)
     out: dict[str, Any] = {}
     for c in spec.numeric:
         s = df[c]
