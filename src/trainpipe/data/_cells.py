@@ -19,8 +19,8 @@ _SAMPLE = 2000  # cells tried first: a column far from numeric is passed over wi
 _SHOWN = 5
 
 
-def numeric_looking_text(series: pd.Series) -> tuple[pd.Series, float] | None:
-    """For a text column whose present cells are nearly all numbers, ``(bad cells, share of numbers)``;
+def numeric_looking_text(series: pd.Series) -> tuple[pd.Series, int] | None:
+    """For a text column whose present cells are nearly all numbers, ``(bad cells, number of present cells)``;
     ``None`` for a numeric column, or a text column that is not mostly numbers, or one with no bad cell."""
     import pandas as pd
 
@@ -36,7 +36,7 @@ def numeric_looking_text(series: pd.Series) -> tuple[pd.Series, float] | None:
     share = float(parsed.notna().mean())
     if share < NUMERIC_SHARE or share == 1.0:
         return None
-    return present[parsed.isna()], share
+    return present[parsed.isna()], len(present)
 
 
 def describe_bad_cells(bad: pd.Series) -> tuple[list[str], str]:

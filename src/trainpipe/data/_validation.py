@@ -212,10 +212,10 @@ def _numeric_looking_checks(df: pd.DataFrame, config: PipelineConfig) -> list[Ch
         found = numeric_looking_text(df[col])
         if found is None:
             continue
-        bad, share = found
+        bad, present = found
         examples, rows = describe_bad_cells(bad)
-        observed = (f"{len(bad)} cells that are not numbers at rows {rows} (row 1 = the first data row), in a "
-                    f"column {share:.1%} numbers")
+        observed = (f"{len(bad)} of {present} present cells {'is' if len(bad) == 1 else 'are'} not a number, at "
+                    f"row{'s' if len(bad) > 1 else ''} {rows} (row 1 = the first data row)")
         expected = ("numbers: fix those cells in the data, or declare them missing with data.na_values: "
                     f"[{', '.join(_yaml_quoted(v) for v in bad.drop_duplicates().head(5))}] (or list the column "
                     "under features.categorical if they are real categories)")
