@@ -297,3 +297,24 @@ def test_predict_works_on_a_read_only_store(checked_store: Path) -> None:
     finally:
         for p in [checked_store / ".trainpipe", *(checked_store / ".trainpipe").rglob("*")]:
             p.chmod(p.stat().st_mode | stat.S_IWUSR)
+
+
+def test_check_rows_reports_rows_from_1_and_ignores_columns_the_file_lacks(tmp_path: Path) -> None:
+    from trainpipe._exceptions import DataValidationError
+    from trainpipe.registry._input_checks import apply_checks, check_rows, read_checks
+
+    df = pd.DataFrame({"grade": [1.0, 2.0, None, 7.0], "city": ["a", None, "b", "a"]}, index=[10, 11, 12, 13])
+    checks: dict[str, dict[str, Any]] = {"grade": {"allowed": [1, 2, 3]}, "city": {"nullable": False},
+                                         "absent": {"nullable": False}}
+    report = check_rows(df, checks)
+    assert [(f.column, f.check, f.rows) for f in report.failures] == [("grade", "isin", [4]),
+                                                                       ("city", "not_nullable", [2])]
+    assert report.invalid == [1, 3]  # a missing grade is no 'allowed' failure: the run's check skips it too
+    kept, _ = apply_checks(df, checks, "skip", "f.csv")
+    assert list(kept.index) == [10, 12]
+    with pytest.raises(DataValidationError, match=r"f\.csv: 2 of 4 rows fail") as info:
+        apply_checks(df, checks, "fail", "f.csv")
+    assert info.value.exit_code == 3
+    (tmp_path / "input_checks.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="the model's stored input checks cannot be read"):
+        read_checks(tmp_path / "input_checks.json")
