@@ -24,7 +24,7 @@ def test_smallest_config_gets_every_default(tmp_path: Path) -> None:
     assert cfg.data.split.method == "stratified"
     assert cfg.data.split.test_size == 0.2
     assert cfg.features.numeric is None
-    assert cfg.validation.min_rows == 100
+    assert cfg.validation.min_rows is None  # opt-in; by default only "too few rows to split" is refused
     assert cfg.model.params == {}
     assert cfg.evaluation.metrics is None
     assert cfg.tracking.uri is None

@@ -117,7 +117,10 @@ def test_validation_defaults_catch_target_problems() -> None:
     single = make_frame(200).assign(label="yes")
     assert ("label", "min_classes") in {(c.column, c.check) for c in validate_frame(single, _cfg()).failures}
     dup = pd.concat([make_frame(150), make_frame(150).iloc[:20]])
-    assert ("<table>", "max_duplicate_fraction") in {(c.column, c.check) for c in validate_frame(dup, _cfg()).failures}
+    report = validate_frame(dup, _cfg())  # duplicates are a note by default, a failure only when opted in
+    assert report.passed and any("duplicate rows: 20 of 170 rows" in n for n in report.notes)
+    strict = _cfg(validation={"max_duplicate_fraction": 0.05})
+    assert ("<table>", "max_duplicate_fraction") in {(c.column, c.check) for c in validate_frame(dup, strict).failures}
 
 
 def test_validation_dtype_check() -> None:

@@ -77,6 +77,7 @@ class DataConfig(_Section):
     drop_columns: list[str] = Field(default_factory=list)
     na_values: list[str] = Field(default_factory=list)  # cell texts read as missing (CSV reader's na_values)
     encoding: str = Field("utf-8", min_length=1)  # text encoding of a CSV/TSV source, e.g. latin-1
+    deduplicate: bool = False  # drop rows equal on the target and every feature column before the split
     split: SplitConfig = Field(default_factory=SplitConfig)
 
 
@@ -114,10 +115,14 @@ class DriftConfig(_Section):
 
 
 class ValidationConfig(_Section):
-    min_rows: int = Field(100, ge=1)
-    max_missing_fraction: float = Field(0.5, ge=0.0, le=1.0)
-    max_duplicate_fraction: float = Field(0.05, ge=0.0, le=1.0)
-    min_class_fraction: float = Field(0.01, ge=0.0, lt=0.5)
+    """Checks that refuse data (exit 3). The thresholds are opt-in (``None`` = off): by default only what is
+    wrong is refused (too few rows to split, missing or single-class labels, ...); what is merely unusual
+    (duplicate rows, sparse columns, a rare class) is a note in the validation report."""
+
+    min_rows: int | None = Field(None, ge=1)  # None: enough rows for data.split to cut train/val/test
+    max_missing_fraction: float | None = Field(None, ge=0.0, le=1.0)
+    max_duplicate_fraction: float | None = Field(None, ge=0.0, le=1.0)
+    min_class_fraction: float | None = Field(None, ge=0.0, lt=0.5)
     columns: dict[str, ColumnCheck] = Field(default_factory=dict)
     drift: DriftConfig = Field(default_factory=DriftConfig)
 

@@ -20,10 +20,7 @@ def split_indices(
     import numpy as np
 
     n = len(df)
-    n_test = max(1, round(n * split.test_size))
-    n_val = round(n * split.val_size)
-    if split.val_size > 0:
-        n_val = max(1, n_val)
+    n_test, n_val = _split_sizes(n, split)
     if n - n_test - n_val < 2:
         raise DataError(f"{n} rows are too few to split with test_size={split.test_size}, val_size={split.val_size}.")
     positions = np.arange(n)
@@ -64,6 +61,23 @@ def split_indices(
     rest_labels = labels[rest] if labels is not None else None
     train, val = train_test_split(rest, test_size=n_val, random_state=split.seed + 1, stratify=rest_labels)
     return np.sort(train), np.sort(val), np.sort(test)
+
+
+def _split_sizes(n: int, split: SplitConfig) -> tuple[int, int]:
+    """(test rows, validation rows) of ``n`` rows; ``split_indices`` needs at least 2 left for training."""
+    n_test = max(1, round(n * split.test_size))
+    n_val = round(n * split.val_size)
+    if split.val_size > 0:
+        n_val = max(1, n_val)
+    return n_test, n_val
+
+
+def min_splittable_rows(split: SplitConfig) -> int:
+    """The fewest rows ``split_indices`` can cut into train (2 rows or more), validation and test."""
+    n = 3
+    while n - sum(_split_sizes(n, split)) < 2:
+        n += 1
+    return n
 
 
 def _column(df: pd.DataFrame, name: str | None, key: str) -> pd.Series:

@@ -1,8 +1,10 @@
 """Data validation with pandera, before any training.
 
-Declared checks come from ``validation.columns``; defaults are always applied: no missing labels and at
-least two classes (classification), minimum rows, missing fraction per column, duplicate rows, minimum class
-fraction, and no text column that is nearly all numbers (a few bad cells, see ``_cells``). The report names
+Declared checks come from ``validation.columns``. The default checks refuse only what is wrong: too few rows
+for the split, missing or infinite labels, a single class, a column named in the config that is not there, and
+a text column that is nearly all numbers (a few bad cells, see ``_cells``). What is merely unusual is a note:
+duplicate rows, a column mostly missing (imputed), a rare class; ``validation.max_duplicate_fraction``,
+``max_missing_fraction``, ``min_class_fraction`` and ``min_rows`` turn those into checks. The report names
 column, check and counts. A target that is not a column, or that no task can learn (dates; many non-integer
 numbers on a classification task), is a :class:`DataError` (exit 2): the config names the wrong column.
 """
@@ -12,6 +14,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from trainpipe.data._leakage import comparison_columns, duplicate_note
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -76,7 +80,8 @@ class ValidationReport:
                         f"{c.expected} | {c.failing_rows} |")
         verdict = "passed" if self.passed else "FAILED"
         head = f"# Data validation: {verdict}\n\n{self.n_rows} rows, {self.n_columns} columns\n\n"
-        return head + "\n".join(rows) + "\n"
+        notes = "".join(f"- {n}\n" for n in self.notes)
+        return head + "\n".join(rows) + "\n" + (f"\n## Notes\n\n{notes}" if notes else "")
 
 
 def validate_frame(df: pd.DataFrame, config: PipelineConfig, is_classification: bool | None = None) -> ValidationReport:
@@ -93,12 +98,17 @@ def validate_frame(df: pd.DataFrame, config: PipelineConfig, is_classification: 
     results: list[CheckResult] = []
     n = len(df)
 
-    results.append(_compare(_TABLE, "min_rows", n, f">= {vc.min_rows}", n >= vc.min_rows))
+    notes: list[str] = []
+    results.append(_min_rows_check(n, config, notes))
+    compared = comparison_columns(df, config) if n else []  # feature columns + target
     if n:
-        dup = int(df.duplicated().sum())
-        frac = dup / n
-        results.append(_compare(_TABLE, "max_duplicate_fraction", f"{frac:.4f} ({dup} rows)",
-                                f"<= {vc.max_duplicate_fraction}", frac <= vc.max_duplicate_fraction, dup))
+        dup, note = duplicate_note(df, compared)
+        if note:
+            notes.append(note)
+        if vc.max_duplicate_fraction is not None:
+            frac = dup / n
+            results.append(_compare(_TABLE, "max_duplicate_fraction", f"{frac:.4f} ({dup} rows)",
+                                    f"<= {vc.max_duplicate_fraction}", frac <= vc.max_duplicate_fraction, dup))
     if target in df.columns:
         y = df[target]
         missing = int(y.isna().sum())
@@ -115,21 +125,15 @@ def validate_frame(df: pd.DataFrame, config: PipelineConfig, is_classification: 
             if len(counts) >= 2:
                 smallest = counts.index[-1]
                 frac = counts.iloc[-1] / counts.sum()
-                results.append(_compare(target, "min_class_fraction", f"{frac:.4f} (class {smallest!r})",
-                                        f">= {vc.min_class_fraction}", frac >= vc.min_class_fraction))
+                if vc.min_class_fraction is not None:
+                    results.append(_compare(target, "min_class_fraction", f"{frac:.4f} (class {smallest!r})",
+                                            f">= {vc.min_class_fraction}", frac >= vc.min_class_fraction))
+                elif frac < RARE_CLASS_NOTE:
+                    notes.append(f"rare class: {smallest!r} is {frac:.2%} of target {target!r} "
+                                 f"({int(counts.iloc[-1])} rows): accuracy hides it, look at its recall and "
+                                 "pr_auc (validation.min_class_fraction refuses such data)")
 
-    for col in df.columns:
-        if col == target:
-            continue
-        miss = int(df[col].isna().sum())
-        frac = miss / n if n else 0.0
-        if frac > vc.max_missing_fraction:
-            results.append(_compare(str(col), "max_missing_fraction", f"{frac:.4f} ({miss} rows)",
-                                    f"<= {vc.max_missing_fraction}", False, miss))
-    missing_fraction_ok = sum(1 for r in results if r.check == "max_missing_fraction")
-    if not missing_fraction_ok:
-        results.append(CheckResult(_TABLE, "max_missing_fraction", True, "all columns within limit",
-                                   f"<= {vc.max_missing_fraction} per column"))
+    results.extend(_missing_checks(df, config, compared, notes))
 
     declared = _declared_feature_columns(config)
     f = config.features
@@ -169,7 +173,55 @@ def validate_frame(df: pd.DataFrame, config: PipelineConfig, is_classification: 
                 passed = (col, name) not in failed
                 observed = "ok" if passed else f"{count} failing rows"
                 results.append(CheckResult(col, name, passed, observed, expected, count, examples))
-    return ValidationReport(n, df.shape[1], results, _infinite_notes(df, config))
+    return ValidationReport(n, df.shape[1], results, [*notes, *_infinite_notes(df, config)])
+
+
+RARE_CLASS_NOTE = 0.01  # a class below this share of the labels gets a note (not a failure) by default
+SPARSE_COLUMN_NOTE = 0.5  # a column with more missing values than this share gets a note by default
+SMALL_TABLE_NOTE = 100  # fewer rows: a note that the test metrics rest on few rows
+
+
+def _min_rows_check(n: int, config: PipelineConfig, notes: list[str]) -> CheckResult:
+    """``validation.min_rows`` when set; else the fewest rows data.split can cut (fewer is an error), and a
+    note for a small table (its test metrics rest on a handful of rows)."""
+    from trainpipe.data._split import _split_sizes, min_splittable_rows
+
+    vc, split = config.validation, config.data.split
+    if vc.min_rows is not None:
+        return _compare(_TABLE, "min_rows", n, f">= {vc.min_rows}", n >= vc.min_rows)
+    needed = min_splittable_rows(split)
+    if needed <= n < SMALL_TABLE_NOTE:
+        notes.append(f"small table: {n} rows, so the test metrics rest on {_split_sizes(n, split)[0]} rows and "
+                     "change a lot with data.split.seed")
+    return _compare(_TABLE, "min_rows", n, f">= {needed} (the fewest data.split can cut into at least 2 training "
+                    f"rows, 1 test row and {'1 validation row' if split.val_size else 'no validation split'})",
+                    n >= needed)
+
+
+def _missing_checks(df: pd.DataFrame, config: PipelineConfig, features: list[str],
+                    notes: list[str]) -> list[CheckResult]:
+    """Missing values per column (not the target: ``target_not_null``). With ``validation.max_missing_fraction``
+    set, a column above it fails; by default a mostly-missing feature column is a note (the preprocessing
+    imputes it, and drops a column with no value at all)."""
+    vc, n = config.validation, len(df)
+    limit = vc.max_missing_fraction
+    out: list[CheckResult] = []
+    for col in df.columns:
+        if col == config.data.target or not n:
+            continue
+        miss = int(df[col].isna().sum())
+        frac = miss / n
+        if limit is not None and frac > limit:
+            out.append(_compare(str(col), "max_missing_fraction", f"{frac:.4f} ({miss} rows)", f"<= {limit}",
+                                False, miss))
+        elif limit is None and SPARSE_COLUMN_NOTE < frac < 1.0 and col in features:
+            notes.append(f"sparse column: {col!r} is {frac:.1%} missing ({miss} of {n} rows); the missing values "
+                         "are imputed (features.numeric_impute for numbers, a 'missing' level for categories). "
+                         "validation.max_missing_fraction refuses such columns.")
+    if limit is not None and not out:
+        out.append(CheckResult(_TABLE, "max_missing_fraction", True, "all columns within limit",
+                               f"<= {limit} per column"))
+    return out
 
 
 def _compare(column: str, check: str, observed: Any, expected: str, passed: bool, rows: int = 0) -> CheckResult:

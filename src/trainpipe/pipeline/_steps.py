@@ -108,17 +108,27 @@ def validate(ctx: StepContext) -> None:
 
 def split(ctx: StepContext) -> None:
     from trainpipe.data import TaskInfo, split_indices
+    from trainpipe.data._leakage import comparison_columns, cross_split_duplicates, drop_duplicate_rows, leakage_notes
 
     df = read_frame(ctx.input("ingest") / DATA)
     task = TaskInfo.from_dict(_read_json(ctx.input("validate") / TASK))
     cfg = ctx.config.data
+    columns, dropped = comparison_columns(df, ctx.config), 0  # rows are compared on features + target
+    if cfg.deduplicate:
+        df, dropped, note = drop_duplicate_rows(df, columns)
+        ctx.hooks.on_message(note)
     train, val, test = split_indices(df, cfg.target, cfg.split, stratify=task.is_classification)
+    leak = cross_split_duplicates(df.iloc[train], df.iloc[val], df.iloc[test], columns)
+    for note in leakage_notes(leak, cfg.deduplicate):
+        ctx.hooks.on_message(note)
     sizes = {}
     for name, idx in zip(SPLITS, (train, val, test), strict=True):
         write_parquet(df.iloc[idx].reset_index(drop=True), ctx.out_dir / f"{name}.parquet")
         sizes[name] = len(idx)
-    _write_json(ctx.out_dir / "split.json", {"method": cfg.split.method, "seed": cfg.split.seed, "sizes": sizes})
+    _write_json(ctx.out_dir / "split.json", {"method": cfg.split.method, "seed": cfg.split.seed, "sizes": sizes,
+                                              "deduplicated_rows": dropped, "rows_equal_to_train": leak})
     ctx.metrics.update({f"{k}_rows": float(v) for k, v in sizes.items()})
+    ctx.metrics["test_rows_equal_to_train_share"] = float(leak["test"]["share"])
 
 
 def preprocess(ctx: StepContext) -> None:
@@ -382,7 +392,8 @@ CORE_STEPS: tuple[Step, ...] = (
                                              "features", "evaluation.slices", "data.split"), ("pandera", "pandas"),
          description="data checks with pandera; infer the task",
          run_files=("validation_report.json", "validation_report.md")),
-    Step("split", split, ("ingest", "validate"), ("data.target", "data.split"), _SK,
+    Step("split", split, ("ingest", "validate"), ("data.target", "data.split", "data.deduplicate",
+                                                  "features.numeric", "features.categorical", "features.text"), _SK,
          description="seeded train/validation/test split"),
     Step("preprocess", preprocess, ("split", "validate"), ("data.target", "data.split", "features",
                                                            "data.na_values"),
