@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -108,3 +110,118 @@ def test_the_size_limit_drops_the_oldest_entries(tmp_path: Path, monkeypatch: py
     assert len(_handoff._entries) == 2
     kept = _handoff.load_array(small[2])
     assert len(_handoff._entries) == 1 and kept.flags.writeable
+
+
+def test_background_writes_are_complete_and_handed_over_when_the_block_ends(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    threads: list[str] = []
+    real_save = np.save
+
+    def slow_save(path: Path, array: np.ndarray) -> None:
+        threads.append(threading.current_thread().name)
+        time.sleep(0.2)  # still writing while the block goes on
+        real_save(path, array)
+
+    monkeypatch.setattr(np, "save", slow_save)
+    array = np.arange(6, dtype=np.float64)
+    with _handoff.background_writes() as write:
+        write(_handoff.save_array, array, tmp_path / "X_train.npy")
+        write(np.save, tmp_path / "y_train.npy", np.ones(3))
+        assert not (tmp_path / "y_train.npy").exists()  # this thread did not wait for them
+    assert threads and all(name.startswith("trainpipe-write") for name in threads)
+    monkeypatch.setattr(np, "save", real_save)
+    np.testing.assert_array_equal(np.load(tmp_path / "y_train.npy"), np.ones(3))
+    with monkeypatch.context() as m:
+        _no_disk_reads(m)
+        np.testing.assert_array_equal(_handoff.load_array(tmp_path / "X_train.npy"), array)
+
+
+def test_a_failed_background_write_is_raised_in_the_step(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no-such-folder"), _handoff.background_writes() as write:
+        write(np.save, tmp_path / "no-such-folder" / "X.npy", np.ones(3))
+        write(np.save, tmp_path / "y.npy", np.ones(3))
+    assert (tmp_path / "y.npy").exists()  # the other writes still ran
+
+
+def test_an_error_of_the_step_wins_and_waits_for_the_writes(tmp_path: Path) -> None:
+    done = []
+
+    def slow() -> None:
+        time.sleep(0.2)
+        done.append(True)
+
+    with pytest.raises(ValueError, match="the step failed"), _handoff.background_writes() as write:
+        write(slow)
+        write(np.save, tmp_path / "no-such-folder" / "X.npy", np.ones(3))  # fails too: the step's error wins
+        raise ValueError("the step failed")
+    assert done  # nothing is left writing into the folder the runner removes after a failure
+
+
+def _tiny_pipeline(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    pd.DataFrame({"x": rng.normal(size=200), "c": rng.choice(["a", "b"], 200),
+                  "label": rng.integers(0, 2, 200)}).to_csv(tmp_path / "data.csv", index=False)
+    (tmp_path / "pipeline.yaml").write_text(
+        "name: handoff\ndata: {source: data.csv, target: label}\n"
+        "model: {type: sklearn.linear_model.LogisticRegression}\n"
+        "evaluation: {latency: false, plots: false}\nvalidation: {min_rows: 10}\n")
+    return tmp_path / "pipeline.yaml"
+
+
+def test_split_and_preprocess_write_on_the_worker_and_their_files_are_the_same(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from trainpipe.config import load_config
+    from trainpipe.models import TrainedModel
+    from trainpipe.pipeline import PipelineRunner, _steps
+    from trainpipe.tracking import InMemoryTracker
+
+    where: dict[str, str] = {}
+    real_matrix, real_parquet = _steps._save_matrix, _steps.write_parquet
+
+    def save_matrix(X: object, stem: Path) -> None:
+        where[stem.name] = threading.current_thread().name
+        real_matrix(X, stem)
+
+    def write_parquet(df: pd.DataFrame, path: Path) -> None:
+        where[path.name] = threading.current_thread().name
+        real_parquet(df, path)
+
+    monkeypatch.setattr(_steps, "_save_matrix", save_matrix)
+    monkeypatch.setattr(_steps, "write_parquet", write_parquet)
+    result = PipelineRunner(load_config(_tiny_pipeline(tmp_path)), workdir=tmp_path, tracker=InMemoryTracker()).run()
+    assert result.status == "finished"
+    for name in ("X_train", "X_val", "train.parquet", "val.parquet", "test.parquet"):
+        assert where[name].startswith("trainpipe-write"), (name, where[name])
+    assert where["data.parquet"] == threading.main_thread().name  # ingest writes in the step's thread
+    steps = result.run_dir / "steps"
+    model = TrainedModel.load(steps / "train" / "model")
+    for split in ("train", "val"):
+        frame = pd.read_parquet(steps / "split" / f"{split}.parquet")
+        np.testing.assert_array_equal(np.load(steps / "preprocess" / f"X_{split}.npy"), model.transform(frame))
+        np.testing.assert_array_equal(np.load(steps / "preprocess" / f"y_{split}.npy"),
+                                      model.task.encode(frame["label"]))
+    sizes = json.loads((steps / "split" / "split.json").read_text())["sizes"]
+    assert {k: len(pd.read_parquet(steps / "split" / f"{k}.parquet")) for k in sizes} == sizes
+
+
+def test_a_full_disk_while_writing_in_the_background_is_exit_2(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from trainpipe._exceptions import StorageFull
+    from trainpipe.config import load_config
+    from trainpipe.pipeline import PipelineRunner, _steps
+    from trainpipe.tracking import InMemoryTracker
+
+    def full(X: object, stem: Path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(stem.with_suffix(".npy")))
+
+    monkeypatch.setattr(_steps, "_save_matrix", full)
+    runner = PipelineRunner(load_config(_tiny_pipeline(tmp_path)), workdir=tmp_path, tracker=InMemoryTracker())
+    with pytest.raises(StorageFull, match=r"no space left on the device writing .*X_train\.npy"):
+        runner.run()
+    assert not list((tmp_path / ".trainpipe" / "cache" / "preprocess").glob(".tmp-*"))  # no half-written entry

@@ -17,10 +17,15 @@ stale.
 
 Entries are dropped oldest-first beyond ``TRAINPIPE_HANDOFF_MB`` (default 2048 MB; 0 turns it off), and
 all of them when a pipeline run ends (``clear``), so a long-lived process holds nothing between runs.
+
+:func:`background_writes` lets a step write its large outputs on a worker thread while it goes on computing
+(``numpy.save`` and Parquet writes run without the GIL): every write is finished, or its error raised, before
+the block ends, so the runner still seals only complete files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections import OrderedDict
@@ -28,6 +33,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
     import numpy as np
     import pandas as pd
 
@@ -114,3 +121,25 @@ def load_array(path: Path) -> np.ndarray:
     if cached is not None:
         return cached
     return np.load(path, allow_pickle=False)
+
+
+@contextlib.contextmanager
+def background_writes() -> Iterator[Callable[..., None]]:
+    """``with background_writes() as submit: submit(save_array, X, path)``: each call runs, in order, on one
+    worker thread while the block goes on. When the block ends every write has finished: the first write
+    error is raised then (an error of the block itself wins, and the writes still finish first, so nothing
+    is left writing into a folder the runner removes)."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trainpipe-write")
+    futures: list[Future[Any]] = []
+
+    def submit(fn: Callable[..., Any], *args: Any) -> None:
+        futures.append(pool.submit(fn, *args))
+
+    try:
+        yield submit
+    finally:
+        pool.shutdown(wait=True)
+    for future in futures:
+        future.result()  # re-raises a failed write in the step's thread
