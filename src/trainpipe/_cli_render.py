@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from trainpipe._format import format_number, format_value
 from trainpipe._hooks import Hooks
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ class RichHooks(Hooks):
     def on_round(self, step: str, iteration: int, total: int, metrics: Mapping[str, float]) -> None:
         if self._rounds is None:
             self._rounds = self.progress.add_task(f"{step} rounds", total=total, info="")
-        info = "  ".join(f"{k}={v:.4f}" for k, v in list(metrics.items())[:2])
+        info = "  ".join(f"{k}={format_number(v)}" for k, v in list(metrics.items())[:2])
         self.progress.update(self._rounds, completed=iteration, total=total, info=info)
 
     def on_message(self, text: str) -> None:
@@ -76,5 +77,5 @@ def metrics_table(metrics: Mapping[str, float], title: str = "metrics") -> Table
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k, v in metrics.items():
-        table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+        table.add_row(k, format_value(v))
     return table

@@ -11,6 +11,7 @@ from typing import Any
 from rich.table import Table
 
 from trainpipe._exceptions import ConfigError
+from trainpipe._format import format_number
 
 _LINEAGE = ("config_hash", "data_fingerprint", "git.commit", "git.dirty", "trigger", "trainpipe.version",
             "python", "host", "user", "trainpipe.profile", "trainpipe.run_dir")
@@ -87,8 +88,42 @@ def _by_prefix(client: Any, prefix: str) -> Any:
 def _headline(metrics: dict[str, float]) -> str:
     for key in ("test_roc_auc", "test_r2", "test_accuracy", "test_rmse"):
         if key in metrics:
-            return f"{key[5:]}={metrics[key]:.4f}"
+            return f"{key[5:]}={format_number(metrics[key])}"
     return ""
+
+
+KINDS = ("run", "tune", "reproduce", "step", "sync")
+COMMAND_TAG = "trainpipe.command"
+
+
+def run_kind(tags: dict[str, str], metrics: dict[str, float]) -> str:
+    """What made a pipeline run: ``run``, ``tune``, ``reproduce`` (the ``trainpipe.command`` tag; runs recorded
+    before it existed are told apart by their other records), with ``, synced`` for a run uploaded later by
+    ``trainpipe runs sync``."""
+    kind = tags.get(COMMAND_TAG, "")
+    if kind not in KINDS:
+        if tags.get("trainpipe.reproduces"):
+            kind = "reproduce"
+        elif "step_tune_seconds" in metrics and "step_train_seconds" not in metrics:
+            kind = "tune"
+        else:
+            kind = "run"
+    return f"{kind}, synced" if tags.get("trainpipe.synced_from") and kind != "sync" else kind
+
+
+def _tune_best(client: Any, run: Any) -> str:
+    """``best METRIC=VALUE`` of the study a run's tune step ran (its step run's records), or ""."""
+    from trainpipe.registry._filters import equals
+
+    parent = equals("tags.`mlflow.parentRunId`", run.info.run_id)
+    if parent is None:
+        return ""
+    found = client.search_runs([run.info.experiment_id], filter_string=f"{parent} and tags.`trainpipe.step` = 'tune'",
+                               max_results=1)
+    if not found or "best_value" not in found[0].data.metrics:
+        return ""
+    metric = found[0].data.params.get("tuning_metric", "value")
+    return f"best {metric}={format_number(found[0].data.metrics['best_value'])}"
 
 
 def list_table(client: Any, pipeline: str | None, limit: int) -> Table:
@@ -96,13 +131,17 @@ def list_table(client: Any, pipeline: str | None, limit: int) -> Table:
 
     table = Table(title="pipeline runs")
     table.add_column("run id", no_wrap=True)
-    for col in ("pipeline", "started", "status", "trigger", "model", "headline metric", "seconds"):
+    for col in ("pipeline", "kind", "started", "status", "trigger", "model", "headline metric", "seconds"):
         table.add_column(col)
     for r in _pipeline_runs(client, pipeline, limit):
         started = dt.datetime.fromtimestamp(r.info.start_time / 1000).strftime("%Y-%m-%d %H:%M:%S")
-        table.add_row(r.info.run_id, r.data.tags.get("trainpipe.pipeline", ""), started, r.info.status,
+        kind = run_kind(r.data.tags, r.data.metrics)
+        headline = _headline(r.data.metrics)
+        if not headline and kind.startswith("tune"):
+            headline = _tune_best(client, r)
+        table.add_row(r.info.run_id, r.data.tags.get("trainpipe.pipeline", ""), kind, started, r.info.status,
                       r.data.tags.get("trigger", ""), r.data.params.get("model.type", ""),
-                      _headline(r.data.metrics), f"{r.data.metrics.get('total_seconds', 0.0):.1f}")
+                      headline, f"{r.data.metrics.get('total_seconds', 0.0):.1f}")
     return table
 
 
@@ -123,7 +162,7 @@ def show(client: Any, run_id: str) -> list[Any]:
     metrics.add_column("metric")
     metrics.add_column("value", justify="right")
     for k in sorted(r.data.metrics):
-        metrics.add_row(k, f"{r.data.metrics[k]:.4f}")
+        metrics.add_row(k, format_number(r.data.metrics[k]))
     out: list[Any] = [head, params, metrics]
     steps = _steps(client, run_id)
     if steps:
@@ -163,5 +202,5 @@ def compare(client: Any, run_ids: list[str], all_params: bool) -> Table:
     table.add_section()
     metric_keys = sorted(set().union(*(r.data.metrics for r in runs)))
     for k in metric_keys:
-        table.add_row(k, *(f"{r.data.metrics[k]:.4f}" if k in r.data.metrics else "—" for r in runs))
+        table.add_row(k, *(format_number(r.data.metrics[k]) if k in r.data.metrics else "—" for r in runs))
     return table

@@ -89,7 +89,7 @@ def reproduce(run_id: str, tracking_uri: str, *, workdir: Path | None = None, ho
     tracker = MlflowTracker(tracking_uri, cfg.tracking.experiment or cfg.name, workdir / STATE_DIR / "mlartifacts")
     runner = PipelineRunner(loaded, workdir=workdir, tracker=tracker, no_cache=True, steps=steps, hooks=hooks,
                             trigger=tags.get("trigger", "manual") if tags.get("trigger") in
-                            ("manual", "schedule", "event") else "manual")
+                            ("manual", "schedule", "event") else "manual", command="reproduce")
     result = runner.run()
     tracker.set_tags(result.run_id, {"trainpipe.reproduces": run_id})
     old = {k: v for k, v in run.data.metrics.items() if k.startswith("test_")}

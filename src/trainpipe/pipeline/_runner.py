@@ -76,8 +76,10 @@ class PipelineRunner:
 
     def __init__(self, loaded: LoadedConfig, *, workdir: Path | None = None, tracker: Tracker | None = None,
                  hooks: Hooks | None = None, no_cache: bool = False, force: Iterable[str] = (),
-                 trigger: str = "manual", steps: Sequence[Step] | None = None, resume: bool = False) -> None:
+                 trigger: str = "manual", steps: Sequence[Step] | None = None, resume: bool = False,
+                 command: str = "run") -> None:
         self.loaded = loaded
+        self.command = command  # the trainpipe.command tag: run, tune, reproduce (runs list shows it)
         self.workdir = (workdir or Path.cwd()).resolve()
         self.tracker = tracker
         self.hooks = hooks or Hooks()
@@ -217,7 +219,8 @@ class PipelineRunner:
         if self.tracker is None:
             return f"local-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}", None
         cfg = self.config
-        tags = {"trainpipe.kind": "pipeline", "trainpipe.pipeline": cfg.name, "config_hash": config_hash(cfg),
+        tags = {"trainpipe.kind": "pipeline", "trainpipe.command": self.command, "trainpipe.pipeline": cfg.name,
+                "config_hash": config_hash(cfg),
                 "mlflow.note.content": cfg.description, "trainpipe.profile": self.loaded.profile or "",
                 **lineage_tags(self.loaded.base_dir, self.trigger)}
         tags = {k: scrub(str(v), self.loaded.secret_values) for k, v in tags.items()}  # the description too
