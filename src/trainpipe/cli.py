@@ -297,11 +297,16 @@ def validate(config: ConfigArg, profile: ProfileOpt = None, set_: SetOpt = None,
     """Check the config and the data (no training, nothing tracked). Exit 3 when data checks fail."""
 
     def go() -> None:
+        from trainpipe._hooks import Hooks
         from trainpipe.pipeline import CORE_STEPS, PipelineRunner
+
+        class Notes(Hooks):  # the notes of ingest and validate (duplicate rows, sparse columns, ...)
+            def on_message(self, text: str) -> None:
+                err.print(f"note: {text}", markup=False, highlight=False)
 
         loaded = _load(config, profile, set_)
         steps = [s for s in CORE_STEPS if s.name in ("ingest", "validate")]
-        result = PipelineRunner(loaded, steps=steps).run()
+        result = PipelineRunner(loaded, steps=steps, hooks=Notes()).run()
         report = result.run_dir / "validation_report.md"
         out.print(f"config OK ({loaded.config.name}); data checks passed. Report: {report}")
 

@@ -17,8 +17,7 @@ if TYPE_CHECKING:
 
     from trainpipe.config import PipelineConfig
 
-_EXPLAIN = ("rows equal on the target and every feature column, which the model cannot tell apart: "
-            "a row in both train and test is scored on what the model memorised")
+_SAME = "on the target and every feature column"  # what "equal rows" means here, in every note
 
 
 def comparison_columns(df: pd.DataFrame, config: PipelineConfig) -> list[str]:
@@ -61,10 +60,10 @@ def duplicate_note(df: pd.DataFrame, columns: list[str]) -> tuple[int, str | Non
     dup = int(duplicate_mask(df, columns).sum()) if n else 0
     if not dup:
         return 0, None
-    return dup, (f"duplicate rows: {dup} of {n} rows ({dup / n:.1%}) repeat an earlier row ({_EXPLAIN}). They are "
-                 "kept: repeats are often real (the same booking, the same measurement). The split step reports "
-                 "how many test rows equal a training row; data.deduplicate: true drops the repeats before the "
-                 "split, validation.max_duplicate_fraction refuses such data.")
+    return dup, (f"duplicate rows: {dup} of {n} rows ({dup / n:.1%}) repeat an earlier row {_SAME}. Kept: repeats "
+                 "are often real (the same booking twice); the split step reports how many test rows equal a "
+                 "training row. data.deduplicate: true drops them before the split; "
+                 "validation.max_duplicate_fraction refuses such data.")
 
 
 def drop_duplicate_rows(df: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, int, str]:
@@ -73,8 +72,8 @@ def drop_duplicate_rows(df: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFr
     dropped = int(mask.sum()) if mask is not None else 0
     kept = df[~mask].reset_index(drop=True) if dropped and mask is not None else df
     share = f" ({dropped / len(df):.1%})" if len(df) else ""
-    note = (f"data.deduplicate: dropped {dropped} of {len(df)} rows{share} that repeat an earlier row (equal on "
-            f"the target and the {len(columns) - 1} feature columns) before the split; {len(kept)} rows remain")
+    note = (f"data.deduplicate: dropped {dropped} of {len(df)} rows{share} that repeat an earlier row {_SAME} "
+            f"({len(columns) - 1} features), before the split; {len(kept)} rows remain")
     return kept, dropped, note
 
 
@@ -101,10 +100,10 @@ def leakage_notes(result: dict[str, Any], deduplicated: bool) -> list[str]:
         if not part["in_train"]:
             continue
         fix = "" if deduplicated else (
-            " data.deduplicate: true drops repeated rows before the split; if the repeats are one entity measured "
-            "several times, data.split.method: group keeps each entity on one side.")
+            " data.deduplicate: true drops repeated rows before the split; if they are one entity measured several "
+            "times, data.split.method: group keeps each entity on one side.")
         inflated = ("the test scores count rows the model has seen, so they look better than on new data"
                     if name == "test" else "early stopping and tuning are scored on rows the model trained on")
         notes.append(f"possible leakage: {part['in_train']} of {part['rows']} {label} rows ({part['share']:.1%}) "
-                     f"equal a training row ({_EXPLAIN}); {inflated}.{fix}")
+                     f"equal a training row {_SAME}: {inflated}.{fix}")
     return notes
