@@ -9,6 +9,13 @@ rows gives the confidence interval of the difference. The challenger passes the 
 advantage (sign-adjusted so that positive is better) is above ``min_delta`` *and* the lower bound of
 the interval is at least ``min_delta`` — better by the margin, and not by luck. ``min_delta`` may be
 negative to accept a non-inferior challenger.
+
+The fairness gate (``gate.slices``) looks at each level of a column in the test split: every slice of at
+least ``min_rows`` rows must reach the floor (``min``: the worst value a slice may have, in the metric's
+direction), and the gap between the best and the worst such slice must stay within ``max_gap``. Smaller
+slices, and slices where a metric is undefined (one class only), are shown in the table but not gated: a
+metric on a handful of rows says more about chance than about the model. A column none of whose slices can
+be gated refuses the model (the rule could not be checked).
 """
 
 from __future__ import annotations
@@ -60,12 +67,30 @@ class ChampionComparison:
 
 
 @dataclass
+class SliceCheck:
+    """One rule of ``gate.slices``: ``kind`` "min" (the worst slice against the floor) or "max_gap" (best minus
+    worst against the ceiling)."""
+
+    column: str
+    metric: str
+    kind: str
+    bound: float
+    value: float | None  # the worst slice's value, or the gap
+    worst: str  # the slice at fault (the worst one)
+    best: str = ""  # max_gap: the best slice
+    passed: bool = True
+    note: str = ""
+
+
+@dataclass
 class GateReport:
     thresholds: list[ThresholdCheck] = field(default_factory=list)
     champion: ChampionComparison | None = None
     champion_note: str = ""
     champion_unresolved: bool = False  # a champion exists but could not be compared: refused
     passed: bool = True
+    slices: list[SliceCheck] = field(default_factory=list)
+    slice_table: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def verdict(self) -> str:
@@ -76,6 +101,7 @@ class GateReport:
                for c in self.thresholds if not c.passed]
         if self.champion_unresolved:
             out.append(self.champion_note.strip())
+        out += [_slice_reason(c) for c in self.slices if not c.passed]
         if self.champion is not None and not self.champion.passed:
             c = self.champion
             out.append(
@@ -89,7 +115,8 @@ class GateReport:
         return {"verdict": self.verdict, "passed": self.passed,
                 "thresholds": [asdict(c) for c in self.thresholds],
                 "champion": asdict(self.champion) if self.champion else None,
-                "champion_note": self.champion_note, "reasons": self.reasons()}
+                "champion_note": self.champion_note, "reasons": self.reasons(),
+                "slices": [asdict(c) for c in self.slices], "slice_table": self.slice_table}
 
     def to_markdown(self) -> str:
         lines = [f"# Gate report: **{self.verdict.upper()}**", ""]
@@ -100,6 +127,8 @@ class GateReport:
             lines.append("")
         else:
             lines += ["No thresholds configured (gate.thresholds).", ""]
+        if self.slices:
+            lines += _slices_markdown(self.slices, self.slice_table)
         lines += ["## Champion comparison", ""]
         if self.champion is not None:
             c = self.champion
@@ -251,3 +280,80 @@ def comparison_line(report: GateReport, model_name: str) -> str:
     return (f"gate: compared with {model_name}@{c.champion_alias} (version {c.champion_version}) on {c.metric}: "
             f"challenger {c.challenger_value:.5g}, champion {c.champion_value:.5g}, delta {c.delta:+.4f} "
             f"({'beats it' if c.passed else 'does not beat it'})")
+
+
+def _slice_reason(c: SliceCheck) -> str:
+    where = f"gate.slices.{c.column}.{c.kind}.{c.metric}"
+    if c.value is None:
+        return f"slices of {c.column!r}: {c.note} ({where})"
+    if c.kind == "min":
+        return (f"slice {c.column}={c.worst}: {c.metric} = {c.value:.5g} is worse than the floor {c.bound:g} "
+                f"({where})")
+    return (f"slices of {c.column!r}: the {c.metric} gap between {c.best!r} and {c.worst!r} is {c.value:.5g}, "
+            f"above the ceiling {c.bound:g} ({where})")
+
+
+def _slices_markdown(checks: list[SliceCheck], table: Mapping[str, list[dict[str, Any]]]) -> list[str]:
+    lines = ["## Slices (fairness)", "", "| column | rule | metric | bound | value | slice | result |",
+             "|---|---|---|---|---|---|---|"]
+    for c in checks:
+        where = c.worst if c.kind == "min" else f"{c.best} vs {c.worst}"
+        lines.append(f"| {c.column} | {c.kind} | {c.metric} | {c.bound:g} | {_fmt(c.value)} | {where or '-'} | "
+                     f"{'pass' if c.passed else 'FAIL'}{(' — ' + c.note) if c.note else ''} |")
+    lines.append("")
+    for column, rows in table.items():
+        metrics = [k for k in rows[0] if k not in ("slice", "count", "gated", "note")] if rows else []
+        lines += [f"### {column}", "", "| slice | rows | " + " | ".join(metrics) + " | gated |",
+                  "|---|---|" + "---|" * len(metrics) + "---|"]
+        for r in rows:
+            values = " | ".join(_fmt(r.get(m)) for m in metrics)
+            gated = "yes" if r["gated"] else f"no ({r['note']})"
+            lines.append(f"| {r['slice']} | {r['count']} | {values} | {gated} |")
+        lines.append("")
+    return lines
+
+
+def check_slices(rules: Mapping[str, Any], test: Any, y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None,
+                 task: str, k: int) -> tuple[list[SliceCheck], dict[str, list[dict[str, Any]]]]:
+    """The fairness gate: ``rules`` is ``gate.slices`` (column -> SliceGateConfig); ``test`` the test split
+    whose rows ``y``/``pred``/``proba`` score. Slices are the evaluation's (its levels, binning and caps)."""
+    from trainpipe.evaluation._evaluate import _slice_metrics
+
+    checks: list[SliceCheck] = []
+    table: dict[str, list[dict[str, Any]]] = {}
+    for column, rule in rules.items():
+        names = list(dict.fromkeys([*rule.min, *rule.max_gap]))
+        rows = _slice_metrics(test[column], names, task, y, pred, proba, k)
+        for r in rows:
+            r["gated"], r["note"] = r["count"] >= rule.min_rows, ""
+            if not r["gated"]:
+                r["note"] = f"{r['count']} rows < min_rows {rule.min_rows}"
+        table[column] = rows
+        for metric in names:
+            better = METRICS[metric].greater_is_better
+            scored = [(r["slice"], float(r[metric])) for r in rows if r["gated"] and r.get(metric) is not None]
+            undefined = [str(r["slice"]) for r in rows if r["gated"] and r.get(metric) is None]
+            note = (f"{metric} undefined on {', '.join(undefined)} (e.g. one class only): not gated"
+                    if undefined else "")
+            if not scored:
+                why = (f"no slice of {column!r} has both >= {rule.min_rows} rows and a defined {metric}, so the "
+                       f"rule could not be checked; lower min_rows or remove the rule")
+                for kind in ("min", "max_gap"):
+                    if metric in getattr(rule, kind):
+                        checks.append(SliceCheck(column, metric, kind, float(getattr(rule, kind)[metric]), None,
+                                                 "", passed=False, note=why))
+                continue
+            ordered = sorted(scored, key=lambda sv: sv[1], reverse=better)  # best first
+            (best, best_v), (worst, worst_v) = ordered[0], ordered[-1]
+            if metric in rule.min:
+                bound = float(rule.min[metric])
+                ok = worst_v >= bound if better else worst_v <= bound
+                checks.append(SliceCheck(column, metric, "min", bound, worst_v, str(worst), passed=ok, note=note))
+            if metric in rule.max_gap:
+                bound = float(rule.max_gap[metric])
+                gap = abs(best_v - worst_v)
+                checks.append(SliceCheck(column, metric, "max_gap", bound, gap, str(worst), str(best),
+                                         passed=gap <= bound, note=note))
+        for r in rows:  # JSON-friendly: numbers, not numpy scalars
+            r["count"] = int(r["count"])
+    return checks, table

@@ -34,6 +34,7 @@ STATE_DIR = ".trainpipe"
 RUN_FILE = "run.json"
 CONFIG_FILE = "config.yaml"
 STEP_RESULT = "_step_result.json"
+MAX_SLICE_LEVELS_LOGGED = 50  # per column: the largest slices (the evaluation sorts them by size)
 
 
 @dataclass
@@ -224,7 +225,9 @@ class PipelineRunner:
                 "mlflow.note.content": cfg.description, "trainpipe.profile": self.loaded.profile or "",
                 **lineage_tags(self.loaded.base_dir, self.trigger)}
         tags = {k: scrub(str(v), self.loaded.secret_values) for k, v in tags.items()}  # the description too
-        run_id = self.tracker.start_run(f"{cfg.name}", tags=tags)
+        from trainpipe.tracking._names import run_name
+
+        run_id = self.tracker.start_run(run_name(cfg.name, cfg.model.type, self.trigger), tags=tags)
         self.tracker.log_params(run_id, redact(flatten_params(cfg.model_dump(mode="json")),
                                                secrets=self.loaded.secret_values))
         return run_id, run_id
@@ -414,6 +417,8 @@ class PipelineRunner:
             tags["trainpipe.error"] = result.error[:5000]
         # under JournaledTracker.held (see _finish_whole): these calls are journaled now and sent after
         self.tracker.set_tags(parent, tags)
+        self._log_inputs(parent, result.run_dir, tags.get("data_fingerprint"))
+        metrics.update(self._slice_metrics(result.run_dir))
         self._log_artifacts(parent, result.run_dir)
         if isinstance(self.tracker, JournaledTracker):
             metrics["tracking_seconds"] = round(self.tracker.seconds, 4)
@@ -422,11 +427,69 @@ class PipelineRunner:
         self.tracker.log_metrics(parent, metrics)
         self.tracker.end_run(parent, {"finished": "FINISHED", "failed": "FAILED"}.get(result.status, "KILLED"))
 
+    def _log_inputs(self, parent: str, run_dir: Path, fingerprint: str | None) -> None:
+        """The train, validation and test splits as the parent run's dataset inputs (see ``tracking._datasets``)."""
+        split_dir = run_dir / "steps" / "split"
+        if self.tracker is None or not fingerprint or not split_dir.is_dir():
+            return
+        from trainpipe.config import redact_uri
+        from trainpipe.tracking._datasets import describe_splits
+
+        info_file = split_dir / "split.json"
+        try:
+            info = json.loads(info_file.read_text()) if info_file.is_file() else {}
+            source = redact_uri(redact(self.config.data.source, secrets=self.loaded.secret_values))
+            datasets = describe_splits(split_dir, fingerprint=fingerprint, source=scrub(source), split_info=info)
+        except (OSError, ValueError) as exc:  # a damaged split file must not cost the run its other records
+            self.hooks.on_message(f"tracking: the splits were not logged as dataset inputs ({type(exc).__name__}: "
+                                  f"{scrub(str(exc))[:200]})")
+            return
+        if datasets:
+            self.tracker.log_inputs(parent, datasets)
+
+    def _slice_metrics(self, run_dir: Path) -> dict[str, float]:
+        """Per-slice test metrics as run metrics (``test.slice.<column>/<level>.<metric>``), from the evaluation
+        (evaluation.slices) and the fairness gate (gate.slices); ``slice_metrics.json`` maps each key back to
+        the column and level it stands for (MLflow allows few characters in a key: see ``tracking._names``)."""
+        from trainpipe.tracking._names import slice_metric_key
+
+        tables: dict[str, list[dict[str, Any]]] = {}
+        for path, key in ((run_dir / "steps" / "evaluate" / "metrics.json", "slices"),
+                          (run_dir / "steps" / "gate" / "gate_report.json", "slice_table")):
+            if path.is_file():
+                with contextlib.suppress(OSError, ValueError):
+                    for column, rows in (json.loads(path.read_text()).get(key) or {}).items():
+                        tables.setdefault(column, []).extend(rows)
+        out: dict[str, float] = {}
+        mapping: dict[str, dict[str, Any]] = {}
+        notes = []
+        for column, rows in tables.items():
+            levels = list(dict.fromkeys(str(r.get("slice")) for r in rows))
+            if len(levels) > MAX_SLICE_LEVELS_LOGGED:
+                notes.append(f"{column}: {len(levels)} levels, the {MAX_SLICE_LEVELS_LOGGED} largest logged as metrics")
+            kept = set(levels[:MAX_SLICE_LEVELS_LOGGED])
+            for r in rows:
+                level = str(r.get("slice"))
+                if level not in kept:
+                    continue
+                for metric, value in r.items():
+                    if metric in ("slice", "count", "gated", "note") or not isinstance(value, int | float):
+                        continue
+                    key = slice_metric_key("test", column, level, metric)
+                    while key in mapping and (mapping[key]["column"], mapping[key]["slice"]) != (column, level):
+                        key += "_"  # two levels that read the same once sanitised
+                    out[key] = float(value)
+                    mapping[key] = {"column": column, "slice": level, "metric": metric, "count": r.get("count")}
+        if mapping:
+            (run_dir / "slice_metrics.json").write_text(json.dumps({"metrics": mapping, "notes": notes}, indent=1))
+        return out
+
     def _log_artifacts(self, parent: str, run_dir: Path) -> None:
         if self.tracker is None:
             return
-        for name in ("config.redacted.yaml", "steps.json", "validation_report.json", "validation_report.md",
-                     "drift_report.json", "drift_report.md", "gate_report.json", "gate_report.md"):
+        for name in ("config.redacted.yaml", "steps.json", "slice_metrics.json", "validation_report.json",
+                     "validation_report.md", "drift_report.json", "drift_report.md", "gate_report.json",
+                     "gate_report.md"):
             path = run_dir / name
             if path.exists():
                 self.tracker.log_artifact(parent, path)

@@ -183,6 +183,8 @@ def gate(ctx: StepContext) -> None:
     if model.task.task not in METRICS[metric].tasks:
         raise ConfigError(f"gate.champion.metric: {metric!r} does not apply to this {model.task.task} task; "
                           f"use one of {DEFAULTS[model.task.task]}.")
+    if cfg.gate.slices:
+        _gate_slices(ctx, model, report)
     try:
         champion = _pick_champion(ctx)
     except TrackingUnavailable:  # no verdict without the registry: exit 2 (runs sync), neither pass nor refuse
@@ -230,7 +232,8 @@ def gate(ctx: StepContext) -> None:
                                      f"(trainpipe models promote {model_name(ctx)} VERSION --to {alias}).")
             report.champion_unresolved = True
     report.passed = (all(c.passed for c in report.thresholds) and not report.champion_unresolved
-                     and (report.champion is None or report.champion.passed))
+                     and (report.champion is None or report.champion.passed)
+                     and all(c.passed for c in report.slices))
     _write_both(ctx, "gate_report.json", json.dumps(report.to_dict(), indent=2))
     _write_both(ctx, "gate_report.md", report.to_markdown())
     ctx.params["gate_verdict"] = report.verdict
@@ -241,6 +244,27 @@ def gate(ctx: StepContext) -> None:
     if not report.passed:
         raise GateRefused("gate refused the model; nothing was registered:\n  - " + "\n  - ".join(report.reasons())
                           + f"\nReport: {ctx.run_dir / 'gate_report.md'}")
+
+
+def _gate_slices(ctx: StepContext, model: TrainedModel, report: Any) -> None:
+    """The fairness gate (``gate.slices``) on the test split: its checks and slice table go into ``report``."""
+    from trainpipe.evaluation._gate import check_slices
+
+    cfg = ctx.config
+    test = read_frame(ctx.input("split") / "test.parquet")
+    missing = [c for c in cfg.gate.slices if c not in test.columns or c == cfg.data.target]
+    if missing:
+        raise ConfigError(f"gate.slices: {', '.join(map(repr, missing))} is not a feature column of the test split "
+                          f"(columns: {', '.join(c for c in test.columns if c != cfg.data.target)}). Name a column of "
+                          "the data (the target cannot be sliced on), or remove it from gate.slices.")
+    y, pred, proba = _scores(model, test, cfg.data.target)
+    report.slices, report.slice_table = check_slices(cfg.gate.slices, test, y, pred, proba, model.task.task,
+                                                     len(model.task.classes))
+    from trainpipe.tracking._names import metric_key
+
+    for c in report.slices:
+        if c.value is not None:
+            ctx.metrics[metric_key(c.column, f"{c.kind}.{c.metric}", prefix="gate.slice.")] = float(c.value)
 
 
 def _lineage(client: MlflowClient, run_id: str) -> dict[str, str]:

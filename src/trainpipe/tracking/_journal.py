@@ -178,6 +178,9 @@ class JournaledTracker:
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         self._call({"op": "set_tags", "run": run_id, "tags": {k: str(v) for k, v in tags.items()}})
 
+    def log_inputs(self, run_id: str, datasets: Sequence[Mapping[str, Any]]) -> None:
+        self._call({"op": "log_inputs", "run": run_id, "datasets": [dict(d) for d in datasets]})
+
     def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
         self._call({"op": "log_artifact", "run": run_id, "path": str(Path(path).resolve()),
                     "artifact_path": artifact_path})
@@ -286,6 +289,8 @@ def send(tracker: Any, op: Mapping[str, Any], run_id: str) -> None:
         tracker.log_metric_history(run_id, op["key"], op["values"])
     elif kind == "set_tags":
         tracker.set_tags(run_id, op["tags"])
+    elif kind == "log_inputs":
+        tracker.log_inputs(run_id, op["datasets"])
     elif kind == "log_artifact":
         tracker.log_artifact(run_id, Path(op["path"]), op.get("artifact_path"))
     elif kind == "end_run":

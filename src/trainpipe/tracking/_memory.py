@@ -19,6 +19,7 @@ class MemoryRun:
     tags: dict[str, str] = field(default_factory=dict)
     artifacts: dict[str, bytes] = field(default_factory=dict)
     status: str = "RUNNING"
+    inputs: list[dict[str, Any]] = field(default_factory=list)
 
 
 class InMemoryTracker:
@@ -49,6 +50,9 @@ class InMemoryTracker:
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         self.runs[run_id].tags.update({k: str(v) for k, v in tags.items()})
+
+    def log_inputs(self, run_id: str, datasets: Sequence[Mapping[str, Any]]) -> None:
+        self.runs[run_id].inputs.extend(dict(d) for d in datasets)
 
     def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
         prefix = f"{artifact_path}/" if artifact_path else ""

@@ -19,6 +19,10 @@ _BATCH_PARAMS = 100
 _BATCH_METRICS = 1000
 _BATCH_TAGS = 100
 DEFAULT_DIR = ".trainpipe"
+# The MLflow UI (3.x) opens an experiment by this tag: without it, in the GenAI view; "custom_model_development"
+# (the UI's name for model training, next to "genai_development" and "finetuning") opens it on its runs.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 
 
 # MLflow's own defaults (7 retries with backoff, 120 s timeout) keep one call to a dead server busy for
@@ -95,12 +99,15 @@ class MlflowTracker:
         if found is not None:
             if found.lifecycle_stage == "deleted":
                 self.client.restore_experiment(found.experiment_id)
+            if not found.tags.get(EXPERIMENT_KIND_TAG):  # one made before, or by hand: opens on its runs now
+                self.client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
             return str(found.experiment_id)
         location = None
         if artifact_root is not None:
             location = (artifact_root / name).resolve().as_uri()
         try:
-            return str(self.client.create_experiment(name, artifact_location=location))
+            return str(self.client.create_experiment(name, artifact_location=location,
+                                                     tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}))
         except MlflowException:
             # another process created it between our lookup and create
             again = self.client.get_experiment_by_name(name)
@@ -145,6 +152,13 @@ class MlflowTracker:
         items = [RunTag(k, scrub(str(v))[:_PARAM_MAX]) for k, v in tags.items()]
         for i in range(0, len(items), _BATCH_TAGS):
             self.client.log_batch(run_id, tags=items[i : i + _BATCH_TAGS], synchronous=True)
+
+    def log_inputs(self, run_id: str, datasets: Sequence[Mapping[str, Any]]) -> None:
+        from trainpipe.tracking._datasets import dataset_inputs
+
+        scrubbed = [{**d, "source": scrub(str(d["source"]))} for d in datasets]
+        if scrubbed:
+            self.client.log_inputs(run_id, datasets=dataset_inputs(scrubbed))
 
     def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
         with _scrubbed(path) as path:

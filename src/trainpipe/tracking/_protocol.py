@@ -29,6 +29,10 @@ class Tracker(Protocol):
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None: ...
 
+    def log_inputs(self, run_id: str, datasets: Sequence[Mapping[str, Any]]) -> None:
+        """Dataset inputs of the run, described as in :func:`trainpipe.tracking._datasets.describe_splits`."""
+        ...
+
     def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
         """A file, or a directory's contents, under ``artifact_path``."""
         ...
