@@ -239,9 +239,29 @@ class ChampionConfig(_Section):
     against: Literal["production", "staging"] = "production"
 
 
+class SliceGateConfig(_Section):
+    """The fairness gate on one column's slices (levels in the test split): a floor per metric that every
+    slice of at least ``min_rows`` rows must reach, and a ceiling on the gap between the best and worst one."""
+
+    min: dict[str, float] = Field(default_factory=dict)
+    max_gap: dict[str, float] = Field(default_factory=dict)
+    min_rows: int = Field(30, ge=1)  # smaller slices are reported, not gated
+
+    @model_validator(mode="after")
+    def _check(self) -> SliceGateConfig:
+        if not self.min and not self.max_gap:
+            raise ValueError("give a floor (min: {roc_auc: 0.8}) or a gap ceiling (max_gap: {roc_auc: 0.05}), "
+                             "or remove the column from gate.slices")
+        bad = [f"max_gap.{k}: expected a number >= 0, got {v}" for k, v in self.max_gap.items() if v < 0]
+        if bad:
+            raise ValueError("; ".join(bad))
+        return self
+
+
 class GateConfig(_Section):
     thresholds: dict[str, str] = Field(default_factory=dict)
     champion: ChampionConfig = Field(default_factory=ChampionConfig)
+    slices: dict[str, SliceGateConfig] = Field(default_factory=dict)
 
     @field_validator("thresholds")
     @classmethod

@@ -33,6 +33,9 @@ def preflight(config: PipelineConfig) -> None:
     _check_latency_thresholds(config)
     if config.gate.champion.metric is not None:
         check_metric_names([config.gate.champion.metric], key="gate.champion.metric")
+    for column, rule in config.gate.slices.items():
+        for part in ("min", "max_gap"):
+            check_metric_names(list(getattr(rule, part)), key=f"gate.slices.{column}.{part}")
     if config.task in _TASKS:
         check_task_fit(config, config.task)
     else:
@@ -107,6 +110,12 @@ def _requirements(config: PipelineConfig) -> list[_Requirement]:
         out.append(_Requirement("gate.champion.metric", f"{champion!r}", METRICS[champion].tasks,
                                 "Use a {task} metric ({use}), or remove it to compare on the first "
                                 "evaluation metric.", champion))
+    for column, rule in config.gate.slices.items():
+        for part in ("min", "max_gap"):
+            for name in getattr(rule, part):
+                if name in METRICS:
+                    out.append(_Requirement(f"gate.slices.{column}.{part}.{name}", f"{name!r}", METRICS[name].tasks,
+                                            "Remove it, or put the slice rule on a {task} metric ({use}).", name))
     tuned = config.tuning.metric if config.tuning is not None else None
     if tuned is not None and tuned in METRICS:
         out.append(_Requirement("tuning.metric", f"{tuned!r}", METRICS[tuned].tasks,
