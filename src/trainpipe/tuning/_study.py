@@ -160,6 +160,7 @@ def _open_study(settings: StudySettings, space: Mapping[str, SearchParam]) -> An
     import optuna.trial as ot
 
     study.set_user_attr("trainpipe.metric", settings.metric)
+    study.set_metric_names([settings.metric])  # optuna-dashboard shows the metric, not "Objective 0"
     if settings.fingerprint:
         study.set_user_attr(FINGERPRINT_ATTR, settings.fingerprint)
     if settings.sampler == "grid":  # the distinct points, each queued with its parameters fixed
