@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import hashlib
 import importlib.util
+import json
+import re
 import shutil
 import threading
 import uuid
@@ -21,8 +25,13 @@ if TYPE_CHECKING:
     from trainpipe.config import ColumnCheck
     from trainpipe.models import ModelSpec, TrainedModel
 
+_COMMON_LIBS = ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "pyarrow")
 _FAMILY_LIBS = {"xgboost": ("xgboost-cpu", "xgboost"), "lightgbm": ("lightgbm",), "torch": ("torch",),
                 "sklearn": ()}
+_PACKAGE = "trainpipe"
+# what the pyfunc wrapper calls: TrainedModel.load and predict_frame
+_ENTRY_MODULES = ("trainpipe.models._trained", "trainpipe.registry._predict")
+CODE_CONFIG_KEY = "trainpipe_code"  # model_config key: the bundled package's name
 
 
 def input_types(spec: ModelSpec) -> dict[str, str]:
@@ -74,16 +83,143 @@ def example_frame(spec: ModelSpec, rows: pd.DataFrame, n: int = 5) -> pd.DataFra
 
 
 def pip_requirements(family: str) -> list[str]:
+    """The served model's ``requirements.txt``: exact pins of the installed libraries inference needs.
+
+    trainpipe itself is not among them: its inference code travels with the model (see
+    :func:`write_inference_code`), so the list installs from a public index. For XGBoost the first installed
+    of ``xgboost-cpu`` (no NCCL) and ``xgboost`` is pinned, never both (they hold the same module).
+    """
     from importlib import metadata
 
-    reqs = [f"trainpipe=={__version__}"]
-    for dist in ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "pyarrow", *_FAMILY_LIBS.get(family, ())):
+    def installed(dist: str) -> str | None:
         try:
-            reqs.append(f"{dist}=={metadata.version(dist)}")
+            return metadata.version(dist)
         except metadata.PackageNotFoundError:
-            continue
+            return None
+
+    reqs = [f"{d}=={v}" for d in _COMMON_LIBS if (v := installed(d))]
+    family_pins = [f"{d}=={v}" for d in _FAMILY_LIBS.get(family, ()) if (v := installed(d))]
+    reqs += family_pins[:1]
     # a CPU build of torch reports "2.13.0+cpu"; pinning that would pull a CUDA build on re-create
     return [r.split("+")[0] for r in reqs]
+
+
+def _module_file(module: str) -> Path | None:
+    """The source file of a trainpipe module, found on disk: ``importlib.util.find_spec`` would import its parent
+    packages (``trainpipe.models.torch`` imports torch)."""
+    parts = module.split(".")
+    if parts[0] != _PACKAGE:
+        return None
+    spec = importlib.util.find_spec(_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations)), *parts[1:])
+    for candidate in (path / "__init__.py", path.with_name(f"{path.name}.py")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _imported_names(module: str, source: str, is_package: bool) -> Iterator[tuple[str, str | None]]:
+    """(module, name) for every ``trainpipe`` import outside ``if TYPE_CHECKING:`` blocks, at any depth
+    (inference imports lazily inside functions); ``name`` is the ``from X import name`` name, else None."""
+    base = module.split(".") if is_package else module.split(".")[:-1]
+    todo: list[ast.AST] = [ast.parse(source)]
+    while todo:
+        node = todo.pop()
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and _is_type_checking(child):
+                todo.extend(child.orelse)
+                continue
+            if isinstance(child, ast.Import):
+                yield from ((a.name, None) for a in child.names if a.name.split(".")[0] == _PACKAGE)
+            elif isinstance(child, ast.ImportFrom):
+                target = child.module or ""
+                if child.level:
+                    target = ".".join([*base[:len(base) - child.level + 1], *([target] if target else [])])
+                if target.split(".")[0] == _PACKAGE:
+                    yield from ((target, a.name) for a in child.names)
+            todo.append(child)
+
+
+def inference_modules() -> dict[str, bool]:
+    """The import closure of trainpipe's inference (``TrainedModel.load`` and ``predict_frame``): module name ->
+    whether its own source is needed. Lazy imports inside functions count; imports under ``TYPE_CHECKING`` do
+    not. A package's ``__init__`` is needed only when a name other than a submodule is imported from it;
+    otherwise the bundle holds an empty one (``trainpipe/__init__`` and ``registry/__init__`` import far
+    more than inference needs)."""
+    needed: dict[str, bool] = {}
+    todo = list(_ENTRY_MODULES)
+    while todo:
+        module = todo.pop()
+        parts = module.split(".")
+        for i in range(1, len(parts)):
+            needed.setdefault(".".join(parts[:i]), False)
+        if needed.get(module):
+            continue
+        path = _module_file(module)
+        if path is None:
+            raise RuntimeError(f"trainpipe's inference imports {module}, which is not installed with trainpipe")
+        needed[module] = True
+        for target, name in _imported_names(module, path.read_text(encoding="utf-8"), path.name == "__init__.py"):
+            submodule = f"{target}.{name}"
+            # ``from pkg import sub`` needs the submodule; ``from pkg import Name`` needs pkg's own source
+            todo.append(submodule if name is not None and _module_file(submodule) is not None else target)
+    return needed
+
+
+_IMPORT_LINE = re.compile(rf"^(\s*)(from|import)(\s+){_PACKAGE}(?=[\s.])", re.MULTILINE)
+
+
+def write_inference_code(folder: Path) -> str:
+    """Write trainpipe's inference modules into ``folder`` as one package renamed after their content hash
+    (``trainpipe_inference_<hash>``) and return the package's name.
+
+    The copy is the code this model was saved with. Its own name keeps it apart from an installed trainpipe
+    (loading the model in a process that runs trainpipe does not swap the modules under it) and from the
+    bundled code of models saved by other trainpipe versions in the same process.
+    """
+    sources: dict[str, str] = {}
+    for module, own_source in sorted(inference_modules().items()):
+        parts = module.split(".")[1:]
+        path = _module_file(module)
+        if not own_source:  # a package on the way to a needed module
+            sources[Path(*parts, "__init__.py").as_posix()] = (
+                f'"""{module}, as bundled with a registered model: only the modules inference imports."""\n')
+            continue
+        assert path is not None  # inference_modules() found it
+        rel = Path(*parts, "__init__.py") if path.name == "__init__.py" else Path(*parts[:-1], f"{parts[-1]}.py")
+        sources[rel.as_posix()] = path.read_text(encoding="utf-8")
+    digest = hashlib.sha256(json.dumps(sources, sort_keys=True).encode()).hexdigest()[:12]
+    name = f"{_PACKAGE}_inference_{digest}"
+    root = folder / name
+    for rel_name, text in sources.items():
+        renamed = _IMPORT_LINE.sub(rf"\1\2\3{name}", text)
+        _check_renamed(rel_name, renamed)
+        if rel_name == "__init__.py":
+            renamed += f"\n__version__ = {__version__!r}  # the trainpipe that saved the model\n"
+        target = root / rel_name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(renamed, encoding="utf-8")
+    return name
+
+
+def _check_renamed(rel_name: str, source: str) -> None:
+    """Every ``trainpipe`` import of a bundled module must have been renamed: one left would load the installed
+    trainpipe (or fail where none is), so saving stops here instead of shipping a model that breaks later."""
+    for node in ast.walk(ast.parse(source)):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+        if any(n.split(".")[0] == _PACKAGE for n in names):
+            raise RuntimeError(f"bundling trainpipe's inference code: an import in {rel_name} (line "
+                               f"{getattr(node, 'lineno', '?')}) was not renamed; write it on one line as "
+                               "`from trainpipe.x import y` or `import trainpipe.x`")
 
 
 _pins_lock = threading.Lock()
@@ -143,6 +279,8 @@ def save_pyfunc(model: TrainedModel, model_dir: Path, target: Path, *, example_r
 
 def _save_pyfunc(model: TrainedModel, model_dir: Path, target: Path, *, example_rows: pd.DataFrame,
                  extra_artifacts: Mapping[str, Path]) -> dict[str, Any]:
+    import tempfile
+
     import mlflow.pyfunc
 
     from trainpipe.registry._predict import predict_frame
@@ -156,10 +294,13 @@ def _save_pyfunc(model: TrainedModel, model_dir: Path, target: Path, *, example_
     signature = build_signature(model.spec, predict_frame(model, example))
     tmp = target.with_name(f".tmp-{target.name}-{uuid.uuid4().hex[:6]}")
     try:
-        with warnings.catch_warnings(), _pins_taken_from_this_environment():
+        with warnings.catch_warnings(), _pins_taken_from_this_environment(), \
+                tempfile.TemporaryDirectory(prefix="trainpipe-code-") as code_dir:
+            package = write_inference_code(Path(code_dir))
             warnings.simplefilter("ignore", UserWarning)  # MLflow's advice about type hints on predict
             mlflow.pyfunc.save_model(
-                path=str(tmp), python_model=code_file,
+                path=str(tmp), python_model=code_file, code_paths=[str(Path(code_dir) / package)],
+                model_config={CODE_CONFIG_KEY: package},
                 artifacts={"model_dir": str(model_dir), **{k: str(v) for k, v in extra_artifacts.items()}},
                 signature=signature, input_example=example, pip_requirements=pip_requirements(model.spec.family),
             )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainpipe._exceptions import ConfigError
@@ -94,7 +96,9 @@ def list_table(client: MlflowClient, name: str | None) -> Any:
     return table
 
 
-def show(client: MlflowClient, ref: str) -> list[Any]:
+def show(client: MlflowClient, ref: str, uri: str | None = None) -> list[Any]:
+    """The version's table, the code that loads and serves it (plain ``str`` items: the CLI prints them unwrapped,
+    to be copied as they are) when ``uri`` (the store the client reads) is given, and the model card."""
     from rich.markdown import Markdown
     from rich.table import Table
 
@@ -106,10 +110,50 @@ def show(client: MlflowClient, ref: str) -> list[Any]:
     head.add_row("aliases", " ".join(f"@{a}" for a in sorted(aliases)) or "(none)")
     head.add_row("created", _when(mv.creation_timestamp))
     head.add_row("source", str(mv.source))
-    head.add_row("load with", f"mlflow.pyfunc.load_model('models:/{mv.name}/{mv.version}')")
+    head.add_row("model uri", f"models:/{mv.name}/{mv.version}")
     for k, v in sorted(mv.tags.items()):
         head.add_row(k, str(v))
-    return [head, Markdown(mv.description or "(no model card)")]
+    hints = [] if uri is None else load_hints(uri, model_uri(mv.name, str(mv.version), ref, aliases))
+    return [head, *hints, Markdown(mv.description or "(no model card)")]
+
+
+_ALIAS_ORDER = ("production", "staging")
+
+
+def model_uri(name: str, version: str, ref: str, aliases: list[str]) -> str:
+    """``models:/NAME@ALIAS`` for what was asked by alias (or, asked by name, for the alias the version holds,
+    production first); ``models:/NAME/VERSION`` for what was asked by number, or holds no alias."""
+    _, alias, asked_version = parse_model_ref(ref)
+    if alias is None and asked_version is None and aliases:
+        alias = min(aliases, key=lambda a: (_ALIAS_ORDER.index(a) if a in _ALIAS_ORDER else len(_ALIAS_ORDER), a))
+    return f"models:/{name}@{alias}" if alias is not None else f"models:/{name}/{version}"
+
+
+def absolute_store_uri(uri: str) -> str:
+    """An embedded store's ``sqlite:///relative.db`` made absolute, so the URI works from any folder."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
+        path, _, query = uri[len(prefix):].partition("?")
+        return prefix + str(Path(path).resolve()) + (f"?{query}" if query else "")
+    return uri
+
+
+def load_hints(uri: str, ref_uri: str) -> list[str]:
+    """Python that loads the model in a fresh session from any folder (the tracking URI first: without it MLflow
+    looks in ``./mlflow.db``), and the command that serves it. A password in the URI is masked."""
+    from trainpipe.config._secrets import redact_uri
+
+    store = absolute_store_uri(uri)
+    shown = redact_uri(store)
+    masked = ["# the password is masked (***): put it back, or set MLFLOW_TRACKING_URI and leave the next line out"
+              ] if shown != store else []
+    code = "\n".join(["import mlflow", *masked, f"mlflow.set_tracking_uri({shown!r})",
+                      f"model = mlflow.pyfunc.load_model({ref_uri!r})",
+                      "predictions = model.predict(raw_dataframe)  # the raw columns, as in training"])
+    serve = (f"MLFLOW_TRACKING_URI={shlex.quote(shown)} mlflow models serve -m {shlex.quote(ref_uri)} -p 5000 "
+             "--env-manager local")
+    return ["Load it in Python (from any folder; trainpipe need not be installed):", code,
+            "Serve it over HTTP (POST /invocations; --env-manager virtualenv builds its own environment):", serve]
 
 
 def history_table(client: MlflowClient, name: str) -> Any:
