@@ -473,8 +473,11 @@ def models_show(ref: Annotated[str, typer.Argument(help="NAME, NAME@ALIAS or NAM
     def go() -> None:
         from trainpipe.registry._views import show
 
-        for renderable in show(_registry(tracking_uri), ref):
-            out.print(renderable)
+        for renderable in show(_registry(tracking_uri), ref, _store_uri(tracking_uri)):
+            if isinstance(renderable, str):  # code to copy: printed as it is, never wrapped or styled
+                out.print(renderable, soft_wrap=True, markup=False, highlight=False)
+            else:
+                out.print(renderable)
 
     _guard(debug, go)
 
