@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 PROFILE_FILE = "data_profile.json"
 CARD_FILE = "model_card.md"
 PYFUNC_DIR = "registered_model"
+MODEL_KEY_TAG = "trainpipe.model_key"  # the train step's output fingerprint, on the logged model
 
 
 def _read_json(path: Path) -> Any:
@@ -342,16 +343,16 @@ def _register_now(ctx: StepContext) -> None:
                          extra_artifacts={"model_card": ctx.out_dir / CARD_FILE,
                                           "data_profile": ctx.input("drift") / PROFILE_FILE},
                          checks=cfg.validation.columns, label=cfg.data.target)  # applied by `predict`
-    client.log_artifacts(ctx.parent_run_id, str(ctx.out_dir / PYFUNC_DIR), PYFUNC_DIR)
+    model_id = _logged_model(ctx, client, ctx.out_dir / PYFUNC_DIR, name)
     alias = None if cfg.registry.promote == "none" else cfg.registry.promote
     quality = {f"test_{k}": f"{v:.6g}" for k, v in metrics["metrics"].items() if v is not None}
     tags = {"run_id": ctx.parent_run_id, "data_fingerprint": ingest["fingerprint"],
             "config_hash": lineage.get("config_hash", ""), "git_commit": lineage.get("git.commit", ""),
             "gate_verdict": gate_report["verdict"], "model_type": cfg.model.type, "task": model.task.task,
             "trainpipe_version": lineage.get("trainpipe.version", ""), **quality}
-    mv = register_version(client, name=name, run_id=ctx.parent_run_id, source=f"runs:/{ctx.parent_run_id}/{PYFUNC_DIR}",
-                          alias=alias, tags=tags, description=render_card(CardInputs(**{**card.__dict__,
-                                                                                         "version": None})),
+    mv = register_version(client, name=name, run_id=ctx.parent_run_id, source=f"models:/{model_id}",
+                          model_id=model_id, alias=alias, tags=tags,
+                          description=render_card(CardInputs(**{**card.__dict__, "version": None})),
                           reason=f"pipeline run {ctx.parent_run_id} (gate {gate_report['verdict']})",
                           expected_production=_gated_against(ctx))
     version = str(mv.version)
@@ -364,6 +365,31 @@ def _register_now(ctx: StepContext) -> None:
     ctx.params.update({"registered_model": name, "registered_version": version, "registered_alias": alias or ""})
     ctx.metrics["registered_version"] = float(version)
     ctx.hooks.on_message(f"registered {name} version {version}" + (f" as @{alias}" if alias else ""))
+
+
+def _logged_model(ctx: StepContext, client: MlflowClient, folder: Path, name: str) -> str:
+    """The pyfunc folder as an MLflow logged model of the pipeline run (``models:/m-<id>``: the run's Models
+    column, the version's Source), reused when this run already logged this model (a retried register step)."""
+    from mlflow.entities import LoggedModelOutput
+
+    parent = str(ctx.parent_run_id)
+    key = ctx.input_fingerprints.get("train", "")
+    run = client.get_run(parent)
+    for output in run.outputs.model_outputs if run.outputs is not None else []:
+        found = client.get_logged_model(output.model_id)
+        if key and found.tags.get(MODEL_KEY_TAG) == key and str(found.status).endswith("READY"):
+            return str(found.model_id)
+    logged = client.create_logged_model(run.info.experiment_id, name=name, source_run_id=parent,
+                                        tags={MODEL_KEY_TAG: key, "trainpipe.pipeline": ctx.config.name},
+                                        model_type=ctx.config.model.type)
+    try:
+        client.log_model_artifacts(logged.model_id, str(folder))
+    except BaseException:
+        client.finalize_logged_model(logged.model_id, "FAILED")
+        raise
+    client.finalize_logged_model(logged.model_id, "READY")
+    client.log_outputs(parent, [LoggedModelOutput(logged.model_id, step=0)])
+    return str(logged.model_id)
 
 
 _SK = ("scikit-learn", "pandas", "numpy")

@@ -1,8 +1,15 @@
 """The MLflow Model Registry as trainpipe uses it: versions, aliases, an audit log of alias moves.
 
 Aliases: ``staging``, ``production`` and ``previous-production`` (set when production moves). Every alias
-move is recorded as a registered-model tag ``trainpipe.audit.<utc time>-<id>`` holding JSON (when, alias,
-from version, to version, user, host, reason, gate verdict), so the history lives in the registry itself.
+move is recorded in the model's audit log (when, alias, from version, to version, user, host, reason, gate
+verdict), kept in the tracking store itself so that every client sees it: one tag ``audit.<utc time>-<id>``
+holding the move's JSON on a dedicated run named ``audit:<model>`` (tagged ``trainpipe.kind=audit``, in the
+experiment of the model's first moved version). Each move is its own tag, so two writers on a tracking server
+cannot overwrite each other's entries (an artifact file would be read, extended and written back); on an
+embedded store the registry lock serialises them anyway. The registered model itself keeps two compact tags,
+``trainpipe.last_move`` (one line) and ``trainpipe.audit_run`` (where the log is), so its page stays readable.
+Logs written before this layout (one ``trainpipe.audit.*`` tag per move on the registered model) are still
+read by :func:`history`.
 
 Registration is all or nothing: the version is created with ``trainpipe.registration=pending``, described,
 tagged ``complete`` (the model and its card are whole), and only then given its alias; on any error in
@@ -39,7 +46,11 @@ if TYPE_CHECKING:
 PRODUCTION = "production"
 STAGING = "staging"
 PREVIOUS = "previous-production"
-AUDIT_PREFIX = "trainpipe.audit."
+AUDIT_PREFIX = "trainpipe.audit."  # the old layout: one registered-model tag per move
+AUDIT_RUN_TAG = "trainpipe.audit_run"
+LAST_MOVE_TAG = "trainpipe.last_move"
+AUDIT_RUN_PREFIX = "audit."  # a move's tag on the audit run
+_REASON_MAX = 2000
 STATE_TAG = "trainpipe.registration"
 MODEL_ARTIFACT = "registered_model"
 
@@ -184,9 +195,37 @@ def move_alias(client: MlflowClient, name: str, alias: str, version: str | None,
                      user or getpass.getuser(), socket.gethostname(), reason, _verdict(client, name, version))
     if before == move.to_version:  # nothing moved: the audit log records moves only
         return move
-    client.set_registered_model_tag(name, f"{AUDIT_PREFIX}{move.time}-{uuid.uuid4().hex[:6]}",
-                                    json.dumps(move.to_dict()))
+    record = {**move.to_dict(), "reason": move.reason[:_REASON_MAX]}
+    client.set_tag(_audit_run(client, name, move.to_version or before), f"{AUDIT_RUN_PREFIX}{move.time}-"
+                   f"{uuid.uuid4().hex[:6]}", json.dumps(record))
+    client.set_registered_model_tag(name, LAST_MOVE_TAG, f"{move.time} {alias}: {before or '-'} -> "
+                                    f"{move.to_version or '-'} by {move.user}")
     return move
+
+
+def _audit_run(client: MlflowClient, name: str, version: str | None) -> str:
+    """The id of model ``name``'s audit run (created on first use, see the module docstring)."""
+    from mlflow.exceptions import MlflowException
+
+    found = client.get_registered_model(name).tags.get(AUDIT_RUN_TAG)
+    if found:
+        try:
+            if client.get_run(found).info.lifecycle_stage == "active":
+                return str(found)
+        except MlflowException as exc:
+            if not _not_found(exc):
+                raise
+    experiment = "0"  # MLflow's Default experiment: a version registered without a run
+    run_of_version = client.get_model_version(name, version).run_id if version is not None else None
+    if run_of_version:
+        experiment = str(client.get_run(run_of_version).info.experiment_id)
+    run = client.create_run(experiment, run_name=f"audit:{name}",
+                            tags={"trainpipe.kind": "audit", "trainpipe.audit_for": name,
+                                  "mlflow.note.content": f"Alias moves of registered model {name} "
+                                                         "(trainpipe models history NAME shows them)."})
+    client.set_terminated(run.info.run_id)
+    client.set_registered_model_tag(name, AUDIT_RUN_TAG, run.info.run_id)
+    return str(run.info.run_id)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -256,13 +295,22 @@ def history(client: MlflowClient, name: str) -> list[AliasMove]:
         rm = client.get_registered_model(name)
     except MlflowException as exc:
         raise ConfigError(f"no registered model named {name!r} (see: trainpipe models list).") from exc
+    entries = [v for k, v in rm.tags.items() if k.startswith(AUDIT_PREFIX)]  # the old layout
+    audit_run = rm.tags.get(AUDIT_RUN_TAG)
+    if audit_run:
+        try:
+            tags = client.get_run(audit_run).data.tags
+        except MlflowException as exc:
+            if not _not_found(exc):
+                raise
+            tags = {}
+        entries += [v for k, v in tags.items() if k.startswith(AUDIT_RUN_PREFIX)]
     moves = []
-    for key, value in rm.tags.items():
-        if key.startswith(AUDIT_PREFIX):
-            try:
-                moves.append(AliasMove(**json.loads(value)))
-            except (TypeError, ValueError):
-                continue
+    for value in entries:
+        try:
+            moves.append(AliasMove(**json.loads(value)))
+        except (TypeError, ValueError):
+            continue
     return sorted(moves, key=lambda m: m.time)
 
 
@@ -273,17 +321,19 @@ class ChampionMoved(GateRefused):
 @serialised
 def register_version(client: MlflowClient, *, name: str, run_id: str, source: str, alias: str | None,
                      tags: dict[str, str], description: str, reason: str,
-                     expected_production: str | None = None) -> ModelVersion:
+                     expected_production: str | None = None, model_id: str | None = None) -> ModelVersion:
     """Create a version and give it ``alias``, all or nothing (see the module docstring).
 
     ``expected_production`` is the production version the gate compared against (None: there was none);
     promoting straight to production is refused when production has moved since. On any error the
-    aliases are put back as they were and the new version is deleted.
+    aliases are put back as they were and the new version is deleted. ``model_id``: the MLflow logged model
+    (``source`` is then ``models:/<model_id>``), which links the version to it in the UI.
     """
     created = ensure_registered_model(client, name)
     try:
         return _register_version(client, name=name, run_id=run_id, source=source, alias=alias, tags=tags,
-                                 description=description, reason=reason, expected_production=expected_production)
+                                 description=description, reason=reason, expected_production=expected_production,
+                                 model_id=model_id)
     except BaseException as exc:
         if created:  # no empty registered model left behind: this call made it, and made no version in it
             try:
@@ -296,7 +346,7 @@ def register_version(client: MlflowClient, *, name: str, run_id: str, source: st
 
 def _register_version(client: MlflowClient, *, name: str, run_id: str, source: str, alias: str | None,
                       tags: dict[str, str], description: str, reason: str,
-                      expected_production: str | None) -> ModelVersion:
+                      expected_production: str | None, model_id: str | None = None) -> ModelVersion:
     done = [v for v in search_model_versions(client, name, run_id)
             if v.tags.get(STATE_TAG) == "complete" and v.source == source]
     if done:  # this run already registered (a retried step, an orchestrator's second attempt): same version
@@ -318,7 +368,8 @@ def _register_version(client: MlflowClient, *, name: str, run_id: str, source: s
             f"{'version ' + expected_production if expected_production else 'no production version'}. Nothing "
             "was registered; run the pipeline again to be gated against the current production version."
         )
-    mv = client.create_model_version(name, source, run_id=run_id, tags={**tags, STATE_TAG: "pending"})
+    mv = client.create_model_version(name, source, run_id=run_id, tags={**tags, STATE_TAG: "pending"},
+                                     model_id=model_id)
     version = str(mv.version)
     moved: list[str] = []
     try:
