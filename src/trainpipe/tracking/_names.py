@@ -16,27 +16,29 @@ _BAD = re.compile(r"[^\w.\- ]")
 MAX_KEY = 250
 
 
-def safe_part(value: object) -> str:
-    """One part of a key: characters MLflow refuses (and ``/``, the separator) become ``_``."""
+def safe_part(value: object, limit: int = 80) -> str:
+    """One part of a key: characters MLflow refuses (and ``/``, the separator) become ``_``; a part longer than
+    ``limit`` keeps its head and a short hash of the whole (two long values stay apart)."""
     text = _BAD.sub("_", str(value)).strip()
     if text in ("", ".", ".."):
         return "_" if not text else text.replace(".", "_")
+    if len(text) > limit:
+        text = f"{text[: limit - 9]}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
     return text
 
 
 def metric_key(*parts: object, prefix: str = "") -> str:
-    """``prefix`` + the sanitised parts joined by ``/`` (the MLflow UI groups charts on it); a key over 250
-    characters keeps its head and a short hash of the whole."""
+    """``prefix`` + the sanitised parts joined by ``/`` (the MLflow UI groups charts on it), at most 250
+    characters (MLflow's limit; each part is capped, see :func:`safe_part`)."""
     key = prefix + "/".join(safe_part(p) for p in parts)
     if len(key) > MAX_KEY:
-        digest = hashlib.sha256(key.encode()).hexdigest()[:10]
-        key = key[: MAX_KEY - 11].rstrip("/") + "~" + digest
+        key = f"{key[: MAX_KEY - 9].rstrip('/')}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
     return key
 
 
 def slice_metric_key(split: str, column: str, level: object, metric: str) -> str:
     """``test.slice.sex/Female.roc_auc``: the split, the column and its level, the metric."""
-    return metric_key(f"{safe_part(column)}", f"{safe_part(level)}.{safe_part(metric)}", prefix=f"{split}.slice.")
+    return f"{split}.slice.{safe_part(column)}/{safe_part(level)}.{safe_part(metric)}"
 
 
 def run_name(pipeline: str, model_type: str, trigger: str, now: float | None = None) -> str:
