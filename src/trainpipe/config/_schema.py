@@ -205,13 +205,21 @@ class TuningConfig(_Section):
     metric: str | None = None
     direction: Literal["auto", "maximize", "minimize"] = "auto"
     sampler: Literal["tpe", "random", "grid", "cmaes"] = "tpe"
-    pruner: Literal["median", "hyperband", "none"] = "median"
-    cv_folds: int | None = Field(None, ge=2)
+    pruner: Literal["auto", "median", "hyperband", "none"] = "auto"  # auto: hyperband for boosters and torch
+    # how trials are scored: auto (CV or repeated holdout by data size and timeout), cv, repeated_holdout, holdout
+    selection: Literal["auto", "cv", "repeated_holdout", "holdout"] = "auto"
+    cv_folds: int | None = Field(None, ge=1)  # k of cv (default 5), repeats of repeated_holdout (default 3)
     storage: str | None = None
     space: dict[str, SearchParam] | None = None  # None: the model's default space; {} is refused (tuning)
 
     @model_validator(mode="after")
     def _conditions(self) -> TuningConfig:
+        if self.cv_folds is not None and self.selection == "holdout":
+            raise ValueError("cv_folds: selection 'holdout' scores on the validation split, so cv_folds has no "
+                             "use; remove it, or set selection: cv")
+        if self.cv_folds == 1 and self.selection != "repeated_holdout":
+            raise ValueError("cv_folds: cross-validation needs at least 2 folds, got 1 (a single 80/20 split is "
+                             "selection: repeated_holdout with cv_folds: 1)")
         space = self.space or {}
         for name, param in space.items():
             for other, value in (param.when or {}).items():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -264,12 +265,16 @@ def train(ctx: StepContext) -> None:
                 "data.split.method: stratified, or remove those rare classes."
             )
     model_cfg, training_cfg = cfg.model, cfg.training
+    refit: dict[str, Any] | None = None
     if "tune" in ctx.inputs:
         tuned = _read_json(ctx.input("tune") / "best_params.json")
         model_cfg = model_cfg.model_copy(update={"params": {**model_cfg.params, **tuned.get("model_params", {})}})
         training_cfg = training_cfg.model_validate({**training_cfg.model_dump(), **tuned.get("training", {})})
         ctx.hooks.on_message(f"training with the best parameters of the study (trial {tuned.get('best_trial')}, "
                              f"{tuned.get('metric')} = {tuned.get('best_value')})")
+        from trainpipe.pipeline._steps_tuning import refit_on_train_val
+
+        model_cfg, X, y, X_val, y_val, refit = refit_on_train_val(ctx, tuned, model_cfg, X, y, X_val, y_val)
     adapter = create_adapter(task, model_cfg, training_cfg)
     feats = _read_json(pdir / "features.json")
     set_categorical = getattr(adapter, "set_categorical_columns", None)
@@ -293,7 +298,12 @@ def train(ctx: StepContext) -> None:
                 held.raise_pending()
             ctx.hooks.on_round("train", i, total, metrics)
 
+        fit_started = time.perf_counter()
         report = adapter.fit(X, y, X_val, y_val, on_round)
+    if refit is not None:
+        from trainpipe.pipeline._steps_tuning import record_refit
+
+        record_refit(ctx, tuned, refit, time.perf_counter() - fit_started)
     if configure_checkpoints is not None and ctx.state_dir is not None:
         from trainpipe.pipeline._runner import distributed_rank
 

@@ -1,12 +1,14 @@
 """The ``tune`` step: an Optuna study over ``tuning.space`` before ``train``; writes ``best_params.json``.
 
-The objective is the validation split's score, or with ``tuning.cv_folds`` the mean over k folds of the
-training split, with the preprocessor re-fitted on each fold's training part (no leakage).
+The objective is the mean score over the folds of the selection plan (``tuning.selection``, see
+``trainpipe.tuning._selection``): k-fold CV or repeated 80/20 holdouts of the training split, with the
+preprocessor re-fitted on each fold's training part (no leakage), or the validation split once.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +19,7 @@ from trainpipe.pipeline._step import Step, StepContext
 if TYPE_CHECKING:
     from trainpipe.config import LoadedConfig
     from trainpipe.data import TaskInfo
-    from trainpipe.tuning import Fold
+    from trainpipe.tuning import Fold, SelectionPlan
 
 
 def _read_json(path: Path) -> Any:
@@ -38,35 +40,63 @@ def _holdout(ctx: StepContext) -> list[Fold]:
     return [Fold(load_matrix(pdir / "X_train"), np.load(pdir / "y_train.npy"), X_val, np.load(pdir / "y_val.npy"))]
 
 
-def _cv_folds(ctx: StepContext, task: TaskInfo, k: int) -> list[Fold]:
-    import pandas as pd
-    from sklearn.model_selection import KFold, StratifiedKFold
+class TrainingRowFolds:
+    """The folds of a selection plan, cut from the training split (made once per plan)."""
 
-    from trainpipe.features import FeatureSpec, build_preprocessor, prepare_frame
-    from trainpipe.tuning import Fold
+    def __init__(self, ctx: StepContext, task: TaskInfo) -> None:
+        self.ctx, self.task = ctx, task
+        self.train = read_frame(ctx.input("split") / "train.parquet")
+        self.n_rows = len(self.train)
+        y_val = ctx.input("preprocess") / "y_val.npy"
+        n_val = 0
+        if y_val.exists():
+            import numpy as np
 
-    cfg = ctx.config
-    train = read_frame(ctx.input("split") / "train.parquet")
-    feats = _read_json(ctx.input("preprocess") / "features.json")
-    spec = FeatureSpec.from_dict(feats["spec"])
-    features = cfg.features.model_copy(update={"categorical_encoding": feats.get("categorical_encoding",
-                                                                                 cfg.features.categorical_encoding)})
-    y_all = task.encode(train[cfg.data.target])
-    if task.is_classification:
-        smallest = int(pd.Series(y_all).value_counts().min())
-        if smallest < k:
-            raise DataError(f"tuning.cv_folds: {k} folds need at least {k} rows of every class in the training "
-                            f"split; the rarest class has {smallest}. Lower tuning.cv_folds.")
-        splitter: Any = StratifiedKFold(n_splits=k, shuffle=True, random_state=cfg.data.split.seed)
-    else:
-        splitter = KFold(n_splits=k, shuffle=True, random_state=cfg.data.split.seed)
-    folds = []
-    for fit_idx, val_idx in splitter.split(train, y_all):
-        part, held = train.iloc[fit_idx], train.iloc[val_idx]
-        pre = build_preprocessor(spec, features)
-        X = pre.fit_transform(prepare_frame(part, spec))
-        folds.append(Fold(X, y_all[fit_idx], pre.transform(prepare_frame(held, spec)), y_all[val_idx]))
-    return folds
+            n_val = int(np.load(y_val, mmap_mode="r").shape[0])
+        self.refit_rows = self.n_rows + n_val
+        self._made: dict[tuple[str, int], list[Fold]] = {}
+
+    def __call__(self, plan: SelectionPlan) -> list[Fold]:
+        key = (plan.kind, plan.k)
+        if key not in self._made:
+            self._made[key] = _holdout(self.ctx) if plan.kind == "holdout" else self._cut(plan)
+        return self._made[key]
+
+    def _cut(self, plan: SelectionPlan) -> list[Fold]:
+        import pandas as pd
+        from sklearn.model_selection import KFold, ShuffleSplit, StratifiedKFold, StratifiedShuffleSplit
+
+        from trainpipe.features import FeatureSpec, build_preprocessor, prepare_frame
+        from trainpipe.tuning import Fold
+
+        cfg, task, train, k = self.ctx.config, self.task, self.train, plan.k
+        feats = _read_json(self.ctx.input("preprocess") / "features.json")
+        spec = FeatureSpec.from_dict(feats["spec"])
+        features = cfg.features.model_copy(update={"categorical_encoding": feats.get(
+            "categorical_encoding", cfg.features.categorical_encoding)})
+        y_all = task.encode(train[cfg.data.target])
+        seed = cfg.data.split.seed
+        cv = plan.kind == "cv"
+        if task.is_classification:
+            smallest = int(pd.Series(y_all).value_counts().min())
+            need = k if cv else 2
+            if smallest < need:
+                key = "tuning.cv_folds" if cv else "tuning.selection"
+                raise DataError(f"{key}: {plan.shown} needs at least {need} rows of every class in the training "
+                                f"split; the rarest class has {smallest}. Lower tuning.cv_folds, or set "
+                                "tuning.selection: holdout to score on the validation split.")
+            splitter: Any = (StratifiedKFold(n_splits=k, shuffle=True, random_state=seed) if cv
+                             else StratifiedShuffleSplit(n_splits=k, test_size=0.2, random_state=seed))
+        else:
+            splitter = (KFold(n_splits=k, shuffle=True, random_state=seed) if cv
+                        else ShuffleSplit(n_splits=k, test_size=0.2, random_state=seed))
+        folds = []
+        for fit_idx, val_idx in splitter.split(train, y_all):
+            part, held = train.iloc[fit_idx], train.iloc[val_idx]
+            pre = build_preprocessor(spec, features)
+            X = pre.fit_transform(prepare_frame(part, spec))
+            folds.append(Fold(X, y_all[fit_idx], pre.transform(prepare_frame(held, spec)), y_all[val_idx]))
+        return folds
 
 
 def _on_gpu(ctx: StepContext) -> bool:
@@ -101,8 +131,9 @@ def tune(ctx: StepContext) -> None:
     tuning = cfg.tuning
     if tuning is None:  # steps_for adds this step only with a tuning section
         raise DataError("tuning: the tune step runs only for a pipeline with a tuning section.")
+    started = time.perf_counter()  # tuning.timeout counts from here: folds, study and (in train) the refit
     task = TaskInfo.from_dict(_read_json(ctx.input("validate") / "task.json"))
-    folds = _cv_folds(ctx, task, tuning.cv_folds) if tuning.cv_folds else _holdout(ctx)
+    folds = TrainingRowFolds(ctx, task)
     cat_idx = list(_read_json(ctx.input("preprocess") / "features.json").get("categorical_indices", []))
     done = 0
 
@@ -114,7 +145,7 @@ def tune(ctx: StepContext) -> None:
 
     summary = tune_folds(cfg, task, folds, ctx.out_dir, tracker=ctx.tracker, parent_run_id=ctx.run_id,
                          on_gpu=_on_gpu(ctx), on_trial=on_trial, categorical_indices=cat_idx,
-                         fingerprint=study_fingerprint(ctx))
+                         fingerprint=study_fingerprint(ctx), started=started)
     for note in summary.get("notes", []):  # e.g. a tuned key also fixed in model.params: the trial's value wins
         ctx.hooks.on_message(note)
     ctx.metrics.update(metrics_of(summary))
@@ -126,6 +157,28 @@ def tune(ctx: StepContext) -> None:
         f"{summary['best_value']:.6g} at trial {summary['best_trial']}; "
         f"{summary['work_saved_fraction']:.0%} of the rounds saved"
     )
+    ctx.hooks.on_message(selection_message(summary))
+    budget = summary["budget"]
+    if budget["timeout"] is not None:
+        ctx.hooks.on_message(
+            f"tuning.timeout {budget['timeout']:g} s: study {budget['study_seconds']:.1f} s + refit estimate "
+            f"{budget['refit_estimate_seconds']:.1f} s, margin {budget['margin_estimate_seconds']:+.1f} s")
+    for key in ("study_seconds", "refit_estimate_seconds", "margin_estimate_seconds"):
+        if budget.get(key) is not None:
+            ctx.metrics[f"budget_{key}"] = float(budget[key])
+
+
+def selection_message(summary: dict[str, Any]) -> str:
+    """One line: how trials were scored, the chosen trial's mean and spread, and the defaults' trial."""
+    chosen, defaults = summary["best_estimate"], summary.get("defaults_estimate")
+    std = chosen.get("std")
+    text = (f"selection: {summary['selection']['shown']}; chosen trial {chosen['trial']} "
+            f"{summary['metric']} = {chosen['mean']:.6g}" + (f" ± {std:.3g}" if std is not None else ""))
+    if defaults is not None:
+        dstd = defaults.get("std")
+        text += (f"; defaults (trial {defaults['trial']}) {defaults['mean']:.6g}"
+                 + (f" ± {dstd:.3g}" if dstd is not None else ""))
+    return text
 
 
 def _study_key(loaded: LoadedConfig) -> dict[str, str]:
@@ -140,3 +193,47 @@ TUNE_STEP = Step(
     ("optuna", "scikit-learn", "xgboost", "xgboost-cpu", "lightgbm", "torch", "numpy"),
     external=_study_key, description="Optuna study over tuning.space; best parameters for train",
 )
+
+
+def refit_on_train_val(ctx: StepContext, tuned: dict[str, Any], model_cfg: Any, X: Any, y: Any, X_val: Any,
+                       y_val: Any) -> tuple[Any, Any, Any, Any, Any, dict[str, Any] | None]:
+    """The train step's final fit after a study: the chosen configuration on train + validation rows, with the
+    boosting rounds scaled from the folds' early stopping (``final_fit`` in best_params.json), no early stopping.
+    Torch models (whose validation split drives early stopping and checkpoints) keep training on train only."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from trainpipe.models import family_of
+
+    plan = tuned.get("final_fit")
+    if not plan or X_val is None or y_val is None or family_of(ctx.config.model.type) == "torch":
+        return model_cfg, X, y, X_val, y_val, None
+    if "n_estimators" in plan:
+        model_cfg = model_cfg.model_copy(update={"params": {**model_cfg.params, "n_estimators": plan["n_estimators"]}})
+    X_all = sp.vstack([X, X_val], format="csr") if sp.issparse(X) else np.concatenate([np.asarray(X),
+                                                                                       np.asarray(X_val)])
+    rounds = ""
+    if "n_estimators" in plan:
+        rounds = (f", {plan['n_estimators']} rounds (the folds' best {plan.get('fold_best_rounds')} "
+                  f"x {plan.get('scale', 1):.3f})")
+    ctx.hooks.on_message(f"final fit on train + validation ({X_all.shape[0]} rows){rounds}, no early stopping")
+    return model_cfg, X_all, np.concatenate([y, y_val]), None, None, dict(plan)
+
+
+def record_refit(ctx: StepContext, tuned: dict[str, Any], refit: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """Write refit.json (the refit and the tuning budget it closes) and report the margin."""
+    from trainpipe.tuning._tracking import write_json
+
+    budget = dict(tuned.get("budget") or {})
+    study = float(budget.get("study_seconds") or 0.0)
+    timeout = budget.get("timeout")
+    total = study + seconds
+    record = {**refit, "refit_seconds": seconds, "study_seconds": study, "study_and_refit_seconds": total,
+              "timeout": timeout, "margin_seconds": None if timeout is None else float(timeout) - total}
+    write_json(ctx.out_dir / "refit.json", record)
+    ctx.metrics.update({"refit_seconds": seconds, "study_and_refit_seconds": total})
+    if timeout is not None:
+        ctx.metrics["tuning_margin_seconds"] = float(timeout) - total
+        ctx.hooks.on_message(f"tuning.timeout {float(timeout):g} s: study {study:.1f} s + refit {seconds:.1f} s = "
+                             f"{total:.1f} s (margin {float(timeout) - total:+.1f} s)")
+    return record

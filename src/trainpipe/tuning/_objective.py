@@ -5,12 +5,16 @@ epoch with its validation metrics. The reporter turns the library's own validati
 intermediate value oriented like the study (negated when the study maximizes and the value is a loss),
 reports it, and raises ``optuna.TrialPruned`` when the pruner says so; the exception propagates out of
 the library's training loop, so the remaining rounds are never trained. One mechanism for every family,
-no per-library integration callbacks. With k folds, fold ``f`` reports steps ``f * total + round``.
+no per-library integration callbacks. With k folds only the first fold reports (steps are its rounds): the
+pruner compares trials on one learning curve (successive halving on the round count), and a trial pruned
+there never fits its other folds. Every fold checks the study's deadline after each round (and between
+folds), so ``tuning.timeout`` cuts a trial within one round rather than after it.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -45,6 +49,25 @@ class RoundCounter:
     trained: int = 0
     budget: int = 0
     curve: list[float] = field(default_factory=list)
+    deadline: float | None = None  # time.perf_counter() after which the trial stops (tuning.timeout)
+    prunable: bool = True  # the defaults' trial is never pruned: it is the reference every trial must beat
+    fold_scores: list[float] = field(default_factory=list)
+    fit_seconds: list[float] = field(default_factory=list)
+    fit_rows: list[int] = field(default_factory=list)
+    fold_rounds: list[int] = field(default_factory=list)  # rounds trained per fold
+    best_rounds: list[int | None] = field(default_factory=list)  # early stopping's best round count per fold
+
+
+def deadline_reached(counter: RoundCounter) -> bool:
+    return counter.deadline is not None and time.perf_counter() >= counter.deadline
+
+
+def stop_at_deadline(counter: RoundCounter, where: str) -> None:
+    """Raise ``TrialPruned`` once the study's time is up (the trial is recorded as pruned, not failed)."""
+    import optuna
+
+    if deadline_reached(counter):
+        raise optuna.TrialPruned(f"stopped by tuning.timeout {where}")
 
 
 def pick_round_metric(metrics: Mapping[str, float]) -> tuple[str, bool] | None:
@@ -78,6 +101,9 @@ class PruningReporter:
             self._seen_total = total
         self.counter.trained += max(0, iteration - self._last)
         self._last = max(self._last, iteration)
+        stop_at_deadline(self.counter, f"after {iteration} of {total} rounds")
+        if self.fold_index > 0:  # the pruner compares trials on the first fold's curve only
+            return
         picked = pick_round_metric(metrics)
         if picked is None:
             return
@@ -86,10 +112,9 @@ class PruningReporter:
         if not math.isfinite(value):
             return
         oriented = value if higher == self.maximize else -value
-        step = self.fold_index * max(total, 1) + iteration
         self.counter.curve.append(oriented)
-        self.trial.report(oriented, step)
-        if self.trial.should_prune():
+        self.trial.report(oriented, iteration)
+        if self.counter.prunable and self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned at {key}={value:.6g} after {iteration} of {total} rounds")
 
     def finish(self) -> None:
@@ -157,14 +182,22 @@ def fit_and_score(config: PipelineConfig, task: TaskInfo, params: Mapping[str, A
     model, training = trial_configs(config, params, extra)
     scores = []
     for index, fold in enumerate(folds):
+        if index:
+            stop_at_deadline(counter, f"after {index} of {len(folds)} folds")
         adapter = create_adapter(task, model, training)
         set_categorical = getattr(adapter, "set_categorical_columns", None)
         if set_categorical is not None:  # embedding models: ordinal-coded columns, as in the train step
             set_categorical(list(categorical_indices))
         reporter = PruningReporter(trial, direction, counter, index) if trial is not None else None
-        adapter.fit(fold.X, fold.y, fold.X_val, fold.y_val, reporter)
+        before, started = counter.trained, time.perf_counter()
+        report = adapter.fit(fold.X, fold.y, fold.X_val, fold.y_val, reporter)
         if reporter is not None:
             reporter.finish()
+        counter.fit_seconds.append(time.perf_counter() - started)
+        counter.fit_rows.append(int(fold.X.shape[0]))
+        counter.fold_rounds.append(counter.trained - before if reporter is not None else int(report.n_iterations or 1))
+        best = getattr(report, "best_iteration", None)
+        counter.best_rounds.append(None if best is None else int(best) + 1)
         proba = adapter.predict_proba(fold.X_val)
         pred = np.asarray(adapter.predict(fold.X_val))
         value = compute_metrics([metric], task.task, fold.y_val, pred, proba, len(task.classes))[metric]
@@ -172,4 +205,5 @@ def fit_and_score(config: PipelineConfig, task: TaskInfo, params: Mapping[str, A
             raise TrialFailed(f"{metric} could not be computed on fold {index} (got {value}); "
                               "the model produced no usable predictions with these parameters")
         scores.append(float(value))
+        counter.fold_scores.append(float(value))
     return float(np.mean(scores))

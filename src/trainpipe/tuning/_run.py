@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainpipe._exceptions import ConfigError, TrainpipeError
 from trainpipe.tuning._budget import infer_direction, objective_metric
 from trainpipe.tuning._objective import Fold, RoundCounter, fit_and_score, metric_params
+from trainpipe.tuning._selection import (
+    PLAN_ATTR,
+    POST_STUDY_SECONDS,
+    REFIT_SAFETY,
+    FoldSource,
+    SelectionPlan,
+    auto_plan,
+    choose_best,
+    configured_plan,
+    final_fit,
+    refit_estimate,
+)
 from trainpipe.tuning._space import check_space, split_params
 from trainpipe.tuning._space_checks import space_notes
 from trainpipe.tuning._storage import parse_storage
@@ -48,13 +62,24 @@ def settings_for(config: PipelineConfig, task_name: str, *, study_name: str | No
     return StudySettings(
         study_name=study_name or study_name_for(config), storage=parse_storage(tuning.storage), metric=metric,
         direction=infer_direction(metric, tuning.direction), n_trials=tuning.n_trials, sampler=tuning.sampler,
-        pruner=tuning.pruner, seed=config.training.seed, timeout=tuning.timeout, max_cost=tuning.max_cost,
-        prices=config.cost, on_gpu=on_gpu, max_resource=max_resource, fingerprint=fingerprint,
+        pruner=pruner_for(config), seed=config.training.seed, timeout=tuning.timeout, max_cost=tuning.max_cost,
+        prices=config.cost, on_gpu=on_gpu, max_resource=max_resource, fingerprint=fingerprint, defaults_trial=True,
     )
 
 
+def pruner_for(config: PipelineConfig) -> str:
+    """``tuning.pruner``; ``auto`` is Hyperband (successive halving across trials on the round count) for the
+    families that train in rounds or epochs, and the median rule for the others (which report nothing)."""
+    from trainpipe.models import family_of
+
+    assert config.tuning is not None
+    if config.tuning.pruner != "auto":
+        return config.tuning.pruner
+    return "hyperband" if family_of(config.model.type) in ("xgboost", "lightgbm", "torch") else "median"
+
+
 def rounds_of(config: PipelineConfig) -> int | None:
-    """The per-trial budget of reported steps (rounds or epochs, times the folds), for the pruners."""
+    """The per-trial budget of reported steps (rounds or epochs of the first fold, the one that reports)."""
     from trainpipe.models import family_of
 
     if config.tuning is None:
@@ -62,27 +87,62 @@ def rounds_of(config: PipelineConfig) -> int | None:
     space = config.tuning.space or {}
     if "n_estimators" in space or "training.epochs" in space:
         return None  # tuned budget: the pruners infer it from the trials
-    folds = config.tuning.cv_folds or 1
     family = family_of(config.model.type)
     if family in ("xgboost", "lightgbm"):
-        return int(config.model.params.get("n_estimators", 500)) * folds
+        return int(config.model.params.get("n_estimators", 500))
     if family == "torch":
-        return int(config.training.epochs) * folds
+        return int(config.training.epochs)
     return None
 
 
-def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold], out_dir: Path, *,
+def _plan_and_folds(config: PipelineConfig, task: TaskInfo, source: FoldSource, settings: StudySettings,
+                    started: float, categorical_indices: Sequence[int]) -> tuple[SelectionPlan, list[Fold], float]:
+    """The selection plan (configured, or ``auto``'s rule), its folds, and the probe's refit estimate."""
+    assert config.tuning is not None
+    plan = configured_plan(config.tuning.selection, config.tuning.cv_folds)
+    if plan is not None:
+        return plan, source(plan), 0.0
+    if settings.timeout is None:
+        plan = auto_plan(source.n_rows, n_trials=settings.n_trials)
+        return plan, source(plan), 0.0
+    probe_plan = SelectionPlan("repeated_holdout", 1)
+    counter = RoundCounter()
+    fit_and_score(config, task, {}, source(probe_plan), settings.metric, settings.direction, None, counter,
+                  categorical_indices)
+    probe = counter.fit_seconds[0]
+    refit = probe * source.refit_rows / max(counter.fit_rows[0], 1) * REFIT_SAFETY
+    available = settings.timeout - (time.perf_counter() - started) - refit - POST_STUDY_SECONDS
+    plan = auto_plan(source.n_rows, timeout=settings.timeout, probe_seconds=probe, available=available,
+                     n_trials=settings.n_trials)
+    return plan, source(plan), refit
+
+
+def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold] | FoldSource, out_dir: Path, *,
                tracker: Tracker | None = None, parent_run_id: str | None = None, study_name: str | None = None,
                on_gpu: bool = False, on_trial: Callable[[FrozenTrial], None] | None = None,
-               categorical_indices: Sequence[int] = (), fingerprint: str = "") -> dict[str, Any]:
+               categorical_indices: Sequence[int] = (), fingerprint: str = "",
+               started: float | None = None) -> dict[str, Any]:
     """Run (or join) the study, write best_params.json, study_summary.json, trials.csv and plots into
-    ``out_dir``; return the summary."""
+    ``out_dir``; return the summary.
+
+    ``folds``: fixed folds, or a :class:`FoldSource` that makes the folds of the selection plan (``tuning.selection``).
+    ``started``: when the timeout started counting (the tune step's start; default now)."""
+    started = time.perf_counter() if started is None else started
     space = check_space(config)
     settings = settings_for(config, task.task, study_name=study_name, on_gpu=on_gpu, max_resource=rounds_of(config),
                             fingerprint=fingerprint)
+    probe_refit = 0.0
+    if isinstance(folds, Sequence):
+        made = list(folds)
+        plan = SelectionPlan("given", len(made), "folds given by the caller")
+        n_all = int(made[0].X.shape[0] + made[0].X_val.shape[0]) if made else 0
+    else:
+        plan, made, probe_refit = _plan_and_folds(config, task, folds, settings, started, categorical_indices)
+        n_all = folds.refit_rows
+    settings = replace(settings, plan=plan.to_dict())
 
     def objective(trial: Any, params: dict[str, Any], counter: RoundCounter) -> float:
-        return fit_and_score(config, task, params, folds, settings.metric, settings.direction, trial, counter,
+        return fit_and_score(config, task, params, made, settings.metric, settings.direction, trial, counter,
                              categorical_indices)
 
     def trial_end(frozen: FrozenTrial) -> None:
@@ -91,22 +151,35 @@ def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold], ou
         if on_trial is not None:
             on_trial(frozen)
 
+    def reserve(study: Any) -> float:
+        """Seconds kept for the refit of the configuration chosen so far, and the files written after."""
+        chosen = choose_best(study.get_trials(deepcopy=False), settings.direction)
+        return refit_estimate(chosen, n_all, probe_refit / REFIT_SAFETY) * REFIT_SAFETY + POST_STUDY_SECONDS
+
     if tracker is not None and parent_run_id is not None:
         tracker.set_tags(parent_run_id, {"optuna.role": "study", "optuna.study": settings.study_name,
                                          "optuna.storage": settings.storage.shown,
                                          "optuna.sampler": settings.sampler, "optuna.pruner": settings.pruner})
     study = open_study(settings, space)
-    run = run_study(settings, space, objective, trial_end, study=study)
+    stored = study.user_attrs.get(PLAN_ATTR)
+    if stored and not isinstance(folds, Sequence):  # a joined study: score as its creator decided
+        theirs = SelectionPlan.from_dict(stored)
+        if (theirs.kind, theirs.k) != (plan.kind, plan.k):
+            plan, made = theirs, folds(theirs)
+    run = run_study(settings, space, objective, trial_end, study=study, started=started, reserve=reserve)
     summary = summarize(study, run.stopped_by, run.ran)
     summary.update({"sampler": settings.sampler, "pruner": settings.pruner, "storage": settings.storage.shown,
                     "requested_trials": settings.n_trials, "notes": space_notes(config, space)})
-    if summary["best_trial"] is None:
+    trials = study.get_trials(deepcopy=False)
+    chosen = choose_best(trials, settings.direction)
+    if chosen is None:
         still = f", {summary['n_running']} still running in other workers" if summary["n_running"] else ""
         raise TrainpipeError(
             f"tuning: no trial of study {settings.study_name!r} completed ({summary['n_failed']} failed, "
             f"{summary['n_pruned']} pruned{still}). The trials' errors are in the tracking runs; check "
             "tuning.space and model.params."
         )
+    summary.update(selection_summary(trials, chosen, plan, n_all))
     out_dir.mkdir(parents=True, exist_ok=True)
     write_trials_csv(study, out_dir / "trials.csv")
     importances, why = param_importances(study)
@@ -122,16 +195,42 @@ def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold], ou
     # the metric param the trials were scored with travels with the best params (same early stopping)
     model_params = {**metric_params(config.model.type, settings.metric, task.task,
                                     {**config.model.params, **model_params}), **model_params}
+    refit = refit_estimate(chosen, n_all, probe_refit / REFIT_SAFETY)
+    study_seconds = time.perf_counter() - started
+    summary["budget"] = {"timeout": settings.timeout, "study_seconds": study_seconds,
+                         "refit_estimate_seconds": refit,
+                         "margin_estimate_seconds": None if settings.timeout is None
+                         else settings.timeout - study_seconds - refit}
     write_json(out_dir / "best_params.json", {"model_params": model_params, "training": training_params,
                                               "metric": settings.metric, "best_value": summary["best_value"],
                                               "best_trial": summary["best_trial"],
-                                              "study_name": settings.study_name})
+                                              "study_name": settings.study_name,
+                                              "final_fit": summary["final_fit"], "budget": summary["budget"]})
     write_json(out_dir / "study_summary.json", summary)
     if tracker is not None and parent_run_id is not None:
         tracker.log_params(parent_run_id, {f"best.{k}": v for k, v in summary["best_params"].items()})
         for name in ("study_summary.json", "trials.csv", "best_params.json", *plots):
             tracker.log_artifact(parent_run_id, out_dir / name, "tuning")
     return summary
+
+
+def selection_summary(trials: Sequence[FrozenTrial], chosen: FrozenTrial, plan: SelectionPlan,
+                      n_all: int) -> dict[str, Any]:
+    """The chosen trial (replacing Optuna's best-by-value), the estimate's spread, the defaults' score."""
+    def estimate(t: FrozenTrial) -> dict[str, Any]:
+        return {"trial": t.number, "mean": t.value, "std": t.user_attrs.get("score_std"),
+                "fold_scores": t.user_attrs.get("fold_scores"), "rounds_trained": t.user_attrs.get("rounds_trained")}
+
+    complete = [t for t in trials if t.state.name == "COMPLETE" and t.value is not None]
+    defaults = next((t for t in complete if t.user_attrs.get("trainpipe.defaults")), None)
+    return {"best_value": float(chosen.value),  # type: ignore[arg-type]
+            "best_trial": int(chosen.number), "best_params": dict(chosen.params),
+            "best_std": chosen.user_attrs.get("score_std"), "best_estimate": estimate(chosen),
+            "defaults_estimate": None if defaults is None else estimate(defaults),
+            "selection": {**plan.to_dict(), "shown": plan.shown,
+                          "rule": "best mean; the cheapest (fewest rounds) within one standard error of it and "
+                                  "not worse than the defaults' trial"},
+            "final_fit": final_fit(chosen, n_all)}
 
 
 __all__ = ["STUDY_ENV", "metrics_of", "settings_for", "study_name_for", "tune_folds"]

@@ -12,6 +12,12 @@ look fails that trial and enqueues one retry with the same parameters (once). Wh
 trials are still running, a worker with nothing to pop waits for them, so a stale one is retried even
 when it was the last. The sampler is re-seeded per trial from (seed, trial number): one worker with a
 fixed seed gives the same study trial by trial, and concurrent workers never draw the same start.
+
+With ``defaults_trial`` (every study the tune step creates), the first queued trial is the family's defaults
+(an empty override, marked with the ``trainpipe.defaults`` user attr, never pruned): the creator enqueues it
+once, before the other slots, so the chosen configuration is never worse than the untuned model on the
+selection estimate. With a deadline (``tuning.timeout``, counted from the tune step's start), no trial starts
+once the time left is only the reserve for the final refit, and a running trial stops within one round.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from trainpipe.config import CostConfig
 from trainpipe.config._schema import SearchParam
 from trainpipe.tuning._budget import Budget, Meter
 from trainpipe.tuning._objective import RoundCounter
+from trainpipe.tuning._selection import DEFAULTS_ATTR, PLAN_ATTR, fold_stats
 from trainpipe.tuning._space import grid_points, suggest
 from trainpipe.tuning._storage import MAX_RETRY, StorageSpec, open_storage, sqlite_file_lock
 
@@ -67,6 +74,8 @@ class StudySettings:
     max_resource: int | None = None  # rounds/epochs of one trial, for the hyperband pruner
     wait_ready_s: float = 60.0
     fingerprint: str = ""  # what the study answers (config + data); joining workers must match it
+    defaults_trial: bool = False  # trial 0 runs the family's defaults (the tune step always sets it)
+    plan: Mapping[str, Any] | None = None  # the selection plan, stored by the creator for every worker
 
 
 @dataclass
@@ -163,13 +172,19 @@ def _open_study(settings: StudySettings, space: Mapping[str, SearchParam]) -> An
     study.set_metric_names([settings.metric])  # optuna-dashboard shows the metric, not "Objective 0"
     if settings.fingerprint:
         study.set_user_attr(FINGERPRINT_ATTR, settings.fingerprint)
+    if settings.plan is not None:
+        study.set_user_attr(PLAN_ATTR, dict(settings.plan))
+    first = 0
+    if settings.defaults_trial:  # once, by the creator, before every other slot: it is popped first
+        study.enqueue_trial({}, user_attrs={DEFAULTS_ATTR: True})
+        first = 1
     if settings.sampler == "grid":  # the distinct points, each queued with its parameters fixed
-        points = grid_points(space, settings.seed)[:n]
-        n = len(points)
+        points = grid_points(space, settings.seed)[:n - first]
+        n = len(points) + first
         for point in points:
             study.enqueue_trial(point)
     else:
-        study.add_trials([ot.create_trial(state=ot.TrialState.WAITING) for _ in range(n)])
+        study.add_trials([ot.create_trial(state=ot.TrialState.WAITING) for _ in range(n - first)])
     study.set_user_attr(SLOTS_ATTR, n)  # last: joiners wait for this
     return study
 
@@ -312,15 +327,26 @@ def _others_running(study: Any) -> bool:
 
 
 def run_study(settings: StudySettings, space: Mapping[str, SearchParam], objective: ObjectiveFn,
-              on_trial_end: TrialHook | None = None, study: Any = None) -> StudyRun:
-    """Run trials from the study's queue until it is empty or a budget (timeout, max_cost) is spent."""
+              on_trial_end: TrialHook | None = None, study: Any = None, *, started: float | None = None,
+              reserve: Callable[[Any], float] | None = None) -> StudyRun:
+    """Run trials from the study's queue until it is empty or a budget (timeout, max_cost) is spent.
+
+    ``started``: the ``time.perf_counter()`` the timeout counts from (default: now); ``reserve(study)``: seconds
+    of the timeout kept for what follows the study (the final refit)."""
     study = study if study is not None else open_study(settings, space)
     run = StudyRun(study)
     budget = Budget(settings.timeout, settings.max_cost)
+    if started is not None:
+        budget.started = started
     poll = 0.5
     while True:
         recover_dead_trials(study)
         reason = budget.exhausted(spent_cost(study))
+        deadline = None
+        if settings.timeout is not None:
+            deadline = budget.started + settings.timeout - (reserve(study) if reserve is not None else 0.0)
+            if reason is None and time.perf_counter() >= deadline:
+                reason = "timeout"
         if reason is not None:
             run.stopped_by = reason
             break
@@ -331,7 +357,7 @@ def run_study(settings: StudySettings, space: Mapping[str, SearchParam], objecti
                 continue
             run.stopped_by = "n_trials"
             break
-        frozen = _run_one(study, settings, space, trial_id, objective)
+        frozen = _run_one(study, settings, space, trial_id, objective, deadline)
         run.ran.append(frozen.number)
         if on_trial_end is not None:
             on_trial_end(frozen)
@@ -339,17 +365,18 @@ def run_study(settings: StudySettings, space: Mapping[str, SearchParam], objecti
 
 
 def _run_one(study: Any, settings: StudySettings, space: Mapping[str, SearchParam], trial_id: int,
-             objective: ObjectiveFn) -> FrozenTrial:
+             objective: ObjectiveFn, deadline: float | None = None) -> FrozenTrial:
     import optuna
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
     storage = study._storage
-    number = storage.get_trial(trial_id).number
+    queued = storage.get_trial(trial_id)
+    number, defaults = queued.number, bool(queued.user_attrs.get(DEFAULTS_ATTR))
     study.sampler = make_sampler(settings, space, number)
     study._thread_local.cached_all_trials = None  # what Study.ask does: samplers see the latest trials
     storage.set_trial_user_attr(trial_id, WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
-    counter = RoundCounter()
+    counter = RoundCounter(deadline=deadline, prunable=not defaults)
     state, value, error = TrialState.FAIL, None, ""
     interrupted: BaseException | None = None
     with _heartbeat(study, trial_id):
@@ -360,7 +387,7 @@ def _run_one(study: Any, settings: StudySettings, space: Mapping[str, SearchPara
             raise
         meter = Meter(settings.prices, settings.on_gpu).start()
         try:
-            params = suggest(trial, space)
+            params = {} if defaults else suggest(trial, space)
             value = float(objective(trial, params, counter))
             if math.isfinite(value):
                 state = TrialState.COMPLETE
@@ -376,6 +403,12 @@ def _run_one(study: Any, settings: StudySettings, space: Mapping[str, SearchPara
         attrs: dict[str, Any] = {"wall_seconds": usage.wall_seconds, "cpu_seconds": usage.cpu_seconds,
                                  "cost": usage.cost, "rounds_trained": counter.trained,
                                  "rounds_budget": counter.budget}
+        if counter.fold_scores:
+            mean, std, se = fold_stats(counter.fold_scores)
+            attrs.update({"score_mean": mean, "score_std": std, "score_se": se, "n_folds": len(counter.fold_scores),
+                          "fold_scores": counter.fold_scores, "fit_seconds": counter.fit_seconds,
+                          "fit_rows": counter.fit_rows, "fold_rounds": counter.fold_rounds,
+                          "best_rounds": counter.best_rounds})
         if error:
             attrs["error"] = error
         try:

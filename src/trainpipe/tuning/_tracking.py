@@ -86,15 +86,16 @@ def metrics_of(summary: dict[str, Any]) -> dict[str, float]:
 def write_trials_csv(study: Any, path: Path) -> None:
     trials = study.get_trials(deepcopy=False)
     names = sorted({p for t in trials for p in t.params})
-    cols = ["number", "state", "value", *names, "rounds_trained", "rounds_budget", "wall_seconds", "cpu_seconds",
-            "cost", "retry_of", "error"]
+    cols = ["number", "state", "value", "score_std", "n_folds", *names, "rounds_trained", "rounds_budget",
+            "wall_seconds", "cpu_seconds", "cost", "retry_of", "error"]
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(cols)
         for t in trials:
             history = t.system_attrs.get("retry_history", [])
             value = t.value if t.state.name == "COMPLETE" and t.value is not None else ""
-            row = [t.number, _state(t), value, *(t.params.get(n, "") for n in names),
+            row = [t.number, _state(t), value, t.user_attrs.get("score_std", ""), t.user_attrs.get("n_folds", ""),
+                   *(t.params.get(n, "") for n in names),
                    t.user_attrs.get("rounds_trained", ""), t.user_attrs.get("rounds_budget", ""),
                    t.user_attrs.get("wall_seconds", ""), t.user_attrs.get("cpu_seconds", ""),
                    t.user_attrs.get("cost", ""), history[-1] if history else "", t.user_attrs.get("error", "")]
@@ -111,6 +112,8 @@ def log_trial(tracker: Tracker, parent_run_id: str | None, frozen: FrozenTrial, 
     """One nested run: params, the intermediate curve, state, value, resources and cost."""
     tags = {"trainpipe.kind": "trial", "optuna.study": study_name, "optuna.trial": str(frozen.number),
             "optuna.state": _state(frozen)}
+    if frozen.user_attrs.get("trainpipe.defaults"):
+        tags["optuna.defaults"] = "true"  # the family's defaults, the reference every trial must beat
     if frozen.user_attrs.get("error"):
         tags["optuna.error"] = str(frozen.user_attrs["error"])[:5000]
     history = frozen.system_attrs.get("retry_history", [])
@@ -119,7 +122,8 @@ def log_trial(tracker: Tracker, parent_run_id: str | None, frozen: FrozenTrial, 
     run_id = tracker.start_run(f"trial-{frozen.number}", parent_id=parent_run_id, tags=tags)
     if frozen.params:
         tracker.log_params(run_id, frozen.params)
-    keys = ("wall_seconds", "cpu_seconds", "cost", "rounds_trained", "rounds_budget")
+    keys = ("wall_seconds", "cpu_seconds", "cost", "rounds_trained", "rounds_budget", "score_mean", "score_std",
+            "n_folds")
     metrics: dict[str, float] = {k: float(frozen.user_attrs[k]) for k in keys if k in frozen.user_attrs}
     if frozen.state.name == "COMPLETE" and frozen.value is not None and math.isfinite(frozen.value):
         metrics["value"] = float(frozen.value)  # a pruned trial's value is only its last intermediate value

@@ -1,0 +1,168 @@
+"""How trials are scored (the selection estimate), which trial is chosen, and how the final model is refitted.
+
+**The estimate.** ``tuning.selection``:
+
+* ``cv``: k-fold cross-validation on the training rows (k = ``tuning.cv_folds``, default 5);
+* ``repeated_holdout``: r shuffled 80/20 splits of the training rows (r = ``tuning.cv_folds``, default 3);
+* ``holdout``: the validation split, once (the pre-0.x behaviour; the cheapest and the noisiest);
+* ``auto`` (default): without ``tuning.timeout``, 5-fold CV up to 100,000 training rows and 2 repeated
+  holdouts above. With a timeout, one fit of the defaults on one 80/20 split is timed (``t``) and the most
+  thorough plan is taken whose cost for ``min(n_trials, 20)`` full trials fits in what is left of the
+  budget after the refit reserve: 5-fold CV if ``5 t P`` fits, then 3-fold CV, then 2 repeated holdouts,
+  else one 80/20 holdout of the training rows.
+
+Every trial records the estimate's mean (the study's objective value), its spread (``score_std``, the
+standard deviation over folds) and the per-fold scores, fit seconds and best rounds.
+
+**The choice.** Among complete trials, take the best mean ``m*`` and its standard error
+``se = std / sqrt(k)``; the candidates are the trials whose mean is within ``se`` of ``m*`` and not worse than
+the defaults' trial (trial 0); the cheapest candidate wins: fewest boosting rounds trained (a deterministic
+cost, so the choice is reproducible), then the better mean, then the lower trial number.
+
+**The final model** is refitted on train + validation rows with the chosen trial's parameters; for
+boosters, the round count is the folds' mean best round scaled by ``(n_train + n_val) / n_fit``, with no
+early stopping (measured against averaging the fold models in ``benchmarks/tuning_quality.py``).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
+
+    from trainpipe.tuning._objective import Fold
+
+DEFAULTS_ATTR = "trainpipe.defaults"  # user attr of the trial that runs the family's defaults
+PLAN_ATTR = "trainpipe.selection"  # study user attr: the plan every worker scores with
+AUTO_CV_MAX_ROWS = 100_000
+PLANNED_TRIALS = 20
+REFIT_SAFETY = 1.25  # the refit reserve is the estimated refit time times this
+POST_STUDY_SECONDS = 1.5  # writing trials.csv, plots and artifacts after the last trial
+
+
+@dataclass(frozen=True)
+class SelectionPlan:
+    kind: str  # cv | repeated_holdout | holdout | given
+    k: int
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SelectionPlan:
+        return cls(str(data["kind"]), int(data["k"]), str(data.get("reason", "")))
+
+    @property
+    def shown(self) -> str:
+        if self.kind == "cv":
+            return f"{self.k}-fold cross-validation on the training rows"
+        if self.kind == "repeated_holdout":
+            return f"{self.k} repeated 80/20 holdout{'s' if self.k > 1 else ''} of the training rows"
+        if self.kind == "holdout":
+            return "the validation split"
+        return f"{self.k} given fold{'s' if self.k > 1 else ''}"
+
+
+class FoldSource(Protocol):
+    """Makes the folds of a plan from the training rows (the tune step re-fits the preprocessor per fold)."""
+
+    n_rows: int  # training rows the folds are cut from
+    refit_rows: int  # rows of the final refit (train + validation)
+
+    def __call__(self, plan: SelectionPlan) -> list[Fold]: ...
+
+
+def configured_plan(selection: str, cv_folds: int | None) -> SelectionPlan | None:
+    """The plan the config fixes, or None for ``auto`` (decided from the data and the budget)."""
+    if selection == "auto" and cv_folds:
+        return SelectionPlan("cv", cv_folds, "tuning.cv_folds")
+    if selection == "cv":
+        return SelectionPlan("cv", cv_folds or 5, "tuning.selection: cv")
+    if selection == "repeated_holdout":
+        return SelectionPlan("repeated_holdout", cv_folds or 3, "tuning.selection: repeated_holdout")
+    if selection == "holdout":
+        return SelectionPlan("holdout", 1, "tuning.selection: holdout")
+    return None
+
+
+def auto_plan(n_rows: int, *, timeout: float | None = None, probe_seconds: float | None = None,
+              available: float | None = None, n_trials: int = 30) -> SelectionPlan:
+    """The ``auto`` rule (module docstring). ``available``: seconds of the budget left for the study."""
+    if timeout is None or probe_seconds is None or available is None:
+        if n_rows <= AUTO_CV_MAX_ROWS:
+            return SelectionPlan("cv", 5, f"auto: {n_rows} training rows <= {AUTO_CV_MAX_ROWS}, no timeout")
+        return SelectionPlan("repeated_holdout", 2, f"auto: {n_rows} training rows > {AUTO_CV_MAX_ROWS}")
+    planned = min(n_trials, PLANNED_TRIALS)
+    for kind, k in (("cv", 5), ("cv", 3), ("repeated_holdout", 2)):
+        need = k * probe_seconds * planned
+        if need <= available:
+            return SelectionPlan(kind, k, f"auto: {k} x {probe_seconds:.2f} s x {planned} trials = {need:.0f} s "
+                                          f"fits in {available:.0f} s")
+    return SelectionPlan("repeated_holdout", 1, f"auto: one fit takes {probe_seconds:.2f} s; 2 x {planned} trials "
+                                                f"would not fit in {available:.0f} s")
+
+
+def fold_stats(scores: Sequence[float]) -> tuple[float, float, float]:
+    """(mean, std over folds (n-1), standard error of the mean)."""
+    mean = float(statistics.fmean(scores))
+    std = float(statistics.stdev(scores)) if len(scores) > 1 else 0.0
+    return mean, std, std / math.sqrt(len(scores))
+
+
+def trial_rounds(t: FrozenTrial) -> float:
+    """The deterministic cost of a trial's model: boosting rounds (or epochs) trained over all folds."""
+    return float(t.user_attrs.get("rounds_trained", 0) or 0)
+
+
+def choose_best(trials: Sequence[FrozenTrial], direction: str) -> FrozenTrial | None:
+    """The chosen trial (module docstring): best mean, then the cheapest within one standard error of it that
+    is not worse than the defaults' trial."""
+    done = [t for t in trials if t.state.name == "COMPLETE" and t.value is not None and math.isfinite(t.value)]
+    if not done:
+        return None
+    sign = 1.0 if direction == "maximize" else -1.0
+    best = max(done, key=lambda t: (sign * float(t.value), -t.number))  # type: ignore[arg-type]
+    se = float(best.user_attrs.get("score_se", 0.0) or 0.0)
+    floor = sign * float(best.value) - se  # type: ignore[arg-type]
+    defaults = [t for t in done if t.user_attrs.get(DEFAULTS_ATTR)]
+    if defaults:
+        floor = max(floor, max(sign * float(t.value) for t in defaults))  # type: ignore[arg-type]
+    near = [t for t in done if sign * float(t.value) >= floor - 1e-12]  # type: ignore[arg-type]
+    return min(near, key=lambda t: (trial_rounds(t), -sign * float(t.value), t.number))  # type: ignore[arg-type]
+
+
+def final_fit(trial: FrozenTrial, n_all: int) -> dict[str, Any]:
+    """How the train step refits the chosen configuration on ``n_all`` rows (train + validation)."""
+    best_rounds = trial.user_attrs.get("best_rounds") or []
+    fit_rows = trial.user_attrs.get("fit_rows") or []
+    out: dict[str, Any] = {"mode": "refit_train_val", "rows": int(n_all)}
+    if best_rounds and fit_rows and all(r is not None for r in best_rounds):
+        mean_rounds = float(statistics.fmean(best_rounds))
+        scale = n_all / float(statistics.fmean(fit_rows))
+        out.update({"n_estimators": max(1, round(mean_rounds * scale)), "fold_best_rounds": list(best_rounds),
+                    "scale": scale})
+    return out
+
+
+def refit_estimate(trial: FrozenTrial | None, n_all: int, fallback: float = 0.0) -> float:
+    """Seconds the refit of ``trial`` should take: its mean fold fit time, scaled by rows and rounds."""
+    if trial is None:
+        return fallback
+    seconds = trial.user_attrs.get("fit_seconds") or []
+    rows = trial.user_attrs.get("fit_rows") or []
+    if not seconds or not rows:
+        return fallback
+    per_fold = float(statistics.fmean(seconds))
+    scale = n_all / float(statistics.fmean(rows))
+    trained = trial.user_attrs.get("fold_rounds") or []
+    best = trial.user_attrs.get("best_rounds") or []
+    rounds_ratio = 1.0
+    if trained and best and all(b is not None for b in best) and statistics.fmean(trained) > 0:
+        rounds_ratio = max(1.0, statistics.fmean(best) * scale / statistics.fmean(trained))
+    return per_fold * scale * rounds_ratio
