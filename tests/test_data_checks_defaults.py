@@ -21,7 +21,12 @@ from trainpipe import RecordingHooks
 from trainpipe.cli import app
 from trainpipe.config import PipelineConfig, config_from_dict, load_config
 from trainpipe.data import validate_frame
-from trainpipe.data._leakage import cross_split_duplicates, drop_duplicate_rows, leakage_notes
+from trainpipe.data._leakage import (
+    cross_split_duplicates,
+    cross_split_duplicates_at,
+    drop_duplicate_rows,
+    leakage_notes,
+)
 from trainpipe.pipeline import CORE_STEPS, PipelineRunner
 from trainpipe.pipeline._cache import StepCache
 from trainpipe.tracking import InMemoryTracker
@@ -64,10 +69,11 @@ def test_real_hotel_table_with_9_percent_duplicate_rows_passes_with_a_note(workd
     assert ("note: duplicate rows: 1382 of 15402 rows (9.0%) repeat an earlier row on the target and every "
             "feature column. Kept:") in out
     assert "data.deduplicate: true" in out and "validation.max_duplicate_fraction" in out
-    report = json.loads(next((workdir / ".trainpipe" / "runs").glob("*/validation_report.json")).read_text())
+    state = workdir / ".trainpipe"  # the step's cache holds the report (the command keeps a copy too)
+    report = json.loads(next(state.rglob("validation_report.json")).read_text())
     assert report["passed"] and any(n.startswith("duplicate rows: 1382 of 15402") for n in report["notes"])
     assert "max_duplicate_fraction" not in {c["check"] for c in report["checks"]}
-    md = next((workdir / ".trainpipe" / "runs").glob("*/validation_report.md")).read_text()
+    md = next(state.rglob("validation_report.md")).read_text()
     assert "## Notes" in md and "- duplicate rows: 1382 of 15402 rows (9.0%)" in md
 
 
@@ -116,6 +122,9 @@ def test_cross_split_duplicates_counts_test_and_validation_rows_equal_to_a_train
     assert result["test"] == {"rows": 50, "in_train": 10, "share": 0.2}
     assert result["val"] == {"rows": 20, "in_train": 3, "share": 0.15}
     assert result["columns"] == columns
+    table = pd.concat([val, train, test], ignore_index=True)  # what the split step holds: one table, positions
+    positions = (np.arange(20, 120), np.arange(20), np.arange(120, 170))
+    assert cross_split_duplicates_at(table, positions, columns) == result
     notes = leakage_notes(result, deduplicated=False)
     assert notes[0].startswith("possible leakage: 10 of 50 test rows (20.0%) equal a training row on the target "
                                "and every feature column: the test scores count rows the model has seen")

@@ -81,13 +81,26 @@ def cross_split_duplicates(train: pd.DataFrame, val: pd.DataFrame, test: pd.Data
                            columns: list[str]) -> dict[str, Any]:
     """How many test and validation rows equal a training row on ``columns``: ``{"columns": [...], "test":
     {"rows", "in_train", "share"}, "val": {...}}``. The three frames must come from one table (same dtypes)."""
-    import numpy as np
+    return _count_in_train(columns, *(row_hashes(f, columns) for f in (train, val, test)))
 
-    seen = row_hashes(train, columns) if len(train) else np.array([], dtype=np.uint64)
+
+def cross_split_duplicates_at(df: pd.DataFrame, positions: tuple[np.ndarray, np.ndarray, np.ndarray],
+                              columns: list[str]) -> dict[str, Any]:
+    """:func:`cross_split_duplicates` for the (train, val, test) row ``positions`` of ``df``: hashes the table
+    once instead of copying three slices of it (3x faster on 300k rows)."""
+    hashes = row_hashes(df, columns)
+    train, val, test = positions
+    return _count_in_train(columns, hashes[train], hashes[val], hashes[test])
+
+
+def _count_in_train(columns: list[str], train: np.ndarray, val: np.ndarray, test: np.ndarray) -> dict[str, Any]:
+    import pandas as pd
+
     out: dict[str, Any] = {"columns": list(columns)}
-    for name, frame in (("test", test), ("val", val)):
-        rows = len(frame)
-        found = int(np.isin(row_hashes(frame, columns), seen).sum()) if rows and len(seen) else 0
+    for name, hashes in (("test", test), ("val", val)):
+        rows = len(hashes)
+        # pandas' hash-table isin: 0.03 s for 65k in 260k hashes, where np.isin on uint64 takes 0.5 s
+        found = int(pd.Index(hashes).isin(train).sum()) if rows and len(train) else 0
         out[name] = {"rows": rows, "in_train": found, "share": found / rows if rows else 0.0}
     return out
 

@@ -109,7 +109,12 @@ def validate(ctx: StepContext) -> None:
 
 def split(ctx: StepContext) -> None:
     from trainpipe.data import TaskInfo, split_indices
-    from trainpipe.data._leakage import comparison_columns, cross_split_duplicates, drop_duplicate_rows, leakage_notes
+    from trainpipe.data._leakage import (
+        comparison_columns,
+        cross_split_duplicates_at,
+        drop_duplicate_rows,
+        leakage_notes,
+    )
 
     df = read_frame(ctx.input("ingest") / DATA)
     task = TaskInfo.from_dict(_read_json(ctx.input("validate") / TASK))
@@ -119,7 +124,7 @@ def split(ctx: StepContext) -> None:
         df, dropped, note = drop_duplicate_rows(df, columns)
         ctx.hooks.on_message(note)
     train, val, test = split_indices(df, cfg.target, cfg.split, stratify=task.is_classification)
-    leak = cross_split_duplicates(df.iloc[train], df.iloc[val], df.iloc[test], columns)
+    leak = cross_split_duplicates_at(df, (train, val, test), columns)
     for note in leakage_notes(leak, cfg.deduplicate):
         ctx.hooks.on_message(note)
     sizes = {}
