@@ -1,0 +1,265 @@
+"""Issue 17: a tuned model never loses to its own defaults on the selection estimate; the estimate is robust
+(CV or repeated holdout, with its spread); the choice leans to cheaper models; ``tuning.timeout`` includes
+the final refit; one worker with a fixed seed gives the same study and the same model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.conftest import make_frame, write_pipeline
+from trainpipe.config import PipelineConfig
+from trainpipe.config._loader import validate_config
+from trainpipe.data import TaskInfo
+from trainpipe.tuning import Fold, SelectionPlan, auto_plan, choose_best, open_study, settings_for, tune_folds
+
+BINARY = TaskInfo("binary", (0, 1))
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cfg(model: str = "xgboost", params: dict[str, Any] | None = None, **tuning: Any) -> PipelineConfig:
+    raw = {"name": "q", "data": {"source": "x.csv", "target": "y"},
+           "model": {"type": model, "params": params if params is not None else {"n_estimators": 40}},
+           "training": {"early_stopping_rounds": 10, "seed": 3},
+           "tuning": {"n_trials": 6, **tuning}}
+    return validate_config(raw, source="test.yaml")
+
+
+@pytest.fixture(scope="module")
+def fold() -> Fold:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 6))
+    y = (X[:, 0] + 0.5 * X[:, 1] * X[:, 2] + rng.normal(scale=0.8, size=400) > 0).astype(np.int64)
+    return Fold(X[:300], y[:300], X[300:], y[300:])
+
+
+# -- the defaults are trial 0 -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["xgboost", "lightgbm", "sklearn.ensemble.RandomForestClassifier"])
+def test_trial_0_is_the_defaults_and_the_choice_is_never_worse(model: str, fold: Fold, tmp_path: Path) -> None:
+    params = {"n_estimators": 40} if model in ("xgboost", "lightgbm") else {"n_estimators": 20}
+    summary = tune_folds(cfg(model, params, n_trials=5), BINARY, [fold], tmp_path)
+    rows = (tmp_path / "trials.csv").read_text().splitlines()
+    assert rows[1].split(",")[0] == "0"
+    assert summary["defaults_estimate"]["trial"] == 0
+    # the chosen configuration's selection score is at least the defaults' one (roc_auc: higher is better)
+    assert summary["best_value"] >= summary["defaults_estimate"]["mean"]
+
+
+def test_defaults_trial_has_the_empty_override_and_is_never_pruned(fold: Fold, tmp_path: Path) -> None:
+    import optuna
+
+    from trainpipe.tuning import StudySettings, parse_storage, run_study
+
+    settings = StudySettings(study_name="d", storage=parse_storage(None), metric="roc_auc", direction="maximize",
+                             n_trials=4, defaults_trial=True)
+    space = cfg(space={"max_depth": {"type": "int", "low": 2, "high": 4}}).tuning.space  # type: ignore[union-attr]
+    seen: list[dict[str, Any]] = []
+
+    def objective(trial: Any, params: dict[str, Any], counter: Any) -> float:
+        seen.append(dict(params))
+        trial.report(0.1, 1)
+        return 0.5 + len(seen) / 100
+
+    study = open_study(settings, space)
+    study.pruner = optuna.pruners.ThresholdPruner(lower=1.0)  # would prune every trial that asks
+    run = run_study(settings, space, objective, study=study)
+    assert seen[0] == {}
+    assert run.study.trials[0].params == {} and run.study.trials[0].user_attrs["trainpipe.defaults"] is True
+    assert run.study.trials[0].state.name == "COMPLETE"  # asked nothing, so never pruned
+    assert all("max_depth" in t.params for t in run.study.trials[1:])
+
+
+def _defaults_trial_worker(storage: str) -> None:
+    from trainpipe.tuning import open_study, run_study, settings_for
+
+    config = cfg(n_trials=4, storage=storage, space={"max_depth": {"type": "int", "low": 2, "high": 4}})
+    settings = settings_for(config, "binary")
+    run_study(settings, config.tuning.space, lambda t, p, c: float(p.get("max_depth", 0)),  # type: ignore[union-attr]
+              study=open_study(settings, config.tuning.space))  # type: ignore[union-attr]
+
+
+def test_sqlite_study_created_by_one_process_and_joined_by_another_has_one_defaults_trial(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    config = cfg(n_trials=4, storage=storage, space={"max_depth": {"type": "int", "low": 2, "high": 4}})
+    settings = settings_for(config, "binary")
+    code = ("import sys; from tests.test_tuning_quality import _defaults_trial_worker; "
+            "_defaults_trial_worker(sys.argv[1])")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-c", code, storage], cwd=ROOT, env=env, check=True, timeout=300)
+    # a second process joins the study the first one created and finished: nothing is queued twice
+    study = open_study(settings, config.tuning.space)  # type: ignore[union-attr]
+    trials = study.trials
+    assert len(trials) == 4
+    defaults = [t for t in trials if t.user_attrs.get("trainpipe.defaults")]
+    assert [t.number for t in defaults] == [0] and defaults[0].params == {}
+    subprocess.run([sys.executable, "-c", code, storage], cwd=ROOT, env=env, check=True, timeout=300)
+    assert len(open_study(settings, config.tuning.space).trials) == 4  # type: ignore[union-attr]
+
+
+# -- the choice: best mean, cheaper within one standard error, never below the defaults -------------------
+
+
+def _trial(number: int, value: float, rounds: int, se: float = 0.0, defaults: bool = False) -> Any:
+    import optuna
+
+    attrs = {"rounds_trained": rounds, "score_se": se, **({"trainpipe.defaults": True} if defaults else {})}
+    return optuna.trial.create_trial(value=value, user_attrs=attrs, params={}, distributions={})
+
+
+def test_tie_break_picks_the_cheaper_of_two_equal_trials() -> None:
+    trials = [_trial(0, 0.80, 100, defaults=True), _trial(1, 0.90, 400), _trial(2, 0.90, 150)]
+    for i, t in enumerate(trials):
+        t.number = i
+    assert choose_best(trials, "maximize").number == 2  # type: ignore[union-attr]
+    # within one standard error of the best: the cheaper one; outside it: the best
+    near = [_trial(0, 0.80, 100, defaults=True), _trial(1, 0.905, 400, se=0.01), _trial(2, 0.90, 150)]
+    far = [_trial(0, 0.80, 100, defaults=True), _trial(1, 0.95, 400, se=0.01), _trial(2, 0.90, 150)]
+    for group in (near, far):
+        for i, t in enumerate(group):
+            t.number = i
+    assert choose_best(near, "maximize").number == 2  # type: ignore[union-attr]
+    assert choose_best(far, "maximize").number == 1  # type: ignore[union-attr]
+    # minimized metric (rmse): lower is better, the same rule
+    low = [_trial(0, 1.0, 100, defaults=True), _trial(1, 0.50, 400, se=0.02), _trial(2, 0.51, 150)]
+    for i, t in enumerate(low):
+        t.number = i
+    assert choose_best(low, "minimize").number == 2  # type: ignore[union-attr]
+
+
+def test_the_choice_is_never_below_the_defaults_even_within_one_standard_error() -> None:
+    # the defaults are within the best's SE but more expensive than a worse trial: the worse one is not taken
+    trials = [_trial(0, 0.895, 300, defaults=True), _trial(1, 0.90, 400, se=0.02), _trial(2, 0.89, 50)]
+    for i, t in enumerate(trials):
+        t.number = i
+    chosen = choose_best(trials, "maximize")
+    assert chosen is not None and chosen.number == 0 and chosen.value >= 0.895
+
+
+# -- the estimate -------------------------------------------------------------------------------------------
+
+
+def test_auto_plan_rule() -> None:
+    assert auto_plan(5_000) == SelectionPlan("cv", 5, auto_plan(5_000).reason)
+    assert auto_plan(500_000).kind == "repeated_holdout"
+    assert (auto_plan(5_000, timeout=60, probe_seconds=0.1, available=55, n_trials=30).kind,
+            auto_plan(5_000, timeout=60, probe_seconds=0.1, available=55, n_trials=30).k) == ("cv", 5)
+    assert auto_plan(5_000, timeout=60, probe_seconds=0.8, available=55, n_trials=30).k == 3
+    assert auto_plan(5_000, timeout=60, probe_seconds=1.2, available=55, n_trials=30).kind == "repeated_holdout"
+    assert auto_plan(5_000, timeout=60, probe_seconds=9.0, available=55, n_trials=30).k == 1
+
+
+def _run_pipeline(workdir: Path, text: str, frame: Any, until: str = "train") -> Path:
+    from trainpipe.config import load_config
+    from trainpipe.pipeline import PipelineRunner, steps_for
+
+    frame.to_csv(workdir / "d.csv", index=False)
+    loaded = load_config(write_pipeline(workdir, text))
+    steps = steps_for(loaded.config)
+    steps = steps[: [s.name for s in steps].index(until) + 1]
+    return PipelineRunner(loaded, workdir=workdir, steps=steps).run().run_dir / "steps"
+
+
+def test_small_table_is_scored_by_cross_validation_with_its_spread(workdir: Path) -> None:
+    steps = _run_pipeline(workdir, """\
+name: cvauto
+data: {source: d.csv, target: label}
+model: {type: xgboost, params: {n_estimators: 30}}
+training: {early_stopping_rounds: 5}
+tuning: {n_trials: 4, space: {max_depth: {type: int, low: 2, high: 4}}}
+""", make_frame(300), until="tune")
+    summary = json.loads((steps / "tune" / "study_summary.json").read_text())
+    assert summary["selection"]["kind"] == "cv" and summary["selection"]["k"] == 5
+    assert len(summary["best_estimate"]["fold_scores"]) == 5
+    scores = summary["best_estimate"]["fold_scores"]
+    assert summary["best_estimate"]["std"] == pytest.approx(float(np.std(scores, ddof=1)))
+    assert summary["best_estimate"]["mean"] == pytest.approx(float(np.mean(scores)))
+    header = (steps / "tune" / "trials.csv").read_text().splitlines()[0].split(",")
+    assert "score_std" in header and "n_folds" in header
+
+
+def test_holdout_with_cv_folds_is_refused() -> None:
+    from trainpipe._exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match=r"tuning: cv_folds: selection 'holdout' scores on the validation split"):
+        cfg(selection="holdout", cv_folds=3)
+
+
+# -- the final fit --------------------------------------------------------------------------------------------
+
+
+def test_train_refits_on_train_and_validation_with_scaled_rounds(workdir: Path) -> None:
+    steps = _run_pipeline(workdir, """\
+name: refit
+data: {source: d.csv, target: label}
+model: {type: xgboost, params: {n_estimators: 200}}
+training: {early_stopping_rounds: 10}
+tuning: {n_trials: 3, space: {max_depth: {type: int, low: 2, high: 4}}}
+""", make_frame(400))
+    best = json.loads((steps / "tune" / "best_params.json").read_text())
+    refit = json.loads((steps / "train" / "refit.json").read_text())
+    fit = best["final_fit"]
+    assert fit["mode"] == "refit_train_val" and refit["rows"] == fit["rows"]
+    assert fit["n_estimators"] == max(1, round(np.mean(fit["fold_best_rounds"]) * fit["scale"]))
+    trained = json.loads((steps / "train" / "train.json").read_text())
+    assert trained["n_iterations"] == fit["n_estimators"] and trained["best_iteration"] is None  # no early stop
+
+
+# -- the timeout includes the refit ----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_timeout_includes_the_refit_on_a_real_table(workdir: Path, telco: Any) -> None:
+    steps = _run_pipeline(workdir, """\
+name: budget
+data: {source: d.csv, target: churn}
+model: {type: xgboost}
+tuning: {n_trials: 500, timeout: 20}
+""", telco)
+    refit = json.loads((steps / "train" / "refit.json").read_text())
+    summary = json.loads((steps / "tune" / "study_summary.json").read_text())
+    assert summary["stopped_by"] == "timeout" and summary["n_trials"] < 500
+    assert refit["timeout"] == 20
+    assert refit["study_and_refit_seconds"] == pytest.approx(refit["study_seconds"] + refit["refit_seconds"])
+    assert refit["study_and_refit_seconds"] <= 20 * 1.1 + 2, refit
+    assert refit["margin_seconds"] == pytest.approx(20 - refit["study_and_refit_seconds"])
+    assert summary["budget"]["margin_estimate_seconds"] is not None
+
+
+# -- reproducibility --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_same_seed_same_study_and_same_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainpipe.models import TrainedModel
+
+    runs = []
+    for name in ("a", "b"):
+        wd = tmp_path / name
+        wd.mkdir()
+        monkeypatch.chdir(wd)
+        steps = _run_pipeline(wd, """\
+name: repro
+data: {source: d.csv, target: label}
+model: {type: lightgbm, params: {n_estimators: 60}}
+training: {early_stopping_rounds: 10, seed: 7}
+tuning: {n_trials: 8}
+""", make_frame(500, seed=1))
+        runs.append(steps)
+    a, b = (json.loads((s / "tune" / "best_params.json").read_text()) for s in runs)
+    assert a["model_params"] == b["model_params"] and a["best_trial"] == b["best_trial"]
+    assert a["best_value"] == b["best_value"] and a["final_fit"] == b["final_fit"]
+    ta, tb = ((s / "tune" / "trials.csv").read_text().splitlines() for s in runs)
+    assert [r.split(",")[:3] for r in ta] == [r.split(",")[:3] for r in tb]  # number, state, value
+    frame = make_frame(200, seed=9).drop(columns=["label"])
+    pa, pb = (TrainedModel.load(s / "train" / "model").predict_proba(frame) for s in runs)
+    assert pa is not None and pb is not None
+    np.testing.assert_array_equal(pa, pb)
