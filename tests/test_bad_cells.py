@@ -58,7 +58,8 @@ def test_a_nul_byte_in_a_real_numeric_column_is_a_finding_naming_column_value_an
     assert "\\x00" in out  # the NUL shown repr'd; the row numbered from 1 under the header
     assert "1 of 7043 present cells is not a number, at row 1235 " in out
     assert "data.na_values" in out and "features.categorical" in out
-    report = json.loads(next(workdir.glob(".trainpipe/runs/*/validation_report.json")).read_text())
+    # wherever `trainpipe validate` keeps the report (the run folder, or .trainpipe/validation/NAME/)
+    report = json.loads(next((workdir / ".trainpipe").rglob("validation_report.json")).read_text())
     failed = [c for c in report["checks"] if not c["passed"]]
     assert [(c["column"], c["check"], c["failing_rows"]) for c in failed] == [
         ("monthly_charges", "numeric_with_text_cells", 1)]
