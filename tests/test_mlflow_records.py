@@ -260,18 +260,22 @@ def test_a_run_read_back_with_mlflow_client_and_the_fairness_gate(workdir: Path,
                                                        f"tags.mlflow.parentRunId = '{run.info.run_id}'")}
     assert {"ingest", "train", "evaluate", "gate", "register"} <= children
     mv = c.get_model_version("churn", "1")
-    assert mv.run_id == run.info.run_id and mv.source == f"models:/{mv.model_id}" and mv.model_id.startswith("m-")
-    logged = c.get_logged_model(mv.model_id)
+    [model_id] = [o.model_id for o in run.outputs.model_outputs]  # the run's Models column
+    assert mv.run_id == run.info.run_id and mv.source == f"models:/{model_id}" and model_id.startswith("m-")
+    logged = c.get_logged_model(model_id)
     assert logged.source_run_id == run.info.run_id and str(logged.status).endswith("READY")
-    assert [o.model_id for o in run.outputs.model_outputs] == [mv.model_id]
+    assert json.loads(logged.tags["mlflow.modelVersions"]) == [{"name": "churn", "version": "1"}]
+    assert not (workdir / "mlflow.db").exists()  # MLflow's lookup of models:/ went to the run's store
     assert len(c.get_registered_model("churn").tags) <= 2
     # the registered version loads back from its logged model
     shown = _cli(workdir, "models", "history", "churn")
     assert shown.returncode == 0 and "staging" in shown.stdout, shown.stdout + shown.stderr
 
     # the same run, refused by a floor no slice reaches: exit 4, the report names the slice, nothing registered
-    refused = _cli(workdir, "run", "pipeline.yaml", "--set", "gate.slices.contract.min.roc_auc=0.99")
+    refused = _cli(workdir, "run", "pipeline.yaml", "--set", "gate.slices.contract.min.roc_auc=0.99",
+                   "--set", "gate.champion.min_delta=-1")  # the champion (the same model) does not refuse it
     assert refused.returncode == 4, refused.stdout + refused.stderr
+    assert "(beats it)" in refused.stdout + refused.stderr
     assert re.search(r"slice contract=\S+: roc_auc = 0\.\d+ is worse than the floor 0\.99", refused.stdout +
                      refused.stderr), refused.stdout + refused.stderr
     assert "Traceback" not in refused.stderr

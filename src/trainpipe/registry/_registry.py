@@ -31,7 +31,7 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -368,12 +368,17 @@ def _register_version(client: MlflowClient, *, name: str, run_id: str, source: s
             f"{'version ' + expected_production if expected_production else 'no production version'}. Nothing "
             "was registered; run the pipeline again to be gated against the current production version."
         )
-    mv = client.create_model_version(name, source, run_id=run_id, tags={**tags, STATE_TAG: "pending"},
-                                     model_id=model_id)
+    with _store_resolves_models_uris(client) if source.startswith("models:/") else contextlib.nullcontext():
+        mv = client.create_model_version(name, source, run_id=run_id, tags={**tags, STATE_TAG: "pending"},
+                                         model_id=model_id)
     version = str(mv.version)
     moved: list[str] = []
     try:
         client.update_model_version(name, version, description=description[:4900])
+        if model_id is not None:  # the logged model's page lists its versions (as mlflow.register_model does)
+            listed = json.loads(client.get_logged_model(model_id).tags.get("mlflow.modelVersions") or "[]")
+            client.set_logged_model_tags(model_id, {"mlflow.modelVersions": json.dumps(
+                [*listed, {"name": name, "version": version}])})
         client.set_model_version_tag(name, version, STATE_TAG, "complete")
         if alias == PRODUCTION and before[PRODUCTION] is not None:
             moved.append(PREVIOUS)
@@ -389,6 +394,26 @@ def _register_version(client: MlflowClient, *, name: str, run_id: str, source: s
             client.delete_model_version(name, version)
         raise
     return client.get_model_version(name, version)
+
+
+@contextlib.contextmanager
+def _store_resolves_models_uris(client: MlflowClient) -> Iterator[None]:
+    """MLflow's database registry store (3.17) looks a ``models:/m-<id>`` source up with ``MlflowClient()``, i.e.
+    on the process-wide tracking URI, not the client's: without this, the logged model is "not found" (and an
+    empty ``./mlflow.db`` is created). The client's URI is made the global one for the call, then the global
+    state (and ``MLFLOW_TRACKING_URI``) is put back as it was. A tracking server resolves it on its side."""
+    import os
+
+    from mlflow.tracking._tracking_service import utils
+
+    saved, env = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
+    utils.set_tracking_uri(str(client._tracking_client.tracking_uri))
+    try:
+        yield
+    finally:
+        utils.set_tracking_uri(saved)  # type: ignore[arg-type]  # None: back to unset
+        if env is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = env
 
 
 def download_version(client: MlflowClient, uri: str, name: str, version: str, cache_root: Path) -> Path:
@@ -411,13 +436,11 @@ def download_version(client: MlflowClient, uri: str, name: str, version: str, ca
         src = client.get_model_version_download_uri(name, str(version))
         path = Path(mlflow.artifacts.download_artifacts(artifact_uri=src, dst_path=str(tmp),
                                                         tracking_uri=uri, registry_uri=uri))
-        if path != tmp:
-            for child in path.iterdir():
-                shutil.move(str(child), tmp / child.name)
-            path.rmdir()
+        # the pyfunc folder is ``path`` (``tmp`` itself, or a folder in it: ``artifacts`` for a logged model's
+        # ``models:/m-<id>`` source, whose pyfunc folder holds an ``artifacts`` folder of its own)
         if target.exists():
             shutil.rmtree(target)
-        tmp.replace(target)
+        path.replace(target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
