@@ -217,13 +217,15 @@ tuning: {n_trials: 3, space: {max_depth: {type: int, low: 2, high: 4}}}
 
 
 @pytest.mark.slow
-def test_timeout_includes_the_refit_on_a_real_table(workdir: Path, telco: Any) -> None:
+def test_timeout_includes_the_refit_on_a_real_table(workdir: Path) -> None:
+    from sklearn.datasets import load_breast_cancer
+
     steps = _run_pipeline(workdir, """\
 name: budget
-data: {source: d.csv, target: churn}
+data: {source: d.csv, target: target}
 model: {type: xgboost}
 tuning: {n_trials: 500, timeout: 20}
-""", telco)
+""", load_breast_cancer(as_frame=True).frame)
     refit = json.loads((steps / "train" / "refit.json").read_text())
     summary = json.loads((steps / "tune" / "study_summary.json").read_text())
     assert summary["stopped_by"] == "timeout" and summary["n_trials"] < 500

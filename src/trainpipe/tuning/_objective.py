@@ -171,8 +171,9 @@ def trial_configs(config: PipelineConfig, params: Mapping[str, Any], extra: Mapp
 
 def fit_and_score(config: PipelineConfig, task: TaskInfo, params: Mapping[str, Any], folds: Sequence[Fold],
                   metric: str, direction: str, trial: optuna.Trial | None, counter: RoundCounter,
-                  categorical_indices: Sequence[int] = ()) -> float:
-    """Mean validation score over the folds; raises TrialPruned (pruned) or TrialFailed."""
+                  categorical_indices: Sequence[int] = (), first_fold: int = 0) -> float:
+    """Mean validation score over the folds; raises TrialPruned (pruned) or TrialFailed. ``first_fold``: the
+    index of ``folds[0]`` in the plan (folds before it were fitted already; only fold 0 reports)."""
     import numpy as np
 
     from trainpipe.evaluation._metrics import compute_metrics
@@ -181,7 +182,7 @@ def fit_and_score(config: PipelineConfig, task: TaskInfo, params: Mapping[str, A
     extra = metric_params(config.model.type, metric, task.task, {**config.model.params, **params})
     model, training = trial_configs(config, params, extra)
     scores = []
-    for index, fold in enumerate(folds):
+    for index, fold in enumerate(folds, start=first_fold):
         if index:
             stop_at_deadline(counter, f"after {index} of {len(folds)} folds")
         adapter = create_adapter(task, model, training)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -95,26 +95,42 @@ def rounds_of(config: PipelineConfig) -> int | None:
     return None
 
 
+@dataclass
+class _Probe:
+    """The defaults fitted once on one 80/20 split of the training rows (``auto`` with a timeout)."""
+
+    fold: Fold
+    counter: RoundCounter
+    refit_seconds: float  # the refit estimate it gives, safety factor included
+
+
 def _plan_and_folds(config: PipelineConfig, task: TaskInfo, source: FoldSource, settings: StudySettings,
-                    started: float, categorical_indices: Sequence[int]) -> tuple[SelectionPlan, list[Fold], float]:
-    """The selection plan (configured, or ``auto``'s rule), its folds, and the probe's refit estimate."""
+                    started: float, categorical_indices: Sequence[int]
+                    ) -> tuple[SelectionPlan, list[Fold], _Probe | None]:
+    """The selection plan (configured, or ``auto``'s rule), its folds, and the probe when one was fitted."""
     assert config.tuning is not None
     plan = configured_plan(config.tuning.selection, config.tuning.cv_folds)
     if plan is not None:
-        return plan, source(plan), 0.0
+        return plan, source(plan), None
     if settings.timeout is None:
         plan = auto_plan(source.n_rows, n_trials=settings.n_trials)
-        return plan, source(plan), 0.0
-    probe_plan = SelectionPlan("repeated_holdout", 1)
+        return plan, source(plan), None
+    probe_folds = source(SelectionPlan("repeated_holdout", 1))
     counter = RoundCounter()
-    fit_and_score(config, task, {}, source(probe_plan), settings.metric, settings.direction, None, counter,
+    fit_and_score(config, task, {}, probe_folds, settings.metric, settings.direction, None, counter,
                   categorical_indices)
-    probe = counter.fit_seconds[0]
-    refit = probe * source.refit_rows / max(counter.fit_rows[0], 1) * REFIT_SAFETY
+    seconds = counter.fit_seconds[0]
+    refit = seconds * source.refit_rows / max(counter.fit_rows[0], 1) * REFIT_SAFETY
     available = settings.timeout - (time.perf_counter() - started) - refit - POST_STUDY_SECONDS
-    plan = auto_plan(source.n_rows, timeout=settings.timeout, probe_seconds=probe, available=available,
+    plan = auto_plan(source.n_rows, timeout=settings.timeout, probe_seconds=seconds, available=available,
                      n_trials=settings.n_trials)
-    return plan, source(plan), refit
+    return plan, source(plan), _Probe(probe_folds[0], counter, refit)
+
+
+def _same_split(a: Fold, b: Fold) -> bool:
+    import numpy as np
+
+    return a.X.shape == b.X.shape and bool(np.array_equal(a.y_val, b.y_val)) and bool(np.array_equal(a.y, b.y))
 
 
 def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold] | FoldSource, out_dir: Path, *,
@@ -131,17 +147,30 @@ def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold] | F
     space = check_space(config)
     settings = settings_for(config, task.task, study_name=study_name, on_gpu=on_gpu, max_resource=rounds_of(config),
                             fingerprint=fingerprint)
-    probe_refit = 0.0
+    probe: _Probe | None = None
     if isinstance(folds, Sequence):
         made = list(folds)
         plan = SelectionPlan("given", len(made), "folds given by the caller")
         n_all = int(made[0].X.shape[0] + made[0].X_val.shape[0]) if made else 0
     else:
-        plan, made, probe_refit = _plan_and_folds(config, task, folds, settings, started, categorical_indices)
+        plan, made, probe = _plan_and_folds(config, task, folds, settings, started, categorical_indices)
         n_all = folds.refit_rows
     settings = replace(settings, plan=plan.to_dict())
 
+    probe_refit = probe.refit_seconds if probe is not None else 0.0
+
     def objective(trial: Any, params: dict[str, Any], counter: RoundCounter) -> float:
+        if probe is not None and not params and not counter.prunable and _same_split(probe.fold, made[0]):
+            # the defaults' trial: its first fold is the probe's split, fitted already with the same parameters
+            done = probe.counter
+            for name in ("fold_scores", "fit_seconds", "fit_rows", "fold_rounds", "best_rounds"):
+                getattr(counter, name).extend(getattr(done, name))
+            counter.trained += done.fold_rounds[0]
+            counter.budget += done.fold_rounds[0]
+            if len(made) > 1:
+                fit_and_score(config, task, params, made[1:], settings.metric, settings.direction, trial, counter,
+                              categorical_indices, first_fold=1)
+            return float(sum(counter.fold_scores) / len(counter.fold_scores))
         return fit_and_score(config, task, params, made, settings.metric, settings.direction, trial, counter,
                              categorical_indices)
 

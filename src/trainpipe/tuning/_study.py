@@ -226,8 +226,8 @@ def _study_id(study: Any) -> int:
     return int(study._storage.get_study_id_from_name(study.study_name))
 
 
-def _pop(study: Any) -> int | None:
-    """Take one WAITING trial for this worker, or None when the queue is empty."""
+def _pop(study: Any, only_defaults: bool = False) -> int | None:
+    """Take one WAITING trial for this worker (only the defaults' trial: ``only_defaults``), or None."""
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
@@ -238,6 +238,8 @@ def _pop(study: Any) -> int | None:
     # transaction, so two workers could both see WAITING and both run the trial: claims on SQLite are serial.
     with sqlite_file_lock(str(getattr(backend, "url", ""))):
         for frozen in storage.get_all_trials(_study_id(study), deepcopy=False, states=(TrialState.WAITING,)):
+            if only_defaults and not frozen.user_attrs.get(DEFAULTS_ATTR):
+                continue
             try:
                 if storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING):
                     if heartbeat_enabled(study):  # at once: a RUNNING trial without a beat can never go stale
@@ -348,8 +350,16 @@ def run_study(settings: StudySettings, space: Mapping[str, SearchParam], objecti
             if reason is None and time.perf_counter() >= deadline:
                 reason = "timeout"
         if reason is not None:
-            run.stopped_by = reason
-            break
+            # the defaults' trial runs even past the deadline: it is the reference and the fallback model
+            late = _pop(study, only_defaults=True) if reason == "timeout" and settings.defaults_trial else None
+            if late is None:
+                run.stopped_by = reason
+                break
+            frozen = _run_one(study, settings, space, late, objective, None)
+            run.ran.append(frozen.number)
+            if on_trial_end is not None:
+                on_trial_end(frozen)
+            continue
         trial_id = _pop(study)
         if trial_id is None:
             if heartbeat_enabled(study) and _others_running(study):
@@ -376,7 +386,7 @@ def _run_one(study: Any, settings: StudySettings, space: Mapping[str, SearchPara
     study.sampler = make_sampler(settings, space, number)
     study._thread_local.cached_all_trials = None  # what Study.ask does: samplers see the latest trials
     storage.set_trial_user_attr(trial_id, WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
-    counter = RoundCounter(deadline=deadline, prunable=not defaults)
+    counter = RoundCounter(deadline=None if defaults else deadline, prunable=not defaults)
     state, value, error = TrialState.FAIL, None, ""
     interrupted: BaseException | None = None
     with _heartbeat(study, trial_id):
