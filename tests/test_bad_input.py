@@ -142,8 +142,10 @@ def assert_clean_failure(out: Outcome, code: int, *patterns: str, failing_step: 
 
 
 def assert_validation_report(out: Outcome, column: str) -> None:
-    """Exit 3 means the report was written: the run's validation_report.json fails and names the column."""
-    runs = list((out.cwd / ".trainpipe" / "runs").glob("*/validation_report.json"))
+    """Exit 3 means the report was written: the run's validation_report.json fails and names the column
+    (``trainpipe validate`` keeps no run: its report is in .trainpipe/validation/NAME/)."""
+    runs = [*(out.cwd / ".trainpipe" / "runs").glob("*/validation_report.json"),
+            *(out.cwd / ".trainpipe" / "validation").glob("*/validation_report.json")]
     assert len(runs) == 1, f"expected one validation report, found {runs}"
     report = json.loads(runs[0].read_text())
     assert report["passed"] is False

@@ -189,7 +189,20 @@ def _tracker(loaded: LoadedConfig, steps: Iterable[str] = _MODEL_STEPS) -> Any:
 
     cfg = loaded.config
     uri = resolve_tracking_uri(cfg.tracking.uri, Path.cwd())
-    return MlflowTracker(uri, cfg.tracking.experiment or cfg.name, Path.cwd() / ".trainpipe" / "mlartifacts")
+    tracker = MlflowTracker(uri, cfg.tracking.experiment or cfg.name, Path.cwd() / ".trainpipe" / "mlartifacts")
+    for note in tracker.notes:  # e.g. a copied project's store pointed at this folder's artifacts
+        err.print(f"note: {note}", markup=False, highlight=False)
+    return tracker
+
+
+def _check_moved(uri: str) -> str:
+    """A copied or moved project's embedded store is pointed at this folder (a note), or exit 2 saying how."""
+    from trainpipe.tracking._relocate import check_moved
+
+    note = check_moved(uri, Path.cwd() / ".trainpipe")
+    if note:
+        err.print(f"note: {note}", markup=False, highlight=False)
+    return uri
 
 
 def _print_result(result: Any) -> None:
@@ -266,7 +279,7 @@ def tune(
                               "e.g. tuning: {n_trials: 30, metric: roc_auc}.")
         steps = steps_for(loaded.config)
         steps = steps[: [s.name for s in steps].index("tune") + 1]
-        runner = PipelineRunner(loaded, tracker=None, steps=steps)
+        runner = PipelineRunner(loaded, tracker=None, steps=steps, command="tune")
         runner.tracker = _tracker(loaded)
         previous = os.environ.get(STUDY_ENV)
         if study:
@@ -284,9 +297,13 @@ def tune(
         keys = ("study_name", "storage", "metric", "direction", "n_trials", "n_complete", "n_pruned", "n_failed",
                 "n_retried", "pruned_fraction", "best_value", "best_trial", "work_saved_fraction", "total_cost",
                 "stopped_by")
+        from trainpipe._format import format_value
+
         for key in keys:
-            out.print(f"{key:>20}: {summary.get(key)}", highlight=False)
-        out.print(f"{'best_params':>20}: {json.dumps(summary.get('best_params', {}))}", highlight=False)
+            out.print(f"{key:>20}: {format_value(summary.get(key))}", highlight=False)
+        best = ", ".join(f"{json.dumps(k)}: {format_value(v) if isinstance(v, float) else json.dumps(v)}"
+                         for k, v in summary.get("best_params", {}).items())
+        out.print(f"{'best_params':>20}: {{{best}}}", highlight=False)
         out.print(f"run directory: {result.run_dir}")
 
     _guard(debug, go)
@@ -294,21 +311,21 @@ def tune(
 
 @app.command()
 def validate(config: ConfigArg, profile: ProfileOpt = None, set_: SetOpt = None, debug: DebugOpt = False) -> None:
-    """Check the config and the data (no training, nothing tracked). Exit 3 when data checks fail."""
+    """Check the config and the data (no training, nothing tracked, no run kept). Exit 3 when data checks fail;
+    the latest report is kept in .trainpipe/validation/NAME/."""
 
     def go() -> None:
         from trainpipe._hooks import Hooks
-        from trainpipe.pipeline import CORE_STEPS, PipelineRunner
+        from trainpipe.pipeline._validate_only import validate_only
 
         class Notes(Hooks):  # the notes of ingest and validate (duplicate rows, sparse columns, ...)
             def on_message(self, text: str) -> None:
                 err.print(f"note: {text}", markup=False, highlight=False)
 
         loaded = _load(config, profile, set_)
-        steps = [s for s in CORE_STEPS if s.name in ("ingest", "validate")]
-        result = PipelineRunner(loaded, steps=steps, hooks=Notes()).run()
-        report = result.run_dir / "validation_report.md"
-        out.print(f"config OK ({loaded.config.name}); data checks passed. Report: {report}")
+        done = validate_only(loaded, hooks=Notes())
+        out.print(f"config OK ({done.name}); data checks passed ({done.checks} checks). Report: {done.report}",
+                  highlight=False)
 
     _guard(debug, go)
 
@@ -381,10 +398,30 @@ def runs_list(
     def go() -> None:
         from trainpipe import _runs
 
-        client = _runs.store(tracking_uri)
+        client = _runs.store(_store_uri(tracking_uri))
         for run_id in _runs.mark_killed(client):
             err.print(f"run {run_id}: its process is gone (killed without a word): marked KILLED")
         out.print(_runs.list_table(client, pipeline, limit))
+
+    _guard(debug, go)
+
+
+@runs_app.command("relocate")
+def runs_relocate(
+    allow_missing: Annotated[bool, typer.Option("--allow-missing", help="Go ahead even when some artifact folders "
+                                                "the store names are not in this project's .trainpipe/mlartifacts.")]
+    = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Point this project's MLflow store (.trainpipe/mlflow.db) at this folder's .trainpipe/mlartifacts, after
+    the project was copied or moved (MLflow records artifact locations as absolute paths)."""
+
+    def go() -> None:
+        from trainpipe.tracking import default_tracking_uri
+        from trainpipe.tracking._relocate import relocate_store
+
+        out.print(relocate_store(default_tracking_uri(Path.cwd()), Path.cwd() / ".trainpipe",
+                                 allow_missing=allow_missing), markup=False, highlight=False)
 
     _guard(debug, go)
 
@@ -411,7 +448,7 @@ def runs_show(run_id: str, tracking_uri: UriOpt = None, debug: DebugOpt = False)
     def go() -> None:
         from trainpipe import _runs
 
-        for renderable in _runs.show(_runs.store(tracking_uri), run_id):
+        for renderable in _runs.show(_runs.store(_store_uri(tracking_uri)), run_id):
             out.print(renderable)
 
     _guard(debug, go)
@@ -426,7 +463,7 @@ def runs_compare(run_ids: Annotated[list[str], typer.Argument(help="Two or more 
     def go() -> None:
         from trainpipe import _runs
 
-        out.print(_runs.compare(_runs.store(tracking_uri), run_ids, all_params))
+        out.print(_runs.compare(_runs.store(_store_uri(tracking_uri)), run_ids, all_params))
 
     _guard(debug, go)
 
@@ -438,7 +475,7 @@ def _store_uri(tracking_uri: str | None) -> str:
         from trainpipe._exceptions import ConfigError
 
         raise ConfigError(f"no tracking store at {uri}. Run a pipeline here first, or pass --tracking-uri.")
-    return uri
+    return _check_moved(uri)
 
 
 def _registry(tracking_uri: str | None, *, write: bool = False) -> Any:
@@ -556,7 +593,7 @@ def predict(
 def _default_uri() -> str:
     from trainpipe.tracking import resolve_tracking_uri
 
-    return resolve_tracking_uri(None, Path.cwd())
+    return _check_moved(resolve_tracking_uri(None, Path.cwd()))
 
 
 @app.command()
@@ -578,8 +615,11 @@ def reproduce(run_id: str, tracking_uri: UriOpt = None, debug: DebugOpt = False)
         table = Table(title=f"metrics that differ: {run_id} vs {result.new_run}")
         for col in ("metric", "original", "reproduced"):
             table.add_column(col)
+        from trainpipe._format import format_value
+
         for k, (a, b) in result.differences.items():
-            table.add_row(k, str(a), str(b))
+            shown = (format_value(a), format_value(b))
+            table.add_row(k, *(shown if shown[0] != shown[1] else (repr(a), repr(b))))  # the digits that differ
         out.print(table)
         out.print("[yellow]not reproduced exactly[/]")
         raise typer.Exit(1)

@@ -29,12 +29,15 @@ class ReproduceResult:
         return {k: v for k, v in self.compared.items() if v[0] != v[1]}
 
 
-def _recorded_config(client: Any, run_id: str, tags: dict[str, str]) -> Any:
-    from trainpipe.pipeline._runner import CONFIG_FILE, load_run_config
+def _recorded_config(run_id: str, tags: dict[str, str], workdir: Path) -> Any:
+    from trainpipe.pipeline._runner import CONFIG_FILE, STATE_DIR, load_run_config
 
     run_dir = Path(tags.get("trainpipe.run_dir", ""))
     if tags.get("trainpipe.run_dir") and (run_dir / CONFIG_FILE).is_file():
         return load_run_config(run_dir)
+    here = workdir / STATE_DIR / "runs" / run_dir.name  # a project copied or moved since: its own copy
+    if tags.get("trainpipe.run_dir") and run_dir.name and (here / CONFIG_FILE).is_file():
+        return load_run_config(here)
     raise ConfigError(
         f"run {run_id}: its resolved config is not on this machine ({run_dir / CONFIG_FILE} is missing; only the "
         "redacted copy config.redacted.yaml is in the tracking store, and secrets were masked in it). Re-run "
@@ -63,7 +66,7 @@ def reproduce(run_id: str, tracking_uri: str, *, workdir: Path | None = None, ho
     if tags.get("trainpipe.kind") != "pipeline":
         raise ConfigError(f"run {run_id} is not a trainpipe pipeline run (a step or trial run?); pass the "
                           "parent run id shown by `trainpipe runs list`.")
-    loaded = _recorded_config(client, run_id, tags)
+    loaded = _recorded_config(run_id, tags, workdir)
     from trainpipe.config import config_hash
 
     if tags.get("config_hash") and config_hash(loaded.config) != tags["config_hash"]:

@@ -65,6 +65,11 @@ class MlflowTracker:
         if uri.startswith("sqlite:///"):
             Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         self._uri = uri
+        from trainpipe.tracking._relocate import check_moved
+
+        # a copied or moved project: its store names the old artifact folder (see tracking/_relocate.py)
+        note = check_moved(uri, artifact_root.parent) if artifact_root is not None else ""
+        self.notes = [note] if note else []
         try:
             # Two runs starting on a fresh store race through MLflow's table creation and migrations, which
             # can leave the file broken for good: the first one in creates the store, the other waits.
