@@ -12,15 +12,26 @@ installs torch (about a minute), later runs reuse it.
 from __future__ import annotations
 
 import ast
+import contextlib
+import hashlib
+import json
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pytest
 
-from tests.conftest import make_frame
+from tests.conftest import make_frame, write_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,7 +39,6 @@ PIPELINE = """\
 name: portable
 data: {{source: data.csv, target: label}}
 model: {{type: {model}, params: {params}}}
-training: {{epochs: 4, batch_size: 64, seed: 3}}
 evaluation: {{latency: false}}
 registry: {{model_name: {name}, promote: staging}}
 """
@@ -51,9 +61,9 @@ def _env(**extra: str) -> dict[str, str]:
     return {**env, "MLFLOW_DISABLE_TELEMETRY": "true", "COLUMNS": "250", **extra}
 
 
-def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def cli(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "trainpipe.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600, env=_env())
+                          timeout=600, env=_env(**env))
 
 
 # --- fast: what the bundle and the requirements hold ---------------------------------------------------------
@@ -157,3 +167,205 @@ def _wrapper_key() -> str:
         if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "CODE_CONFIG_KEY":
             return str(ast.literal_eval(node.value))
     raise AssertionError("no CODE_CONFIG_KEY in _pyfunc_model.py")
+
+
+# --- slow: four registered models, a clean environment, mlflow models serve ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One store with port_xgboost, port_lightgbm, port_sklearn and port_torch @staging, and each one's
+    ``trainpipe predict`` output for ``score.csv`` (``pred_NAME.csv``)."""
+    work = tmp_path_factory.mktemp("portable")
+    make_frame(n=600, seed=2).to_csv(work / "data.csv", index=False)
+    make_frame(n=40, seed=9).drop(columns=["label"]).to_csv(work / "score.csv", index=False)
+    for name, (model, params) in MODELS.items():
+        training = "training: {epochs: 4, batch_size: 64, seed: 3}\n" if model == "torch_mlp" else ""
+        write_pipeline(work, PIPELINE.format(model=model, params=params, name=name) + training, f"{name}.yaml")
+        run = cli(work, "run", f"{name}.yaml", MLFLOW_TRACKING_URI=_store(work))  # TEMP
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+        pred = cli(work, "predict", f"models:/{name}@staging", "score.csv", "-o", f"pred_{name}.csv")
+        assert pred.returncode == 0, pred.stderr[-3000:]
+    return work
+
+
+def _store(work: Path) -> str:
+    return f"sqlite:///{work}/.trainpipe/mlflow.db"
+
+
+def _requirements(work: Path) -> list[Path]:
+    """Each registered model's requirements.txt, as MLflow hands it out."""
+    script = ("import mlflow, sys\nmlflow.set_tracking_uri(sys.argv[1])\n"
+              "for name in sys.argv[2:]:\n"
+              "    print(mlflow.pyfunc.get_model_dependencies(f'models:/{name}@staging'))\n")
+    done = subprocess.run([sys.executable, "-c", script, _store(work), *MODELS], cwd=work, capture_output=True,
+                          text=True, timeout=300, env=_env())
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [Path(line) for line in done.stdout.split() if line.endswith("requirements.txt")]
+
+
+def _clean_venv(requirements: list[Path]) -> Path:
+    """A virtual environment holding exactly these requirements (plus the repository's constraints.txt, which
+    keeps torch the CPU build), without trainpipe; cached by the requirements' content."""
+    lines = sorted({ln.strip() for f in requirements for ln in f.read_text().splitlines() if ln.strip()})
+    constraints = REPO / "constraints.txt"
+    key = hashlib.sha256(json.dumps([lines, constraints.read_text(), sys.version]).encode()).hexdigest()[:12]
+    venv = REPO / ".cache" / f"portable-venv-{key}"
+    python = venv / "bin" / "python"
+    if (venv / ".complete").is_file():
+        return venv
+    shutil.rmtree(venv, ignore_errors=True)  # a half-built one from an interrupted run
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", str(venv)], check=True, timeout=300)
+    args = [a for f in requirements for a in ("-r", str(f))]
+    done = subprocess.run([str(python), "-m", "pip", "install", "-q", *args, "-c", str(constraints)],
+                          capture_output=True, text=True, timeout=1200, env=_env())
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    (venv / ".complete").write_text("\n".join(lines) + "\n")
+    return venv
+
+
+@pytest.fixture(scope="module")
+def clean_venv(registered: Path) -> Path:
+    requirements = _requirements(registered)
+    assert len(requirements) == len(MODELS)
+    for f in requirements:
+        assert not [ln for ln in f.read_text().splitlines() if ln.lower().startswith("trainpipe")], f.read_text()
+    venv = _clean_venv(requirements)
+    probe = subprocess.run([str(venv / "bin" / "python"), "-c", "import trainpipe"], cwd=venv, capture_output=True,
+                           text=True, env=_env())
+    assert probe.returncode != 0 and "No module named 'trainpipe'" in probe.stderr
+    return venv
+
+
+def _compare(work: Path, name: str, got: pd.DataFrame) -> None:
+    expected = pd.read_csv(work / f"pred_{name}.csv")
+    cols = [c for c in expected.columns if c == "prediction" or c.startswith("proba_")]
+    assert list(got.columns) == cols, name
+    assert got["prediction"].astype(str).tolist() == expected["prediction"].astype(str).tolist(), name
+    for col in cols[1:]:
+        np.testing.assert_allclose(got[col].to_numpy(float), expected[col].to_numpy(float), rtol=1e-6,
+                                   err_msg=f"{name}: {col}")
+
+
+@pytest.mark.slow
+def test_registered_models_load_and_predict_in_a_clean_environment_without_trainpipe(
+        registered: Path, clean_venv: Path, tmp_path: Path) -> None:
+    script = textwrap.dedent("""
+        import sys
+        import mlflow
+        import pandas as pd
+        mlflow.set_tracking_uri(sys.argv[1])
+        raw = pd.read_csv(sys.argv[2])
+        for name in sys.argv[4:]:
+            model = mlflow.pyfunc.load_model(f"models:/{name}@staging")
+            model.predict(raw).to_csv(f"{sys.argv[3]}/clean_{name}.csv", index=False)
+        print(sorted(m for m in sys.modules if m.split(".")[0] == "trainpipe"))
+    """)
+    done = subprocess.run([str(clean_venv / "bin" / "python"), "-c", script, _store(registered),
+                           str(registered / "score.csv"), str(tmp_path), *MODELS],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600, env=_env())
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert done.stdout.strip() == "[]"
+    for name in MODELS:
+        _compare(registered, name, pd.read_csv(tmp_path / f"clean_{name}.csv"))
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
+
+
+@pytest.mark.slow
+def test_bundled_code_loads_beside_an_installed_trainpipe(registered: Path, tmp_path: Path) -> None:
+    """Where trainpipe is installed (and already imported), the pyfunc model still runs its own bundled code
+    and leaves trainpipe's modules alone."""
+    script = textwrap.dedent("""
+        import sys
+        import mlflow
+        import pandas as pd
+        import trainpipe.models._trained as installed
+        mlflow.set_tracking_uri(sys.argv[1])
+        model = mlflow.pyfunc.load_model("models:/port_lightgbm@staging")
+        model.predict(pd.read_csv(sys.argv[2])).to_csv(sys.argv[3], index=False)
+        assert sys.modules["trainpipe.models._trained"] is installed
+        print(sorted({m.split(".")[0] for m in sys.modules if m.startswith("trainpipe")}))
+    """)
+    done = subprocess.run([sys.executable, "-c", script, _store(registered), str(registered / "score.csv"),
+                           str(tmp_path / "out.csv")], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env=_env())
+    assert done.returncode == 0, done.stderr[-4000:]
+    roots = ast.literal_eval(done.stdout.strip().splitlines()[-1])
+    assert roots[0] == "trainpipe" and len(roots) == 2 and roots[1].startswith("trainpipe_inference_")
+    _compare(registered, "port_lightgbm", pd.read_csv(tmp_path / "out.csv"))
+
+
+@pytest.mark.slow
+def test_models_show_prints_load_code_that_works_verbatim_from_another_folder(
+        registered: Path, clean_venv: Path, tmp_path: Path) -> None:
+    shown = cli(registered, "models", "show", "port_xgboost")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    start = lines.index("import mlflow")
+    end = next(i for i, ln in enumerate(lines) if ln.startswith("model = mlflow.pyfunc.load_model("))
+    code = "\n".join(lines[start:end + 1])
+    assert "mlflow.set_tracking_uri('sqlite:////" in code and "'models:/port_xgboost@staging'" in code
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    check = code + ("\nimport pandas as pd\n"
+                    f"model.predict(pd.read_csv({str(registered / 'score.csv')!r})).to_csv('out.csv', index=False)\n")
+    done = subprocess.run([str(clean_venv / "bin" / "python"), "-c", check], cwd=elsewhere, capture_output=True,
+                          text=True, timeout=300, env=_env())
+    assert done.returncode == 0, done.stderr[-4000:]
+    _compare(registered, "port_xgboost", pd.read_csv(elsewhere / "out.csv"))
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["out.csv"]  # no stray mlflow.db
+    serve = next(ln for ln in lines if " mlflow models serve -m " in ln)
+    assert serve.startswith(f"MLFLOW_TRACKING_URI={_store(registered)} ")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _serving(venv: Path, work: Path, ref: str, port: int) -> Iterator[subprocess.Popen[str]]:
+    log = open(work / f"serve-{port}.log", "w")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen([str(venv / "bin" / "mlflow"), "models", "serve", "-m", ref, "--env-manager", "local",
+                             "-h", "127.0.0.1", "-p", str(port), "-w", "1"], cwd=work, stdout=log,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            env=_env(MLFLOW_TRACKING_URI=_store(work)))
+    try:
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=20)
+        log.close()
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_from_the_clean_environment_answers_invocations(
+        registered: Path, clean_venv: Path) -> None:
+    port = _free_port()
+    raw = pd.read_csv(registered / "score.csv")
+    body = json.dumps({"dataframe_split": json.loads(raw.to_json(orient="split", index=False))}).encode()
+    with _serving(clean_venv, registered, "models:/port_xgboost@staging", port) as proc:
+        deadline = time.monotonic() + 240
+        while True:
+            assert proc.poll() is None, (registered / f"serve-{port}.log").read_text()[-4000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, (registered / f"serve-{port}.log").read_text()[-4000:]
+            time.sleep(1)
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as r:
+            answer = json.loads(r.read())
+    _compare(registered, "port_xgboost", pd.DataFrame(answer["predictions"]))
