@@ -73,15 +73,18 @@ def _run_in_process(cwd: Path, args: tuple[str, ...], environ: dict[str, str]) -
     end-to-end tests cover the console script itself."""
     from typer.testing import CliRunner
 
-    from trainpipe.cli import app
+    from trainpipe import cli
 
     unset = {k: None for k in os.environ if k not in environ}
     previous = os.getcwd()
+    widths = (cli.out.width, cli.err.width)
+    cli.out.width = cli.err.width = int(environ["COLUMNS"])  # the consoles took their width at import
     os.chdir(cwd)
     try:
-        result = CliRunner().invoke(app, list(args), env={**environ, **unset}, catch_exceptions=False)
+        result = CliRunner().invoke(cli.app, list(args), env={**environ, **unset}, catch_exceptions=False)
     finally:
         os.chdir(previous)
+        cli.out.width, cli.err.width = widths
     return Outcome(result.exit_code, result.stdout, result.stderr, cwd)
 
 

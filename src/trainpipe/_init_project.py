@@ -189,8 +189,7 @@ def _render(df: pd.DataFrame, *, name: str, source: str, target: str, task: str,
         f"  categorical: {_yaml_list(categorical)}",
         "",
         "validation:               # checks that refuse bad data before anything is trained (exit 3)",
-        f"  min_rows: {max(1, min(100, len(df) // 2))}",
-        "  max_missing_fraction: 0.5",
+        f"  min_rows: {max(1, min(100, len(df) // 2))}           # a later file with fewer rows is refused",
     ]
     checks = _column_checks(df, numeric, categorical)
     if checks:

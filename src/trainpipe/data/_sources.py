@@ -103,6 +103,12 @@ def read_source(source: DataSource, *, encoding: str = "utf-8", na_values: Seque
         raise DataError(f"{path}: the file has no columns (empty file); a table needs a header row and data "
                         "rows.") from exc
     except UnicodeDecodeError as exc:
+        binary = _binary_kind(path)
+        if binary:
+            raise DataError(
+                f"{path}: cannot be read as CSV: the file holds binary data ({binary}), not text, so it is not in "
+                "that format. Point data.source at the exported table (.csv, .tsv or .parquet)."
+            ) from exc
         raise DataError(
             f"{path}: cannot be read as {exc.encoding} text: byte {exc.object[exc.start:exc.start + 1]!r} at "
             f"offset {exc.start} is not valid {exc.encoding}. The file is probably in another encoding: set "
@@ -125,6 +131,22 @@ def read_source(source: DataSource, *, encoding: str = "utf-8", na_values: Seque
         _check_csv_header(path, "\t" if suffix == ".tsv" else ",", df, encoding)
     df.columns = [str(c) for c in df.columns]
     return df
+
+
+_MAGIC = ((b"\x89PNG", "a PNG image"), (b"PK\x03\x04", "a ZIP archive, e.g. an .xlsx workbook"),
+          (b"%PDF", "a PDF document"), (b"PAR1", "a Parquet file: name it .parquet"),
+          (b"\x1f\x8b", "a gzip archive"), (b"\xd0\xcf\x11\xe0", "an old Excel/Office file"),
+          (b"\xff\xd8\xff", "a JPEG image"), (b"SQLite format 3", "an SQLite database"))
+
+
+def _binary_kind(path: Path) -> str:
+    """What a file that is not text looks like ('' when it may be text in another encoding)."""
+    with path.open("rb") as fh:
+        head = fh.read(8192)
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return kind
+    return "NUL bytes" if b"\x00" in head else ""
 
 
 def apply_na_values(df: pd.DataFrame, na_values: Sequence[str]) -> pd.DataFrame:
