@@ -133,6 +133,33 @@ def prepare_frame(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     kept for missing, text -> strings with '' for missing; cells equal to the training run's
     ``data.na_values`` are missing. Raises ``DataError`` naming missing columns or non-numeric cells.
     """
+    return columns_frame(prepare_columns(df, spec), spec, df.index)
+
+
+def columns_frame(columns: dict[str, Any], spec: FeatureSpec, index: Any = None) -> pd.DataFrame:
+    """The frame the fitted ColumnTransformer takes, from :func:`prepare_columns`' arrays.
+
+    Missing categorical cells go in as NaN, which the imputer fills with its missing-value category whatever
+    else the batch holds. As ``None`` they were filled only when the column also held a string (pandas then
+    reads it as a string column, ``None`` as NaN): a one-row request with a missing category was encoded as an
+    unseen category instead of as missing, as in training.
+    """
+    import numpy as np
+    import pandas as pd
+
+    out = dict(columns)
+    for c in spec.categorical:
+        values = out[c]
+        missing = values == None  # noqa: E711 (elementwise on an object array)
+        if missing.any():
+            values = values.copy()
+            values[missing] = np.nan
+            out[c] = values
+    return pd.DataFrame(out, index=index)
+
+
+def prepare_columns(df: pd.DataFrame, spec: FeatureSpec) -> dict[str, Any]:
+    """:func:`prepare_frame`'s columns as NumPy arrays, by name (no frame built: the small-frame fast path)."""
     import numpy as np
     import pandas as pd
 
@@ -148,6 +175,11 @@ def prepare_frame(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     out: dict[str, Any] = {}
     for c in spec.numeric:
         s = df[c]
+        if isinstance(s.dtype, np.dtype) and s.dtype.kind in "fiu":  # NumPy numbers (no pd.NA): the common case
+            values = s.to_numpy().astype(np.float64)
+            infinite = np.isinf(values)
+            out[c] = np.where(infinite, np.nan, values) if infinite.any() else values
+            continue
         if pd.api.types.is_bool_dtype(s):
             s = s.astype("float64")
         elif not pd.api.types.is_numeric_dtype(s):
@@ -168,7 +200,7 @@ def prepare_frame(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
         out[c] = _categorical_values(df[c])
     for c in spec.text:
         out[c] = df[c].fillna("").astype(str).to_numpy(dtype=object)
-    return pd.DataFrame(out, index=df.index)
+    return out
 
 
 def _categorical_values(s: pd.Series) -> Any:
@@ -180,6 +212,8 @@ def _categorical_values(s: pd.Series) -> Any:
     import numpy as np
     import pandas as pd
 
+    if isinstance(s.dtype, pd.StringDtype):  # every present value is a str already, None where missing
+        return s.to_numpy(dtype=object, na_value=None)
     missing = s.isna().to_numpy()
     if isinstance(s.dtype, pd.CategoricalDtype):
         s = s.astype(object)
@@ -187,8 +221,6 @@ def _categorical_values(s: pd.Series) -> Any:
         values = s.astype(str).to_numpy(dtype=object)
     elif pd.api.types.is_float_dtype(s):
         values = np.array([_cat_str(v) for v in s.to_numpy()], dtype=object)
-    elif isinstance(s.dtype, pd.StringDtype):  # every present value is a str already
-        values = s.to_numpy(dtype=object, na_value=None)
     else:
         values = s.astype(object).to_numpy()
         kinds = {type(v) for v in values[~missing]}

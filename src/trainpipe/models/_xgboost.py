@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from trainpipe.data import TaskInfo
 
 _FILE = "model.ubj"
+# up to this many rows a prediction runs on one thread (see XGBoostAdapter._for_rows)
+SINGLE_THREAD_ROWS = 64
 
 
 def _xgb() -> Any:
@@ -40,6 +42,7 @@ class XGBoostAdapter:
         self.params.update(params)
         self.early_stopping_rounds = training.early_stopping_rounds
         self.model: Any = None
+        self._single: tuple[Any, Any] | None = None  # (model, its one-thread copy)
 
     @classmethod
     def check_config(cls, task_name: str, params: Mapping[str, Any]) -> None:
@@ -77,13 +80,32 @@ class XGBoostAdapter:
         return FitReport(history=history, best_iteration=None if best is None else int(best),
                          n_iterations=int(n_iter), params=effective)
 
+    def _for_rows(self, X: Any) -> Any:
+        """The model to predict ``X`` with: for a few rows, a copy that predicts on one thread.
+
+        XGBoost predicts on every core by default; for a handful of rows waking the OpenMP threads costs more
+        than the trees (10x on a busy 2-core machine), and a server runs many requests side by side anyway.
+        The copy holds the same trees, so it predicts the same values.
+        """
+        if X.shape[0] > SINGLE_THREAD_ROWS:
+            return self.model
+        single = self._single
+        if single is None or single[0] is not self.model:
+            import copy
+
+            clone = copy.deepcopy(self.model)
+            clone.set_params(n_jobs=1)
+            clone.get_booster().set_param({"nthread": 1})
+            single = self._single = (self.model, clone)
+        return single[1]
+
     def predict(self, X: Any) -> np.ndarray:
-        return self.model.predict(X)
+        return self._for_rows(X).predict(X)
 
     def predict_proba(self, X: Any) -> np.ndarray | None:
         if self.task.task == "regression":
             return None
-        return self.model.predict_proba(X)
+        return self._for_rows(X).predict_proba(X)
 
     def feature_importances(self) -> np.ndarray | None:
         return getattr(self.model, "feature_importances_", None)
@@ -97,6 +119,7 @@ class XGBoostAdapter:
         self.task = task
         self.params = {}
         self.early_stopping_rounds = None
+        self._single = None
         self.model = _estimator_class(task)()
         self.model.load_model(str(directory / _FILE))
         return self
