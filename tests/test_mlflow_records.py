@@ -271,6 +271,13 @@ def test_a_run_read_back_with_mlflow_client_and_the_fairness_gate(workdir: Path,
     shown = _cli(workdir, "models", "history", "churn")
     assert shown.returncode == 0 and "staging" in shown.stdout, shown.stdout + shown.stderr
 
+    # the register step again in that run (an orchestrator's retry): the same logged model, no second version
+    run_dir = workdir / ".trainpipe" / "runs" / run.info.run_id
+    again = _cli(workdir, "step", "register", "--run-dir", str(run_dir))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert [o.model_id for o in c.get_run(run.info.run_id).outputs.model_outputs] == [model_id]
+    assert [str(v.version) for v in c.search_model_versions("name = 'churn'")] == ["1"]
+
     # the same run, refused by a floor no slice reaches: exit 4, the report names the slice, nothing registered
     refused = _cli(workdir, "run", "pipeline.yaml", "--set", "gate.slices.contract.min.roc_auc=0.99",
                    "--set", "gate.champion.min_delta=-1")  # the champion (the same model) does not refuse it

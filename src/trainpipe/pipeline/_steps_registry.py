@@ -372,8 +372,10 @@ def _logged_model(ctx: StepContext, client: MlflowClient, folder: Path, name: st
     column, the version's Source), reused when this run already logged this model (a retried register step)."""
     from mlflow.entities import LoggedModelOutput
 
+    from trainpipe.pipeline._cache import fingerprint_of, manifest_of
+
     parent = str(ctx.parent_run_id)
-    key = ctx.input_fingerprints.get("train", "")
+    key = fingerprint_of(manifest_of(ctx.input("train")))  # here and from `runs sync` alike
     run = client.get_run(parent)
     for output in run.outputs.model_outputs if run.outputs is not None else []:
         found = client.get_logged_model(output.model_id)
