@@ -35,7 +35,8 @@ def _frame(n: int, seed: int) -> pd.DataFrame:
     x2 = rng.uniform(0, 10, size=n)
     x2[rng.choice(n, size=n // 10, replace=False)] = np.nan
     colour = rng.choice(["red", "green", "blue", "grey", "pink", "teal"], size=n, p=[.4, .3, .2, .05, .03, .02])
-    colour = np.where(rng.random(n) < 0.08, None, colour).astype(object)
+    colour = colour.astype(object)
+    colour[rng.random(n) < 0.08] = None
     size = rng.choice(["S", "M", "L"], size=n)
     score = x1 + (colour == "red") * 1.5 + np.nan_to_num(x2, nan=5.0) / 5 + rng.normal(scale=0.5, size=n)
     df = pd.DataFrame({"x1": x1, "x2": x2, "flag": rng.random(n) < 0.3, "count": rng.integers(0, 50, size=n),
