@@ -144,6 +144,28 @@ def test_the_choice_is_never_below_the_defaults_even_within_one_standard_error()
     assert chosen is not None and chosen.number == 0 and chosen.value >= 0.895
 
 
+def _folds(number: int, scores: list[float], defaults: bool = False) -> Any:
+    import statistics
+
+    import optuna
+
+    attrs = {"rounds_trained": 100, "fold_scores": scores, "score_se": statistics.stdev(scores) / len(scores) ** 0.5,
+             **({"trainpipe.defaults": True} if defaults else {})}
+    t = optuna.trial.create_trial(value=statistics.fmean(scores), user_attrs=attrs, params={}, distributions={})
+    t.number = number
+    return t
+
+
+def test_the_defaults_are_kept_unless_beaten_by_more_than_the_paired_noise() -> None:
+    defaults = [4.3, 4.0, 4.6, 4.1, 4.4]  # rmse per fold
+    noisy = [4.0, 4.3, 4.2, 4.4, 4.1]  # better on average by 0.08, fold to fold it swings by +-0.3
+    steady = [4.0, 3.7, 4.3, 3.8, 4.1]  # better by 0.3 on every fold
+    assert choose_best([_folds(0, defaults, True), _folds(1, noisy)], "minimize").number == 0  # type: ignore[union-attr]
+    assert choose_best([_folds(0, defaults, True), _folds(1, steady)], "minimize").number == 1  # type: ignore[union-attr]
+    auc_defaults, auc_better = [0.80, 0.82, 0.81], [0.83, 0.85, 0.84]
+    assert choose_best([_folds(0, auc_defaults, True), _folds(1, auc_better)], "maximize").number == 1  # type: ignore[union-attr]
+
+
 # -- the estimate -------------------------------------------------------------------------------------------
 
 
