@@ -326,12 +326,13 @@ def test_server_killed_mid_run_exit_2_then_runs_sync_uploads_and_registers(workd
     assert run.info.status == "FINISHED"
     assert run.data.metrics["test_accuracy"] > 0.5 and "total_seconds" in run.data.metrics
     assert run.data.tags["trainpipe.status"] == "finished"
-    assert {a.path for a in client.list_artifacts(run_id)} >= {"steps.json", "registered_model", "evaluation"}
+    assert {a.path for a in client.list_artifacts(run_id)} >= {"steps.json", "evaluation"}
+    (model_id,) = [o.model_id for o in run.outputs.model_outputs]  # the registered pyfunc: a logged model
     children = client.search_runs([run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'")
     assert {c.data.tags["trainpipe.step"] for c in children} >= {"train", "evaluate", "gate", "register"}
     assert all(c.info.status == "FINISHED" for c in children), {c.info.run_name: c.info.status for c in children}
     (version,) = client.search_model_versions("name = 'outage'")
-    assert version.run_id == run_id
+    assert version.run_id == run_id and version.source == f"models:/{model_id}"
     assert client.get_model_version_by_alias("outage", "staging").version == version.version
     assert json.loads((run_dir / "sync.json").read_text())["synced"] is True
 
