@@ -8,8 +8,8 @@ import pytest
 
 EXPECTED = {
     "trainpipe": {"ConfigError", "DataError", "DataValidationError", "GateRefused", "Hooks", "MissingExtraError",
-                  "RecordingHooks", "StorageFull", "TrackingUnavailable", "TrainingDiverged", "TrainingInterrupted",
-                  "TrainpipeError", "__version__"},
+                  "RecordingHooks", "StorageFull", "StoreError", "TrackingUnavailable", "TrainingDiverged",
+                  "TrainingInterrupted", "TrainpipeError", "TuningFailed", "__version__"},
     "trainpipe.config": {"PROFILE_ENV", "ColumnCheck", "CostConfig", "DataConfig", "EvaluationConfig",
                          "FeaturesConfig", "GateConfig", "LoadedConfig", "ModelConfig", "PipelineConfig",
                          "RegistryConfig", "SplitConfig", "TrackingConfig", "TrainingConfig", "TuningConfig",
@@ -58,6 +58,7 @@ def test_exceptions_map_to_documented_exit_codes() -> None:
 
     assert tp.ConfigError.exit_code == 2 and tp.DataError.exit_code == 2
     assert tp.DataValidationError.exit_code == 3 and tp.GateRefused.exit_code == 4
+    assert tp.StoreError.exit_code == 2 and tp.TuningFailed.exit_code == 2
     assert tp.TrackingUnavailable.exit_code == 2 and tp.StorageFull.exit_code == 2
     assert tp.TrainingInterrupted(15, "x").exit_code == 143 and tp.TrainingInterrupted(2, "x").exit_code == 130
     assert all(issubclass(e, tp.TrainpipeError) for e in (tp.ConfigError, tp.DataError, tp.MissingExtraError,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_frame, write_pipeline
-from trainpipe._exceptions import ConfigError
+from trainpipe._exceptions import StoreError
 from trainpipe.config import load_config
 from trainpipe.pipeline import PipelineRunner
 from trainpipe.tracking import InMemoryTracker
@@ -26,7 +26,7 @@ def test_records_that_cannot_be_written_end_the_mlflow_run_failed(workdir: Path)
                                    "model: {type: sklearn.linear_model.LogisticRegression}\n"
                                    "evaluation: {latency: false, plots: false}\n")
     tracker = ReadOnlyArtifacts()
-    with pytest.raises(ConfigError, match=r"could not be written to the MLflow store .*PermissionError"):
+    with pytest.raises(StoreError, match=r"could not be written to the MLflow store .*PermissionError"):
         PipelineRunner(load_config(path), workdir=workdir, tracker=tracker).run()
     parents = [r for r in tracker.runs.values() if r.parent_id is None]
     assert len(parents) == 1 and parents[0].status == "FAILED"

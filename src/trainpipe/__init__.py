@@ -10,10 +10,12 @@ from trainpipe._exceptions import (
     GateRefused,
     MissingExtraError,
     StorageFull,
+    StoreError,
     TrackingUnavailable,
     TrainingDiverged,
     TrainingInterrupted,
     TrainpipeError,
+    TuningFailed,
 )
 from trainpipe._hooks import Hooks, RecordingHooks
 from trainpipe._version import __version__
@@ -27,9 +29,11 @@ __all__ = [
     "MissingExtraError",
     "RecordingHooks",
     "StorageFull",
+    "StoreError",
     "TrackingUnavailable",
     "TrainingDiverged",
     "TrainingInterrupted",
     "TrainpipeError",
+    "TuningFailed",
     "__version__",
 ]

@@ -10,6 +10,8 @@ The tree::
     ├── GateRefused                the quality gate refused the model              (exit 4)
     ├── TrainingDiverged           the training loss became NaN or infinite        (exit 2)
     ├── TrackingUnavailable        the tracking server stopped answering mid-run   (exit 2)
+    ├── StoreError                 a store refused a write (run records, ...)      (exit 2)
+    ├── TuningFailed               a study ended with no completed trial           (exit 2)
     ├── StorageFull                no space left on a device the run writes to     (exit 2)
     └── TrainingInterrupted        SIGTERM/SIGINT while a step was running         (exit 130/143)
 
@@ -82,6 +84,20 @@ class TrackingUnavailable(TrainpipeError):
     exit_code = 2
 
 
+class StoreError(TrainpipeError):
+    """A tracking or registry store was reached but refused a write (permissions, a read-only or locked
+    database, a full artifact folder); the message names the store and what to check. Not a config problem."""
+
+    exit_code = 2
+
+
+class TuningFailed(TrainpipeError):
+    """A study ended without one completed trial; the message counts failed and pruned trials, quotes the first
+    trial errors and names what to change (``tuning.space``, ``model.params``, the budget)."""
+
+    exit_code = 2
+
+
 class StorageFull(TrainpipeError):
     """A write failed for lack of space (ENOSPC) or quota (EDQUOT); the message names the path."""
 
@@ -103,8 +119,10 @@ __all__ = [
     "GateRefused",
     "MissingExtraError",
     "StorageFull",
+    "StoreError",
     "TrackingUnavailable",
     "TrainingDiverged",
     "TrainingInterrupted",
     "TrainpipeError",
+    "TuningFailed",
 ]

@@ -17,7 +17,7 @@ from typing import Any, cast
 
 import yaml
 
-from trainpipe._exceptions import ConfigError, StorageFull, TrackingUnavailable, TrainingInterrupted
+from trainpipe._exceptions import ConfigError, StorageFull, StoreError, TrackingUnavailable, TrainingInterrupted
 from trainpipe._hooks import Hooks
 from trainpipe._signals import SignalInterrupt, deferred
 from trainpipe._version import __version__
@@ -183,7 +183,7 @@ class PipelineRunner:
             if exc is not None:  # the run already failed: that error is the one to report
                 return
             why = scrub((str(log_error).strip().splitlines() or [""])[0][:300])
-            raise ConfigError(
+            raise StoreError(
                 f"tracking: the run finished, but its records could not be written to the MLflow store "
                 f"{tracker.uri} ({type(log_error).__name__}: {why}). "
                 f"Check that the store and its artifact folder are writable; the run directory "

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainpipe._exceptions import DataError
+from trainpipe._exceptions import ConfigError, DataError
 from trainpipe.pipeline._handoff import read_frame
 from trainpipe.pipeline._step import Step, StepContext
 
@@ -130,7 +130,8 @@ def tune(ctx: StepContext) -> None:
     cfg = ctx.config
     tuning = cfg.tuning
     if tuning is None:  # steps_for adds this step only with a tuning section
-        raise DataError("tuning: the tune step runs only for a pipeline with a tuning section.")
+        raise ConfigError("tuning: trainpipe tune needs a tuning: section, and this pipeline has none. Add one, "
+                          "e.g. tuning: {n_trials: 30, metric: roc_auc}.")
     started = time.perf_counter()  # tuning.timeout counts from here: folds, study and (in train) the refit
     task = TaskInfo.from_dict(_read_json(ctx.input("validate") / "task.json"))
     folds = TrainingRowFolds(ctx, task)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainpipe._exceptions import ConfigError, TrainpipeError
+from trainpipe._exceptions import ConfigError, TuningFailed
 from trainpipe.tuning._budget import infer_direction, objective_metric
 from trainpipe.tuning._objective import Fold, RoundCounter, fit_and_score, metric_params
 from trainpipe.tuning._selection import (
@@ -202,12 +202,7 @@ def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold] | F
     trials = study.get_trials(deepcopy=False)
     chosen = choose_best(trials, settings.direction)
     if chosen is None:
-        still = f", {summary['n_running']} still running in other workers" if summary["n_running"] else ""
-        raise TrainpipeError(
-            f"tuning: no trial of study {settings.study_name!r} completed ({summary['n_failed']} failed, "
-            f"{summary['n_pruned']} pruned{still}). The trials' errors are in the tracking runs; check "
-            "tuning.space and model.params."
-        )
+        raise TuningFailed(no_trial_completed(settings, summary, trials))
     summary.update(selection_summary(trials, chosen, plan, n_all))
     out_dir.mkdir(parents=True, exist_ok=True)
     write_trials_csv(study, out_dir / "trials.csv")
@@ -241,6 +236,28 @@ def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold] | F
         for name in ("study_summary.json", "trials.csv", "best_params.json", *plots):
             tracker.log_artifact(parent_run_id, out_dir / name, "tuning")
     return summary
+
+
+def no_trial_completed(settings: StudySettings, summary: dict[str, Any], trials: Sequence[FrozenTrial]) -> str:
+    """What a study without one completed trial says: the counts, the first distinct trial errors, what to change."""
+    still = f", {summary['n_running']} still running in other workers" if summary["n_running"] else ""
+    errors: list[str] = []
+    for t in trials:
+        error = str(t.user_attrs.get("error") or "").strip()
+        if error and t.state.name != "PRUNED":
+            line = f"trial {t.number}: {error.splitlines()[0][:200]}"
+            if not any(line.split(": ", 1)[1] == e.split(": ", 1)[1] for e in errors):
+                errors.append(line)
+        if len(errors) == 3:
+            break
+    shown = f" First errors: {'; '.join(errors)}." if errors else ""
+    budget = ""
+    if summary.get("stopped_by") in ("timeout", "max_cost"):
+        budget = f" The study stopped at its tuning.{summary['stopped_by']} before a trial finished: raise it."
+    return (f"tuning: no trial of study {settings.study_name!r} completed ({summary['n_failed']} failed, "
+            f"{summary['n_pruned']} pruned{still}).{shown} Fix tuning.space or model.params so that a trial can "
+            f"train (the defaults' trial 0 uses model.params alone), or set tuning.pruner: none if every trial "
+            f"was pruned.{budget}")
 
 
 def selection_summary(trials: Sequence[FrozenTrial], chosen: FrozenTrial, plan: SelectionPlan,
