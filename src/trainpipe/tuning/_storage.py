@@ -6,9 +6,10 @@
 * ``journal:///path/to/study.log``: several processes on one machine without SQLite's locking.
 
 RDB storages record a heartbeat per running trial; a trial whose worker stopped beating (killed,
-preempted machine) is failed by the next worker that looks and retried once
-(``RetryHeartbeatStaleTrialCallback(max_retry=1)``). The journal has no heartbeat: there a trial whose
-worker process on this host no longer exists is failed and retried the same way (see ``_study``).
+preempted machine) is failed by the next worker that looks and retried once (Optuna's
+``RetryHeartbeatStaleTrialCallback(max_retry=1)``; ``RetryFailedTrialCallback`` before Optuna 4.9). The
+journal has no heartbeat: there a trial whose worker process on this host no longer exists is failed and
+retried the same way (see ``_queue``).
 """
 
 from __future__ import annotations
@@ -120,13 +121,18 @@ def _open_rdb(url: str, engine_kwargs: dict[str, Any], interval: int, grace: int
     import optuna
     from optuna.exceptions import ExperimentalWarning
 
+    from trainpipe.tuning._queue import retry_callback
+
     for attempt in range(_SCHEMA_ATTEMPTS):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ExperimentalWarning)
-                callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+                # Optuna 4.9 renamed the argument (failed_trial_callback, deprecated, goes in 6.0)
+                new_name = hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback")
+                key = "heartbeat_stale_trial_callback" if new_name else "failed_trial_callback"
+                callback: dict[str, Any] = {key: retry_callback()}
                 return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=interval,
-                                                  grace_period=grace, heartbeat_stale_trial_callback=callback)
+                                                  grace_period=grace, **callback)
         except Exception as exc:
             # Workers starting together on a fresh PostgreSQL database race to create Optuna's tables (on
             # SQLite the file lock serialises them); the losers see "duplicate key"/"already exists" and

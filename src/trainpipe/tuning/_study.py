@@ -23,11 +23,9 @@ once the time left is only the reserve for the final refit, and a running trial 
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import os
 import socket
-import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -35,21 +33,21 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from trainpipe._exceptions import ConfigError, MissingExtraError, TrainingInterrupted
-from trainpipe._procs import pid_alive
 from trainpipe.config import CostConfig
 from trainpipe.config._schema import SearchParam
 from trainpipe.tuning._budget import Budget, Meter
 from trainpipe.tuning._objective import RoundCounter
 from trainpipe.tuning._selection import DEFAULTS_ATTR, PLAN_ATTR, fold_stats
 from trainpipe.tuning._space import grid_points, suggest
-from trainpipe.tuning._storage import MAX_RETRY, StorageSpec, open_storage, sqlite_file_lock
+from trainpipe.tuning._storage import StorageSpec, open_storage
 
 if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
 
+    from trainpipe.tuning._queue import QueueStudy
+
 SLOTS_ATTR = "trainpipe.slots"
-WORKER_ATTR = "trainpipe.worker"
 ObjectiveFn = Callable[["optuna.Trial", dict[str, Any], RoundCounter], float]
 TrialHook = Callable[["FrozenTrial"], None]
 
@@ -151,20 +149,22 @@ def open_study(settings: StudySettings, space: Mapping[str, SearchParam]) -> Any
         return _open_study(settings, space)
 
 
-def _open_study(settings: StudySettings, space: Mapping[str, SearchParam]) -> Any:
+def _open_study(settings: StudySettings, space: Mapping[str, SearchParam]) -> QueueStudy:
     import optuna
     from optuna.exceptions import DuplicatedStudyError
+
+    from trainpipe.tuning._queue import QueueStudy
 
     storage = open_storage(settings.storage)
     sampler, pruner = make_sampler(settings, space), make_pruner(settings)
     try:
-        study = optuna.create_study(storage=storage, study_name=settings.study_name, sampler=sampler,
-                                    pruner=pruner, direction=settings.direction,  # type: ignore[arg-type]
-                                    load_if_exists=False)
+        optuna.create_study(storage=storage, study_name=settings.study_name, sampler=sampler, pruner=pruner,
+                            direction=settings.direction, load_if_exists=False)  # type: ignore[arg-type]
     except DuplicatedStudyError:
-        study = optuna.load_study(study_name=settings.study_name, storage=storage, sampler=sampler, pruner=pruner)
-        _check_joined(study, settings)
-        return study
+        joined = QueueStudy(settings.study_name, storage, settings.storage, sampler=sampler, pruner=pruner)
+        _check_joined(joined, settings)
+        return joined
+    study = QueueStudy(settings.study_name, storage, settings.storage, sampler=sampler, pruner=pruner)
     n = settings.n_trials
     import optuna.trial as ot
 
@@ -222,102 +222,6 @@ def _check_joined(study: Any, settings: StudySettings) -> None:
         )
 
 
-def _study_id(study: Any) -> int:
-    return int(study._storage.get_study_id_from_name(study.study_name))
-
-
-def _pop(study: Any, only_defaults: bool = False) -> int | None:
-    """Take one WAITING trial for this worker (only the defaults' trial: ``only_defaults``), or None."""
-    from optuna.exceptions import UpdateFinishedTrialError
-    from optuna.trial import TrialState
-
-    storage = study._storage
-    backend = getattr(storage, "_backend", storage)  # optuna wraps RDBStorage in a _CachedStorage
-    # Optuna checks "still WAITING?" with a SELECT and then UPDATEs; PostgreSQL holds the row (FOR UPDATE)
-    # in between, but SQLite ignores FOR UPDATE and Python's sqlite3 runs the SELECT outside the write
-    # transaction, so two workers could both see WAITING and both run the trial: claims on SQLite are serial.
-    with sqlite_file_lock(str(getattr(backend, "url", ""))):
-        for frozen in storage.get_all_trials(_study_id(study), deepcopy=False, states=(TrialState.WAITING,)):
-            if only_defaults and not frozen.user_attrs.get(DEFAULTS_ATTR):
-                continue
-            try:
-                if storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING):
-                    if heartbeat_enabled(study):  # at once: a RUNNING trial without a beat can never go stale
-                        storage.record_heartbeat(frozen._trial_id)
-                    return int(frozen._trial_id)
-            except UpdateFinishedTrialError:
-                continue
-    return None
-
-
-def heartbeat_enabled(study: Any) -> bool:
-    from optuna.storages._heartbeat import is_heartbeat_enabled
-
-    return bool(is_heartbeat_enabled(study._storage))
-
-
-@contextlib.contextmanager
-def _heartbeat(study: Any, trial_id: int) -> Iterator[None]:
-    if not heartbeat_enabled(study):
-        yield
-        return
-    storage = study._storage
-    interval = storage.get_heartbeat_interval()
-    stop = threading.Event()
-
-    def beat() -> None:
-        while True:
-            with contextlib.suppress(Exception):  # a lost beat is retried at the next interval
-                storage.record_heartbeat(trial_id)
-            if stop.wait(interval):
-                return
-
-    storage.record_heartbeat(trial_id)
-    thread = threading.Thread(target=beat, name=f"optuna-heartbeat-{trial_id}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-
-
-def _retry(study: Any, trial_id: int) -> None:
-    import optuna
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
-        callback(study, copy.deepcopy(study._storage.get_trial(trial_id)))
-
-
-def recover_dead_trials(study: Any) -> None:
-    """Fail (and retry once) RUNNING trials whose worker is gone: heartbeat on RDB storages; on others, a
-    worker process on this host that no longer exists."""
-    import optuna
-    from optuna.exceptions import UpdateFinishedTrialError
-    from optuna.trial import TrialState
-
-    if heartbeat_enabled(study):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
-        return
-    host = socket.gethostname()
-    storage = study._storage
-    for frozen in storage.get_all_trials(_study_id(study), deepcopy=False, states=(TrialState.RUNNING,)):
-        owner = str(frozen.user_attrs.get(WORKER_ATTR, ""))
-        owner_host, _, pid = owner.rpartition(":")
-        if owner_host != host or not pid.isdigit() or int(pid) == os.getpid() or pid_alive(int(pid)):
-            continue
-        try:
-            storage.set_trial_user_attr(frozen._trial_id, "error", f"worker {owner} died")
-            if storage.set_trial_state_values(frozen._trial_id, state=TrialState.FAIL):
-                _retry(study, frozen._trial_id)
-        except UpdateFinishedTrialError:
-            continue
-
-
 def spent_cost(study: Any) -> float:
     return float(sum(float(t.user_attrs.get("cost", 0.0)) for t in study.get_trials(deepcopy=False)))
 
@@ -335,7 +239,9 @@ def run_study(settings: StudySettings, space: Mapping[str, SearchParam], objecti
 
     ``started``: the ``time.perf_counter()`` the timeout counts from (default: now); ``reserve(study)``: seconds
     of the timeout kept for what follows the study (the final refit)."""
-    study = study if study is not None else open_study(settings, space)
+    from trainpipe.tuning._queue import as_queue_study, claim, heartbeat_enabled, recover_dead_trials
+
+    study = as_queue_study(study if study is not None else open_study(settings, space))
     run = StudyRun(study)
     budget = Budget(settings.timeout, settings.max_cost)
     if started is not None:
@@ -351,7 +257,7 @@ def run_study(settings: StudySettings, space: Mapping[str, SearchParam], objecti
                 reason = "timeout"
         if reason is not None:
             # the defaults' trial runs even past the deadline: it is the reference and the fallback model
-            late = _pop(study, only_defaults=True) if reason == "timeout" and settings.defaults_trial else None
+            late = claim(study, only_defaults=True) if reason == "timeout" and settings.defaults_trial else None
             if late is None:
                 run.stopped_by = reason
                 break
@@ -360,7 +266,7 @@ def run_study(settings: StudySettings, space: Mapping[str, SearchParam], objecti
             if on_trial_end is not None:
                 on_trial_end(frozen)
             continue
-        trial_id = _pop(study)
+        trial_id = claim(study)
         if trial_id is None:
             if heartbeat_enabled(study) and _others_running(study):
                 time.sleep(poll)  # another worker's trial may still go stale and come back for a retry
@@ -374,24 +280,26 @@ def run_study(settings: StudySettings, space: Mapping[str, SearchParam], objecti
     return run
 
 
-def _run_one(study: Any, settings: StudySettings, space: Mapping[str, SearchParam], trial_id: int,
+def _run_one(study: QueueStudy, settings: StudySettings, space: Mapping[str, SearchParam], trial_id: int,
              objective: ObjectiveFn, deadline: float | None = None) -> FrozenTrial:
     import optuna
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
-    storage = study._storage
+    from trainpipe.tuning._queue import WORKER_ATTR, heartbeat, retry
+
+    storage = study.queue_storage
     queued = storage.get_trial(trial_id)
     number, defaults = queued.number, bool(queued.user_attrs.get(DEFAULTS_ATTR))
-    study.sampler = make_sampler(settings, space, number)
-    study._thread_local.cached_all_trials = None  # what Study.ask does: samplers see the latest trials
     storage.set_trial_user_attr(trial_id, WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
     counter = RoundCounter(deadline=None if defaults else deadline, prunable=not defaults)
     state, value, error = TrialState.FAIL, None, ""
     interrupted: BaseException | None = None
-    with _heartbeat(study, trial_id):
+    with heartbeat(study, trial_id):
         try:
-            trial = optuna.Trial(study, trial_id)
+            # a fresh study object per trial: the sampler, re-seeded from (seed, number), sees the latest trials
+            trial_study = study.for_trial(make_sampler(settings, space, number))
+            trial = optuna.Trial(trial_study, trial_id)
         except BaseException:
             storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
             raise
@@ -425,14 +333,14 @@ def _run_one(study: Any, settings: StudySettings, space: Mapping[str, SearchPara
             for key, val in attrs.items():
                 trial.set_user_attr(key, val)
             if state == TrialState.COMPLETE:
-                study.tell(trial, value)
+                trial_study.tell(trial, value)
             else:
-                study.tell(trial, state=state)
+                trial_study.tell(trial, state=state)
         except UpdateFinishedTrialError:
             # another worker saw no heartbeat for longer than the grace period (this process was stalled),
             # failed the trial and queued its retry; that retry counts, this result is dropped
             pass
     if interrupted is not None:
-        _retry(study, trial_id)  # the interrupted trial is run again when the study is resumed
+        retry(study, trial_id)  # the interrupted trial is run again when the study is resumed
         raise interrupted
     return storage.get_trial(trial_id)
