@@ -353,7 +353,7 @@ def test_sigterm_during_validation_stops_after_the_epoch_checkpoint(tmp_path: Pa
         os.kill(os.getpid(), signal.SIGTERM)
         return base.metric_sum(out, y)
 
-    engine.objective = Objective(base.loss, base.metric_name, metric_then_signal, base.metric_finish)
+    engine.module.configure_objective(Objective(base.loss, base.metric_name, metric_then_signal, base.metric_finish))
     with pytest.raises(TrainingInterrupted, match="last.pt"):
         engine.fit(train, val)
     position = ckpt.load(tmp_path / "ckpt" / "last.pt")["position"]

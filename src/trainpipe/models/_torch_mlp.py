@@ -117,6 +117,7 @@ class TorchMLPAdapter:
 
         torch = _torch()
         from trainpipe.models.torch import _mlp
+        from trainpipe.models.torch._callbacks import MetricReporter
         from trainpipe.models.torch._data import TensorData, dense_float32
         from trainpipe.models.torch._engine import Engine
         from trainpipe.models.torch._setup import seed_everything
@@ -137,17 +138,18 @@ class TorchMLPAdapter:
             categorical_columns=tuple(self.categorical_columns),
             cardinalities=_mlp.cardinalities_from(Xt, self.categorical_columns))
         seed_everything(self.training.seed)
-        net = _mlp.TabularMLP(spec)
+        net = _mlp.TabularMLP(spec, _mlp.objective_for(task, std))
 
         def data(Xm: Any, ym: np.ndarray) -> TensorData:
             Xm = Xm if isinstance(Xm, torch.Tensor) else torch.from_numpy(dense_float32(Xm))
             return TensorData(_mlp.model_inputs(Xm, spec), self._target(ym, mean, std))
 
         has_val = X_val is not None and y_val is not None and len(y_val) > 0
-        engine = Engine(net, _mlp.objective_for(task, std), self.training, weight_decay=self.arch["weight_decay"],
+        reporting = [MetricReporter(on_epoch=on_round)] if on_round is not None else []
+        engine = Engine(net, None, self.training, callbacks=reporting, weight_decay=self.arch["weight_decay"],
                         checkpoint_dir=self.checkpoint_dir, resume=self.resume,
                         keep_top_k=int(self.arch["keep_top_k"]))
-        result = engine.fit(data(Xt, y), data(X_val, np.asarray(y_val)) if has_val else None, on_round)
+        result = engine.fit(data(Xt, y), data(X_val, np.asarray(y_val)) if has_val else None)
         self.net = net.to("cpu").eval()
         self.meta = {"format": 1, "task": task, "n_classes": len(self.task.classes), "spec": spec.to_dict(),
                      "target_mean": mean, "target_std": std, "best_epoch": result.best_epoch,

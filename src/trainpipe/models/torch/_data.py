@@ -11,10 +11,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import torch
+
+
+class Batch(NamedTuple):
+    """One batch of a :class:`TensorData`: what the engine hands to a module's ``training_step`` and
+    ``validation_step``. The engine never looks inside it; it unpacks like ``inputs, target = batch``."""
+
+    inputs: tuple[torch.Tensor, ...]
+    target: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -33,8 +41,8 @@ class TensorData:
         return TensorData(tuple(t.to(device, non_blocking=True) for t in self.inputs),
                           self.target.to(device, non_blocking=True))
 
-    def take(self, index: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
-        return tuple(t[index] for t in self.inputs), self.target[index]
+    def take(self, index: torch.Tensor) -> Batch:
+        return Batch(tuple(t[index] for t in self.inputs), self.target[index])
 
 
 class DataSource(Protocol):

@@ -4,8 +4,13 @@ Hot path: the data sits on the device as whole tensors; each step indexes them w
 seeded permutation; the per-step loss is copied into a device buffer (no ``.item()`` per step) that
 is checked for NaN/inf every few steps and before every checkpoint, so a checkpoint is never bad.
 
-Resume is exact on CPU: a checkpoint holds model, optimizer, scheduler, scaler, every RNG state and
-the position (epoch, segment, step) and is written only at an optimizer-step boundary.
+Resume is exact on CPU: a checkpoint holds model, optimizer, scheduler, scaler, every RNG state, the
+callbacks' state and the position (epoch, segment, step) and is written only at an optimizer-step boundary.
+
+The engine never looks inside a batch: the module's ``training_step(batch)`` gives the loss and its
+``validation_step``/``validation_epoch_end`` the validation metrics (``_module.py``). Early stopping with
+best-weight restore and metric reporting are callbacks (``_callbacks.py``); checkpoints stay in the engine,
+which writes them at the exact points a bitwise resume needs.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import logging
 import math
 import pickle
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +30,9 @@ from torch import nn
 from trainpipe._exceptions import ConfigError, DataError, TrainingDiverged, TrainingInterrupted
 from trainpipe.models.torch import _checkpoint as ckpt
 from trainpipe.models.torch import _distributed as D
+from trainpipe.models.torch._callbacks import Callback, EarlyStopping, MetricReporter, overrides
 from trainpipe.models.torch._data import DataSource, TensorData, as_source
+from trainpipe.models.torch._module import TrainingStepForward, as_module
 from trainpipe.models.torch._setup import (
     PER_STEP_SCHEDULES,
     SignalGuard,
@@ -66,29 +73,39 @@ class EngineResult:
 
 
 @dataclass
-class _State:
+class LoopState:
+    """Where the loop is (0-based epoch), what it has recorded, and whether a callback asked it to stop."""
+
     epoch: int = 0
     segment: int = 0  # position in the epoch's segment order
     step: int = 0  # next micro-batch inside the segment
     micro: int = 0  # micro-batches done in this epoch
     global_step: int = 0  # optimizer steps
     history: dict[str, list[float]] = field(default_factory=dict)
-    best: float = math.inf
-    best_epoch: int | None = None
-    best_state: dict[str, torch.Tensor] | None = None
-    bad_epochs: int = 0
-    finished: bool = False  # early stopping triggered
+    finished: bool = False  # a callback (early stopping) asked to stop
     losses: torch.Tensor | None = None  # per micro-batch losses of the current epoch
     sizes: torch.Tensor | None = None  # rows per micro-batch, same order (recomputed, not saved)
 
 
 class Engine:
-    def __init__(self, model: nn.Module, objective: Objective, training: TrainingConfig, *,
-                 weight_decay: float | None = None, checkpoint_dir: Path | None = None, resume: bool = False,
+    """Trains ``model``: a :class:`TrainpipeModule` (its own ``training_step``; ``objective`` may be None) or a
+    plain ``nn.Module`` with an ``objective`` (forward + loss). ``model``'s own state_dict is what is checkpointed.
+
+    ``callbacks`` run in order after the defaults: an :class:`EarlyStopping` from
+    ``training.early_stopping_patience`` unless one is given.
+    """
+
+    def __init__(self, model: nn.Module, objective: Objective | None, training: TrainingConfig, *,
+                 callbacks: Sequence[Callback] = (), weight_decay: float | None = None,
+                 checkpoint_dir: Path | None = None, resume: bool = False,
                  keep_top_k: int = 3, nan_check_every: int = 25, eval_batch_size: int = 8192) -> None:
         self.model = model
-        self.objective = objective
+        self.module = as_module(model, objective)
         self.training = training
+        self.callbacks: list[Callback] = list(callbacks)
+        if not any(isinstance(cb, EarlyStopping) for cb in self.callbacks):
+            self.callbacks.insert(0, EarlyStopping(training.early_stopping_patience))
+        self.state = LoopState()
         self.weight_decay = weight_decay
         self.dist = D.dist_info_from_env()
         self.device = resolve_device(training.device, self.dist.local_rank)
@@ -118,7 +135,7 @@ class Engine:
                         self.training.batch_size, world, per_rank)
         lengths = source.segment_lengths()
         counts = [math.ceil(math.ceil(n / world) / per_rank) for n in lengths]
-        if not _has_batch_norm(self.model):
+        if not _has_batch_norm(self.module):
             return per_rank, counts
         procs = f" per process ({world} processes)" if world > 1 else ""
         if per_rank < 2:
@@ -142,8 +159,26 @@ class Engine:
                         "a batch of one row", skipped, procs)
         return per_rank, counts
 
+    def request_stop(self) -> None:
+        """Finish after the current epoch (its checkpoint is still written): what early stopping calls."""
+        self.state.finished = True
+
+    def _call(self, hook: str, *args: Any) -> None:
+        for cb in self.callbacks:
+            getattr(cb, hook)(self, *args)
+
     def fit(self, train: TensorData | DataSource, val: TensorData | DataSource | None = None,
             on_epoch: EpochCallback | None = None) -> EngineResult:
+        """Train; ``on_epoch(epoch, total, metrics)`` is a shorthand for a :class:`MetricReporter` for this fit."""
+        callbacks = self.callbacks
+        if on_epoch is not None:
+            self.callbacks = [*callbacks, MetricReporter(on_epoch=on_epoch)]
+        try:
+            return self._fit(train, val)
+        finally:
+            self.callbacks = callbacks
+
+    def _fit(self, train: TensorData | DataSource, val: TensorData | DataSource | None) -> EngineResult:
         t = self.training
         created_group = D.init_process_group(self.dist, self.device)
         seed_everything(t.seed)
@@ -151,35 +186,37 @@ class Engine:
         per_rank, counts = self._plan(source)
         micro_per_epoch = sum(counts)
         steps_per_epoch = math.ceil(micro_per_epoch / t.grad_accum_steps)
-        net = self.model.to(self.device)
-        optimizer = build_optimizer(t.optimizer, net.parameters(), t.learning_rate, self.weight_decay)
+        module = self.module.to(self.device)
+        optimizer = build_optimizer(t.optimizer, module.configure_parameters(), t.learning_rate, self.weight_decay)
         scheduler = build_scheduler(t.scheduler, optimizer, t, steps_per_epoch * t.epochs)
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.scaler)
-        st = _State()
+        st = self.state = LoopState()
         result = EngineResult()
+        self._call("on_fit_start")
         if self.checkpoints is not None:
-            st, result.resumed_from = self._start(net, optimizer, scheduler, scaler, st)
+            st, result.resumed_from = self._start(optimizer, scheduler, scaler, st)
+            self.state = st
             repaired = self.checkpoints.repair_topk() if self.resume and self.dist.is_writer else None
             if repaired is not None:  # before any training: a damaged list used to fail after the first epoch
                 log.info("%s", repaired)  # the caller shows result.notes (the CLI prints them as notes)
                 result.notes.append(repaired)
-        if self.dist.is_distributed:
+        net: nn.Module = module
+        if self.dist.is_distributed:  # the step runs inside DDP's forward, which prepares the gradient all-reduce
             ids = [self.device.index] if self.device.type == "cuda" else None
-            net = nn.parallel.DistributedDataParallel(net, device_ids=ids)
+            net = nn.parallel.DistributedDataParallel(TrainingStepForward(module), device_ids=ids)
         guard = SignalGuard()
         with guard.active():
             while st.epoch < t.epochs and not st.finished:
+                self._call("on_epoch_start", st.epoch + 1)
                 self._train_epoch(net, source, per_rank, counts, optimizer, scheduler, scaler, st, guard)
-                metrics = self._end_epoch(net, val_source, scheduler, st)
+                metrics = self._end_epoch(val_source, scheduler, st)
                 path = self._checkpoint_epoch(optimizer, scheduler, scaler, st, metrics)
                 if D.any_rank(guard.signum is not None, self.dist, self.device):  # e.g. during validation
                     self._interrupted(guard.signum or signal.SIGTERM, path)
-                if on_epoch is not None:
-                    on_epoch(st.epoch, t.epochs, metrics)
+                self._call("on_epoch_end", st.epoch, metrics)
         result.stopped_early = st.finished
-        if st.best_state is not None:
-            self.model.load_state_dict(st.best_state)
-        result.history, result.best_epoch, result.n_epochs = st.history, st.best_epoch, st.epoch
+        result.history, result.n_epochs = st.history, st.epoch
+        self._call("on_fit_end", result)
         D.barrier(self.dist)
         if created_group:
             # Ours to close: a gloo group left to interpreter shutdown can abort a rank that exits while
@@ -187,8 +224,8 @@ class Engine:
             D.destroy_process_group()
         return result
 
-    def _start(self, net: nn.Module, optimizer: Any, scheduler: Any, scaler: Any,
-               st: _State) -> tuple[_State, str | None]:
+    def _start(self, optimizer: Any, scheduler: Any, scaler: Any,
+               st: LoopState) -> tuple[LoopState, str | None]:
         assert self.checkpoints is not None
         if not self.resume:
             if self.dist.is_writer:
@@ -199,7 +236,7 @@ class Engine:
             state = self.checkpoints.load_last()
             if state is None:
                 return st, None
-            net.load_state_dict(state["model"])
+            self.model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             if scheduler is not None and state.get("scheduler") is not None:
                 scheduler.load_state_dict(state["scheduler"])
@@ -208,12 +245,14 @@ class Engine:
             pos = state["position"]
             samples = pos["samples_in_segment"]
             per_rank = max(1, self.training.batch_size // self.dist.world_size)
-            st = _State(epoch=pos["epoch"], segment=pos["segment"],
-                        step=samples // (per_rank * self.dist.world_size), micro=pos["micro"],
-                        global_step=pos["global_step"], history=state["history"], best=state["best"],
-                        best_epoch=state["best_epoch"], best_state=state["best_state"],
-                        bad_epochs=state["bad_epochs"], finished=state["finished"],
-                        losses=state["losses"].to(self.device))
+            st = LoopState(epoch=pos["epoch"], segment=pos["segment"],
+                           step=samples // (per_rank * self.dist.world_size), micro=pos["micro"],
+                           global_step=pos["global_step"], history=state["history"], finished=state["finished"],
+                           losses=state["losses"].to(self.device))
+            saved = _callback_states(state)
+            for cb in self.callbacks:
+                if cb.state_key in saved:
+                    cb.load_state_dict(saved[cb.state_key])
         except (RuntimeError, KeyError, ValueError, TypeError, EOFError, OSError, pickle.UnpicklingError) as exc:
             raise DataError(
                 f"--resume: the checkpoint {self.checkpoints.last} cannot be used ({type(exc).__name__}: "
@@ -227,14 +266,16 @@ class Engine:
 
     # ------------------------------------------------------------------ the loop
     def _train_epoch(self, net: nn.Module, source: DataSource, per_rank: int, counts: list[int], optimizer: Any,
-                     scheduler: Any, scaler: Any, st: _State, guard: SignalGuard) -> None:
+                     scheduler: Any, scaler: Any, st: LoopState, guard: SignalGuard) -> None:
         t, dev, accum = self.training, self.device, self.training.grad_accum_steps
         total_micro = sum(counts)
         if st.losses is None or st.micro == 0:
             st.losses = torch.zeros(total_micro, device=dev)
         losses = st.losses if st.losses.numel() == total_micro else _grown(st.losses, total_micro)
         st.losses = losses
-        params = [p for p in net.parameters() if p.requires_grad]
+        params = [p for p in self.module.configure_parameters() if p.requires_grad]
+        training_step = net if self.dist.is_distributed else self.module.training_step
+        batch_hooks = [cb for cb in self.callbacks if overrides(cb, "on_train_batch_end")]
         order = D.epoch_permutation(source.n_segments(), t.seed + 7_919, st.epoch).tolist()
         st.sizes = _batch_sizes(order, counts, source.segment_lengths(), per_rank, self.dist.world_size)
         checked = st.micro
@@ -253,7 +294,7 @@ class Engine:
                 # the segment's last batch takes every row left: one more than per_rank when _plan folded a tail
                 end = (st.step + 1) * per_rank if st.step + 1 < n_steps else perm.numel()
                 idx = perm[st.step * per_rank:end]
-                inputs, target = data.take(idx)
+                batch = data.take(idx)
                 last_micro = st.micro + 1 == total_micro
                 boundary = (st.micro + 1) % accum == 0 or last_micro
                 ddp_hold = self.dist.is_distributed and not boundary
@@ -262,20 +303,24 @@ class Engine:
                     torch.manual_seed(rank_step_seed(t.seed, self.dist.rank, st.epoch, st.segment, st.step))
                 with sync:
                     with self.precision.autocast(dev):
-                        loss = self.objective.loss(net(*inputs), target)
+                        loss = training_step(batch)
                     # the mean over the micro-batches of this window: the last window of an epoch can be short
                     window = min(accum, total_micro - (st.micro // accum) * accum)
                     scaled = loss / window if window > 1 else loss
                     if self.precision.scaler:
                         scaled = scaler.scale(scaled)
                     scaled.backward()
-                losses[st.micro].copy_(loss.detach())
+                detached = loss.detach()
+                losses[st.micro].copy_(detached)
                 st.micro += 1
                 st.step += 1
+                if boundary:
+                    self._optimizer_step(params, optimizer, scheduler, scaler)
+                    st.global_step += 1
+                for cb in batch_hooks:
+                    cb.on_train_batch_end(self, detached)
                 if not boundary:
                     continue
-                self._optimizer_step(params, optimizer, scheduler, scaler)
-                st.global_step += 1
                 if st.global_step % self.nan_check_every == 0:
                     self._check_finite(st, checked, params)
                     checked = st.micro
@@ -286,7 +331,7 @@ class Engine:
                 if (periodic and not last_micro) or stop:
                     self._check_finite(st, checked, params)
                     checked = st.micro
-                    path = self._save_last(net, optimizer, scheduler, scaler, st)
+                    path = self._save_last(optimizer, scheduler, scaler, st)
                     if stop:
                         self._interrupted(guard.signum or signal.SIGTERM, path)
             st.segment += 1
@@ -309,7 +354,7 @@ class Engine:
         if scheduler is not None and self.training.scheduler in PER_STEP_SCHEDULES:
             scheduler.step()
 
-    def _check_finite(self, st: _State, start: int, params: list[nn.Parameter] | None = None) -> None:
+    def _check_finite(self, st: LoopState, start: int, params: list[nn.Parameter] | None = None) -> None:
         """Losses since ``start`` (and, before a checkpoint or at epoch end, the weights) are finite."""
         assert st.losses is not None
         window = st.losses[start:st.micro]
@@ -339,15 +384,15 @@ class Engine:
         hints.append("check the features for extreme values")
         return f"Last good checkpoint: {where}. Try: {'; '.join(hints)}."
 
-    def _end_epoch(self, net: nn.Module, val: DataSource | None, scheduler: Any, st: _State) -> dict[str, float]:
+    def _end_epoch(self, val: DataSource | None, scheduler: Any, st: LoopState) -> dict[str, float]:
         assert st.losses is not None and st.sizes is not None
         sizes = st.sizes.to(st.losses.device)
         sums = torch.stack([(st.losses * sizes).sum(), sizes.sum()])
         sums = D.all_reduce_sum(sums.double(), self.dist)
         metrics = {"train_loss": float(sums[0] / sums[1])}
         if val is not None:
-            metrics.update(self.evaluate(net, val))
-            if not math.isfinite(metrics["val_loss"]):  # the same on every rank: it is all-reduced
+            metrics.update(self.evaluate(val))
+            if not math.isfinite(metrics.get("val_loss", 0.0)):  # the same on every rank: it is all-reduced
                 raise TrainingDiverged(
                     f"training diverged: the validation loss is {metrics['val_loss']} after epoch {st.epoch + 1} "
                     f"while the training loss is {metrics['train_loss']:.6g}: the model's outputs overflow on "
@@ -359,69 +404,61 @@ class Engine:
             scheduler.step(monitor)
         elif scheduler is not None and self.training.scheduler == "step":
             scheduler.step()
-        if monitor < st.best or st.best_state is None:
-            st.best, st.best_epoch, st.bad_epochs = monitor, st.epoch + 1, 0
-            st.best_state = {k: v.detach().to("cpu", copy=True) for k, v in _unwrap(net).state_dict().items()}
-        else:
-            st.bad_epochs += 1
-        st.finished = val is not None and st.bad_epochs >= self.training.early_stopping_patience
+        if val is not None:
+            self._call("on_validation_end", st.epoch + 1, metrics)
+        self._call("on_train_epoch_end", st.epoch + 1, metrics)
         st.epoch, st.segment, st.step, st.micro = st.epoch + 1, 0, 0, 0
         return metrics
 
     @torch.no_grad()
-    def evaluate(self, net: nn.Module, val: DataSource | TensorData) -> dict[str, float]:
-        """Validation loss and metric over this rank's share, all-reduced (sums) across ranks."""
-        net = _unwrap(net)  # no DDP forward: ranks may have one batch more or less here
-        net.eval()
-        obj, dev = self.objective, self.device
-        totals = torch.zeros(3, dtype=torch.float64, device=dev)
+    def evaluate(self, val: DataSource | TensorData) -> dict[str, float]:
+        """The module's validation metrics over this rank's share, its per-batch sums all-reduced across ranks."""
+        module, dev = self.module, self.device  # no DDP forward: ranks may have one batch more or less here
+        module.eval()
+        keys = module.validation_keys
+        totals = torch.zeros(len(keys), dtype=torch.float64, device=dev)
         source = as_source(val)
         for i in range(source.n_segments()):
             data = source.segment(i, dev)
             mine = torch.arange(self.dist.rank, len(data), self.dist.world_size, device=dev)
             for start in range(0, mine.numel(), self.eval_batch_size):
-                inputs, target = data.take(mine[start:start + self.eval_batch_size])
                 with self.precision.autocast(dev):
-                    out = net(*inputs)
-                out = out.float()
-                totals[0] += obj.loss(out, target).double() * target.shape[0]
-                totals[1] += obj.metric_sum(out, target).double()
-                totals[2] += target.shape[0]
+                    sums = module.validation_step(data.take(mine[start:start + self.eval_batch_size]))
+                totals += _stacked(sums, keys, type(module).__name__, dev)
         totals = D.all_reduce_sum(totals, self.dist)
-        n = float(totals[2])
-        net.train()
-        return {"val_loss": float(totals[0]) / max(n, 1.0),
-                f"val_{obj.metric_name}": obj.metric_finish(float(totals[1]), n)}
+        module.train()
+        return module.validation_epoch_end(dict(zip(keys, totals.tolist(), strict=True)))
 
     # ------------------------------------------------------------------ checkpoints
-    def _full_state(self, optimizer: Any, scheduler: Any, scaler: Any, st: _State) -> dict[str, Any]:
+    def _full_state(self, optimizer: Any, scheduler: Any, scaler: Any, st: LoopState) -> dict[str, Any]:
         per_rank = max(1, self.training.batch_size // self.dist.world_size)
         return {
-            "format": 1, "model": _unwrap(self.model).state_dict(), "optimizer": optimizer.state_dict(),
+            "format": 2, "model": _unwrap(self.model).state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "scaler": scaler.state_dict(), "rng": ckpt.rng_state(),
             "position": {"epoch": st.epoch, "segment": st.segment, "micro": st.micro,
                          "samples_in_segment": st.step * per_rank * self.dist.world_size,
                          "global_step": st.global_step, "world_size": self.dist.world_size},
-            "history": st.history, "best": st.best, "best_epoch": st.best_epoch, "best_state": st.best_state,
-            "bad_epochs": st.bad_epochs, "finished": st.finished,
+            "history": st.history, "finished": st.finished,
+            "callbacks": {cb.state_key: cb.state_dict() for cb in self.callbacks},
             "losses": (st.losses if st.losses is not None else torch.zeros(0)).detach().cpu(),
         }
 
-    def _save_last(self, net: nn.Module, optimizer: Any, scheduler: Any, scaler: Any, st: _State) -> Path | None:
+    def _save_last(self, optimizer: Any, scheduler: Any, scaler: Any, st: LoopState) -> Path | None:
         if self.checkpoints is None:
             return None
         if self.dist.is_writer:
             self.checkpoints.save_last(self._full_state(optimizer, scheduler, scaler, st))
         D.barrier(self.dist)
         self.last_good = (self.checkpoints.last, st.global_step)
+        self._call("on_checkpoint", self.checkpoints.last)
         return self.checkpoints.last
 
-    def _checkpoint_epoch(self, optimizer: Any, scheduler: Any, scaler: Any, st: _State,
+    def _checkpoint_epoch(self, optimizer: Any, scheduler: Any, scaler: Any, st: LoopState,
                           metrics: Mapping[str, float]) -> Path | None:
         if self.checkpoints is None:
             return None
-        path = self._save_last(self.model, optimizer, scheduler, scaler, st)
+        path = self._save_last(optimizer, scheduler, scaler, st)
         if self.dist.is_writer and "val_loss" in metrics:
             self.checkpoints.offer_epoch(st.epoch, metrics["val_loss"], _unwrap(self.model).state_dict())
         return path
@@ -431,6 +468,23 @@ class Engine:
         where = f"checkpoint written to {path}; resume with --resume" if path is not None \
             else "no checkpoint directory was configured, so nothing was saved"
         raise TrainingInterrupted(signum, f"interrupted by signal {name}; {where}")
+
+
+def _callback_states(state: Mapping[str, Any]) -> dict[str, Any]:
+    """The callbacks' saved state; a format-1 checkpoint kept early stopping's fields at the top level."""
+    if "callbacks" in state:
+        saved: dict[str, Any] = state["callbacks"]
+        return saved
+    return {"early_stopping": {k: state[k] for k in ("best", "best_epoch", "best_state", "bad_epochs")}}
+
+
+def _stacked(sums: Mapping[str, torch.Tensor], keys: tuple[str, ...], name: str,
+             device: torch.device) -> torch.Tensor:
+    """A validation_step's values in ``validation_keys`` order, as one float64 vector."""
+    if set(sums) != set(keys):
+        raise TypeError(f"{name}.validation_step returned the keys {sorted(sums)}, but its validation_keys are "
+                        f"{list(keys)}: return exactly those (per-batch sums), or change validation_keys")
+    return torch.stack([torch.as_tensor(sums[k], device=device).to(torch.float64).reshape(()) for k in keys])
 
 
 def _has_batch_norm(net: nn.Module) -> bool:

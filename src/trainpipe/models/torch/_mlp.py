@@ -1,4 +1,5 @@
-"""The tabular MLP: numeric features beside embeddings of categorical codes. No training logic here."""
+"""The tabular MLP: numeric features beside embeddings of categorical codes. No training logic here: it is a
+:class:`TrainpipeModule` with the default steps (forward, then the task's :class:`Objective`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+from trainpipe.models.torch._module import TrainpipeModule
 
 if TYPE_CHECKING:
     from trainpipe.models.torch._engine import Objective
@@ -56,11 +59,15 @@ class MLPSpec:
         return cls(**values)
 
 
-class TabularMLP(nn.Module):
-    """``forward(x_num, x_cat)``: float (n, n_numeric) and int64 (n, n_categorical) codes shifted by +1."""
+class TabularMLP(TrainpipeModule):
+    """``forward(x_num, x_cat)``: float (n, n_numeric) and int64 (n, n_categorical) codes shifted by +1.
 
-    def __init__(self, spec: MLPSpec) -> None:
-        super().__init__()
+    Trained with the default ``training_step`` (``objective.loss(self(*inputs), target)``); ``objective`` may
+    be left out when the model is only used for prediction.
+    """
+
+    def __init__(self, spec: MLPSpec, objective: Objective | None = None) -> None:
+        super().__init__(objective)
         self.spec = spec
         dims = spec.embedding_dims or tuple(embedding_dim(c) for c in spec.cardinalities)
         self.embeddings = nn.ModuleList(nn.Embedding(c, d) for c, d in zip(spec.cardinalities, dims, strict=True))
