@@ -169,6 +169,27 @@ def _wrapper_key() -> str:
     raise AssertionError("no CODE_CONFIG_KEY in _pyfunc_model.py")
 
 
+def test_load_hints_use_an_absolute_store_uri_mask_passwords_and_name_the_alias(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainpipe.registry._views import absolute_store_uri, load_hints, model_uri
+
+    monkeypatch.chdir(tmp_path)
+    assert absolute_store_uri("sqlite:///.trainpipe/mlflow.db") == f"sqlite:///{tmp_path}/.trainpipe/mlflow.db"
+    assert absolute_store_uri("sqlite:////abs/m.db") == "sqlite:////abs/m.db"
+    assert absolute_store_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+    assert model_uri("churn", "3", "churn", ["staging", "production"]) == "models:/churn@production"
+    assert model_uri("churn", "3", "churn@staging", ["staging", "production"]) == "models:/churn@staging"
+    assert model_uri("churn", "3", "churn/3", ["production"]) == "models:/churn/3"
+    assert model_uri("churn", "3", "churn", []) == "models:/churn/3"
+    hints = load_hints("postgresql+psycopg://ml:s3cret@db:5432/mlflow", "models:/churn@production")
+    text = "\n".join(hints)
+    assert "s3cret" not in text and "postgresql+psycopg://ml:***@db:5432/mlflow" in text
+    assert "the password is masked" in text
+    code = hints[1]
+    assert code.splitlines()[0] == "import mlflow" and "mlflow.pyfunc.load_model('models:/churn@production')" in code
+    compile(code, "hint", "exec")  # valid Python as printed
+
+
 # --- slow: four registered models, a clean environment, mlflow models serve ----------------------------------
 
 
@@ -182,7 +203,7 @@ def registered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name, (model, params) in MODELS.items():
         training = "training: {epochs: 4, batch_size: 64, seed: 3}\n" if model == "torch_mlp" else ""
         write_pipeline(work, PIPELINE.format(model=model, params=params, name=name) + training, f"{name}.yaml")
-        run = cli(work, "run", f"{name}.yaml", MLFLOW_TRACKING_URI=_store(work))  # TEMP
+        run = cli(work, "run", f"{name}.yaml")
         assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
         pred = cli(work, "predict", f"models:/{name}@staging", "score.csv", "-o", f"pred_{name}.csv")
         assert pred.returncode == 0, pred.stderr[-3000:]
@@ -331,7 +352,9 @@ def _serving(venv: Path, work: Path, ref: str, port: int) -> Iterator[subprocess
     proc = subprocess.Popen([str(venv / "bin" / "mlflow"), "models", "serve", "-m", ref, "--env-manager", "local",
                              "-h", "127.0.0.1", "-p", str(port), "-w", "1"], cwd=work, stdout=log,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                            env=_env(MLFLOW_TRACKING_URI=_store(work)))
+                            # as in an activated environment: MLflow starts `uvicorn` by name
+                            env=_env(MLFLOW_TRACKING_URI=_store(work), VIRTUAL_ENV=str(venv),
+                                     PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"))
     try:
         yield proc
     finally:

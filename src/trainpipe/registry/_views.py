@@ -153,7 +153,9 @@ def load_hints(uri: str, ref_uri: str) -> list[str]:
     serve = (f"MLFLOW_TRACKING_URI={shlex.quote(shown)} mlflow models serve -m {shlex.quote(ref_uri)} -p 5000 "
              "--env-manager local")
     return ["Load it in Python (from any folder; trainpipe need not be installed):", code,
-            "Serve it over HTTP (POST /invocations; --env-manager virtualenv builds its own environment):", serve]
+            "Serve it over HTTP (POST /invocations) from an environment that has the model's libraries; without "
+            "--env-manager local, MLflow builds a virtualenv from the model's requirements.txt (needs pyenv and a "
+            "package index):", serve]
 
 
 def history_table(client: MlflowClient, name: str) -> Any:
