@@ -13,7 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from torch import nn  # noqa: E402
+from torch import Tensor, nn  # noqa: E402
 
 from trainpipe import TrainingInterrupted  # noqa: E402
 from trainpipe.config import TrainingConfig  # noqa: E402
@@ -50,12 +50,12 @@ class TwoTower(TrainpipeModule):
         self.calls = 0  # training steps so far
         self.stop_at: int | None = None  # send SIGTERM during this training step
 
-    def scores(self, queries: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    def scores(self, queries: Tensor, items: Tensor) -> Tensor:
         q = nn.functional.normalize(self.query(queries), dim=1)
         d = nn.functional.normalize(self.item(items), dim=1)
         return q @ d.T / 0.1
 
-    def training_step(self, batch: Any) -> torch.Tensor:
+    def training_step(self, batch: Any) -> Tensor:
         (queries, items), _ = batch
         self.calls += 1
         if self.calls == self.stop_at:
@@ -63,7 +63,7 @@ class TwoTower(TrainpipeModule):
         logits = self.scores(queries, items)
         return nn.functional.cross_entropy(logits, torch.arange(logits.shape[0], device=logits.device))
 
-    def validation_step(self, batch: Any) -> Mapping[str, torch.Tensor]:
+    def validation_step(self, batch: Any) -> Mapping[str, Tensor]:
         (queries, items), _ = batch
         logits = self.scores(queries, items).float()
         labels = torch.arange(logits.shape[0], device=logits.device)
@@ -113,7 +113,7 @@ class Recorder(Callback):
     def on_epoch_start(self, engine: Engine, epoch: int) -> None:
         self.events.append(("epoch_start", epoch, *self._at(engine)))
 
-    def on_train_batch_end(self, engine: Engine, loss: torch.Tensor) -> None:
+    def on_train_batch_end(self, engine: Engine, loss: Tensor) -> None:
         assert loss.requires_grad is False and loss.ndim == 0
         self.events.append(("batch", *self._at(engine)))
 
@@ -163,7 +163,7 @@ def test_per_step_reporting_reads_the_mean_loss_every_n_steps() -> None:
     losses: list[float] = []
 
     class Losses(Callback):
-        def on_train_batch_end(self, engine: Engine, loss: torch.Tensor) -> None:
+        def on_train_batch_end(self, engine: Engine, loss: Tensor) -> None:
             losses.append(float(loss))
 
     engine = Engine(TwoTower(), None, _training(epochs=1, batch_size=64),
@@ -245,14 +245,14 @@ def test_a_module_without_a_loss_or_with_wrong_keys_is_a_clear_error() -> None:
         Engine(nn.Sequential(nn.Linear(2, 1)), None, _training())
 
     class NoObjective(TrainpipeModule):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
+        def forward(self, x: Tensor) -> Tensor:
             return x
 
     with pytest.raises(TypeError, match="NoObjective has no objective: pass one to the Engine"):
         NoObjective().training_step(((torch.zeros(1, 1),), torch.zeros(1, 1)))
 
     class WrongKeys(TwoTower):
-        def validation_step(self, batch: Any) -> Mapping[str, torch.Tensor]:
+        def validation_step(self, batch: Any) -> Mapping[str, Tensor]:
             return {"loss": torch.tensor(1.0)}
 
     torch.manual_seed(0)
