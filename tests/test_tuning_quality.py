@@ -229,10 +229,25 @@ tuning: {n_trials: 3, space: {max_depth: {type: int, low: 2, high: 4}}}
     best = json.loads((steps / "tune" / "best_params.json").read_text())
     refit = json.loads((steps / "train" / "refit.json").read_text())
     fit = best["final_fit"]
-    assert fit["mode"] == "refit_train_val" and refit["rows"] == fit["rows"]
-    assert fit["n_estimators"] == max(1, round(np.mean(fit["fold_best_rounds"]) * fit["scale"]))
     trained = json.loads((steps / "train" / "train.json").read_text())
+    assert refit["rows"] == fit["rows"]
+    if fit["mode"] == "untuned_defaults":  # nothing beat trial 0 beyond noise: exactly the untuned fit
+        assert trained["best_iteration"] is not None  # early stopping on the validation split, as untuned
+        return
+    assert fit["mode"] == "refit_train_val"
+    assert fit["n_estimators"] == max(1, round(np.mean(fit["fold_best_rounds"]) * fit["scale"]))
     assert trained["n_iterations"] == fit["n_estimators"] and trained["best_iteration"] is None  # no early stop
+
+
+def test_final_fit_of_the_defaults_is_the_untuned_model_and_of_a_tuned_trial_a_scaled_refit() -> None:
+    from trainpipe.tuning._selection import final_fit
+
+    defaults = _folds(0, [0.8, 0.81, 0.82], defaults=True)
+    assert final_fit(defaults, 1000) == {"mode": "untuned_defaults", "rows": 1000}
+    tuned = _folds(1, [0.85, 0.86, 0.87])
+    tuned.user_attrs.update({"best_rounds": [40, 60, 50], "fit_rows": [500, 500, 500]})
+    fit = final_fit(tuned, 1000)
+    assert fit["mode"] == "refit_train_val" and fit["n_estimators"] == 100 and fit["scale"] == 2.0
 
 
 # -- the timeout includes the refit ----------------------------------------------------------------------------

@@ -163,6 +163,10 @@ def beats_defaults(trial: FrozenTrial, defaults: FrozenTrial, sign: float) -> bo
 
 def final_fit(trial: FrozenTrial, n_all: int) -> dict[str, Any]:
     """How the train step refits the chosen configuration on ``n_all`` rows (train + validation)."""
+    if trial.user_attrs.get(DEFAULTS_ATTR):
+        # nothing beat the defaults beyond noise: the final model is exactly the untuned one (train rows, early
+        # stopping on the validation split), so a tuned run can never ship a worse model than an untuned run
+        return {"mode": "untuned_defaults", "rows": int(n_all)}
     best_rounds = trial.user_attrs.get("best_rounds") or []
     fit_rows = trial.user_attrs.get("fit_rows") or []
     out: dict[str, Any] = {"mode": "refit_train_val", "rows": int(n_all)}
