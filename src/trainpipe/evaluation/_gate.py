@@ -233,10 +233,18 @@ def paired_bootstrap(metric: str, y: np.ndarray, challenger: tuple[np.ndarray, n
     rng = np.random.default_rng(seed)
     n = len(y)
     deltas = []
+    weighted = None
+    if (fast and challenger[1] is not None and champion[1] is not None
+            and not (np.isnan(challenger[1][:, 1]).any() or np.isnan(champion[1][:, 1]).any())):
+        weighted = (_WeightedAuc(y, challenger[1][:, 1]), _WeightedAuc(y, champion[1][:, 1]))
     for _ in range(n_boot):
         idx = rng.integers(0, n, size=n)
         try:
-            d = sign * (score(idx, challenger) - score(idx, champion))
+            if weighted is not None:  # the same value as scoring the resample, without sorting it
+                counts = np.bincount(idx, minlength=n)
+                d = sign * (weighted[0].auc(counts) - weighted[1].auc(counts))
+            else:
+                d = sign * (score(idx, challenger) - score(idx, champion))
         except ValueError:
             continue
         if not math.isnan(d):
@@ -246,6 +254,37 @@ def paired_bootstrap(metric: str, y: np.ndarray, challenger: tuple[np.ndarray, n
     alpha = (1.0 - confidence) / 2.0
     lo, hi = np.quantile(np.asarray(deltas), [alpha, 1.0 - alpha])
     return a, b, sign * (a - b), float(lo), float(hi), len(deltas)
+
+
+class _WeightedAuc:
+    """Binary ROC AUC of a bootstrap resample given as row counts (``numpy.bincount`` of its indices).
+
+    The scores are sorted once; a resample's Mann-Whitney statistic is then summed over groups of tied scores
+    (``positives in the group x (negatives below + half the negatives in it)``) in exact integer arithmetic.
+    It equals :func:`_binary_auc` on ``y[idx], score[idx]`` bit for bit (there, average ranks make the same
+    exact numerator, divided once by ``n1 * n0``), at a tenth of the cost: no sort per resample."""
+
+    def __init__(self, y: np.ndarray, score: np.ndarray) -> None:
+        import numpy as np
+
+        order = np.argsort(score, kind="stable")
+        ranked = score[order]
+        self.order = order
+        self.positive = (np.asarray(y)[order] == 1).astype(np.int64)
+        self.starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])  # first row of each tie group
+
+    def auc(self, counts: np.ndarray) -> float:
+        import numpy as np
+
+        w = counts[self.order].astype(np.int64)
+        pos = np.add.reduceat(w * self.positive, self.starts)
+        neg = np.add.reduceat(w, self.starts) - pos
+        n1, n0 = int(pos.sum()), int(neg.sum())
+        if n1 == 0 or n0 == 0:
+            raise ValueError("one class only")
+        below = np.cumsum(neg) - neg
+        twice_u = int((2 * pos * below + pos * neg).sum())
+        return float((twice_u / 2.0) / (n1 * n0))
 
 
 def _binary_auc(y: np.ndarray, score: np.ndarray) -> float:
