@@ -210,7 +210,9 @@ def refit_on_train_val(ctx: StepContext, tuned: dict[str, Any], model_cfg: Any, 
     if plan and plan.get("mode") == "untuned_defaults":
         ctx.hooks.on_message("tuning found nothing better than the defaults beyond the noise of its estimate: the "
                              "final model is the untuned one (training rows, early stopping on validation)")
-        return model_cfg, X, y, X_val, y_val, dict(plan)
+        # the config's own model section: not the study's, which adds e.g. eval_metric from tuning.metric and so
+        # would early-stop on another metric than the untuned run does
+        return ctx.config.model, X, y, X_val, y_val, dict(plan)
     if not plan or X_val is None or y_val is None or family_of(ctx.config.model.type) == "torch":
         return model_cfg, X, y, X_val, y_val, None
     if "n_estimators" in plan:
