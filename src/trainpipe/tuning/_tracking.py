@@ -184,6 +184,15 @@ def param_importances(study: Any) -> tuple[dict[str, float], str]:
         with warnings.catch_warnings():  # "some regimes have less than 2 trials": expected in small studies
             warnings.simplefilter("ignore", UserWarning)
             importances = optuna.importance.get_param_importances(study)
+            tuned = [t for t in complete if t.params]
+            if not importances and len(tuned) >= 2:
+                # Optuna before 5.0 ranks only the parameters every trial has, and the defaults' trial has none
+                from trainpipe.tuning._study import _quiet_optuna
+
+                with _quiet_optuna():
+                    without_defaults = optuna.create_study(directions=study.directions)
+                without_defaults.add_trials(tuned)
+                importances = optuna.importance.get_param_importances(without_defaults)
     except (ValueError, RuntimeError) as exc:
         return {}, f"{type(exc).__name__}: {exc}"
     return {k: float(v) for k, v in importances.items()}, ""
