@@ -42,25 +42,20 @@ class EvaluationResult:
 def evaluate_model(model: TrainedModel, test: pd.DataFrame, target: str, config: EvaluationConfig,
                    out_dir: Path, also: Sequence[str] = ()) -> EvaluationResult:
     """``also``: metrics computed even when ``config.metrics`` leaves them out (those the gate needs)."""
-    import numpy as np
-
-    task = model.task
-    names = metrics_for(task.task, config.metrics, also)
     import time
 
-    y = task.encode(test[target])
+    info = model.task
+    task = info.kind
+    names = metrics_for(task.name, config.metrics, also)
+    y = task.encode(info, test[target])
     t0 = time.perf_counter()
-    X = model.transform(test)
-    proba = model.adapter.predict_proba(X) if task.is_classification else None
-    if proba is not None:
-        pred = np.argmax(proba, axis=1).astype(np.int64)
-    else:
-        pred = np.asarray(model.adapter.predict(X), dtype=np.int64 if task.is_classification else np.float64)
+    prediction = task.predict(model, test)
     batch_s = time.perf_counter() - t0
-    k = len(task.classes)
-    result = EvaluationResult(compute_metrics(names, task.task, y, pred, proba, k), n_test=len(test))
+    pred, proba = prediction.pair
+    k = info.n_classes
+    result = EvaluationResult(compute_metrics(names, task.name, y, pred, proba, k), n_test=len(test))
     for col in config.slices:
-        result.slices[col] = _slice_metrics(test[col], names, task.task, y, pred, proba, k)
+        result.slices[col] = _slice_metrics(test[col], names, task.name, y, pred, proba, k)
     out_dir.mkdir(parents=True, exist_ok=True)
     result.plots = _plots(model, y, pred, proba, out_dir) if config.plots else []
     if config.latency:
@@ -73,8 +68,8 @@ def evaluate_model(model: TrainedModel, test: pd.DataFrame, target: str, config:
 def _latency(model: TrainedModel, raw: pd.DataFrame) -> dict[str, float]:
     from trainpipe.evaluation._latency import measure_latency
 
-    predict = model.predict_proba if model.task.is_classification else model.predict
-    return measure_latency(predict, raw, batch=False)
+    task = model.task.kind
+    return measure_latency(lambda rows: task.serving_output(model, rows), raw, batch=False)
 
 
 def _slice_metrics(col: pd.Series, names: list[str], task: str, y: np.ndarray, pred: np.ndarray,
@@ -103,15 +98,17 @@ def _plots(model: TrainedModel, y: np.ndarray, pred: np.ndarray, proba: np.ndarr
     from trainpipe.evaluation import _plots as plots
 
     written: list[str] = []
-    task = model.task
-    if task.is_classification:
-        labels = [str(c) for c in task.classes]
+    info = model.task
+    plots_for_task = info.kind.plots  # what applies to the task: names drawn below
+    if "confusion_matrix" in plots_for_task:
+        labels = [str(c) for c in info.classes]
         plots.confusion_matrix_png(y, pred, labels, out_dir / "confusion_matrix.png")
         written.append("confusion_matrix.png")
-        if proba is not None:
-            plots.roc_pr_png(y, proba, labels, out_dir / "roc_curve.png", out_dir / "pr_curve.png")
-            written += ["roc_curve.png", "pr_curve.png"]
-    else:
+    if "roc_pr" in plots_for_task and proba is not None:
+        labels = [str(c) for c in info.classes]
+        plots.roc_pr_png(y, proba, labels, out_dir / "roc_curve.png", out_dir / "pr_curve.png")
+        written += ["roc_curve.png", "pr_curve.png"]
+    if "predicted_vs_actual" in plots_for_task:
         plots.predicted_vs_actual_png(y, pred, out_dir / "predicted_vs_actual.png")
         written.append("predicted_vs_actual.png")
     importances = model.adapter.feature_importances()

@@ -32,6 +32,8 @@ from trainpipe.evaluation._metrics import METRICS
 if TYPE_CHECKING:
     import numpy as np
 
+    from trainpipe.tasks import Task
+
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq,
 }
@@ -303,9 +305,12 @@ def _binary_auc(y: np.ndarray, score: np.ndarray) -> float:
 def compare_to_champion(metric: str, y: np.ndarray, challenger: tuple[np.ndarray, np.ndarray | None],
                         champion: tuple[np.ndarray, np.ndarray | None], k: int, *, version: str,
                         confidence: float, min_delta: float, n_boot: int = 1000, seed: int = 0,
-                        alias: str = "production", note: str = "") -> ChampionComparison:
-    a, b, delta, lo, hi, used = paired_bootstrap(metric, y, challenger, champion, k, confidence=confidence,
-                                                 n_boot=n_boot, seed=seed)
+                        alias: str = "production", note: str = "", task: Task | None = None) -> ChampionComparison:
+    """The challenger against the champion on ``metric``; ``task`` gives the statistic (its
+    :meth:`~trainpipe.tasks.Task.champion_statistic`; without one, the paired bootstrap over rows)."""
+    statistic = paired_bootstrap if task is None else task.champion_statistic
+    a, b, delta, lo, hi, used = statistic(metric, y, challenger, champion, k, confidence=confidence,
+                                          n_boot=n_boot, seed=seed)
     passed = delta > min_delta and lo >= min_delta
     return ChampionComparison(version, metric, a, b, delta, lo, hi, confidence, min_delta, used, passed, note,
                               alias)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -118,30 +118,40 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("r2", ("regression",), True, False, _r2),
 )}
 
-DEFAULTS = {
-    "binary": ["roc_auc", "pr_auc", "log_loss", "accuracy", "f1"],
-    "multiclass": ["roc_auc", "pr_auc", "log_loss", "accuracy", "f1_macro"],
-    "regression": ["rmse", "mae", "r2"],
-}
+class _Defaults(Mapping[str, list[str]]):
+    """``{task name: its default metric names}``, read from the registered tasks (see :mod:`trainpipe.tasks`):
+    a task registered later has its defaults here too."""
+
+    def __getitem__(self, task: str) -> list[str]:
+        from trainpipe.tasks import registered_tasks, task_for
+
+        if task not in registered_tasks():
+            raise KeyError(task)
+        return list(task_for(task).default_metrics)
+
+    def __iter__(self) -> Iterator[str]:
+        from trainpipe.tasks import registered_tasks
+
+        return iter(registered_tasks())
+
+    def __len__(self) -> int:
+        from trainpipe.tasks import registered_tasks
+
+        return len(registered_tasks())
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
 
 
-# For a name that has no meaning on a multiclass target: the averaged names to use there instead.
-_AVERAGED = {
-    "f1": ("f1_macro", "f1_weighted", "f1_micro"),
-    "precision": ("precision_macro", "precision_weighted"),
-    "recall": ("recall_macro", "recall_weighted"),
-}
+DEFAULTS: Mapping[str, list[str]] = _Defaults()
 
 
 def task_hint(name: str, task: str) -> str:
     """A sentence for a metric refused for ``task`` when another name means what the user likely wants
-    (``f1`` on a multiclass task -> ``f1_macro``); empty otherwise."""
-    alternatives = _AVERAGED.get(name)
-    if alternatives is None or task != "multiclass":
-        return ""
-    return (f"{name!r} is the positive class's {name} of a binary target; a multiclass target has no positive "
-            f"class: use {alternatives[0]!r} (the unweighted mean over classes), or "
-            f"{' or '.join(repr(a) for a in alternatives[1:])}. ")
+    (``f1`` on a multiclass task -> ``f1_macro``); empty otherwise (also for ``auto``)."""
+    from trainpipe.tasks import registered_tasks, task_for
+
+    return task_for(task).metric_hint(name) if task in registered_tasks() else ""
 
 
 # Names of per-round validation metrics the libraries write (XGBoost eval_metric, LightGBM metric, the torch
@@ -191,7 +201,9 @@ def check_metric_names(names: Iterable[str], key: str = "evaluation.metrics") ->
 
 def applicable(task: str) -> list[str]:
     """The metric names that can be computed for ``task``, defaults first."""
-    return [*DEFAULTS[task], *(m for m, v in METRICS.items() if task in v.tasks and m not in DEFAULTS[task])]
+    from trainpipe.tasks import task_for
+
+    return task_for(task).applicable_metrics()
 
 
 def tasks_text(tasks: Iterable[str]) -> str:
@@ -216,7 +228,9 @@ def gate_metric_names(thresholds: Iterable[str], champion: str | None = None) ->
 def metrics_for(task: str, requested: list[str] | None, also: Iterable[str] = ()) -> list[str]:
     """The metrics to compute: ``requested`` (``evaluation.metrics``) or the task's defaults, then each
     metric of ``also`` (those the gate needs, see :func:`gate_metric_names`) not already there."""
-    names = list(DEFAULTS[task]) if requested is None else list(requested)
+    from trainpipe.tasks import task_for
+
+    names = list(task_for(task).default_metrics) if requested is None else list(requested)
     if requested is not None:
         check_metric_names(requested)
         wrong = not_applicable(requested, task)

@@ -13,19 +13,9 @@ if TYPE_CHECKING:
 
 
 def predict_frame(model: TrainedModel, raw: pd.DataFrame) -> pd.DataFrame:
-    """``prediction`` plus ``proba_<label>`` columns for classifiers, index kept."""
-    import pandas as pd
-
-    if model.task.is_classification:
-        proba = model.predict_proba(raw)
-        if proba is not None:
-            import numpy as np
-
-            labels = model.task.decode(np.argmax(proba, axis=1).astype(np.int64))
-            columns: dict[str, Any] = {"prediction": labels}  # built at once: 100+ classes, one frame
-            columns.update({f"proba_{cls}": proba[:, i] for i, cls in enumerate(model.task.classes)})
-            return pd.DataFrame(columns, index=raw.index)
-    return pd.DataFrame({"prediction": model.predict(raw)}, index=raw.index)
+    """``prediction`` plus ``proba_<label>`` columns for classifiers, index kept: the model's task makes them
+    (:meth:`trainpipe.tasks.Task.predict_frame`, the same columns evaluation and the gate score)."""
+    return model.task.kind.predict_frame(model, raw)
 
 
 def check_input(df: pd.DataFrame, schema: list[dict[str, Any]], source: str) -> pd.DataFrame:
