@@ -156,20 +156,12 @@ def drift(ctx: StepContext) -> None:
 
 
 def _scores(model: TrainedModel, test: Any, target: str) -> tuple[Any, Any, Any]:
-    import numpy as np
-
-    y = model.task.encode(test[target])
-    X = model.transform(test)
-    proba = model.adapter.predict_proba(X) if model.task.is_classification else None
-    if proba is not None:
-        pred = np.argmax(proba, axis=1).astype(np.int64)
-    else:
-        pred = np.asarray(model.adapter.predict(X), dtype=np.int64 if model.task.is_classification else np.float64)
-    return y, pred, proba
+    """Encoded labels, predictions and probabilities of ``model`` on ``test``, as the evaluation scores them."""
+    y, prediction = model.task.kind.score(model, test, target)
+    return y, prediction.pred, prediction.proba
 
 
 def gate(ctx: StepContext) -> None:
-    from trainpipe.evaluation import DEFAULTS, METRICS
     from trainpipe.evaluation._gate import GateReport, check_thresholds, compare_to_champion, comparison_line
     from trainpipe.models import TrainedModel
     from trainpipe.pipeline._preflight import check_task_fit
@@ -180,10 +172,11 @@ def gate(ctx: StepContext) -> None:
     model = TrainedModel.load(ctx.input("train") / "model")
     check_task_fit(cfg, model.task.task)  # a gate edited after a cached validate step: exit 2, not a refusal
     report = GateReport(thresholds=check_thresholds(cfg.gate.thresholds, values, computed=evaluated["metrics"]))
-    metric = cfg.gate.champion.metric or (cfg.evaluation.metrics or DEFAULTS[model.task.task])[0]
-    if model.task.task not in METRICS[metric].tasks:
-        raise ConfigError(f"gate.champion.metric: {metric!r} does not apply to this {model.task.task} task; "
-                          f"use one of {DEFAULTS[model.task.task]}.")
+    task = model.task.kind
+    metric = cfg.gate.champion.metric or task.headline_metric(cfg.evaluation.metrics)
+    if not task.metric_applies(metric):
+        raise ConfigError(f"gate.champion.metric: {metric!r} does not apply to this {task.name} task; "
+                          f"use one of {list(task.default_metrics)}.")
     if cfg.gate.slices:
         _gate_slices(ctx, model, report)
     try:
@@ -216,15 +209,15 @@ def gate(ctx: StepContext) -> None:
                                     f"({type(exc).__name__}: {redact_uri(str(exc))[:300]}).")
         else:
             y, pred, proba = _scores(model, test, cfg.data.target)
-            if list(map(str, old.task.classes)) != list(map(str, model.task.classes)):
-                report.champion_note = (f"The {alias} version {version} predicts other classes "
-                                        f"({old.task.classes}).")
+            mismatch = task.champion_mismatch(old.task, model.task)
+            if mismatch is not None:
+                report.champion_note = f"The {alias} version {version} {mismatch}."
             else:
                 try:
                     report.champion = compare_to_champion(
                         metric, y, (pred, proba), (theirs[1], theirs[2]), len(model.task.classes), version=version,
                         confidence=cfg.gate.champion.confidence, min_delta=cfg.gate.champion.min_delta,
-                        seed=cfg.data.split.seed, alias=alias, note=fallback)
+                        seed=cfg.data.split.seed, alias=alias, note=fallback, task=task)
                 except ValueError as exc:  # e.g. one class only in the test split
                     report.champion_note = f"{metric} could not be compared on this test split: {exc}."
         if report.champion is None:  # a champion exists but was not beaten: refuse rather than replace it blindly
@@ -259,8 +252,8 @@ def _gate_slices(ctx: StepContext, model: TrainedModel, report: Any) -> None:
                           f"(columns: {', '.join(c for c in test.columns if c != cfg.data.target)}). Name a column of "
                           "the data (the target cannot be sliced on), or remove it from gate.slices.")
     y, pred, proba = _scores(model, test, cfg.data.target)
-    report.slices, report.slice_table = check_slices(cfg.gate.slices, test, y, pred, proba, model.task.task,
-                                                     len(model.task.classes))
+    report.slices, report.slice_table = check_slices(cfg.gate.slices, test, y, pred, proba, model.task.kind.name,
+                                                     model.task.n_classes)
     from trainpipe.tracking._names import metric_key
 
     for c in report.slices:
