@@ -18,7 +18,7 @@ import os
 import socket
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -28,11 +28,10 @@ from optuna.trial import TrialState
 from trainpipe._locks import sqlite_file_lock
 from trainpipe._procs import pid_alive
 from trainpipe.tuning._selection import DEFAULTS_ATTR
-from trainpipe.tuning._storage import MAX_RETRY, StorageSpec
+from trainpipe.tuning._storage import StorageSpec, retry_callback
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
-    from optuna.trial import FrozenTrial
 
 WORKER_ATTR = "trainpipe.worker"
 
@@ -61,17 +60,6 @@ def as_queue_study(study: Any) -> QueueStudy:
     if not isinstance(study, QueueStudy):
         raise TypeError(f"run_study(study=...): expected the study open_study returned, got {type(study).__name__}.")
     return study
-
-
-def retry_callback() -> Callable[[optuna.Study, FrozenTrial], None]:
-    """Optuna's callback that queues a failed trial again with the same parameters (once)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        warnings.simplefilter("ignore", FutureWarning)
-        cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)  # Optuna >= 4.9
-        if cls is None:
-            cls = optuna.storages.RetryFailedTrialCallback
-        return cls(max_retry=MAX_RETRY)
 
 
 def _beating(study: QueueStudy) -> optuna.storages.RDBStorage | None:

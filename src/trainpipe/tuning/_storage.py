@@ -27,7 +27,10 @@ from trainpipe._locks import sqlite_file_lock
 from trainpipe.config._secrets import redact_uri
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import optuna
+    from optuna.trial import FrozenTrial
 
 HEARTBEAT_ENV = "TRAINPIPE_TUNING_HEARTBEAT"  # seconds between heartbeats (default 10)
 GRACE_ENV = "TRAINPIPE_TUNING_GRACE"  # seconds without a heartbeat before a trial is stale (default 3x)
@@ -117,11 +120,23 @@ def open_storage(spec: StorageSpec) -> optuna.storages.BaseStorage:
                           f"({redact_uri(first)}). Is the database running and reachable?") from exc
 
 
-def _open_rdb(url: str, engine_kwargs: dict[str, Any], interval: int, grace: int) -> optuna.storages.RDBStorage:
+def retry_callback() -> Callable[[optuna.Study, FrozenTrial], None]:
+    """Optuna's callback that queues a failed trial again with the same parameters (once)."""
     import optuna
     from optuna.exceptions import ExperimentalWarning
 
-    from trainpipe.tuning._queue import retry_callback
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)  # Optuna >= 4.9
+        if cls is None:
+            cls = optuna.storages.RetryFailedTrialCallback
+        return cls(max_retry=MAX_RETRY)
+
+
+def _open_rdb(url: str, engine_kwargs: dict[str, Any], interval: int, grace: int) -> optuna.storages.RDBStorage:
+    import optuna
+    from optuna.exceptions import ExperimentalWarning
 
     for attempt in range(_SCHEMA_ATTEMPTS):
         try:
