@@ -5,7 +5,8 @@ study enqueues ``n_trials`` empty WAITING trials ("slots") and then marks the st
 (one process here, others on other machines) pops a WAITING trial, which the storage hands to exactly
 one of them (a row lock in PostgreSQL, a lock file beside an SQLite database, the log order in a
 journal), samples its parameters then, and never creates a trial of its own. So the study ends with exactly ``n_trials``
-finished trials, plus one for each trial that was retried after its worker died.
+finished trials, plus one for each trial that was retried after its worker died. The claims, heartbeats and
+retries go through Optuna's public API only (``_queue``).
 
 A worker whose trial dies (SIGKILL, preempted machine) stops recording heartbeats; the next worker to
 look fails that trial and enqueues one retry with the same parameters (once). While other workers'
