@@ -40,6 +40,7 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	MLFLOW_DISABLE_TELEMETRY=true $(PY) -m pytest -q -ra
 
 test-fast: $(VENV)/.installed-dev
@@ -48,6 +49,7 @@ test-fast: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # Known vulnerabilities in the installed set (pip-audit, in its own venv; needs the PyPI JSON API or OSV).
 # --strict: a package that could not be checked is an error, never a silent "no known vulnerabilities".

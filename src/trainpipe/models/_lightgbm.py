@@ -7,7 +7,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from trainpipe._imports import optional_import
-from trainpipe.models._params import BOOSTER_RULES, check_params
+from trainpipe.models import _family as fam
+from trainpipe.models._params import (
+    BOOSTER_RULES,
+    BOOSTER_TRAINING_SETTINGS,
+    booster_rounds,
+    booster_training_hint,
+    check_params,
+)
 from trainpipe.models._protocol import FitReport, RoundCallback
 
 if TYPE_CHECKING:
@@ -20,7 +27,7 @@ _FILE = "model.txt"
 
 
 def _lgb() -> Any:
-    return optional_import("lightgbm", "model.type lightgbm")
+    return optional_import("lightgbm", "model.type lightgbm", extra="lightgbm")
 
 
 def _known_params(estimator_class: Any) -> set[str]:
@@ -48,7 +55,7 @@ class LightGBMAdapter:
         self.booster: Any = None
 
     @classmethod
-    def check_config(cls, task_name: str, params: Mapping[str, Any]) -> None:
+    def check_config(cls, task_name: str, params: Mapping[str, Any], model_type: str = "lightgbm") -> None:
         lgb = _lgb()
         est = lgb.LGBMRegressor if task_name == "regression" else lgb.LGBMClassifier
         check_params(params, _known_params(est), BOOSTER_RULES, "lightgbm")
@@ -123,3 +130,76 @@ class LightGBMAdapter:
         self.early_stopping_rounds = None
         self.booster = _lgb().Booster(model_file=str(directory / _FILE))
         return self
+
+
+# tuning.metric -> LightGBM's ``metric`` parameter per task (see the XGBoost family's table)
+_EVAL_METRIC = {
+    ("roc_auc", "binary"): "auc", ("pr_auc", "binary"): "average_precision",
+    ("log_loss", "binary"): "binary_logloss", ("log_loss", "multiclass"): "multi_logloss",
+    ("accuracy", "binary"): "binary_error", ("accuracy", "multiclass"): "multi_error",
+    ("rmse", "regression"): "rmse", ("mae", "regression"): "l1", ("r2", "regression"): "l2",
+}
+_REGRESSION = {"regression", "regression_l1", "regression_l2", "l1", "l2", "mse", "mae", "rmse",
+               "mean_squared_error", "mean_absolute_error", "root_mean_squared_error", "l2_root",
+               "huber", "fair", "poisson", "quantile", "mape", "gamma", "tweedie"}
+_CLASSIFICATION = {"binary", "multiclass", "softmax", "multiclassova", "multiclass_ova", "ova", "ovr",
+                   "cross_entropy", "xentropy", "cross_entropy_lambda", "xentlambda"}
+
+
+def _metric_params(metric: str, task: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    if {"metric", "metrics", "metric_types"} & set(params):
+        return {}
+    name = _EVAL_METRIC.get((metric, task))
+    return {"metric": name} if name else {}
+
+
+def _task_requirement(model_type: str, params: Mapping[str, Any]) -> fam.TaskRequirement | None:
+    objective = params.get("objective")
+    if not isinstance(objective, str):
+        return None
+    name = objective.lower()
+    if name in _REGRESSION:
+        tasks: tuple[str, ...] = ("regression",)
+    elif name in _CLASSIFICATION:
+        tasks = fam.CLASSIFICATION
+    else:
+        return None
+    kind = "regression" if tasks == ("regression",) else "classification"
+    return fam.TaskRequirement("model.params.objective", f"{objective!r} (a {kind} objective)", tasks,
+                               "Remove model.params.objective (trainpipe picks the one for the task), "
+                               "or use a {task} objective.")
+
+
+def _check(task_name: str, params: Mapping[str, Any], model_type: str) -> None:
+    LightGBMAdapter.check_config(task_name if task_name != "auto" else "binary", params, model_type)
+
+
+def _adapter() -> type:
+    return LightGBMAdapter
+
+
+FAMILY = fam.ModelFamily(
+    name="lightgbm", names=("lightgbm",), adapter=_adapter, extra="lightgbm", libraries=("lightgbm",),
+    default_space={
+        "num_leaves": {"type": "int", "low": 8, "high": 128, "log": True},
+        "learning_rate": {"type": "float", "low": 0.01, "high": 0.3, "log": True},
+        "min_child_samples": {"type": "int", "low": 5, "high": 100, "log": True},
+        "colsample_bytree": {"type": "float", "low": 0.5, "high": 1.0},
+        "reg_lambda": {"type": "float", "low": 1e-3, "high": 10.0, "log": True},
+    },
+    round_budget=booster_rounds, metric_params=_metric_params, check_config=_check,
+    task_requirement=_task_requirement,
+    defer_signals=True,  # it calls back into Python through ctypes while it builds its datasets
+    training_settings=BOOSTER_TRAINING_SETTINGS, training_hint=booster_training_hint,
+    owned_params={
+        **dict.fromkeys(("seed", "random_seed", "random_state"), fam.SEED_TEXT),
+        **dict.fromkeys(("num_threads", "n_jobs", "nthread", "nthreads", "num_thread"), fam.THREADS_TEXT),
+        **dict.fromkeys(("verbosity", "verbose"), fam.LOGGING_TEXT),
+        **dict.fromkeys(("device_type", "device"), fam.DEVICE_TEXT),
+        **dict.fromkeys(("objective", "app", "loss", "application", "objective_type"),
+                        fam.OBJECTIVE_TEXT.replace("XGBoost", "LightGBM")),
+        **dict.fromkeys(("metric", "metrics", "metric_types"), fam.EVAL_METRIC_TEXT),
+        **dict.fromkeys(("early_stopping_round", "early_stopping", "n_iter_no_change", "early_stopping_rounds"),
+                        fam.EARLY_STOPPING_TEXT),
+    },
+)

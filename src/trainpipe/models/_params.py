@@ -79,3 +79,26 @@ BOOSTER_RULES: dict[str, Rule] = {
     "min_child_samples": Rule(int, 1),
     "max_bin": Rule(int, 2),
 }
+
+
+# -- what the two boosters declare alike in their ModelFamily ---------------------------------------------------
+
+BOOSTER_TRAINING_SETTINGS = frozenset({"early_stopping_rounds", "seed"})
+
+
+def booster_rounds(params: Mapping[str, Any], training: Any) -> int:
+    """Per-round values a booster reports: one per boosting round."""
+    return int(params.get("n_estimators", 500))
+
+
+def booster_training_hint(model_type: str, setting: str) -> str:
+    """What a booster uses in place of a ``training.*`` setting it ignores."""
+    if setting == "epochs":
+        return "it trains boosting rounds, set by model.params.n_estimators: tune n_estimators instead"
+    if setting == "learning_rate":
+        return "its learning rate is the model parameter learning_rate: tune learning_rate (no training. prefix)"
+    if setting == "early_stopping_patience":
+        return ("it stops after training.early_stopping_rounds rounds without improvement: tune "
+                "training.early_stopping_rounds instead")
+    return ("it fits the whole matrix with its own tree-growing algorithm, with no mini-batches, optimizer, "
+            "schedule or mixed precision")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
@@ -55,6 +55,20 @@ class ModelAdapter(Protocol):
     def save(self, directory: Path) -> None:
         """Write the model in its library's own format into ``directory``."""
         ...
+
+
+@runtime_checkable
+class CategoricalAdapter(Protocol):
+    """An adapter of a family declaring ``categorical_indices``: it embeds ordinal-coded columns."""
+
+    def set_categorical_columns(self, indices: Sequence[int]) -> None: ...
+
+
+@runtime_checkable
+class CheckpointingAdapter(Protocol):
+    """An adapter of a family declaring ``checkpoints``: it writes checkpoints there and resumes from them."""
+
+    def configure_checkpoints(self, directory: Path, resume: bool) -> None: ...
 
 
 class AdapterFactory(Protocol):

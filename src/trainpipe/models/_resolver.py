@@ -1,82 +1,56 @@
-"""Map ``model.type`` to an adapter class, with typo and install hints.
+"""Map ``model.type`` to its family and adapter, with typo and install hints.
 
-A ``model.type`` is one of :data:`BUILTIN_TYPES` or a scikit-learn classifier/regressor from the fixed table
-in :mod:`trainpipe.models._allowlist`. Nothing named in a config is imported: ``this.X``, ``os.system`` or a
-``evilmod.Model`` beside the config is a ConfigError, not an import. (Third-party families through the
-``trainpipe.model_families`` entry-point group are not supported yet.)"""
+A ``model.type`` names an installed family (see :mod:`trainpipe.models._families`: the built-ins and the
+``trainpipe.model_families`` entry points) or a scikit-learn classifier/regressor from the fixed table in
+:mod:`trainpipe.models._allowlist`. Nothing named in a config is imported: ``this.X``, ``os.system`` or a
+``evilmod.Model`` beside the config is a ConfigError, not an import."""
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
-from trainpipe._exceptions import ConfigError
+from trainpipe.models._families import PLANNED_TYPES, family_for
 
 if TYPE_CHECKING:
     from trainpipe.config import ModelConfig, TrainingConfig
     from trainpipe.data import TaskInfo
-    from trainpipe.models._protocol import ModelAdapter
+    from trainpipe.models._protocol import CategoricalAdapter, CheckpointingAdapter, ModelAdapter
 
 BUILTIN_TYPES = ("xgboost", "lightgbm", "torch_mlp")
-PLANNED_TYPES = {"two_tower": "the two-tower ranking model"}
+__all__ = ["BUILTIN_TYPES", "PLANNED_TYPES", "adapter_class", "check_model_config", "configure_checkpoints",
+           "create_adapter", "family_for", "family_of"]
 
 
 def family_of(model_type: str) -> str:
-    if model_type in BUILTIN_TYPES:
-        return "torch" if model_type == "torch_mlp" else model_type
-    if model_type in PLANNED_TYPES:
-        raise ConfigError(
-            f"model.type: {model_type!r} ({PLANNED_TYPES[model_type]}) is not available in this version. "
-            f"Use one of {', '.join(BUILTIN_TYPES)} or a scikit-learn class path."
-        )
-    if "." in model_type:
-        from trainpipe.models._sklearn import public_name, refuse_unknown
-
-        if public_name(model_type) is None:
-            raise refuse_unknown(model_type)
-        return "sklearn"
-    close = difflib.get_close_matches(model_type, [*BUILTIN_TYPES, *PLANNED_TYPES], n=1, cutoff=0.5)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise ConfigError(
-        f"model.type: unknown model type {model_type!r}.{hint} Expected xgboost, lightgbm, torch_mlp, or a "
-        "scikit-learn classifier or regressor such as sklearn.linear_model.LogisticRegression."
-    )
+    """The family name ``model_type`` belongs to (recorded in ``spec.json``)."""
+    return family_for(model_type).name
 
 
 def adapter_class(model_type: str) -> Any:
-    family = family_of(model_type)
-    if family == "xgboost":
-        from trainpipe.models._xgboost import XGBoostAdapter
-
-        return XGBoostAdapter
-    if family == "lightgbm":
-        from trainpipe.models._lightgbm import LightGBMAdapter
-
-        return LightGBMAdapter
-    if family == "torch":
-        from trainpipe.models._torch_mlp import TorchMLPAdapter
-
-        return TorchMLPAdapter
-    from trainpipe.models._sklearn import SklearnAdapter
-
-    return SklearnAdapter
+    return family_for(model_type).adapter_class()
 
 
 def check_model_config(model: ModelConfig, task_name: str) -> None:
     """Validate ``model.type`` and ``model.params`` before any data is read (imports the family's library)."""
-    cls = adapter_class(model.type)
-    if cls.family == "sklearn":
-        cls.check_config(task_name, model.params, model.type)
-    else:
-        cls.check_config(task_name if task_name != "auto" else "binary", model.params)
+    family_for(model.type).check(task_name, dict(model.params), model.type)
 
 
-def create_adapter(task: TaskInfo, model: ModelConfig, training: TrainingConfig) -> ModelAdapter:
-    cls = adapter_class(model.type)
-    adapter: ModelAdapter = cls(task, model.type, _plain(model.params), training)
+def create_adapter(task: TaskInfo, model: ModelConfig, training: TrainingConfig,
+                   categorical_indices: Sequence[int] | None = None) -> ModelAdapter:
+    """The family's adapter for ``model``; ``categorical_indices`` (ordinal-coded columns of X) are handed to
+    families that embed them."""
+    family = family_for(model.type)
+    adapter = family.create(task, model.type, model.params, training)
+    if family.categorical_indices and categorical_indices is not None:
+        cast("CategoricalAdapter", adapter).set_categorical_columns(list(categorical_indices))
     return adapter
 
 
-def _plain(params: Mapping[str, Any]) -> dict[str, Any]:
-    return dict(params)
+def configure_checkpoints(model_type: str, adapter: ModelAdapter, directory: Path, resume: bool) -> bool:
+    """Point a checkpointing family's adapter at ``directory``; False when the family keeps no checkpoints."""
+    if not family_for(model_type).checkpoints:
+        return False
+    cast("CheckpointingAdapter", adapter).configure_checkpoints(Path(directory), resume)
+    return True

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from trainpipe._exceptions import ConfigError
 from trainpipe.models import _allowlist, _skops_io
+from trainpipe.models import _family as fam
 from trainpipe.models._params import check_params
 from trainpipe.models._protocol import FitReport, RoundCallback
 
@@ -26,7 +27,10 @@ if TYPE_CHECKING:
     from trainpipe.data import TaskInfo
 
 _FILE = "estimator.skops"
-_BUILTIN_HINT = "xgboost, lightgbm, torch_mlp"
+
+
+# the other built-in types, named in refusals (this module is imported by the family registry, so it does not ask it)
+_OTHER_TYPES = ("xgboost", "lightgbm", "torch_mlp")
 
 
 def public_name(model_type: str) -> str | None:
@@ -56,7 +60,7 @@ def refuse_unknown(model_type: str) -> ConfigError:
     elif reason is None:
         reason = "only scikit-learn classifiers/regressors and the built-in types can be named; nothing else is " \
                  "imported"
-    pool = [*known, "xgboost", "lightgbm", "torch_mlp"]
+    pool = [*known, *_OTHER_TYPES]
     close = difflib.get_close_matches(model_type, pool, n=1, cutoff=0.85)
     if not close:  # match on the class name alone: sklearn.linear_models.Ridge, sklearn.svm.LogisticRegression
         by_cls = {k.rpartition(".")[2].lower(): k for k in known}
@@ -65,7 +69,7 @@ def refuse_unknown(model_type: str) -> ConfigError:
     hint = f" Did you mean {close[0]!r}?" if close else ""
     return ConfigError(
         f"model.type: {model_type!r} cannot be trained: {reason}.{hint} Use one of the built-in types "
-        f"({_BUILTIN_HINT}) or a scikit-learn classifier or regressor such as "
+        f"({', '.join(_OTHER_TYPES)}) or a scikit-learn classifier or regressor such as "
         "sklearn.linear_model.LogisticRegression or sklearn.ensemble.RandomForestRegressor "
         "(sklearn.utils.all_estimators lists them)."
     )
@@ -167,3 +171,77 @@ class SklearnAdapter:
         self.model_type = model_type
         self.model = _skops_io.load(directory / _FILE, unsafe_trust_types)
         return self
+
+
+# the first rule whose parameters the estimator has gives the default search space
+_DEFAULT_SPACES: tuple[tuple[tuple[str, ...], dict[str, dict[str, Any]]], ...] = (
+    (("C",), {"C": {"type": "float", "low": 1e-3, "high": 100.0, "log": True}}),
+    (("n_estimators", "max_depth", "min_samples_leaf"), {
+        "max_depth": {"type": "int", "low": 2, "high": 16},
+        "min_samples_leaf": {"type": "int", "low": 1, "high": 20, "log": True},
+        "max_features": {"type": "float", "low": 0.2, "high": 1.0},
+    }),
+    (("learning_rate", "max_leaf_nodes"), {
+        "learning_rate": {"type": "float", "low": 0.01, "high": 0.3, "log": True},
+        "max_leaf_nodes": {"type": "int", "low": 8, "high": 64, "log": True},
+    }),
+    (("alpha",), {"alpha": {"type": "float", "low": 1e-4, "high": 10.0, "log": True}}),
+    (("n_neighbors",), {"n_neighbors": {"type": "int", "low": 1, "high": 50, "log": True}}),
+)
+
+
+def _default_space(model_type: str) -> dict[str, Any] | None:
+    keys = set(import_estimator(model_type)().get_params())
+    for needed, space in _DEFAULT_SPACES:
+        if set(needed) <= keys:
+            return dict(space)
+    return None
+
+
+def _training_hint(model_type: str, setting: str) -> str:
+    own = {"epochs": ("max_iter", "n_estimators"), "learning_rate": ("learning_rate", "learning_rate_init", "eta0"),
+           "early_stopping_rounds": ("n_iter_no_change",), "early_stopping_patience": ("n_iter_no_change",)}
+    params = set(import_estimator(model_type)().get_params())
+    match = [p for p in own.get(setting, ()) if p in params]
+    hint = f": tune its own parameter {match[0]} (no training. prefix) instead" if match else ""
+    return f"it is fitted by one call of its fit(), which takes no training.* settings{hint}"
+
+
+def _task_requirement(model_type: str, params: Mapping[str, Any]) -> fam.TaskRequirement | None:
+    from sklearn.base import is_classifier, is_regressor
+
+    est = import_estimator(model_type)()
+    if is_classifier(est):
+        return fam.TaskRequirement("model.type", f"{model_type} (a classifier)", fam.CLASSIFICATION,
+                                   "Pick a regressor (e.g. sklearn.linear_model.Ridge), or set task: binary or "
+                                   "multiclass if the target holds class codes.")
+    if is_regressor(est):
+        return fam.TaskRequirement("model.type", f"{model_type} (a regressor)", ("regression",),
+                                   "Pick a classifier (e.g. sklearn.linear_model.LogisticRegression), or set "
+                                   "task: regression if the target is a number to predict.")
+    return None
+
+
+def _claims(model_type: str) -> bool:
+    """Every dotted name: one outside the fixed table is refused here, naming why (nothing is imported)."""
+    if "." not in model_type:
+        return False
+    if public_name(model_type) is None:
+        raise refuse_unknown(model_type)
+    return True
+
+
+def _load(directory: Path, task: TaskInfo, model_type: str, unsafe_trust_types: tuple[str, ...]) -> SklearnAdapter:
+    return SklearnAdapter.load(directory, task, model_type, unsafe_trust_types)
+
+
+def _adapter() -> type:
+    return SklearnAdapter
+
+
+FAMILY = fam.ModelFamily(
+    name="sklearn", names=(), adapter=_adapter, claims=_claims, loader=_load, extra=None, libraries=(),
+    default_space=_default_space, check_config=SklearnAdapter.check_config, task_requirement=_task_requirement,
+    training_settings=frozenset({"seed"}), training_hint=_training_hint,
+    owned_params={"random_state": fam.SEED_TEXT, "n_jobs": fam.THREADS_TEXT, "verbose": fam.LOGGING_TEXT},
+)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from trainpipe._exceptions import ConfigError, DataError
 from trainpipe._imports import optional_import
+from trainpipe.models import _family as fam
 from trainpipe.models._params import Rule, check_params
 from trainpipe.models._protocol import FitReport, RoundCallback
 
@@ -35,7 +36,7 @@ PREDICT_BATCH = 65_536
 
 
 def _torch() -> Any:
-    return optional_import("torch", "model.type torch_mlp")
+    return optional_import("torch", "model.type torch_mlp", extra="torch")
 
 
 def _hidden_dims(value: Any) -> list[int]:
@@ -254,3 +255,44 @@ class TorchMLPAdapter:
         net.load_state_dict(torch.load(Path(directory) / WEIGHTS_FILE, map_location="cpu", weights_only=True))
         self.net = net.eval()
         return self
+
+
+# -- the family declaration (see trainpipe.models._family) -----------------------------------------------------
+
+
+def _check(task_name: str, params: Mapping[str, Any], model_type: str) -> None:
+    TorchMLPAdapter.check_config(task_name, params)
+
+
+def _epochs(params: Mapping[str, Any], training: TrainingConfig) -> int:
+    return int(training.epochs)
+
+
+def _training_hint(model_type: str, setting: str) -> str | None:
+    if setting == "early_stopping_rounds":
+        return ("it stops after training.early_stopping_patience epochs without improvement: tune "
+                "training.early_stopping_patience instead")
+    return None
+
+
+def _adapter() -> type:
+    return TorchMLPAdapter
+
+
+def _training_settings(every: frozenset[str]) -> frozenset[str]:
+    """The whole loop's settings except the boosters' early stopping."""
+    return every - {"early_stopping_rounds"}
+
+
+FAMILY = fam.ModelFamily(
+    name="torch", names=("torch_mlp",), adapter=_adapter, extra="torch", libraries=("torch",),
+    default_space={
+        "training.learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+        "training.batch_size": {"type": "categorical", "choices": [64, 128, 256, 512]},
+    },
+    round_budget=_epochs, check_config=_check, checkpoints=True, categorical_indices=True,
+    preferred_categorical_encoding=TorchMLPAdapter.preferred_categorical_encoding,
+    refit_on_train_val=False, gpu=True, training_settings=_training_settings, training_hint=_training_hint,
+    owned_params={"keep_top_k": "it says how many checkpoints are kept, not what is learned. Remove it from "
+                                "tuning.space; set it in model.params"},
+)

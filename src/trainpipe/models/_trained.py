@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from trainpipe.data._task import TaskInfo
 from trainpipe.features._spec import FeatureSpec, prepare_columns, prepare_frame
 from trainpipe.models import _skops_io
-from trainpipe.models._resolver import adapter_class
+from trainpipe.models._families import family_for
 
 if TYPE_CHECKING:
     import numpy as np
@@ -125,17 +125,14 @@ class TrainedModel:
         try:
             spec = ModelSpec.from_dict(json.loads((Path(directory) / SPEC_FILE).read_text()))
             try:
-                adapter_cls = adapter_class(spec.model_type)
+                family = family_for(spec.model_type)
             except ConfigError as exc:
                 raise DataError(
                     f"{Path(directory) / SPEC_FILE}: the model type it names cannot be loaded ({exc}). The file "
                     "was not written by this trainpipe, or was tampered with; train the model again."
                 ) from exc
             preprocessor = _skops_io.load(Path(directory) / PREPROCESSOR_FILE, unsafe_trust_types)
-            if adapter_cls.family == "sklearn":
-                adapter = adapter_cls.load(Path(directory), spec.task, spec.model_type, unsafe_trust_types)
-            else:
-                adapter = adapter_cls.load(Path(directory), spec.task, spec.model_type)
+            adapter = family.load(Path(directory), spec.task, spec.model_type, tuple(unsafe_trust_types))
         except (ConfigError, DataError, MissingExtraError):
             raise
         except Exception as exc:  # the model libraries raise their own types (XGBoostError, LightGBMError, ...)

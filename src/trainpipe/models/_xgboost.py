@@ -7,7 +7,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from trainpipe._imports import optional_import
-from trainpipe.models._params import BOOSTER_RULES, check_params
+from trainpipe.models import _family as fam
+from trainpipe.models._params import (
+    BOOSTER_RULES,
+    BOOSTER_TRAINING_SETTINGS,
+    booster_rounds,
+    booster_training_hint,
+    check_params,
+)
 from trainpipe.models._protocol import FitReport, RoundCallback
 
 if TYPE_CHECKING:
@@ -22,7 +29,7 @@ SINGLE_THREAD_ROWS = 64
 
 
 def _xgb() -> Any:
-    return optional_import("xgboost", "model.type xgboost")
+    return optional_import("xgboost", "model.type xgboost", extra="xgboost")
 
 
 def _estimator_class(task: TaskInfo) -> Any:
@@ -45,7 +52,7 @@ class XGBoostAdapter:
         self._single: tuple[Any, Any] | None = None  # (model, its one-thread copy)
 
     @classmethod
-    def check_config(cls, task_name: str, params: Mapping[str, Any]) -> None:
+    def check_config(cls, task_name: str, params: Mapping[str, Any], model_type: str = "xgboost") -> None:
         xgb = _xgb()
         est = xgb.XGBRegressor if task_name == "regression" else xgb.XGBClassifier
         check_params(params, est().get_params().keys(), BOOSTER_RULES, "xgboost")
@@ -123,3 +130,72 @@ class XGBoostAdapter:
         self.model = _estimator_class(task)()
         self.model.load_model(str(directory / _FILE))
         return self
+
+
+# tuning.metric -> XGBoost's eval_metric per task, so that the per-round value the pruner sees (and early
+# stopping) measures what the study optimizes. A low learning rate looks bad on log loss after a few
+# rounds but not on AUC: pruning on the library's default loss would favour fast, overfitting trials.
+_EVAL_METRIC = {
+    ("roc_auc", "binary"): "auc", ("roc_auc", "multiclass"): "auc", ("pr_auc", "binary"): "aucpr",
+    ("log_loss", "binary"): "logloss", ("log_loss", "multiclass"): "mlogloss",
+    ("accuracy", "binary"): "error", ("accuracy", "multiclass"): "merror",
+    ("rmse", "regression"): "rmse", ("mae", "regression"): "mae", ("r2", "regression"): "rmse",
+}
+
+
+def _metric_params(metric: str, task: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    if "eval_metric" in params:
+        return {}
+    name = _EVAL_METRIC.get((metric, task))
+    return {"eval_metric": name} if name else {}
+
+
+def _task_requirement(model_type: str, params: Mapping[str, Any]) -> fam.TaskRequirement | None:
+    """The tasks an explicit ``objective`` can learn (``reg:``/``count:``/``survival:`` or ``binary:``/``multi:``)."""
+    objective = params.get("objective")
+    if not isinstance(objective, str):
+        return None
+    name = objective.lower()
+    if name.startswith(("reg:", "count:", "survival:")):
+        tasks: tuple[str, ...] = ("regression",)
+    elif name.startswith(("binary:", "multi:")):
+        tasks = fam.CLASSIFICATION
+    else:
+        return None
+    kind = "regression" if tasks == ("regression",) else "classification"
+    return fam.TaskRequirement("model.params.objective", f"{objective!r} (a {kind} objective)", tasks,
+                               "Remove model.params.objective (trainpipe picks the one for the task), "
+                               "or use a {task} objective.")
+
+
+def _check(task_name: str, params: Mapping[str, Any], model_type: str) -> None:
+    XGBoostAdapter.check_config(task_name if task_name != "auto" else "binary", params, model_type)
+
+
+def _adapter() -> type:
+    return XGBoostAdapter
+
+
+FAMILY = fam.ModelFamily(
+    name="xgboost", names=("xgboost",), adapter=_adapter, extra="xgboost",
+    libraries=("xgboost-cpu", "xgboost"),
+    default_space={
+        "max_depth": {"type": "int", "low": 3, "high": 10},
+        "learning_rate": {"type": "float", "low": 0.01, "high": 0.3, "log": True},
+        "subsample": {"type": "float", "low": 0.6, "high": 1.0},
+        "colsample_bytree": {"type": "float", "low": 0.5, "high": 1.0},
+        "min_child_weight": {"type": "float", "low": 0.1, "high": 10.0, "log": True},
+        "reg_lambda": {"type": "float", "low": 1e-3, "high": 10.0, "log": True},
+    },
+    round_budget=booster_rounds, metric_params=_metric_params, check_config=_check,
+    task_requirement=_task_requirement,
+    # XGBoost calls back into Python through ctypes while it builds its data matrices: an exception raised
+    # there by a signal handler is dropped by ctypes and the C++ side carries on broken
+    defer_signals=True,
+    training_settings=BOOSTER_TRAINING_SETTINGS, training_hint=booster_training_hint,
+    owned_params={"random_state": fam.SEED_TEXT, "seed": fam.SEED_TEXT, "n_jobs": fam.THREADS_TEXT,
+                  "nthread": fam.THREADS_TEXT, "verbosity": fam.LOGGING_TEXT, "device": fam.DEVICE_TEXT,
+                  "objective": fam.OBJECTIVE_TEXT, "eval_metric": fam.EVAL_METRIC_TEXT,
+                  "early_stopping_rounds": fam.EARLY_STOPPING_TEXT,
+                  "callbacks": "trainpipe sets its own callbacks (progress, pruning). Remove it from tuning.space"},
+)

@@ -11,13 +11,21 @@ from pathlib import Path
 
 from trainpipe._version import __version__
 
-LIBRARIES = ("scikit-learn", "pandas", "numpy", "pandera", "mlflow", "xgboost", "xgboost-cpu", "lightgbm",
-             "torch", "optuna", "pyarrow", "skops")
+# the libraries every run uses; each model family adds its own (ModelFamily.libraries)
+LIBRARIES = ("scikit-learn", "pandas", "numpy", "pandera", "mlflow", "optuna", "pyarrow", "skops")
 
 
-def library_versions(names: tuple[str, ...] = LIBRARIES) -> dict[str, str]:
+def family_libraries() -> tuple[str, ...]:
+    """The libraries the installed model families declare (their versions go into lineage)."""
+    from trainpipe.models import families
+
+    return tuple(dict.fromkeys(lib for family in families() for lib in family.libraries))
+
+
+def library_versions(names: tuple[str, ...] | None = None) -> dict[str, str]:
+    """Installed versions of ``names`` (default: the common libraries and every family's); absent ones left out."""
     out = {}
-    for name in names:
+    for name in (*LIBRARIES, *family_libraries()) if names is None else names:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -2,9 +2,9 @@
 
 Keys prefixed ``training.`` (``training.learning_rate``) tune the ``training`` section; every other key is
 a model parameter; a key the model ignores or trainpipe sets itself is refused (``_space_checks``). Without
-``space:`` the model family's default space is used; ``space: {}`` is refused. A parameter with
-``when: {other: value}`` is sampled only in trials where the categorical parameter ``other`` took ``value``
-(Optuna's define-by-run conditional spaces).
+``space:`` the default space the model's family declares (``ModelFamily.default_space``) is used;
+``space: {}`` is refused. A parameter with ``when: {other: value}`` is sampled only in trials where the
+categorical parameter ``other`` took ``value`` (Optuna's define-by-run conditional spaces).
 """
 
 from __future__ import annotations
@@ -20,71 +20,23 @@ from trainpipe.tuning._space_checks import TRAINING_PREFIX, check_consumed
 if TYPE_CHECKING:
     import optuna
 
-_P = SearchParam
-
-_DEFAULTS: dict[str, dict[str, SearchParam]] = {
-    "xgboost": {
-        "max_depth": _P(type="int", low=3, high=10),
-        "learning_rate": _P(type="float", low=0.01, high=0.3, log=True),
-        "subsample": _P(type="float", low=0.6, high=1.0),
-        "colsample_bytree": _P(type="float", low=0.5, high=1.0),
-        "min_child_weight": _P(type="float", low=0.1, high=10.0, log=True),
-        "reg_lambda": _P(type="float", low=1e-3, high=10.0, log=True),
-    },
-    "lightgbm": {
-        "num_leaves": _P(type="int", low=8, high=128, log=True),
-        "learning_rate": _P(type="float", low=0.01, high=0.3, log=True),
-        "min_child_samples": _P(type="int", low=5, high=100, log=True),
-        "colsample_bytree": _P(type="float", low=0.5, high=1.0),
-        "reg_lambda": _P(type="float", low=1e-3, high=10.0, log=True),
-    },
-    "torch": {
-        "training.learning_rate": _P(type="float", low=1e-4, high=1e-2, log=True),
-        "training.batch_size": _P(type="categorical", choices=[64, 128, 256, 512]),
-    },
-}
-
-# scikit-learn estimators: the first rule whose parameters the estimator has gives the default space
-_SKLEARN_DEFAULTS: tuple[tuple[tuple[str, ...], dict[str, SearchParam]], ...] = (
-    (("C",), {"C": _P(type="float", low=1e-3, high=100.0, log=True)}),
-    (("n_estimators", "max_depth", "min_samples_leaf"), {
-        "max_depth": _P(type="int", low=2, high=16),
-        "min_samples_leaf": _P(type="int", low=1, high=20, log=True),
-        "max_features": _P(type="float", low=0.2, high=1.0),
-    }),
-    (("learning_rate", "max_leaf_nodes"), {
-        "learning_rate": _P(type="float", low=0.01, high=0.3, log=True),
-        "max_leaf_nodes": _P(type="int", low=8, high=64, log=True),
-    }),
-    (("alpha",), {"alpha": _P(type="float", low=1e-4, high=10.0, log=True)}),
-    (("n_neighbors",), {"n_neighbors": _P(type="int", low=1, high=50, log=True)}),
-)
-
-
-def _family(model_type: str) -> str:
-    if model_type in ("xgboost", "lightgbm"):
-        return model_type
-    if model_type.startswith("torch") or model_type == "two_tower":
-        return "torch"
-    return "sklearn"
-
 
 def default_space(model_type: str) -> dict[str, SearchParam]:
-    """The search space used when ``tuning.space`` is not given."""
-    family = _family(model_type)
-    if family in _DEFAULTS:
-        return dict(_DEFAULTS[family])
-    from trainpipe.models._sklearn import import_estimator
+    """The search space used when ``tuning.space`` is not given: the one the model's family declares."""
+    from trainpipe.models import family_for
 
-    keys = set(import_estimator(model_type)().get_params())
-    for needed, space in _SKLEARN_DEFAULTS:
-        if set(needed) <= keys:
-            return dict(space)
-    raise ConfigError(
-        f"tuning.space: there is no default search space for {model_type}. "
-        "List the parameters to tune under tuning.space, e.g. "
-        "{alpha: {type: float, low: 0.0001, high: 10, log: true}}."
-    )
+    space = family_for(model_type).space_for(model_type)
+    if not space:
+        raise ConfigError(
+            f"tuning.space: there is no default search space for {model_type}. "
+            "List the parameters to tune under tuning.space, e.g. "
+            "{alpha: {type: float, low: 0.0001, high: 10, log: true}}."
+        )
+    try:
+        return {name: p if isinstance(p, SearchParam) else SearchParam.model_validate(p) for name, p in space.items()}
+    except ValueError as exc:
+        raise ConfigError(f"tuning.space: the default search space the {model_type} family declares is not "
+                          f"valid ({exc}); list the parameters to tune under tuning.space.") from None
 
 
 def resolve_space(config: PipelineConfig) -> dict[str, SearchParam]:
