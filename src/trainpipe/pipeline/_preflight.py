@@ -15,7 +15,6 @@ from trainpipe._exceptions import ConfigError
 from trainpipe.config import PipelineConfig
 
 _TASKS = ("binary", "multiclass", "regression")
-_CLASSIFICATION = ("binary", "multiclass")
 
 
 def preflight(config: PipelineConfig) -> None:
@@ -124,53 +123,18 @@ def _requirements(config: PipelineConfig) -> list[_Requirement]:
 
 
 def _model_requirement(config: PipelineConfig) -> _Requirement | None:
-    """The tasks ``model.type`` (and a booster's ``objective``) can learn, when the config says so."""
+    """The tasks ``model.type`` (a classifier or regressor class, a booster's ``objective``) can learn, as its
+    family declares (``ModelFamily.task_requirement``; ``check_model_config`` has run already)."""
+    from trainpipe.models import family_for
+
     model = config.model
-    if "." in model.type:
-        from trainpipe.models._sklearn import import_estimator
-
-        est = import_estimator(model.type)()  # check_model_config has built one already
-        from sklearn.base import is_classifier, is_regressor
-
-        if is_classifier(est):
-            return _Requirement("model.type", f"{model.type} (a classifier)", _CLASSIFICATION,
-                                "Pick a regressor (e.g. sklearn.linear_model.Ridge), or set task: binary or "
-                                "multiclass if the target holds class codes.")
-        if is_regressor(est):
-            return _Requirement("model.type", f"{model.type} (a regressor)", ("regression",),
-                                "Pick a classifier (e.g. sklearn.linear_model.LogisticRegression), or set "
-                                "task: regression if the target is a number to predict.")
-        return None
-    objective = model.params.get("objective")
-    if model.type in ("xgboost", "lightgbm") and isinstance(objective, str):
-        tasks = _objective_tasks(model.type, objective)
-        if tasks is not None:
-            kind = "regression" if tasks == ("regression",) else "classification"
-            return _Requirement("model.params.objective", f"{objective!r} (a {kind} objective)", tasks,
-                                "Remove model.params.objective (trainpipe picks the one for the task), "
-                                "or use a {task} objective.")
-    return None
-
-
-_LGBM_REGRESSION = {"regression", "regression_l1", "regression_l2", "l1", "l2", "mse", "mae", "rmse",
-                    "mean_squared_error", "mean_absolute_error", "root_mean_squared_error", "l2_root",
-                    "huber", "fair", "poisson", "quantile", "mape", "gamma", "tweedie"}
-_LGBM_CLASSIFICATION = {"binary", "multiclass", "softmax", "multiclassova", "multiclass_ova", "ova", "ovr",
-                        "cross_entropy", "xentropy", "cross_entropy_lambda", "xentlambda"}
-
-
-def _objective_tasks(model_type: str, objective: str) -> tuple[str, ...] | None:
-    name = objective.lower()
-    if model_type == "xgboost":
-        if name.startswith(("reg:", "count:", "survival:")):
-            return ("regression",)
-        if name.startswith(("binary:", "multi:")):
-            return _CLASSIFICATION
-        return None
-    if name in _LGBM_REGRESSION:
-        return ("regression",)
-    if name in _LGBM_CLASSIFICATION:
-        return _CLASSIFICATION
+    family = family_for(model.type)
+    req = family.task_requirement(model.type, dict(model.params)) if family.task_requirement is not None else None
+    if req is not None:
+        return _Requirement(req.key, req.subject, tuple(req.tasks), req.fix)
+    if not set(_TASKS) <= set(family.tasks):
+        return _Requirement("model.type", f"{model.type!r}", tuple(family.tasks),
+                            "Pick a model type that learns a {task} task, or set task: to one it learns.")
     return None
 
 

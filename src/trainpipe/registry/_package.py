@@ -26,8 +26,6 @@ if TYPE_CHECKING:
     from trainpipe.models import ModelSpec, TrainedModel
 
 _COMMON_LIBS = ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "pyarrow")
-_FAMILY_LIBS = {"xgboost": ("xgboost-cpu", "xgboost"), "lightgbm": ("lightgbm",), "torch": ("torch",),
-                "sklearn": ()}
 _PACKAGE = "trainpipe"
 # what the pyfunc wrapper calls: TrainedModel.load and predict_frame
 _ENTRY_MODULES = ("trainpipe.models._trained", "trainpipe.registry._predict")
@@ -82,26 +80,22 @@ def example_frame(spec: ModelSpec, rows: pd.DataFrame, n: int = 5) -> pd.DataFra
     return check_input(rows.head(n)[list(types)].reset_index(drop=True), schema, "input example")
 
 
-def pip_requirements(family: str) -> list[str]:
-    """The served model's ``requirements.txt``: exact pins of the installed libraries inference needs.
+def pip_requirements(family: str, model_type: str | None = None) -> list[str]:
+    """The served model's ``requirements.txt``: exact pins of the installed libraries inference needs, the common
+    ones plus what the model's family declares (``ModelFamily.pip_requirements``; e.g. the first installed of
+    ``xgboost-cpu`` and ``xgboost``, never both, since they hold the same module).
 
     trainpipe itself is not among them: its inference code travels with the model (see
-    :func:`write_inference_code`), so the list installs from a public index. For XGBoost the first installed
-    of ``xgboost-cpu`` (no NCCL) and ``xgboost`` is pinned, never both (they hold the same module).
+    :func:`write_inference_code`), so the list installs from a public index.
     """
-    from importlib import metadata
+    from trainpipe.models import family_for
+    from trainpipe.models._families import family_named
+    from trainpipe.models._family import installed_pins
 
-    def installed(dist: str) -> str | None:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return None
-
-    reqs = [f"{d}=={v}" for d in _COMMON_LIBS if (v := installed(d))]
-    family_pins = [f"{d}=={v}" for d in _FAMILY_LIBS.get(family, ()) if (v := installed(d))]
-    reqs += family_pins[:1]
+    found = family_for(model_type) if model_type is not None else family_named(family)
+    reqs = installed_pins(_COMMON_LIBS) + (found.pip_requirements() if found is not None else [])
     # a CPU build of torch reports "2.13.0+cpu"; pinning that would pull a CUDA build on re-create
-    return [r.split("+")[0] for r in reqs]
+    return list(dict.fromkeys(r.split("+")[0] for r in reqs))
 
 
 def _module_file(module: str) -> Path | None:
@@ -302,7 +296,8 @@ def _save_pyfunc(model: TrainedModel, model_dir: Path, target: Path, *, example_
                 path=str(tmp), python_model=code_file, code_paths=[str(Path(code_dir) / package)],
                 model_config={CODE_CONFIG_KEY: package},
                 artifacts={"model_dir": str(model_dir), **{k: str(v) for k, v in extra_artifacts.items()}},
-                signature=signature, input_example=example, pip_requirements=pip_requirements(model.spec.family),
+                signature=signature, input_example=example,
+                pip_requirements=pip_requirements(model.spec.family, model.spec.model_type),
             )
         if target.exists():
             shutil.rmtree(target)

@@ -124,36 +124,14 @@ class PruningReporter:
             self.counter.trained += 1
 
 
-# tuning.metric -> XGBoost's eval_metric per task, so that the per-round value the pruner sees (and early
-# stopping) measures what the study optimizes. A low learning rate looks bad on log loss after a few
-# rounds but not on AUC: pruning on the library's default loss would favour fast, overfitting trials.
-_XGB_EVAL = {
-    ("roc_auc", "binary"): "auc", ("roc_auc", "multiclass"): "auc", ("pr_auc", "binary"): "aucpr",
-    ("log_loss", "binary"): "logloss", ("log_loss", "multiclass"): "mlogloss",
-    ("accuracy", "binary"): "error", ("accuracy", "multiclass"): "merror",
-    ("rmse", "regression"): "rmse", ("mae", "regression"): "mae", ("r2", "regression"): "rmse",
-}
-
-
-# the same for LightGBM's ``metric`` parameter
-_LGB_EVAL = {
-    ("roc_auc", "binary"): "auc", ("pr_auc", "binary"): "average_precision",
-    ("log_loss", "binary"): "binary_logloss", ("log_loss", "multiclass"): "multi_logloss",
-    ("accuracy", "binary"): "binary_error", ("accuracy", "multiclass"): "multi_error",
-    ("rmse", "regression"): "rmse", ("mae", "regression"): "l1", ("r2", "regression"): "l2",
-}
-
-
 def metric_params(model_type: str, metric: str, task: str, params: Mapping[str, Any]) -> dict[str, Any]:
-    """Model params that make the library's validation metric follow ``tuning.metric`` (XGBoost's
-    ``eval_metric``, LightGBM's ``metric``). Empty when the user chose one."""
-    if model_type == "xgboost" and "eval_metric" not in params:
-        name = _XGB_EVAL.get((metric, task))
-        return {"eval_metric": name} if name else {}
-    if model_type == "lightgbm" and not {"metric", "metrics", "metric_types"} & set(params):
-        name = _LGB_EVAL.get((metric, task))
-        return {"metric": name} if name else {}
-    return {}
+    """Model params that make the library's per-round validation metric follow ``tuning.metric`` (the family's
+    ``metric_params``: XGBoost's ``eval_metric``, LightGBM's ``metric``), so that the value the pruner sees and
+    early stopping measure what the study optimizes. Empty when the user chose one."""
+    from trainpipe.models import family_for
+
+    family = family_for(model_type)
+    return dict(family.metric_params(metric, task, params)) if family.metric_params is not None else {}
 
 
 def trial_configs(config: PipelineConfig, params: Mapping[str, Any], extra: Mapping[str, Any] | None = None
@@ -185,10 +163,8 @@ def fit_and_score(config: PipelineConfig, task: TaskInfo, params: Mapping[str, A
     for index, fold in enumerate(folds, start=first_fold):
         if index:
             stop_at_deadline(counter, f"after {index} of {len(folds)} folds")
-        adapter = create_adapter(task, model, training)
-        set_categorical = getattr(adapter, "set_categorical_columns", None)
-        if set_categorical is not None:  # embedding models: ordinal-coded columns, as in the train step
-            set_categorical(list(categorical_indices))
+        # embedding models get the ordinal-coded columns, as in the train step
+        adapter = create_adapter(task, model, training, categorical_indices=categorical_indices)
         reporter = PruningReporter(trial, direction, counter, index) if trial is not None else None
         before, started = counter.trained, time.perf_counter()
         report = adapter.fit(fold.X, fold.y, fold.X_val, fold.y_val, reporter)

@@ -70,29 +70,24 @@ def settings_for(config: PipelineConfig, task_name: str, *, study_name: str | No
 def pruner_for(config: PipelineConfig) -> str:
     """``tuning.pruner``; ``auto`` is Hyperband (successive halving across trials on the round count) for the
     families that train in rounds or epochs, and the median rule for the others (which report nothing)."""
-    from trainpipe.models import family_of
+    from trainpipe.models import family_for
 
     assert config.tuning is not None
     if config.tuning.pruner != "auto":
         return config.tuning.pruner
-    return "hyperband" if family_of(config.model.type) in ("xgboost", "lightgbm", "torch") else "median"
+    return "hyperband" if family_for(config.model.type).round_budget is not None else "median"
 
 
 def rounds_of(config: PipelineConfig) -> int | None:
     """The per-trial budget of reported steps (rounds or epochs of the first fold, the one that reports)."""
-    from trainpipe.models import family_of
+    from trainpipe.models import family_for
 
     if config.tuning is None:
         return None
     space = config.tuning.space or {}
     if "n_estimators" in space or "training.epochs" in space:
         return None  # tuned budget: the pruners infer it from the trials
-    family = family_of(config.model.type)
-    if family in ("xgboost", "lightgbm"):
-        return int(config.model.params.get("n_estimators", 500))
-    if family == "torch":
-        return int(config.training.epochs)
-    return None
+    return family_for(config.model.type).rounds(config.model.params, config.training)
 
 
 @dataclass
