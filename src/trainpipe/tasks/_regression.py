@@ -55,7 +55,7 @@ class RegressionTask(Task):
         return Prediction(np.asarray(output, dtype=np.float64), None, output)
 
     def labels(self, info: TaskInfo, output: Any) -> np.ndarray:
-        return output  # type: ignore[no-any-return]
+        return output
 
     def serving_output(self, model: TrainedModel, raw: pd.DataFrame) -> Any:
         return model.predict(raw)
