@@ -259,3 +259,27 @@ def test_a_module_without_a_loss_or_with_wrong_keys_is_a_clear_error() -> None:
     with pytest.raises(TypeError, match=r"WrongKeys.validation_step returned the keys \['loss'\], but its "
                                         r"validation_keys are \['loss', 'hits', 'count'\]"):
         Engine(WrongKeys(), None, _training(epochs=1)).fit(_pairs(64), _pairs(16))
+
+
+def test_a_checkpoint_written_before_callbacks_still_resumes(tmp_path: Path) -> None:
+    """Format 1 kept early stopping's fields at the top level of last.pt; a resume maps them to the callback."""
+    def fit(folder: Path, resume: bool, stop_at: int | None) -> tuple[dict[str, Any], EngineResult]:
+        torch.manual_seed(0)
+        module = TwoTower()
+        module.stop_at = stop_at
+        engine = Engine(module, None, _training(epochs=3, batch_size=64, checkpoint_every=2), checkpoint_dir=folder,
+                        resume=resume)
+        return module.state_dict(), engine.fit(_pairs(256), _pairs(64, seed=1))
+
+    reference, ref_result = fit(tmp_path / "ref", False, None)
+    with pytest.raises(TrainingInterrupted):
+        fit(tmp_path / "cut", False, 7)  # epoch 2 of 3 (4 steps an epoch)
+    last = tmp_path / "cut" / "last.pt"
+    state = ckpt.load(last)
+    stopping = state.pop("callbacks")["early_stopping"]
+    assert stopping["best_epoch"] == 1
+    ckpt.atomic_save({**state, **stopping, "format": 1}, last)
+    resumed, result = fit(tmp_path / "cut", True, None)
+    assert result.resumed_from is not None
+    assert all(torch.equal(reference[k], resumed[k]) for k in reference)
+    assert result.best_epoch == ref_result.best_epoch and result.history == ref_result.history
