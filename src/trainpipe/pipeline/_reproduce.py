@@ -1,7 +1,8 @@
 """``trainpipe reproduce RUN_ID``: re-run a past run from its recorded config and data version.
 
 The data file must still have the recorded fingerprint (else: refused, exit 2). Every step runs (no cache)
-up to ``evaluate``; nothing is gated or registered. The quality metrics (``test_*``) are compared exactly.
+of the graph except those that use the model registry (and what reads them): nothing is gated or
+registered. The quality metrics (``test_*``) are compared exactly.
 """
 
 from __future__ import annotations
@@ -45,13 +46,19 @@ def _recorded_config(run_id: str, tags: dict[str, str], workdir: Path) -> Any:
     )
 
 
+def reproduce_graph(config: Any) -> Any:
+    """What reproduce runs: the config's graph without the steps that use the registry and their dependents."""
+    from trainpipe.pipeline._graph import StepGraph
+
+    return StepGraph.for_config(config).without(lambda s: s.uses_registry)
+
+
 def reproduce(run_id: str, tracking_uri: str, *, workdir: Path | None = None, hooks: Any = None) -> ReproduceResult:
     from mlflow.exceptions import MlflowException
 
     from trainpipe.config import redact_uri
     from trainpipe.data import fingerprint_frame, fingerprint_source, read_source, resolve_source
     from trainpipe.pipeline._runner import STATE_DIR, PipelineRunner
-    from trainpipe.pipeline._steps import steps_for
     from trainpipe.registry import client_for
     from trainpipe.tracking import MlflowTracker
 
@@ -87,7 +94,7 @@ def reproduce(run_id: str, tracking_uri: str, *, workdir: Path | None = None, ho
             f"(fingerprint now {current[:16]}…, recorded {recorded[:16]}…). Restore that version of the file "
             "to reproduce the run."
         )
-    steps = [s for s in steps_for(loaded.config) if s.name not in ("drift", "gate", "register")]
+    steps = reproduce_graph(loaded.config)
     cfg = loaded.config
     tracker = MlflowTracker(tracking_uri, cfg.tracking.experiment or cfg.name, workdir / STATE_DIR / "mlartifacts")
     runner = PipelineRunner(loaded, workdir=workdir, tracker=tracker, no_cache=True, steps=steps, hooks=hooks,

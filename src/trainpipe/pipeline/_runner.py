@@ -1,4 +1,9 @@
-"""Run the step graph: cache look-ups, run directory, per-step tracking, timings and cost."""
+"""Run the step graph: cache look-ups, run directory, per-step tracking, timings and cost.
+
+The runner knows the graph, not the steps: what it does differently for a step comes from the step's
+declaration (flags, ``headline_metrics``, ``artifact_dir``, ``slice_tables``, ``after``; see
+``pipeline._step.Step``), never from its name.
+"""
 
 from __future__ import annotations
 
@@ -10,31 +15,41 @@ import shutil
 import signal
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import yaml
 
 from trainpipe._exceptions import ConfigError, StorageFull, StoreError, TrackingUnavailable, TrainingInterrupted
-from trainpipe._hooks import Hooks
+from trainpipe._hooks import HookList, Hooks, as_hooks
 from trainpipe._signals import SignalInterrupt, deferred
 from trainpipe._version import __version__
 from trainpipe.config import LoadedConfig, config_hash, load_config, redact
 from trainpipe.config._secrets import env_placeholders, is_secret_name, scrub, write_private_text
 from trainpipe.pipeline._cache import StepCache, explain_change, key_of, link_tree, manifest_of
+from trainpipe.pipeline._graph import StepGraph
+from trainpipe.pipeline._rank import distributed_rank, world_size
 from trainpipe.pipeline._records import PipelineResult, StepRecord
+from trainpipe.pipeline._run_logs import (
+    STEP_RESULT,
+    log_artifacts,
+    log_inputs,
+    slice_metrics,
+    step_param,
+    warnings_as_notes,
+)
 from trainpipe.pipeline._step import Step, StepContext
-from trainpipe.pipeline._steps import steps_for
 from trainpipe.tracking import Tracker, library_versions, lineage_tags
 from trainpipe.tracking._journal import JournaledTracker
+
+if TYPE_CHECKING:
+    from trainpipe.registry import ModelRegistry
 
 STATE_DIR = ".trainpipe"
 RUN_FILE = "run.json"
 CONFIG_FILE = "config.yaml"
-STEP_RESULT = "_step_result.json"
-MAX_SLICE_LEVELS_LOGGED = 50  # per column: the largest slices (the evaluation sorts them by size)
 
 
 @dataclass
@@ -73,25 +88,38 @@ def flatten_params(value: Any, prefix: str = "") -> dict[str, str]:
 
 
 class PipelineRunner:
-    """Runs steps of one pipeline config, in order, through the step cache."""
+    """Runs the steps of one pipeline config, in order, through the step cache.
+
+    Everything is given at construction: ``steps`` (a :class:`StepGraph` slice or a list of steps; default: the
+    config's whole graph), ``tracker`` (None: nothing tracked), ``registry`` (default: the MLflow registry of an
+    MLflow tracker's store, a fresh :class:`~trainpipe.registry.InMemoryRegistry` for any other tracker;
+    without a tracker a graph with steps that use the registry is refused with a ConfigError), ``hooks`` (one
+    listener or several). Under ``torchrun`` a rank > 0 runs the graph without its rank-0 steps, untracked.
+    """
 
     def __init__(self, loaded: LoadedConfig, *, workdir: Path | None = None, tracker: Tracker | None = None,
-                 hooks: Hooks | None = None, no_cache: bool = False, force: Iterable[str] = (),
-                 trigger: str = "manual", steps: Sequence[Step] | None = None, resume: bool = False,
-                 command: str = "run") -> None:
+                 hooks: Hooks | Iterable[Hooks] | None = None, no_cache: bool = False, force: Iterable[str] = (),
+                 trigger: str = "manual", steps: StepGraph | Sequence[Step] | None = None, resume: bool = False,
+                 command: str = "run", registry: ModelRegistry | None = None) -> None:
         self.loaded = loaded
         self.command = command  # the trainpipe.command tag: run, tune, reproduce (runs list shows it)
         self.workdir = (workdir or Path.cwd()).resolve()
-        self.tracker = tracker
-        self.hooks = hooks or Hooks()
+        self.hooks: HookList = as_hooks(hooks)
         self.no_cache = no_cache
-        self.steps = list(steps) if steps is not None else steps_for(loaded.config)
+        if steps is None:
+            graph = StepGraph.for_config(loaded.config)
+        elif isinstance(steps, StepGraph):
+            graph = steps
+        else:
+            graph = StepGraph(steps, loaded.config.name)
         self.resume = resume
         self.rank = distributed_rank()
         if self.rank > 0:  # under torchrun: only rank 0 tracks, evaluates, gates and registers
-            names_now = [s.name for s in self.steps]
-            if "train" in names_now:
-                self.steps = self.steps[: names_now.index("train") + 1]
+            graph = graph.without(lambda s: s.rank0_only)
+            tracker, registry = None, None
+        self.graph = graph
+        self.steps = list(graph.steps)
+        self.tracker = tracker
         names = [s.name for s in self.steps]
         unknown = [f for f in force if f not in names]
         if unknown:
@@ -101,14 +129,25 @@ class PipelineRunner:
             raise ConfigError(f"--trigger: expected manual, schedule or event, got {trigger!r}.")
         self.trigger = trigger
         self.cache = StepCache(self.workdir / STATE_DIR / "cache")
-        if _world_size() > 1 and any(s.name == "tune" for s in self.steps):
-            raise ConfigError(
-                "tuning: a study cannot run inside torchrun (every process would run its own trials). Run "
-                "`trainpipe tune` first (several workers can share one study), then start torchrun with the best "
-                "parameters (--set model.params.KEY=VALUE), without the tuning section."
-            )
+        single = next((s for s in self.steps if s.single_process), None)
+        if world_size() > 1 and single is not None:
+            raise ConfigError(single.single_process)
         if self.rank > 0:  # its own cache: rank 0's artifacts (and model) are the ones later runs reuse
             self.cache = StepCache(self.workdir / STATE_DIR / "ranks" / f"rank-{self.rank}" / "cache")
+        self._registry_given = registry
+        self.registry: ModelRegistry | None = registry
+        if registry is None and tracker is not None and not hasattr(tracker, "connection_uri"):
+            from trainpipe.registry._memory import InMemoryRegistry
+
+            self.registry = InMemoryRegistry(tracker)  # an in-memory (or other) tracker: the in-memory registry
+        needs = [s.name for s in self.steps if s.uses_registry]
+        if needs and self.registry is None and tracker is None:
+            raise ConfigError(
+                f"steps {', '.join(needs)} read or write the model registry, and this runner has none (no tracker, "
+                "no registry). Pass tracker= (an MLflow tracker's store holds the registry), registry= (e.g. "
+                "trainpipe.registry.InMemoryRegistry()), or steps= a slice without them (e.g. "
+                "StepGraph.for_config(config).without(lambda s: s.uses_registry)); trainpipe.run() sets up MLflow "
+                "as the CLI does.")
 
     @property
     def config(self) -> Any:
@@ -119,6 +158,13 @@ class PipelineRunner:
             if s.name == name:
                 return s
         raise ConfigError(f"unknown step {name!r}; steps are {', '.join(s.name for s in self.steps)}.")
+
+    def _resolve_registry(self) -> None:
+        """An MLflow tracker's registry, on the (journaled) tracker the run uses: its guarded client."""
+        if self._registry_given is None and self.tracker is not None and hasattr(self.tracker, "connection_uri"):
+            from trainpipe.registry._mlflow_registry import MlflowRegistry
+
+            self.registry = MlflowRegistry.for_tracker(self.tracker)
 
     # -- whole pipeline ---------------------------------------------------------------------------
 
@@ -131,6 +177,7 @@ class PipelineRunner:
         if self.tracker is not None and not isinstance(self.tracker, JournaledTracker):
             # every tracker call is journaled in the run directory first: a lost server loses nothing
             self.tracker = JournaledTracker(self.tracker)
+        self._resolve_registry()
         from trainpipe.tracking._stale import mark_killed_runs, write_owner
 
         mark_killed_runs(self.workdir / STATE_DIR, self.tracker)  # SIGKILLed runs of this host: KILLED
@@ -151,18 +198,39 @@ class PipelineRunner:
                 raise
             raise full from exc
         self.hooks.on_pipeline_start(self.config.name, [s.name for s in self.steps])
+        started = time.perf_counter()
         from trainpipe.pipeline import _handoff
 
         try:
-            for step in self.steps:
-                result.steps.append(self._run_one(step, run_dir, parent, result))
+            for at, step in enumerate(self.steps):
+                try:
+                    result.steps.append(self._run_one(step, run_dir, parent, result))
+                except Exception:
+                    self._after_failure(self.steps[at + 1:], run_dir, parent, result)
+                    raise
         except BaseException as exc:
             self._finish_whole(result, parent, exc)
+            self.hooks.on_pipeline_end(self.config.name, result.status, time.perf_counter() - started)
             raise
         finally:
             _handoff.clear()  # frames and matrices handed between this run's steps
         self._finish_whole(result, parent, None)
+        self.hooks.on_pipeline_end(self.config.name, result.status, time.perf_counter() - started)
         return result
+
+    def _after_failure(self, rest: Sequence[Step], run_dir: Path, parent: str | None, result: PipelineResult) -> None:
+        """Steps flagged ``runs_after_failure`` (reports) whose inputs are all there still run; their own
+        failure is reported as a message (the first error is the one that ends the run)."""
+        done = {r.name for r in result.steps if r.status != "failed"}
+        for step in rest:
+            if not step.runs_after_failure or not all(p in done or p not in self.graph for p in step.upstream):
+                continue
+            try:
+                result.steps.append(self._run_one(step, run_dir, parent, result))
+                done.add(step.name)
+            except Exception as exc:
+                self.hooks.on_message(f"{step.name} (runs after a failure) failed too: {type(exc).__name__}: "
+                                      f"{scrub(str(exc), self.loaded.secret_values)[:300]}")
 
     def _finish_whole(self, result: PipelineResult, parent: str | None, exc: BaseException | None) -> None:
         """The run's last records are written whole, locally (a signal waits for them; a signal that came
@@ -198,6 +266,7 @@ class PipelineRunner:
 
         step = self.step_by_name(name)
         preflight(self.config)
+        self._resolve_registry()
         run_file = run_dir / RUN_FILE
         result = (PipelineResult.read(run_file) if run_file.exists()
                   else PipelineResult(run_dir.name, run_dir, self.config.name, "running", []))
@@ -257,7 +326,7 @@ class PipelineRunner:
         start = _Usage.now()
         known = {r.name: r for r in result.steps}
         input_dirs, input_fps = {}, {}
-        for name in step.inputs:
+        for name in step.upstream:
             folder = run_dir / "steps" / name
             if not folder.is_dir():
                 raise ConfigError(f"step {step.name!r} needs the output of step {name!r}, which is not in "
@@ -294,7 +363,8 @@ class PipelineRunner:
         ctx = StepContext(step.name, self.loaded, input_dirs, target, run_dir, self.hooks,
                           tracker=cast(Tracker, self.tracker) if child is not None else None, run_id=child,
                           parent_run_id=parent, key=key, input_fingerprints=dict(input_fps),
-                          state_dir=self.workdir / STATE_DIR, resume=self.resume)
+                          state_dir=self.workdir / STATE_DIR, resume=self.resume, declared=step.inputs,
+                          registry=self.registry if step.uses_registry else None)
         if entry is not None:
             link_tree(entry.path, target)
             for name in step.run_files:
@@ -309,7 +379,7 @@ class PipelineRunner:
             ctx.out_dir = tmp
             try:
                 with deferred() if step.uninterruptible else contextlib.nullcontext() as held, \
-                        _warnings_as_notes(ctx):
+                        warnings_as_notes(ctx):
                     step.func(ctx)
                     (tmp / STEP_RESULT).write_text(json.dumps({"metrics": ctx.metrics, "params": ctx.params,
                                                                "curves": ctx.curves}, default=str))
@@ -326,6 +396,7 @@ class PipelineRunner:
                     record = self._record(step, "failed", why, start, key, "", ctx)
                     self._log_step(child, record, ctx, "KILLED" if _interrupted(exc) else "FAILED")
                     result.steps.append(record)
+                    self.hooks.on_step_error(step.name, exc)
                     self.hooks.on_step_end(step.name, "failed", record.reason, record.seconds)
                     held.pending = None  # the step already failed or was interrupted: that is what ends the run
                 if tracker is not None:
@@ -338,14 +409,15 @@ class PipelineRunner:
             self.cache.remember(step.name, self.config.name, components)
             link_tree(entry.path, target)
             status, fingerprint = "ran", entry.fingerprint
-        if step.name == "validate":
+        if step.after is not None:  # a check on the output, cached or not (keys outside the step's cache key)
             try:
-                self._check_task_fit(target)
+                step.after(self.loaded, target)
             except ConfigError as exc:
                 why = scrub(f"ConfigError: {exc}", self.loaded.secret_values)[:500]
                 record = self._record(step, "failed", why, start, key, fingerprint, ctx)
                 self._log_step(child, record, ctx, "FAILED")
                 result.steps.append(record)
+                self.hooks.on_step_error(step.name, exc)
                 self.hooks.on_step_end(step.name, "failed", record.reason, record.seconds)
                 raise
         record = self._record(step, status, reason, start, key, fingerprint, ctx)
@@ -358,15 +430,6 @@ class PipelineRunner:
             else:
                 raise SignalInterrupt(postponed)
         return record
-
-    def _check_task_fit(self, validate_dir: Path) -> None:
-        """Keys that fit only some tasks against the task validate inferred: here, not inside the step,
-        because its cache entry does not depend on the model, gate or tuning sections."""
-        if self.config.task != "auto" or not (validate_dir / "task.json").is_file():
-            return
-        from trainpipe.pipeline._preflight import check_task_fit
-
-        check_task_fit(self.config, str(json.loads((validate_dir / "task.json").read_text())["task"]))
 
     def _record(self, step: Step, status: str, reason: str, start: _Usage, key: str, fingerprint: str,
                 ctx: StepContext) -> StepRecord:
@@ -400,8 +463,9 @@ class PipelineRunner:
                   "estimated_cost": sum(s.cost for s in result.steps)}
         metrics = {f"step_{s.name}_seconds": s.seconds for s in result.steps}
         metrics.update(totals)
+        headline = {s.name for s in self.steps if s.headline_metrics}
         for s in result.steps:
-            if s.name == "evaluate":
+            if s.name in headline:  # e.g. the evaluation's test metrics
                 metrics.update(s.metrics)
         result.metrics = metrics
         result.write(result.run_dir / RUN_FILE)
@@ -409,142 +473,24 @@ class PipelineRunner:
             return
         steps_table = [{k: v for k, v in s.to_dict().items() if k != "metrics"} for s in result.steps]
         (result.run_dir / "steps.json").write_text(json.dumps(steps_table, indent=2))
-        ingest_info = result.run_dir / "steps" / "ingest" / "ingest.json"
         tags = {"trainpipe.status": result.status, "trainpipe.run_dir": str(result.run_dir)}
-        if ingest_info.exists():
-            tags["data_fingerprint"] = json.loads(ingest_info.read_text())["fingerprint"]
+        fingerprint = step_param(result, "data_fingerprint")
+        if fingerprint:
+            tags["data_fingerprint"] = fingerprint
         if result.error:
             tags["trainpipe.error"] = result.error[:5000]
         # under JournaledTracker.held (see _finish_whole): these calls are journaled now and sent after
         self.tracker.set_tags(parent, tags)
-        self._log_inputs(parent, result.run_dir, tags.get("data_fingerprint"))
-        metrics.update(self._slice_metrics(result.run_dir))
-        self._log_artifacts(parent, result.run_dir)
+        log_inputs(self.tracker, self.hooks, self.loaded, self.steps, parent, result.run_dir,
+                   tags.get("data_fingerprint"))
+        metrics.update(slice_metrics(self.steps, result.run_dir))
+        log_artifacts(self.tracker, self.steps, parent, result.run_dir)
         if isinstance(self.tracker, JournaledTracker):
             metrics["tracking_seconds"] = round(self.tracker.seconds, 4)
             result.metrics["tracking_seconds"] = metrics["tracking_seconds"]
             result.write(result.run_dir / RUN_FILE)
         self.tracker.log_metrics(parent, metrics)
         self.tracker.end_run(parent, {"finished": "FINISHED", "failed": "FAILED"}.get(result.status, "KILLED"))
-
-    def _log_inputs(self, parent: str, run_dir: Path, fingerprint: str | None) -> None:
-        """The train, validation and test splits as the parent run's dataset inputs (see ``tracking._datasets``)."""
-        split_dir = run_dir / "steps" / "split"
-        if self.tracker is None or not fingerprint or not split_dir.is_dir():
-            return
-        from trainpipe.config import redact_uri
-        from trainpipe.tracking._datasets import describe_splits
-
-        info_file = split_dir / "split.json"
-        try:
-            info = json.loads(info_file.read_text()) if info_file.is_file() else {}
-            source = redact_uri(redact(self.config.data.source, secrets=self.loaded.secret_values))
-            datasets = describe_splits(split_dir, fingerprint=fingerprint, source=scrub(source), split_info=info)
-        except (OSError, ValueError) as exc:  # a damaged split file must not cost the run its other records
-            self.hooks.on_message(f"tracking: the splits were not logged as dataset inputs ({type(exc).__name__}: "
-                                  f"{scrub(str(exc))[:200]})")
-            return
-        if datasets:
-            self.tracker.log_inputs(parent, datasets)
-
-    def _slice_metrics(self, run_dir: Path) -> dict[str, float]:
-        """Per-slice test metrics as run metrics (``test.slice.<column>/<level>.<metric>``), from the evaluation
-        (evaluation.slices) and the fairness gate (gate.slices); ``slice_metrics.json`` maps each key back to
-        the column and level it stands for (MLflow allows few characters in a key: see ``tracking._names``)."""
-        from trainpipe.tracking._names import slice_metric_key
-
-        tables: dict[str, list[dict[str, Any]]] = {}
-        for path, key in ((run_dir / "steps" / "evaluate" / "metrics.json", "slices"),
-                          (run_dir / "steps" / "gate" / "gate_report.json", "slice_table")):
-            if path.is_file():
-                with contextlib.suppress(OSError, ValueError):
-                    for column, rows in (json.loads(path.read_text()).get(key) or {}).items():
-                        tables.setdefault(column, []).extend(rows)
-        out: dict[str, float] = {}
-        mapping: dict[str, dict[str, Any]] = {}
-        notes = []
-        for column, rows in tables.items():
-            levels = list(dict.fromkeys(str(r.get("slice")) for r in rows))
-            if len(levels) > MAX_SLICE_LEVELS_LOGGED:
-                notes.append(f"{column}: {len(levels)} levels, the {MAX_SLICE_LEVELS_LOGGED} largest logged as metrics")
-            kept = set(levels[:MAX_SLICE_LEVELS_LOGGED])
-            for r in rows:
-                level = str(r.get("slice"))
-                if level not in kept:
-                    continue
-                for metric, value in r.items():
-                    if metric in ("slice", "count", "gated", "note") or not isinstance(value, int | float):
-                        continue
-                    key = slice_metric_key("test", column, level, metric)
-                    while key in mapping and (mapping[key]["column"], mapping[key]["slice"]) != (column, level):
-                        key += "_"  # two levels that read the same once sanitised
-                    out[key] = float(value)
-                    mapping[key] = {"column": column, "slice": level, "metric": metric, "count": r.get("count")}
-        if mapping:
-            (run_dir / "slice_metrics.json").write_text(json.dumps({"metrics": mapping, "notes": notes}, indent=1))
-        return out
-
-    def _log_artifacts(self, parent: str, run_dir: Path) -> None:
-        if self.tracker is None:
-            return
-        for name in ("config.redacted.yaml", "steps.json", "slice_metrics.json", "validation_report.json",
-                     "validation_report.md", "drift_report.json", "drift_report.md", "gate_report.json",
-                     "gate_report.md"):
-            path = run_dir / name
-            if path.exists():
-                self.tracker.log_artifact(parent, path)
-        for step, sub in (("train", "train"), ("evaluate", "evaluation"), ("preprocess", "features"),
-                          ("drift", "data"), ("register", "registry"), ("tune", "tuning")):
-            folder = run_dir / "steps" / step
-            if not folder.is_dir():
-                continue
-            for f in sorted(folder.iterdir()):
-                if f.name.startswith("_") or f.suffix in (".npy", ".npz", ".parquet") or f.name == "registered_model":
-                    continue
-                self.tracker.log_artifact(parent, f, "model" if f.is_dir() and f.name == "model" else sub)
-
-
-def _world_size() -> int:
-    try:
-        return int(os.environ.get("WORLD_SIZE", "1"))
-    except ValueError:
-        return 1
-
-
-def distributed_rank() -> int:
-    """This process's rank when started by ``torchrun`` (its ``RANK`` variable), else 0."""
-    try:
-        return int(os.environ.get("RANK", "0"))
-    except ValueError:
-        return 0
-
-
-@contextlib.contextmanager
-def _warnings_as_notes(ctx: StepContext, limit: int = 5) -> Iterator[None]:
-    """Library warnings raised while a step runs (sklearn's UndefinedMetricWarning and ConvergenceWarning,
-    matplotlib's missing glyphs, pandas' date parsing) become one note each, once, naming the step,
-    instead of raw lines with library file paths and source excerpts."""
-    import warnings
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("default")
-        # libraries' deprecations of each other's APIs: nothing a pipeline author can act on (and hidden
-        # by Python's own default filters too)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", PendingDeprecationWarning)
-        try:
-            yield
-        finally:
-            seen: dict[tuple[str, str], int] = {}
-            for w in caught:
-                text = scrub((str(w.message).strip().splitlines() or [""])[0][:300])
-                key = (w.category.__name__, text)
-                seen[key] = seen.get(key, 0) + 1
-            for (category, text), n in list(seen.items())[:limit]:
-                times = f" ({n} times)" if n > 1 else ""
-                ctx.hooks.on_message(f"{ctx.step}: {category}: {text}{times}")
-            if len(seen) > limit:
-                ctx.hooks.on_message(f"{ctx.step}: {len(seen) - limit} more kinds of library warnings")
 
 
 _FULL_ERRNOS = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
@@ -592,4 +538,4 @@ def state_dir(workdir: Path) -> Path:
     return workdir / STATE_DIR
 
 
-__all__ = ["PipelineRunner", "load_run_config", "state_dir"]
+__all__ = ["PipelineRunner", "distributed_rank", "load_run_config", "state_dir"]

@@ -4,36 +4,31 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainpipe._exceptions import DataError, DataValidationError
 from trainpipe._signals import deferred
-from trainpipe.pipeline._handoff import background_writes, load_array, read_frame, save_array
-from trainpipe.pipeline._step import Step, StepContext
+from trainpipe.pipeline._artifacts import load_matrix, write_parquet
+from trainpipe.pipeline._artifacts import read_json as _read_json
+from trainpipe.pipeline._artifacts import save_matrix as _save_matrix
+from trainpipe.pipeline._artifacts import write_json as _write_json
+from trainpipe.pipeline._handoff import background_writes, read_frame
+from trainpipe.pipeline._step import Step, StepContext, refs
+from trainpipe.tracking._lineage import family_libraries
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     import pandas as pd
 
-    from trainpipe.config import LoadedConfig, PipelineConfig
+    from trainpipe.config import LoadedConfig
 
 DATA = "data.parquet"
 TASK = "task.json"
 SPLITS = ("train", "val", "test")
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, default=str))
-
-
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text())
 
 
 def _data_fingerprint(loaded: LoadedConfig) -> dict[str, str]:
@@ -41,20 +36,6 @@ def _data_fingerprint(loaded: LoadedConfig) -> dict[str, str]:
 
     source = resolve_source(loaded.config.data.source, loaded.base_dir)
     return {"data_fingerprint": fingerprint_source(source)}
-
-
-def write_parquet(df: pd.DataFrame, path: Path) -> None:
-    """Parquet, with mixed-type object columns stored as strings (CSV columns holding '3' and 'x')."""
-    import pyarrow as pa
-
-    try:
-        df.to_parquet(path, index=False)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
-        fixed = df.copy()
-        for col in fixed.columns:
-            if fixed[col].dtype == object:
-                fixed[col] = fixed[col].map(lambda v: v if v is None or v != v else str(v))
-        fixed.to_parquet(path, index=False)
 
 
 def ingest(ctx: StepContext) -> None:
@@ -86,7 +67,7 @@ def ingest(ctx: StepContext) -> None:
 def validate(ctx: StepContext) -> None:
     from trainpipe.data import infer_task, validate_frame
 
-    df = read_frame(ctx.input("ingest") / DATA)
+    df = read_frame(ctx.artifact(DATA))
     cfg = ctx.config
     target = cfg.data.target
     report = validate_frame(df, cfg)
@@ -116,8 +97,8 @@ def split(ctx: StepContext) -> None:
         leakage_notes,
     )
 
-    df = read_frame(ctx.input("ingest") / DATA)
-    task = TaskInfo.from_dict(_read_json(ctx.input("validate") / TASK))
+    df = read_frame(ctx.artifact(DATA))
+    task = TaskInfo.from_dict(_read_json(ctx.artifact(TASK)))
     cfg = ctx.config.data
     columns, dropped = comparison_columns(df, ctx.config), 0  # rows are compared on features + target
     if cfg.deduplicate:
@@ -146,8 +127,8 @@ def preprocess(ctx: StepContext) -> None:
     from trainpipe.models import _skops_io
 
     cfg = ctx.config
-    task = TaskInfo.from_dict(_read_json(ctx.input("validate") / TASK))
-    frames = {name: read_frame(ctx.input("split") / f"{name}.parquet") for name in SPLITS}
+    task = TaskInfo.from_dict(_read_json(ctx.artifact(TASK)))
+    frames = {name: read_frame(ctx.artifact(f"{name}.parquet")) for name in SPLITS}
     spec = infer_feature_spec(frames["train"], cfg)
     for col, why in spec.dropped.items():
         ctx.hooks.on_message(f"column {col!r} is not used as a feature: {why}")
@@ -191,37 +172,17 @@ def preprocess(ctx: StepContext) -> None:
 def categorical_encoding(loaded: LoadedConfig) -> str:
     """``features.categorical_encoding`` when the user set it, else what the model family prefers
     (embedding models want ordinal codes; trees and linear models get one-hot)."""
-    from trainpipe.models import adapter_class
+    from trainpipe.models import family_for
 
     fc = loaded.config.features
     if "categorical_encoding" in fc.model_fields_set:
         return fc.categorical_encoding
-    preferred = getattr(adapter_class(loaded.config.model.type), "preferred_categorical_encoding", None)
+    preferred = family_for(loaded.config.model.type).preferred_categorical_encoding
     return str(preferred or fc.categorical_encoding)
 
 
 def _preprocess_key(loaded: LoadedConfig) -> dict[str, str]:
     return {"categorical_encoding": categorical_encoding(loaded)}
-
-
-def _save_matrix(X: Any, stem: Path) -> None:
-    import numpy as np
-    import scipy.sparse as sp
-
-    if sp.issparse(X):
-        sp.save_npz(stem.with_suffix(".npz"), sp.csr_matrix(X))
-    else:
-        save_array(np.asarray(X), stem.with_suffix(".npy"))
-
-
-def load_matrix(stem: Path) -> Any:
-    import scipy.sparse as sp
-
-    npz = stem.with_suffix(".npz")
-    if npz.exists():
-        return sp.load_npz(npz)
-    npy = stem.with_suffix(".npy")
-    return load_array(npy) if npy.exists() else None
 
 
 def target_proxies(train: pd.DataFrame, target: str, columns: Iterable[str], classification: bool) -> list[str]:
@@ -251,15 +212,14 @@ def train(ctx: StepContext) -> None:
 
     from trainpipe.data import TaskInfo
     from trainpipe.features import FeatureSpec
-    from trainpipe.models import ModelSpec, create_adapter, family_of
+    from trainpipe.models import ModelSpec, configure_checkpoints, create_adapter, family_for
     from trainpipe.models._trained import PREPROCESSOR_FILE, save_model_dir
 
     cfg = ctx.config
-    task = TaskInfo.from_dict(_read_json(ctx.input("validate") / TASK))
-    pdir = ctx.input("preprocess")
-    X, y = load_matrix(pdir / "X_train"), np.load(pdir / "y_train.npy")
-    X_val = load_matrix(pdir / "X_val")
-    y_val = np.load(pdir / "y_val.npy") if (pdir / "y_val.npy").exists() else None
+    task = TaskInfo.from_dict(_read_json(ctx.artifact(TASK)))
+    X, y = load_matrix(ctx.artifact("X_train")), np.load(ctx.artifact("y_train.npy"))
+    X_val = load_matrix(ctx.artifact("X_val"))
+    y_val = np.load(ctx.artifact("y_val.npy")) if ctx.artifact("y_val.npy").exists() else None
     if task.is_classification:
         present = set(np.unique(y).tolist())
         absent = [task.classes[i] for i in range(len(task.classes)) if i not in present]
@@ -271,8 +231,8 @@ def train(ctx: StepContext) -> None:
             )
     model_cfg, training_cfg = cfg.model, cfg.training
     refit: dict[str, Any] | None = None
-    if "tune" in ctx.inputs:
-        tuned = _read_json(ctx.input("tune") / "best_params.json")
+    if ctx.has_input("best_params.json"):
+        tuned = _read_json(ctx.artifact("best_params.json"))
         model_cfg = model_cfg.model_copy(update={"params": {**model_cfg.params, **tuned.get("model_params", {})}})
         training_cfg = training_cfg.model_validate({**training_cfg.model_dump(), **tuned.get("training", {})})
         ctx.hooks.on_message(f"training with the best parameters of the study (trial {tuned.get('best_trial')}, "
@@ -280,23 +240,20 @@ def train(ctx: StepContext) -> None:
         from trainpipe.pipeline._steps_tuning import refit_on_train_val
 
         model_cfg, X, y, X_val, y_val, refit = refit_on_train_val(ctx, tuned, model_cfg, X, y, X_val, y_val)
-    adapter = create_adapter(task, model_cfg, training_cfg)
-    feats = _read_json(pdir / "features.json")
-    set_categorical = getattr(adapter, "set_categorical_columns", None)
-    if set_categorical is not None:
-        set_categorical(list(feats.get("categorical_indices", [])))
-    configure_checkpoints = getattr(adapter, "configure_checkpoints", None)
-    if configure_checkpoints is not None and ctx.state_dir is not None:
-        configure_checkpoints(checkpoint_dir(ctx), ctx.resume)
-    elif ctx.resume:
-        ctx.hooks.on_message(f"--resume: model.type {cfg.model.type} keeps no checkpoints (only torch models "
-                             "do); it trains from the start")
+    family = family_for(cfg.model.type)
+    feats = _read_json(ctx.artifact("features.json"))
+    adapter = create_adapter(task, model_cfg, training_cfg,
+                             categorical_indices=list(feats.get("categorical_indices", [])))
+    checkpointing = ctx.state_dir is not None and configure_checkpoints(cfg.model.type, adapter,
+                                                                        checkpoint_dir(ctx), ctx.resume)
+    if ctx.resume and not checkpointing:
+        ctx.hooks.on_message(f"--resume: model.type {cfg.model.type} keeps no checkpoints (its family does not "
+                             "write them); it trains from the start")
 
-    # XGBoost and LightGBM call back into Python through ctypes while they build their data matrices: an
-    # exception raised there by a signal handler is dropped by ctypes and the C++ side carries on broken (up to
-    # an abort). Signals wait, and stop the training between two boosting rounds instead.
-    native = family_of(cfg.model.type) in ("xgboost", "lightgbm")
-    with deferred() if native else contextlib.nullcontext() as held:
+    # Some libraries (XGBoost, LightGBM) call back into Python through ctypes while they build their data
+    # matrices: an exception raised there by a signal handler is dropped by ctypes and the C++ side carries on
+    # broken (up to an abort). For such a family signals wait, and stop the training between two rounds instead.
+    with deferred() if family.defer_signals else contextlib.nullcontext() as held:
 
         def on_round(i: int, total: int, metrics: Any) -> None:
             if held is not None:
@@ -309,18 +266,18 @@ def train(ctx: StepContext) -> None:
         from trainpipe.pipeline._steps_tuning import record_refit
 
         record_refit(ctx, tuned, refit, time.perf_counter() - fit_started)
-    if configure_checkpoints is not None and ctx.state_dir is not None:
-        from trainpipe.pipeline._runner import distributed_rank
+    if checkpointing:
+        from trainpipe.pipeline._rank import distributed_rank
 
         if distributed_rank() == 0:  # the rank that writes checkpoints
             prune_checkpoint_sets(checkpoint_dir(ctx))
     for note in report.notes:
         ctx.hooks.on_message(note)
-    spec = ModelSpec(model_type=cfg.model.type, family=family_of(cfg.model.type), task=task,
+    spec = ModelSpec(model_type=cfg.model.type, family=family.name, task=task,
                      features=FeatureSpec.from_dict(feats["spec"]), feature_names=feats["feature_names"],
                      input_dtypes=feats["input_dtypes"], best_iteration=report.best_iteration,
                      params=report.params)
-    save_model_dir(ctx.out_dir / "model", spec, adapter, pdir / PREPROCESSOR_FILE)
+    save_model_dir(ctx.out_dir / "model", spec, adapter, ctx.artifact(PREPROCESSOR_FILE))
     _write_json(ctx.out_dir / "train.json", {"best_iteration": report.best_iteration,
                                               "n_iterations": report.n_iterations, "params": spec.to_dict()["params"],
                                               "history": report.history, "notes": report.notes})
@@ -386,8 +343,8 @@ def evaluate(ctx: StepContext) -> None:
     from trainpipe.evaluation._metrics import gate_metric_names
     from trainpipe.models import TrainedModel
 
-    model = TrainedModel.load(ctx.input("train") / "model")
-    test = read_frame(ctx.input("split") / "test.parquet")
+    model = TrainedModel.load(ctx.artifact("model"))
+    test = read_frame(ctx.artifact("test.parquet"))
     gate = ctx.config.gate
     result = evaluate_model(model, test, ctx.config.data.target, ctx.config.evaluation, ctx.out_dir,
                             also=gate_metric_names(gate.thresholds, gate.champion.metric))
@@ -403,46 +360,48 @@ def evaluate(ctx: StepContext) -> None:
             ctx.hooks.on_message(f"evaluate: test {name} was not computed: {why}")
 
 
+def check_task_fit_after_validate(loaded: LoadedConfig, out_dir: Path) -> None:
+    """Keys that fit only some tasks against the task validate inferred: run on its output every time (cached
+    or not), because its cache entry does not depend on the model, gate or tuning sections."""
+    if loaded.config.task != "auto" or not (out_dir / TASK).is_file():
+        return
+    from trainpipe.pipeline._preflight import check_task_fit
+
+    check_task_fit(loaded.config, str(_read_json(out_dir / TASK)["task"]))
+
+
 _SK = ("scikit-learn", "pandas", "numpy")
+# the libraries of every installed model family (ModelFamily.libraries): their versions key train and evaluate
+_MODEL_LIBS = family_libraries()
+_SPLIT_FILES = tuple(f"split.{name}.parquet" for name in SPLITS)
+MATRICES = ("X_train", "y_train.npy", "X_val", "y_val.npy")
 CORE_STEPS: tuple[Step, ...] = (
-    Step("ingest", ingest, (), ("data.source", "data.drop_columns", "data.na_values", "data.encoding"),
+    Step("ingest", ingest, {}, ("data.source", "data.drop_columns", "data.na_values", "data.encoding"),
          ("pandas", "pyarrow"),
-         external=_data_fingerprint, description="read the source, drop columns, fingerprint"),
-    Step("validate", validate, ("ingest",), ("data.target", "data.positive_label", "task", "validation",
-                                             "features", "evaluation.slices", "data.split"), ("pandera", "pandas"),
+         external=_data_fingerprint, description="read the source, drop columns, fingerprint",
+         outputs=(DATA, "ingest.json")),
+    Step("validate", validate, refs(f"ingest.{DATA}"), ("data.target", "data.positive_label", "task", "validation",
+                                                        "features", "evaluation.slices", "data.split"),
+         ("pandera", "pandas"),
          description="data checks with pandera; infer the task",
-         run_files=("validation_report.json", "validation_report.md")),
-    Step("split", split, ("ingest", "validate"), ("data.target", "data.split", "data.deduplicate",
-                                                  "features.numeric", "features.categorical", "features.text"), _SK,
-         description="seeded train/validation/test split"),
-    Step("preprocess", preprocess, ("split", "validate"), ("data.target", "data.split", "features",
-                                                           "data.na_values"),
-         (*_SK, "skops"), external=_preprocess_key, description="fit the ColumnTransformer on train"),
-    Step("train", train, ("preprocess", "validate"), ("model", "training"),
-         (*_SK, "xgboost", "xgboost-cpu", "lightgbm", "skops", "torch"), description="fit the model"),
-    Step("evaluate", evaluate, ("train", "split"), ("data.target", "evaluation"),
-         (*_SK, "matplotlib", "xgboost", "xgboost-cpu", "lightgbm"), external=_gate_metrics,
-         description="test metrics, slices, plots, latency"),
+         run_files=("validation_report.json", "validation_report.md"),
+         outputs=(TASK, "validation_report.json", "validation_report.md"), after=check_task_fit_after_validate),
+    Step("split", split, refs(f"ingest.{DATA}", f"validate.{TASK}"),
+         ("data.target", "data.split", "data.deduplicate", "features.numeric", "features.categorical",
+          "features.text"), _SK,
+         description="seeded train/validation/test split",
+         outputs=(*(f"{name}.parquet" for name in SPLITS), "split.json")),
+    Step("preprocess", preprocess, refs(*_SPLIT_FILES, f"validate.{TASK}"),
+         ("data.target", "data.split", "features", "data.na_values"),
+         (*_SK, "skops"), external=_preprocess_key, description="fit the ColumnTransformer on train",
+         outputs=(*MATRICES, "preprocessor.skops", "features.json"), artifact_dir="features"),
+    Step("train", train, refs(*(f"preprocess.{m}" for m in MATRICES), "preprocess.features.json",
+                              "preprocess.preprocessor.skops", f"validate.{TASK}"),
+         ("model", "training"),
+         (*_SK, *_MODEL_LIBS, "skops"), description="fit the model",
+         outputs=("model", "train.json", "refit.json"), wants_gpu=True, artifact_dir="train"),
+    Step("evaluate", evaluate, refs("train.model", "split.test.parquet"), ("data.target", "evaluation"),
+         (*_SK, "matplotlib", *_MODEL_LIBS), external=_gate_metrics,
+         description="test metrics, slices, plots, latency", outputs=("metrics.json",),
+         rank0_only=True, headline_metrics=True, artifact_dir="evaluation", slice_tables=(("metrics.json", "slices"),)),
 )
-
-
-def steps_for(config: PipelineConfig) -> list[Step]:
-    """The step graph for one config: the core steps, ``drift`` after ``split``, ``gate`` and ``register``
-    after ``evaluate``, and ``tune`` before ``train`` when there is a ``tuning`` section."""
-    from trainpipe.pipeline._steps_registry import DRIFT_STEP, GATE_STEP, REGISTER_STEP
-
-    steps = list(CORE_STEPS)
-    steps.insert([s.name for s in steps].index("split") + 1, DRIFT_STEP)
-    steps += [GATE_STEP, REGISTER_STEP]
-    if config.tuning is not None:
-        from trainpipe.pipeline._steps_tuning import TUNE_STEP
-
-        at = [s.name for s in steps].index("train")
-        train_step = steps[at]
-        steps[at] = replace(train_step, inputs=(*train_step.inputs, "tune"))
-        steps.insert(at, TUNE_STEP)
-    return steps
-
-
-def step_names(config: PipelineConfig | None = None) -> list[str]:
-    return [s.name for s in (steps_for(config) if config is not None else CORE_STEPS)]

@@ -1,9 +1,9 @@
 """Steps that read or write the model registry: drift (before training), gate and register (after evaluate).
 
-They never come from the step cache: their result depends on the registry (which version is in production),
-not only on their inputs. Without an MLflow tracking store (``PipelineRunner(tracker=None)`` or the in-memory
-fake) there is no registry: drift and the champion comparison report that, and register records that it
-registered nothing.
+They never come from the step cache (flag ``always_run``): their result depends on the registry (which version
+is in production), not only on their inputs. They reach the registry through ``ctx.registry``, a
+:class:`~trainpipe.registry.ModelRegistry` (the MLflow one of the tracking store, or the in-memory fake); the
+runner refuses to start them without one (flag ``uses_registry``), so they are never skipped silently.
 """
 
 from __future__ import annotations
@@ -14,22 +14,17 @@ from typing import TYPE_CHECKING, Any
 
 from trainpipe._exceptions import ConfigError, DataValidationError, GateRefused, TrackingUnavailable
 from trainpipe.config import redact, redact_uri
+from trainpipe.pipeline._artifacts import read_json as _read_json
 from trainpipe.pipeline._handoff import read_frame
-from trainpipe.pipeline._step import Step, StepContext
+from trainpipe.pipeline._step import Step, StepContext, refs
 
 if TYPE_CHECKING:
-    from mlflow import MlflowClient
-
     from trainpipe.models import TrainedModel
+    from trainpipe.registry import ModelRegistry
 
 PROFILE_FILE = "data_profile.json"
 CARD_FILE = "model_card.md"
 PYFUNC_DIR = "registered_model"
-MODEL_KEY_TAG = "trainpipe.model_key"  # the train step's output fingerprint, on the logged model
-
-
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text())
 
 
 def _write_both(ctx: StepContext, name: str, text: str) -> None:
@@ -42,11 +37,23 @@ def model_name(ctx: StepContext) -> str:
     return ctx.config.registry.model_name or ctx.config.name
 
 
-def registry(ctx: StepContext) -> tuple[MlflowClient, str] | None:
-    """The MLflow client and connection URI of the run's tracking store, or None without one."""
-    uri = getattr(ctx.tracker, "connection_uri", None) if ctx.tracker is not None else None
-    client = getattr(ctx.tracker, "client", None) if uri else None
-    return (client, str(uri)) if client is not None else None
+def registry(ctx: StepContext) -> ModelRegistry | None:
+    """The run's model registry: ``ctx.registry``, else the MLflow registry of the step's tracker (``runs sync``
+    builds a context with a tracker only), else None."""
+    if ctx.registry is not None:
+        return ctx.registry
+    from trainpipe.registry._mlflow_registry import MlflowRegistry
+
+    return MlflowRegistry.for_tracker(ctx.tracker)
+
+
+def _need_registry(ctx: StepContext) -> ModelRegistry:
+    reg = registry(ctx)
+    if reg is None:
+        raise ConfigError(f"step {ctx.step!r} needs the model registry, and this run has none. Run it with an MLflow "
+                          "tracking store (trainpipe run, or trainpipe.run()), or pass registry= (e.g. "
+                          "trainpipe.registry.InMemoryRegistry()) to PipelineRunner.")
+    return reg
 
 
 def _champion_dir(ctx: StepContext) -> tuple[str, Path] | None:
@@ -61,25 +68,18 @@ def _champion_dir(ctx: StepContext) -> tuple[str, Path] | None:
 
 def _versions_by_alias(ctx: StepContext, aliases: tuple[str, ...]) -> dict[str, str]:
     """``{alias: version}`` of those ``aliases`` that are set (none without a tracking store)."""
-    from trainpipe.registry import version_by_alias
-
-    reg = registry(ctx)
-    if reg is None:
-        return {}
+    reg = _need_registry(ctx)
     out = {}
     for alias in aliases:
-        mv = version_by_alias(reg[0], model_name(ctx), alias)
-        if mv is not None:
-            out[alias] = str(mv.version)
+        version = reg.version_by_alias(model_name(ctx), alias)
+        if version is not None:
+            out[alias] = version
     return out
 
 
 def _download(ctx: StepContext, version: str) -> Path:
-    from trainpipe.registry import download_version
-
-    reg = registry(ctx)
-    assert reg is not None and ctx.state_dir is not None
-    return download_version(reg[0], reg[1], model_name(ctx), version, ctx.state_dir / "registry_cache")
+    cache = (ctx.state_dir or ctx.run_dir) / "registry_cache"
+    return _need_registry(ctx).download(model_name(ctx), version, cache)
 
 
 def _pick_champion(ctx: StepContext) -> tuple[str, str, Path, str, str | None] | None:
@@ -107,8 +107,8 @@ def drift(ctx: StepContext) -> None:
     from trainpipe.data._profile import build_profile, compare_to_profile
 
     cfg = ctx.config
-    task = TaskInfo.from_dict(_read_json(ctx.input("validate") / "task.json"))
-    train = read_frame(ctx.input("split") / "train.parquet")
+    task = TaskInfo.from_dict(_read_json(ctx.artifact("task.json")))
+    train = read_frame(ctx.artifact("train.parquet"))
     profile = build_profile(train, cfg.data.target, task.task)
     (ctx.out_dir / PROFILE_FILE).write_text(json.dumps(profile, indent=1, default=str))
     settings = cfg.validation.drift
@@ -125,7 +125,7 @@ def drift(ctx: StepContext) -> None:
         raise DataError(f"drift: cannot read the production version of {model_name(ctx)!r} to compare with: "
                         f"{redact_uri(str(exc))[:500]}") from exc
     if champion is None:
-        why = "no tracking store" if registry(ctx) is None else f"no production version of {model_name(ctx)!r}"
+        why = f"no production version of {model_name(ctx)!r}"
         ctx.hooks.on_message(f"drift: nothing to compare with ({why}); the training profile is stored with the model")
         ctx.params["drift_reference"] = f"none ({why})"
         return
@@ -167,9 +167,9 @@ def gate(ctx: StepContext) -> None:
     from trainpipe.pipeline._preflight import check_task_fit
 
     cfg = ctx.config
-    evaluated = _read_json(ctx.input("evaluate") / "metrics.json")
+    evaluated = _read_json(ctx.artifact("metrics.json"))
     values = {**{k: v for k, v in evaluated["metrics"].items() if v is not None}, **evaluated.get("latency", {})}
-    model = TrainedModel.load(ctx.input("train") / "model")
+    model = TrainedModel.load(ctx.artifact("model"))
     check_task_fit(cfg, model.task.task)  # a gate edited after a cached validate step: exit 2, not a refusal
     report = GateReport(thresholds=check_thresholds(cfg.gate.thresholds, values, computed=evaluated["metrics"]))
     task = model.task.kind
@@ -187,12 +187,10 @@ def gate(ctx: StepContext) -> None:
         raise GateRefused(f"gate: cannot read the {cfg.gate.champion.against} champion of {model_name(ctx)!r}: "
                           f"{redact_uri(str(exc))[:500]}") from exc
     if champion is None:
-        report.champion_note = ("No tracking store: no champion to compare against." if registry(ctx) is None
-                                else f"No production or staging version of {model_name(ctx)!r} yet: nothing "
-                                     "to beat.")
+        report.champion_note = f"No production or staging version of {model_name(ctx)!r} yet: nothing to beat."
     else:
         alias, version, folder, fallback, production = champion
-        test = read_frame(ctx.input("split") / "test.parquet")
+        test = read_frame(ctx.artifact("test.parquet"))
         from trainpipe.registry._registry import pyfunc_artifact
 
         ctx.params.update({"gate_champion_alias": alias, "gate_champion_version": version})
@@ -245,7 +243,7 @@ def _gate_slices(ctx: StepContext, model: TrainedModel, report: Any) -> None:
     from trainpipe.evaluation._gate import check_slices
 
     cfg = ctx.config
-    test = read_frame(ctx.input("split") / "test.parquet")
+    test = read_frame(ctx.artifact("test.parquet"))
     missing = [c for c in cfg.gate.slices if c not in test.columns or c == cfg.data.target]
     if missing:
         raise ConfigError(f"gate.slices: {', '.join(map(repr, missing))} is not a feature column of the test split "
@@ -261,8 +259,8 @@ def _gate_slices(ctx: StepContext, model: TrainedModel, report: Any) -> None:
             ctx.metrics[metric_key(c.column, f"{c.kind}.{c.metric}", prefix="gate.slice.")] = float(c.value)
 
 
-def _lineage(client: MlflowClient, run_id: str) -> dict[str, str]:
-    tags = client.get_run(run_id).data.tags
+def _lineage(reg: ModelRegistry, run_id: str) -> dict[str, str]:
+    tags = reg.run_tags(run_id)
     keep = ("config_hash", "git.commit", "git.dirty", "trainpipe.version", "python", "host", "user", "trigger",
             "trainpipe.profile")
     out = {k: tags[k] for k in keep if k in tags}
@@ -274,7 +272,7 @@ def _lineage(client: MlflowClient, run_id: str) -> dict[str, str]:
 def _gated_against(ctx: StepContext) -> str | None:
     """The production version when the gate step ran (None: there was none); the gate may have compared
     with the staging version (``gate.champion.against``), but register checks production against this."""
-    stored = ctx.input("gate") / "_step_result.json"
+    stored = ctx.artifact("gate_report.json").parent / "_step_result.json"  # the gate step's recorded params
     if not stored.exists():
         return None
     return _read_json(stored).get("params", {}).get("gate_production_version")
@@ -300,26 +298,21 @@ def register(ctx: StepContext) -> None:
 
 def _register_now(ctx: StepContext) -> None:
     from trainpipe.models import TrainedModel
-    from trainpipe.registry import CardInputs, register_version, render_card
+    from trainpipe.registry import CardInputs, render_card
     from trainpipe.registry._package import save_pyfunc
 
     cfg = ctx.config
-    reg = registry(ctx)
+    reg = _need_registry(ctx)
     name = model_name(ctx)
-    if reg is None or ctx.parent_run_id is None:
-        ctx.hooks.on_message("register: no MLflow tracking store, so nothing was registered")
-        (ctx.out_dir / "registration.json").write_text(json.dumps({"registered": False,
-                                                                   "reason": "no tracking store"}))
-        return
-    client, _ = reg
-    model_dir = ctx.input("train") / "model"
+    run_id = ctx.parent_run_id or ctx.run_dir.name  # no tracker (a registry alone): the local run id
+    model_dir = ctx.artifact("model")
     model = TrainedModel.load(model_dir)
-    ingest = _read_json(ctx.input("ingest") / "ingest.json")
-    split = _read_json(ctx.input("split") / "split.json")
-    metrics = _read_json(ctx.input("evaluate") / "metrics.json")
-    gate_report = _read_json(ctx.input("gate") / "gate_report.json")
-    drift_file = ctx.input("drift") / "drift_report.json"
-    lineage = _lineage(client, ctx.parent_run_id)
+    ingest = _read_json(ctx.artifact("ingest.json"))
+    split = _read_json(ctx.artifact("split.json"))
+    metrics = _read_json(ctx.artifact("metrics.json"))
+    gate_report = _read_json(ctx.artifact("gate_report.json"))
+    drift_file = ctx.artifact("drift_report.json")
+    lineage = _lineage(reg, run_id)
     secrets = ctx.loaded.secret_values
     card = CardInputs(
         name=name, description=redact(cfg.description, secrets=secrets), model_type=cfg.model.type,
@@ -331,27 +324,30 @@ def _register_now(ctx: StepContext) -> None:
         lineage=lineage, features={"columns": list(model.spec.features.columns)},
         drift=_read_json(drift_file) if drift_file.exists() else None)
     (ctx.out_dir / CARD_FILE).write_text(render_card(card))
-    test = read_frame(ctx.input("split") / "test.parquet")
+    test = read_frame(ctx.artifact("test.parquet"))
     schema = save_pyfunc(model, model_dir, ctx.out_dir / PYFUNC_DIR, example_rows=test,
                          extra_artifacts={"model_card": ctx.out_dir / CARD_FILE,
-                                          "data_profile": ctx.input("drift") / PROFILE_FILE},
+                                          "data_profile": ctx.artifact(PROFILE_FILE)},
                          checks=cfg.validation.columns, label=cfg.data.target)  # applied by `predict`
-    model_id = _logged_model(ctx, client, ctx.out_dir / PYFUNC_DIR, name)
+    from trainpipe.pipeline._cache import fingerprint_of, manifest_of
+
+    key = fingerprint_of(manifest_of(model_dir.parent))  # the train output's fingerprint: here and from `runs sync`
+    source, model_id = reg.log_model(run_id, ctx.out_dir / PYFUNC_DIR, name=name, key=key,
+                                     model_type=cfg.model.type, tags={"trainpipe.pipeline": cfg.name})
     alias = None if cfg.registry.promote == "none" else cfg.registry.promote
     quality = {f"test_{k}": f"{v:.6g}" for k, v in metrics["metrics"].items() if v is not None}
-    tags = {"run_id": ctx.parent_run_id, "data_fingerprint": ingest["fingerprint"],
+    tags = {"run_id": run_id, "data_fingerprint": ingest["fingerprint"],
             "config_hash": lineage.get("config_hash", ""), "git_commit": lineage.get("git.commit", ""),
             "gate_verdict": gate_report["verdict"], "model_type": cfg.model.type, "task": model.task.task,
             "trainpipe_version": lineage.get("trainpipe.version", ""), **quality}
-    mv = register_version(client, name=name, run_id=ctx.parent_run_id, source=f"models:/{model_id}",
-                          model_id=model_id, alias=alias, tags=tags,
-                          description=render_card(CardInputs(**{**card.__dict__, "version": None})),
-                          reason=f"pipeline run {ctx.parent_run_id} (gate {gate_report['verdict']})",
-                          expected_production=_gated_against(ctx))
-    version = str(mv.version)
+    mv = reg.create_version(name=name, run_id=run_id, source=source, model_id=model_id, alias=alias, tags=tags,
+                            description=render_card(CardInputs(**{**card.__dict__, "version": None})),
+                            reason=f"pipeline run {run_id} (gate {gate_report['verdict']})",
+                            expected_production=_gated_against(ctx))
+    version = mv.version
     final_card = render_card(CardInputs(**{**card.__dict__, "version": version}))
     (ctx.out_dir / CARD_FILE).write_text(final_card)
-    client.update_model_version(name, version, description=final_card[:4900])
+    reg.set_description(name, version, final_card[:4900])
     info = {"registered": True, "model_name": name, "version": version, "alias": alias,
             "uri": f"models:/{name}/{version}", "source": mv.source, "signature": schema}
     (ctx.out_dir / "registration.json").write_text(json.dumps(info, indent=2))
@@ -360,42 +356,22 @@ def _register_now(ctx: StepContext) -> None:
     ctx.hooks.on_message(f"registered {name} version {version}" + (f" as @{alias}" if alias else ""))
 
 
-def _logged_model(ctx: StepContext, client: MlflowClient, folder: Path, name: str) -> str:
-    """The pyfunc folder as an MLflow logged model of the pipeline run (``models:/m-<id>``: the run's Models
-    column, the version's Source), reused when this run already logged this model (a retried register step)."""
-    from mlflow.entities import LoggedModelOutput
-
-    from trainpipe.pipeline._cache import fingerprint_of, manifest_of
-
-    parent = str(ctx.parent_run_id)
-    key = fingerprint_of(manifest_of(ctx.input("train")))  # here and from `runs sync` alike
-    run = client.get_run(parent)
-    for output in run.outputs.model_outputs if run.outputs is not None else []:
-        found = client.get_logged_model(output.model_id)
-        if key and found.tags.get(MODEL_KEY_TAG) == key and str(found.status).endswith("READY"):
-            return str(found.model_id)
-    logged = client.create_logged_model(run.info.experiment_id, name=name, source_run_id=parent,
-                                        tags={MODEL_KEY_TAG: key, "trainpipe.pipeline": ctx.config.name},
-                                        model_type=ctx.config.model.type)
-    try:
-        client.log_model_artifacts(logged.model_id, str(folder))
-    except BaseException:
-        client.finalize_logged_model(logged.model_id, "FAILED")
-        raise
-    client.finalize_logged_model(logged.model_id, "READY")
-    client.log_outputs(parent, [LoggedModelOutput(logged.model_id, step=0)])
-    return str(logged.model_id)
-
-
 _SK = ("scikit-learn", "pandas", "numpy")
-DRIFT_STEP = Step("drift", drift, ("split", "validate"), ("data.target", "validation.drift", "registry.model_name"),
+DRIFT_STEP = Step("drift", drift, refs("split.train.parquet", "validate.task.json"),
+                  ("data.target", "validation.drift", "registry.model_name"),
                   ("pandas",), description="profile the training data; PSI against the production model's profile",
-                  run_files=(), cache=False)
-GATE_STEP = Step("gate", gate, ("train", "evaluate", "split"), ("gate", "registry.model_name", "data.target"),
+                  run_files=(), outputs=(PROFILE_FILE, "drift_report.json", "drift_report.md"),
+                  always_run=True, uses_registry=True, rank0_only=True, artifact_dir="data")
+GATE_STEP = Step("gate", gate, refs("train.model", "evaluate.metrics.json", "split.test.parquet"),
+                 ("gate", "registry.model_name", "data.target"),
                  (*_SK, "mlflow"),
                  description="thresholds; beat the champion (@production, else @staging; paired bootstrap)",
-                 cache=False)
-REGISTER_STEP = Step("register", register, ("train", "evaluate", "gate", "drift", "split", "ingest"),
+                 outputs=("gate_report.json", "gate_report.md"), always_run=True, uses_registry=True,
+                 rank0_only=True, slice_tables=(("gate_report.json", "slice_table"),))
+REGISTER_STEP = Step("register", register,
+                     refs("train.model", "evaluate.metrics.json", "gate.gate_report.json", f"drift.{PROFILE_FILE}",
+                          "drift.drift_report.json", "split.test.parquet", "split.split.json", "ingest.ingest.json"),
                      ("registry", "description", "name"), (*_SK, "mlflow"),
                      description="log the pyfunc model, register a version, set the alias, attach the card",
-                     cache=False, uninterruptible=True)
+                     outputs=("registration.json", CARD_FILE, PYFUNC_DIR), always_run=True, uses_registry=True,
+                     rank0_only=True, uninterruptible=True, artifact_dir="registry")

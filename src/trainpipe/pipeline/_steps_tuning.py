@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainpipe._exceptions import ConfigError, DataError
+from trainpipe.pipeline._artifacts import load_matrix
+from trainpipe.pipeline._artifacts import read_json as _read_json
 from trainpipe.pipeline._handoff import read_frame
-from trainpipe.pipeline._step import Step, StepContext
+from trainpipe.pipeline._step import Step, StepContext, refs
+from trainpipe.tracking._lineage import family_libraries
 
 if TYPE_CHECKING:
     from trainpipe.config import LoadedConfig
@@ -22,22 +24,17 @@ if TYPE_CHECKING:
     from trainpipe.tuning import Fold, SelectionPlan
 
 
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text())
-
-
 def _holdout(ctx: StepContext) -> list[Fold]:
     import numpy as np
 
-    from trainpipe.pipeline._steps import load_matrix
     from trainpipe.tuning import Fold
 
-    pdir = ctx.input("preprocess")
-    X_val = load_matrix(pdir / "X_val")
-    if X_val is None or not (pdir / "y_val.npy").exists():
+    X_val = load_matrix(ctx.artifact("X_val"))
+    if X_val is None or not ctx.artifact("y_val.npy").exists():
         raise DataError("tuning: the validation split is empty, so trials have nothing to be scored on. Set "
                         "data.split.val_size > 0, or tuning.cv_folds to score on folds of the training split.")
-    return [Fold(load_matrix(pdir / "X_train"), np.load(pdir / "y_train.npy"), X_val, np.load(pdir / "y_val.npy"))]
+    return [Fold(load_matrix(ctx.artifact("X_train")), np.load(ctx.artifact("y_train.npy")), X_val,
+                 np.load(ctx.artifact("y_val.npy")))]
 
 
 class TrainingRowFolds:
@@ -45,9 +42,9 @@ class TrainingRowFolds:
 
     def __init__(self, ctx: StepContext, task: TaskInfo) -> None:
         self.ctx, self.task = ctx, task
-        self.train = read_frame(ctx.input("split") / "train.parquet")
+        self.train = read_frame(ctx.artifact("train.parquet"))
         self.n_rows = len(self.train)
-        y_val = ctx.input("preprocess") / "y_val.npy"
+        y_val = ctx.artifact("y_val.npy")
         n_val = 0
         if y_val.exists():
             import numpy as np
@@ -70,7 +67,7 @@ class TrainingRowFolds:
         from trainpipe.tuning import Fold
 
         cfg, task, train, k = self.ctx.config, self.task, self.train, plan.k
-        feats = _read_json(self.ctx.input("preprocess") / "features.json")
+        feats = _read_json(self.ctx.artifact("features.json"))
         spec = FeatureSpec.from_dict(feats["spec"])
         features = cfg.features.model_copy(update={"categorical_encoding": feats.get(
             "categorical_encoding", cfg.features.categorical_encoding)})
@@ -99,11 +96,17 @@ class TrainingRowFolds:
         return folds
 
 
+def _family(ctx: StepContext) -> Any:
+    from trainpipe.models import family_for
+
+    return family_for(ctx.config.model.type)
+
+
 def _on_gpu(ctx: StepContext) -> bool:
     device = ctx.config.training.device
     if device == "cuda":
         return True
-    if device == "auto" and ctx.config.model.type.startswith("torch"):
+    if device == "auto" and _family(ctx).gpu:
         import torch
 
         return bool(torch.cuda.is_available())
@@ -133,9 +136,9 @@ def tune(ctx: StepContext) -> None:
         raise ConfigError("tuning: trainpipe tune needs a tuning: section, and this pipeline has none. Add one, "
                           "e.g. tuning: {n_trials: 30, metric: roc_auc}.")
     started = time.perf_counter()  # tuning.timeout counts from here: folds, study and (in train) the refit
-    task = TaskInfo.from_dict(_read_json(ctx.input("validate") / "task.json"))
+    task = TaskInfo.from_dict(_read_json(ctx.artifact("task.json")))
     folds = TrainingRowFolds(ctx, task)
-    cat_idx = list(_read_json(ctx.input("preprocess") / "features.json").get("categorical_indices", []))
+    cat_idx = list(_read_json(ctx.artifact("features.json")).get("categorical_indices", []))
     done = 0
 
     def on_trial(frozen: Any) -> None:
@@ -190,10 +193,18 @@ def _study_key(loaded: LoadedConfig) -> dict[str, str]:
 
 
 TUNE_STEP = Step(
-    "tune", tune, ("preprocess", "validate", "split"), ("tuning", "model", "training", "cost"),
-    ("optuna", "scikit-learn", "xgboost", "xgboost-cpu", "lightgbm", "torch", "numpy"),
+    "tune", tune, refs("preprocess.X_train", "preprocess.y_train.npy", "preprocess.X_val", "preprocess.y_val.npy",
+                       "preprocess.features.json", "validate.task.json", "split.train.parquet"),
+    ("tuning", "model", "training", "cost"),
+    ("optuna", "scikit-learn", *family_libraries(), "numpy"),
     external=_study_key, description="Optuna study over tuning.space; best parameters for train",
+    outputs=("best_params.json", "study_summary.json"), wants_gpu=True, artifact_dir="tuning",
+    single_process=(
+        "tuning: a study cannot run inside torchrun (every process would run its own trials). Run "
+        "`trainpipe tune` first (several workers can share one study), then start torchrun with the best "
+        "parameters (--set model.params.KEY=VALUE), without the tuning section."),
 )
+TUNED_INPUT = refs("tune.best_params.json")  # what train reads when the graph has the tune step
 
 
 def refit_on_train_val(ctx: StepContext, tuned: dict[str, Any], model_cfg: Any, X: Any, y: Any, X_val: Any,
@@ -204,8 +215,6 @@ def refit_on_train_val(ctx: StepContext, tuned: dict[str, Any], model_cfg: Any, 
     import numpy as np
     import scipy.sparse as sp
 
-    from trainpipe.models import family_of
-
     plan = tuned.get("final_fit")
     if plan and plan.get("mode") == "untuned_defaults":
         ctx.hooks.on_message("tuning found nothing better than the defaults beyond the noise of its estimate: the "
@@ -213,7 +222,7 @@ def refit_on_train_val(ctx: StepContext, tuned: dict[str, Any], model_cfg: Any, 
         # the config's own model section: not the study's, which adds e.g. eval_metric from tuning.metric and so
         # would early-stop on another metric than the untuned run does
         return ctx.config.model, X, y, X_val, y_val, dict(plan)
-    if not plan or X_val is None or y_val is None or family_of(ctx.config.model.type) == "torch":
+    if not plan or X_val is None or y_val is None or not _family(ctx).refit_on_train_val:
         return model_cfg, X, y, X_val, y_val, None
     if "n_estimators" in plan:
         model_cfg = model_cfg.model_copy(update={"params": {**model_cfg.params, "n_estimators": plan["n_estimators"]}})

@@ -40,13 +40,13 @@ def report_dir(workdir: Path, name: str) -> Path:
 def validate_only(loaded: Any, *, workdir: Path | None = None, hooks: Any = None) -> ValidateOutcome:
     """Run ingest and validate of ``loaded`` in ``workdir``; raise as the steps do (exit 2 or 3), with the
     kept report's path added to a failed validation's message."""
+    from trainpipe.pipeline._graph import StepGraph
     from trainpipe.pipeline._runner import STATE_DIR, PipelineRunner
-    from trainpipe.pipeline._steps import CORE_STEPS
 
     workdir = (workdir or Path.cwd()).resolve()
     runs = workdir / STATE_DIR / "runs"
     before = _entries(runs)
-    steps = [s for s in CORE_STEPS if s.name in ("ingest", "validate")]
+    steps = StepGraph.for_config(loaded.config).upstream_of("validate")
     try:
         result = PipelineRunner(loaded, workdir=workdir, steps=steps, hooks=hooks).run()
         kept = _keep_report(result.run_dir, workdir, loaded.config.name)

@@ -1,7 +1,11 @@
-"""MLflow Model Registry: pyfunc packaging, all-or-nothing registration, aliases with an audit log, model card."""
+"""The model registry behind a Protocol (MLflow, in-memory): pyfunc packaging, all-or-nothing registration,
+aliases with an audit log, model card."""
 
 from trainpipe.registry._card import CardInputs, render_card
+from trainpipe.registry._memory import InMemoryRegistry
+from trainpipe.registry._mlflow_registry import MlflowRegistry
 from trainpipe.registry._predict import check_input, predict_frame
+from trainpipe.registry._protocol import ModelRegistry, VersionInfo
 from trainpipe.registry._registry import (
     PREVIOUS,
     PRODUCTION,
@@ -23,6 +27,10 @@ __all__ = [
     "STAGING",
     "AliasMove",
     "CardInputs",
+    "InMemoryRegistry",
+    "MlflowRegistry",
+    "ModelRegistry",
+    "VersionInfo",
     "check_input",
     "client_for",
     "download_version",

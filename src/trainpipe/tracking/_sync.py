@@ -124,14 +124,14 @@ def _register(run_dir: Path, loaded: Any, tracker: Any, ids: dict[str, str], op:
     from trainpipe.pipeline._steps_registry import REGISTER_STEP, _register_now
 
     parent = ids.get(str(op.get("parent")), str(op.get("parent")))
-    inputs = {name: run_dir / "steps" / name for name in REGISTER_STEP.inputs}
+    inputs = {name: run_dir / "steps" / name for name in REGISTER_STEP.upstream}
     missing = [n for n, p in inputs.items() if not p.is_dir()]
     if missing:
         return f"not registered: the run directory lacks the outputs of {', '.join(missing)}"
     target = run_dir / "steps" / "register"
     with tempfile.TemporaryDirectory(prefix="trainpipe-sync-") as tmp:
         ctx = StepContext("register", loaded, inputs, Path(tmp), run_dir, hooks, tracker=tracker,
-                          run_id=None, parent_run_id=parent, state_dir=state_dir)
+                          run_id=None, parent_run_id=parent, state_dir=state_dir, declared=REGISTER_STEP.inputs)
         _register_now(ctx)
         target.mkdir(parents=True, exist_ok=True)
         for item in Path(tmp).iterdir():  # the step's files are hard links into the cache: replace, not rewrite
