@@ -9,7 +9,8 @@ import pytest
 EXPECTED = {
     "trainpipe": {"ConfigError", "DataError", "DataValidationError", "GateRefused", "Hooks", "MissingExtraError",
                   "RecordingHooks", "StorageFull", "StoreError", "TrackingUnavailable", "TrainingDiverged",
-                  "TrainingInterrupted", "TrainpipeError", "TuningFailed", "__version__"},
+                  "TrainingInterrupted", "TrainpipeError", "TuningFailed", "__version__",
+                  "HookList", "RunResult", "load_config", "run"},
     "trainpipe.config": {"PROFILE_ENV", "ColumnCheck", "CostConfig", "DataConfig", "EvaluationConfig",
                          "FeaturesConfig", "GateConfig", "LoadedConfig", "ModelConfig", "PipelineConfig",
                          "RegistryConfig", "SplitConfig", "TrackingConfig", "TrainingConfig", "TuningConfig",
@@ -42,10 +43,11 @@ EXPECTED = {
                          "choose_best"},
     "trainpipe.registry": {"PREVIOUS", "PRODUCTION", "STAGING", "AliasMove", "CardInputs", "check_input",
                            "client_for", "download_version", "history", "move_alias", "predict_frame", "promote",
-                           "register_version", "render_card", "rollback", "version_by_alias"},
+                           "register_version", "render_card", "rollback", "version_by_alias",
+                           "InMemoryRegistry", "MlflowRegistry", "ModelRegistry", "VersionInfo"},
     "trainpipe.pipeline": {"CORE_STEPS", "PipelineResult", "PipelineRunner", "Step", "StepCache", "StepContext",
                            "StepRecord", "explain_change", "load_run_config", "preflight", "state_dir",
-                           "step_names", "steps_for"},
+                           "step_names", "steps_for", "StepGraph"},
 }
 
 
@@ -67,3 +69,35 @@ def test_exceptions_map_to_documented_exit_codes() -> None:
     assert tp.TrainingInterrupted(15, "x").exit_code == 143 and tp.TrainingInterrupted(2, "x").exit_code == 130
     assert all(issubclass(e, tp.TrainpipeError) for e in (tp.ConfigError, tp.DataError, tp.MissingExtraError,
                                                           tp.DataValidationError, tp.GateRefused))
+
+
+def test_run_and_load_config_are_the_library_api() -> None:
+    import inspect
+
+    import trainpipe as tp
+    from trainpipe.config import load_config
+
+    assert tp.load_config is load_config
+    params = inspect.signature(tp.run).parameters
+    assert list(params)[:3] == ["path_or_config", "overrides", "profile"]
+    assert params["trigger"].default == "manual" and params["trigger"].kind is inspect.Parameter.KEYWORD_ONLY
+
+
+def test_overrides_as_a_mapping_or_a_list() -> None:
+    from trainpipe._api import override_list
+
+    assert override_list({"model.params.max_depth": 4, "data.target": "y", "evaluation.slices": ["a"],
+                          "evaluation.plots": False}) == [
+        "model.params.max_depth=4", "data.target=y", 'evaluation.slices=["a"]', "evaluation.plots=false"]
+    assert override_list(["a.b=1"]) == ["a.b=1"] and override_list(None) == []
+    import trainpipe as tp
+
+    with pytest.raises(tp.ConfigError, match=r"overrides: expected a mapping or a list of KEY=VALUE strings"):
+        override_list("a.b=1")  # type: ignore[arg-type]
+
+
+def test_the_registry_implementations_follow_the_protocol() -> None:
+    from trainpipe.registry import InMemoryRegistry, MlflowRegistry, ModelRegistry
+
+    assert isinstance(InMemoryRegistry(), ModelRegistry)
+    assert isinstance(MlflowRegistry(object(), "sqlite:///x.db"), ModelRegistry)
