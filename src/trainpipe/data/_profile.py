@@ -130,13 +130,15 @@ def _profile_column(s: pd.Series) -> dict[str, Any]:
 
 def build_profile(df: pd.DataFrame, target: str, task: str) -> dict[str, Any]:
     """JSON-ready profile of the feature columns and the label of a training frame."""
+    from trainpipe.tasks import task_for
+
     features = {}
     for col in df.columns:
         if col == target:
             continue
         features[str(col)] = _profile_column(df[col])
     y = df[target]
-    label = _profile_column(y) if task == "regression" else _categorical_profile(y)
+    label = _categorical_profile(y) if task_for(task).is_classification else _profile_column(y)
     return {"format": PROFILE_FORMAT, "rows": len(df), "target": target, "task": task,
             "features": features, "label": label}
 

@@ -325,10 +325,10 @@ def _closest(name: str, columns: Any) -> list[str]:
 def _looks_categorical(y: pd.Series, task: str) -> bool:
     import pandas as pd
 
-    if task in ("binary", "multiclass"):
-        return True
-    if task == "regression":
-        return False
+    from trainpipe.tasks import registered_tasks, task_for
+
+    if task in registered_tasks():  # a task named in the config decides; auto: the values
+        return task_for(task).is_classification
     values = y.dropna()
     if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
         return True

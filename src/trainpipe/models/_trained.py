@@ -95,12 +95,7 @@ class TrainedModel:
 
     def predict(self, raw: pd.DataFrame) -> np.ndarray:
         """Labels as in the training data (classification) or values (regression)."""
-        out = self.adapter.predict(self.transform(raw))
-        if self.task.is_classification:
-            import numpy as np
-
-            return self.task.decode(np.asarray(out, dtype=np.int64))
-        return out
+        return self.task.kind.labels(self.task, self.adapter.predict(self.transform(raw)))
 
     def predict_proba(self, raw: pd.DataFrame) -> np.ndarray | None:
         return self.adapter.predict_proba(self.transform(raw))

@@ -31,12 +31,14 @@ def _fmt(v: Any) -> str:
 
 
 def render_card(c: CardInputs) -> str:
+    from trainpipe.tasks import task_for
+
     title = f"# Model card: {c.name}" + (f" version {c.version}" if c.version else "")
     lines = [title, ""]
     lines += ["## Intended use", "", c.description or "(no `description` in the pipeline file)", ""]
     task = c.task
     lines += ["## Model", "", f"- type: `{c.model_type}`", f"- task: {task.get('task')}"]
-    if task.get("classes") is not None and task.get("task") != "regression":
+    if task.get("classes") is not None and task_for(str(task.get("task"))).is_classification:
         lines.append(f"- classes: {task.get('classes')} (positive: {task.get('positive_label')})")
     lines += ["- input: raw columns " + ", ".join(f"`{x}`" for x in c.features.get("columns", [])), ""]
     d = c.data

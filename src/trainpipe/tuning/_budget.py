@@ -14,14 +14,13 @@ from dataclasses import dataclass, field
 from trainpipe._exceptions import ConfigError
 from trainpipe.config import CostConfig, TuningConfig
 
-_DEFAULT_METRIC = {"binary": "roc_auc", "multiclass": "log_loss", "regression": "rmse"}
-
 
 def objective_metric(tuning: TuningConfig, task: str) -> str:
-    """``tuning.metric``, or the task's default (roc_auc, log_loss, rmse)."""
+    """``tuning.metric``, or the task's default (roc_auc, log_loss, rmse; roc_auc while the task is ``auto``)."""
     from trainpipe.evaluation._metrics import METRICS, check_metric_names, task_hint
+    from trainpipe.tasks import registered_tasks, task_for
 
-    name = tuning.metric or _DEFAULT_METRIC.get(task, "roc_auc")
+    name = tuning.metric or (task_for(task).tuning_metric if task in registered_tasks() else "roc_auc")
     check_metric_names([name], key="tuning.metric")
     if task != "auto" and task not in METRICS[name].tasks:
         raise ConfigError(f"tuning.metric: {name!r} does not apply to a {task} task. {task_hint(name, task)}"
