@@ -30,6 +30,8 @@ EXPECTED = {
                                "dist_info_from_env", "loss_curve_png", "objective_for", "seed_everything",
                                "Batch", "Callback", "EarlyStopping", "LoopState", "MetricReporter",
                                "SupervisedModule", "TrainpipeModule"},
+    "trainpipe.tasks": {"BinaryTask", "ClassificationTask", "MulticlassTask", "Prediction", "RegressionTask", "Task",
+                        "TaskInfo", "register_task", "registered_tasks", "task_for"},
     "trainpipe.evaluation": {"DEFAULTS", "METRICS", "EvaluationResult", "Metric", "check_metric_names",
                              "compute_metrics", "evaluate_model", "measure_latency", "metrics_for"},
     "trainpipe.tracking": {"InMemoryTracker", "MemoryRun", "MlflowTracker", "Tracker", "default_tracking_uri",
