@@ -95,7 +95,7 @@ def test_overrides_as_a_mapping_or_a_list() -> None:
     import trainpipe as tp
 
     with pytest.raises(tp.ConfigError, match=r"overrides: expected a mapping or a list of KEY=VALUE strings"):
-        override_list("a.b=1")  # type: ignore[arg-type]
+        override_list("a.b=1")
 
 
 def test_the_registry_implementations_follow_the_protocol() -> None:
