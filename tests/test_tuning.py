@@ -513,7 +513,9 @@ model: {type: xgboost}
 tuning: {n_trials: 2, storage: "postgresql+psycopg://optuna:hunter2@db:5432/optuna"}
 """)
     loaded = load_config(path)
-    runner = PipelineRunner(loaded, workdir=tmp_path)
+    from trainpipe.registry import InMemoryRegistry
+
+    runner = PipelineRunner(loaded, workdir=tmp_path, registry=InMemoryRegistry())  # no tracker: a registry given
     tune = next(s for s in steps_for(loaded.config) if s.name == "tune")
     text = json.dumps(runner._components(tune, {}))
     assert "hunter2" not in text and "optuna:***@db" in text
