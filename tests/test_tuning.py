@@ -421,12 +421,13 @@ def test_cli_invalid_space_exits_2_before_any_trial(workdir: Path, space: str, m
 def _run_until_tune(workdir: Path, text: str) -> Path:
     from trainpipe.config import load_config
     from trainpipe.pipeline import PipelineRunner, steps_for
+    from trainpipe.registry import InMemoryRegistry
 
     make_frame(300).to_csv(workdir / "d.csv", index=False)
     loaded = load_config(write_pipeline(workdir, text))
     steps = steps_for(loaded.config)
     steps = steps[: [s.name for s in steps].index("tune") + 1]
-    result = PipelineRunner(loaded, workdir=workdir, steps=steps).run()
+    result = PipelineRunner(loaded, workdir=workdir, steps=steps, registry=InMemoryRegistry()).run()
     return result.run_dir / "steps" / "tune"
 
 
