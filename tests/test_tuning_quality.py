@@ -182,12 +182,13 @@ def test_auto_plan_rule() -> None:
 def _run_pipeline(workdir: Path, text: str, frame: Any, until: str = "train") -> Path:
     from trainpipe.config import load_config
     from trainpipe.pipeline import PipelineRunner, steps_for
+    from trainpipe.registry import InMemoryRegistry
 
     frame.to_csv(workdir / "d.csv", index=False)
     loaded = load_config(write_pipeline(workdir, text))
     steps = steps_for(loaded.config)
     steps = steps[: [s.name for s in steps].index(until) + 1]
-    return PipelineRunner(loaded, workdir=workdir, steps=steps).run().run_dir / "steps"
+    return PipelineRunner(loaded, workdir=workdir, steps=steps, registry=InMemoryRegistry()).run().run_dir / "steps"
 
 
 def test_small_table_is_scored_by_cross_validation_with_its_spread(workdir: Path) -> None:
