@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import json
@@ -13,6 +14,7 @@ import threading
 import uuid
 import warnings
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -120,26 +122,65 @@ def _is_type_checking(node: ast.If) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def _imported_names(module: str, source: str, is_package: bool) -> Iterator[tuple[str, str | None]]:
-    """(module, name) for every ``trainpipe`` import outside ``if TYPE_CHECKING:`` blocks, at any depth
-    (inference imports lazily inside functions); ``name`` is the ``from X import name`` name, else None."""
+def _statements(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+    """Every statement at any depth (function and class bodies, branches, ``try``, ``with``, ``match``), without
+    descending into expressions (imports are statements); the body of ``if TYPE_CHECKING:`` is left out."""
+    for stmt in body:
+        yield stmt
+        if not (isinstance(stmt, ast.If) and _is_type_checking(stmt)):
+            yield from _statements(getattr(stmt, "body", []))
+        yield from _statements(getattr(stmt, "orelse", []))
+        yield from _statements(getattr(stmt, "finalbody", []))
+        for handler in getattr(stmt, "handlers", []):
+            yield from _statements(handler.body)
+        for case in getattr(stmt, "cases", []):
+            yield from _statements(case.body)
+
+
+def _imported_names(module: str, source: str, is_package: bool) -> Iterator[tuple[str, str | None, int, bool]]:
+    """(module, name, line, absolute) for every ``trainpipe`` import outside ``if TYPE_CHECKING:`` blocks, at any
+    depth (inference imports lazily inside functions); ``name`` is the ``from X import name`` name, else None."""
     base = module.split(".") if is_package else module.split(".")[:-1]
-    todo: list[ast.AST] = [ast.parse(source)]
+    for stmt in _statements(ast.parse(source).body):
+        if isinstance(stmt, ast.Import):
+            yield from ((a.name, None, stmt.lineno, True) for a in stmt.names if a.name.split(".")[0] == _PACKAGE)
+        elif isinstance(stmt, ast.ImportFrom):
+            target = stmt.module or ""
+            if stmt.level:
+                target = ".".join([*base[:len(base) - stmt.level + 1], *([target] if target else [])])
+            if target.split(".")[0] == _PACKAGE:
+                yield from ((target, a.name, stmt.lineno, not stmt.level) for a in stmt.names)
+
+
+@dataclass(frozen=True)
+class _Bundled:
+    path: Path | None  # None: a package on the way to a needed module, bundled as an empty one
+    import_lines: tuple[int, ...] = ()  # the lines of its absolute ``trainpipe`` imports (renamed when bundled)
+
+
+def _closure() -> dict[str, _Bundled]:
+    needed: dict[str, _Bundled] = {}
+    todo = list(_ENTRY_MODULES)
     while todo:
-        node = todo.pop()
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.If) and _is_type_checking(child):
-                todo.extend(child.orelse)
-                continue
-            if isinstance(child, ast.Import):
-                yield from ((a.name, None) for a in child.names if a.name.split(".")[0] == _PACKAGE)
-            elif isinstance(child, ast.ImportFrom):
-                target = child.module or ""
-                if child.level:
-                    target = ".".join([*base[:len(base) - child.level + 1], *([target] if target else [])])
-                if target.split(".")[0] == _PACKAGE:
-                    yield from ((target, a.name) for a in child.names)
-            todo.append(child)
+        module = todo.pop()
+        parts = module.split(".")
+        for i in range(1, len(parts)):
+            needed.setdefault(".".join(parts[:i]), _Bundled(None))
+        if module in needed and needed[module].path is not None:
+            continue
+        path = _module_file(module)
+        if path is None:
+            raise RuntimeError(f"trainpipe's inference imports {module}, which is not installed with trainpipe")
+        lines = []
+        for target, name, line, absolute in _imported_names(module, path.read_text(encoding="utf-8"),
+                                                             path.name == "__init__.py"):
+            submodule = f"{target}.{name}"
+            # ``from pkg import sub`` needs the submodule; ``from pkg import Name`` needs pkg's own source
+            todo.append(submodule if name is not None and _module_file(submodule) is not None else target)
+            if absolute:
+                lines.append(line)
+        needed[module] = _Bundled(path, tuple(sorted(set(lines))))
+    return needed
 
 
 def inference_modules() -> dict[str, bool]:
@@ -148,27 +189,37 @@ def inference_modules() -> dict[str, bool]:
     not. A package's ``__init__`` is needed only when a name other than a submodule is imported from it;
     otherwise the bundle holds an empty one (``trainpipe/__init__`` and ``registry/__init__`` import far
     more than inference needs)."""
-    needed: dict[str, bool] = {}
-    todo = list(_ENTRY_MODULES)
-    while todo:
-        module = todo.pop()
-        parts = module.split(".")
-        for i in range(1, len(parts)):
-            needed.setdefault(".".join(parts[:i]), False)
-        if needed.get(module):
-            continue
-        path = _module_file(module)
-        if path is None:
-            raise RuntimeError(f"trainpipe's inference imports {module}, which is not installed with trainpipe")
-        needed[module] = True
-        for target, name in _imported_names(module, path.read_text(encoding="utf-8"), path.name == "__init__.py"):
-            submodule = f"{target}.{name}"
-            # ``from pkg import sub`` needs the submodule; ``from pkg import Name`` needs pkg's own source
-            todo.append(submodule if name is not None and _module_file(submodule) is not None else target)
-    return needed
+    return {module: found.path is not None for module, found in _closure().items()}
 
 
 _IMPORT_LINE = re.compile(rf"^(\s*)(from|import)(\s+){_PACKAGE}(?=[\s.])", re.MULTILINE)
+
+
+@functools.lru_cache(maxsize=1)
+def _bundle_sources() -> tuple[str, tuple[tuple[str, str], ...]]:
+    """(package name, ((relative path, renamed source)...)): read, renamed and hashed once per process."""
+    sources: dict[str, str] = {}
+    for module, found in sorted(_closure().items()):
+        parts = module.split(".")[1:]
+        if found.path is None:
+            sources[Path(*parts, "__init__.py").as_posix()] = (
+                f'"""{module}, as bundled with a registered model: only the modules inference imports."""\n')
+            continue
+        rel = Path(*parts, "__init__.py") if found.path.name == "__init__.py" else \
+            Path(*parts[:-1], f"{parts[-1]}.py")
+        text = found.path.read_text(encoding="utf-8")
+        lines = text.splitlines()
+        for line in found.import_lines:
+            if not _IMPORT_LINE.match(lines[line - 1]):
+                raise RuntimeError(
+                    f"bundling trainpipe's inference code: the import at {found.path}:{line} cannot be renamed; "
+                    "start the line with `from trainpipe.x import ...` or `import trainpipe.x` (one module)")
+        sources[rel.as_posix()] = text
+    digest = hashlib.sha256(json.dumps(sources, sort_keys=True).encode()).hexdigest()[:12]
+    name = f"{_PACKAGE}_inference_{digest}"
+    renamed = {rel: _IMPORT_LINE.sub(rf"\1\2\3{name}", text) for rel, text in sources.items()}
+    renamed["__init__.py"] += f"\n__version__ = {__version__!r}  # the trainpipe that saved the model\n"
+    return name, tuple(renamed.items())
 
 
 def write_inference_code(folder: Path) -> str:
@@ -179,41 +230,12 @@ def write_inference_code(folder: Path) -> str:
     (loading the model in a process that runs trainpipe does not swap the modules under it) and from the
     bundled code of models saved by other trainpipe versions in the same process.
     """
-    sources: dict[str, str] = {}
-    for module, own_source in sorted(inference_modules().items()):
-        parts = module.split(".")[1:]
-        path = _module_file(module)
-        if not own_source:  # a package on the way to a needed module
-            sources[Path(*parts, "__init__.py").as_posix()] = (
-                f'"""{module}, as bundled with a registered model: only the modules inference imports."""\n')
-            continue
-        assert path is not None  # inference_modules() found it
-        rel = Path(*parts, "__init__.py") if path.name == "__init__.py" else Path(*parts[:-1], f"{parts[-1]}.py")
-        sources[rel.as_posix()] = path.read_text(encoding="utf-8")
-    digest = hashlib.sha256(json.dumps(sources, sort_keys=True).encode()).hexdigest()[:12]
-    name = f"{_PACKAGE}_inference_{digest}"
-    root = folder / name
-    for rel_name, text in sources.items():
-        renamed = _IMPORT_LINE.sub(rf"\1\2\3{name}", text)
-        _check_renamed(rel_name, renamed)
-        if rel_name == "__init__.py":
-            renamed += f"\n__version__ = {__version__!r}  # the trainpipe that saved the model\n"
-        target = root / rel_name
+    name, sources = _bundle_sources()
+    for rel_name, text in sources:
+        target = folder / name / rel_name
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(renamed, encoding="utf-8")
+        target.write_text(text, encoding="utf-8")
     return name
-
-
-def _check_renamed(rel_name: str, source: str) -> None:
-    """Every ``trainpipe`` import of a bundled module must have been renamed: one left would load the installed
-    trainpipe (or fail where none is), so saving stops here instead of shipping a model that breaks later."""
-    for node in ast.walk(ast.parse(source)):
-        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-            [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
-        if any(n.split(".")[0] == _PACKAGE for n in names):
-            raise RuntimeError(f"bundling trainpipe's inference code: an import in {rel_name} (line "
-                               f"{getattr(node, 'lineno', '?')}) was not renamed; write it on one line as "
-                               "`from trainpipe.x import y` or `import trainpipe.x`")
 
 
 _pins_lock = threading.Lock()
