@@ -269,9 +269,14 @@ tuning: {n_trials: 500, timeout: 20}
     assert summary["stopped_by"] == "timeout" and summary["n_trials"] < 500
     assert refit["timeout"] == 20
     assert refit["study_and_refit_seconds"] == pytest.approx(refit["study_seconds"] + refit["refit_seconds"])
-    assert refit["study_and_refit_seconds"] <= 20 * 1.1 + 2, refit
+    budget = summary["budget"]
+    # the study stopped while its own seconds plus the refit it reserved still fitted the budget (trainpipe's
+    # accounting, not the machine's speed); the real refit may run longer than reserved on a loaded machine,
+    # so the measured total gets only a gross bound here
+    assert budget["study_seconds"] + budget["refit_estimate_seconds"] <= 20 + 1.0, budget
+    assert budget["margin_estimate_seconds"] is not None
+    assert refit["study_and_refit_seconds"] <= 20 * 1.5 + 5, refit
     assert refit["margin_seconds"] == pytest.approx(20 - refit["study_and_refit_seconds"])
-    assert summary["budget"]["margin_estimate_seconds"] is not None
 
 
 # -- reproducibility --------------------------------------------------------------------------------------------
