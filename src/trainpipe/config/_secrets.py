@@ -40,9 +40,17 @@ TOKEN_PATTERNS: tuple[re.Pattern[str], ...] = (
 _AUTH_HEADER = re.compile(r"(?P<scheme>\b(?:Bearer|Basic|Token)\s+)[A-Za-z0-9\-._~+/]{8,}=*", re.IGNORECASE)
 
 
+#: also secret when they are a whole word of the name (``DB_PASS``, ``SMTP_PWD``, ``GCP_CREDENTIALS``,
+#: ``BASIC_AUTH``), never as part of one: ``PWD`` (the shell's working directory), ``OLDPWD``, ``AUTHOR``
+SECRET_WORDS = frozenset({"PASS", "PASSWD", "PWD", "PASSPHRASE", "CREDENTIAL", "CREDENTIALS", "AUTH", "DSN"})
+
+
 def is_secret_name(name: str) -> bool:
     upper = name.upper()
-    return any(marker in upper for marker in SECRET_MARKERS)
+    if any(marker in upper for marker in SECRET_MARKERS):
+        return True
+    words = [w for w in re.split(r"[^A-Z0-9]+", upper) if w]
+    return len(words) > 1 and any(w in SECRET_WORDS for w in words)
 
 
 def env_secret_values(environ: Mapping[str, str] | None = None,

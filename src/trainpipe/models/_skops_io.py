@@ -155,7 +155,8 @@ def load(path: Path, unsafe_trust_types: Iterable[str] = ()) -> Any:
     sio = _skops()
 
     try:
-        found = types_in(Path(path))
+        data = Path(path).read_bytes()  # checked and loaded from the same bytes: no swap in between
+        found = types_in(data)
     except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as exc:  # not a zip, bad schema
         raise DataError(f"{path}: not a readable skops model file ({type(exc).__name__}: {exc}). The file is "
                         "damaged or was replaced; train the model again.") from exc
@@ -168,7 +169,7 @@ def load(path: Path, unsafe_trust_types: Iterable[str] = ()) -> Any:
             "again. Only if you trust whoever wrote this file, name each type in the environment variable "
             f"{UNSAFE_TRUST_ENV} (comma-separated, exact names): each can run code."
         )
-    return sio.load(str(path), trusted=sorted(found))
+    return sio.loads(data, trusted=sorted(found))
 
 
 def _trusted() -> frozenset[str]:

@@ -31,18 +31,27 @@ class ReproduceResult:
 
 
 def _recorded_config(run_id: str, tags: dict[str, str], workdir: Path) -> Any:
+    """The run's resolved config, read only from this project's own ``.trainpipe/runs/<run_id>``.
+
+    The ``trainpipe.run_dir`` tag is not followed: tags are writable by anyone who can write to the tracking
+    store, and a config read from a folder they chose would have secret-named environment variables
+    interpolated into it (e.g. into a tuning storage URL of theirs).
+    """
+    import re
+
     from trainpipe.pipeline._runner import CONFIG_FILE, STATE_DIR, load_run_config
 
-    run_dir = Path(tags.get("trainpipe.run_dir", ""))
-    if tags.get("trainpipe.run_dir") and (run_dir / CONFIG_FILE).is_file():
-        return load_run_config(run_dir)
-    here = workdir / STATE_DIR / "runs" / run_dir.name  # a project copied or moved since: its own copy
-    if tags.get("trainpipe.run_dir") and run_dir.name and (here / CONFIG_FILE).is_file():
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", run_id):
+        raise ConfigError(f"run id {run_id!r}: expected the MLflow run id (letters, digits, '-' and '_').")
+    here = workdir / STATE_DIR / "runs" / run_id
+    if (here / CONFIG_FILE).is_file():
         return load_run_config(here)
+    recorded = tags.get("trainpipe.run_dir", "")
     raise ConfigError(
-        f"run {run_id}: its resolved config is not on this machine ({run_dir / CONFIG_FILE} is missing; only the "
-        "redacted copy config.redacted.yaml is in the tracking store, and secrets were masked in it). Re-run "
-        "reproduce where the run was made, or run the pipeline file with the same settings."
+        f"run {run_id}: its resolved config is not in this project ({here / CONFIG_FILE} is missing; the run "
+        f"recorded {recorded or 'no run folder'}; only the redacted copy config.redacted.yaml is in the tracking "
+        "store, and secrets were masked in it). Run reproduce from the project folder where the run was made "
+        "(or a copy of it), or run the pipeline file with the same settings."
     )
 
 

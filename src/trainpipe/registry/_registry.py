@@ -424,6 +424,8 @@ def download_version(client: MlflowClient, uri: str, name: str, version: str, ca
 
     import mlflow.artifacts
 
+    if not str(version).isdigit():  # it becomes a folder name below, removed with rmtree on a re-download
+        raise ValueError(f"model version {version!r}: expected a version number")
     mv = client.get_model_version(name, str(version))
     # keyed by store, name, version and the run it came from: a re-created model's version 1 is another model
     uri_key = hashlib.sha256(f"{uri}|{mv.run_id}|{mv.source}".encode()).hexdigest()[:12]
@@ -457,5 +459,7 @@ def pyfunc_artifact(folder: Path, key: str) -> Path | None:
     entry = ((meta.get("flavors") or {}).get("python_function") or {}).get("artifacts", {}).get(key)
     if not entry or "path" not in entry:
         return None
-    path = folder / str(entry["path"])
+    path = (folder / str(entry["path"])).resolve()
+    if not path.is_relative_to(folder.resolve()):  # MLmodel is registry content: it may not point elsewhere
+        return None
     return path if path.exists() else None

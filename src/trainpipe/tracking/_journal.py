@@ -82,9 +82,15 @@ def read_journal(run_dir: Path) -> tuple[list[dict[str, Any]], set[int], dict[st
 
 
 def append(run_dir: Path, entries: Sequence[Mapping[str, Any]]) -> None:
-    with (run_dir / JOURNAL).open("a", encoding="utf-8") as fh:
+    """Append entries, scrubbed of secrets like everything else trainpipe writes; the file is 0600."""
+    import os
+
+    from trainpipe.config._secrets import scrub_strings
+
+    fd = os.open(run_dir / JOURNAL, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8") as fh:
         for entry in entries:
-            fh.write(json.dumps(entry, default=str) + "\n")
+            fh.write(json.dumps(scrub_strings(entry), default=str) + "\n")
         fh.flush()
 
 

@@ -102,6 +102,10 @@ def sync_run(ref: str, workdir: Path, tracking_uri: str | None = None, hooks: An
             elif op["op"] == "intent":
                 if op.get("kind") == "register":
                     report.registered = _register(run_dir, loaded, tracker, ids, op, state_dir, hooks or Hooks())
+            elif op["op"] == "log_artifact" and not _inside(Path(op["path"]), state_dir):
+                # the journal is a file in a folder that may have been copied or shared: it must not be able to
+                # name ~/.aws/credentials and have sync upload it
+                report.skipped.append(f"artifact {op['path']} (outside {state_dir}: not uploaded)")
             elif op["op"] == "log_artifact" and not Path(op["path"]).exists():
                 report.skipped.append(f"artifact {op['path']} (no longer on disk)")
             else:
@@ -115,6 +119,13 @@ def sync_run(ref: str, workdir: Path, tracking_uri: str | None = None, hooks: An
         report.sent += 1
     _mark_synced(run_dir, tracker.uri)
     return report
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(folder.resolve())
+    except OSError:
+        return False
 
 
 def _register(run_dir: Path, loaded: Any, tracker: Any, ids: dict[str, str], op: dict[str, Any],
