@@ -198,7 +198,10 @@ tuning:
         def on_message(self, text: str) -> None:
             messages.append(text)
 
-    result = PipelineRunner(loaded, workdir=workdir, steps=steps, hooks=Recorder()).run()
+    from trainpipe.registry import InMemoryRegistry
+
+    result = PipelineRunner(loaded, workdir=workdir, steps=steps, hooks=Recorder(),
+                            registry=InMemoryRegistry()).run()
     out = result.run_dir / "steps" / "tune"
     summary = json.loads((out / "study_summary.json").read_text())
     assert summary["n_complete"] == 2
