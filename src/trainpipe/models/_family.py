@@ -64,6 +64,15 @@ class TaskRequirement:
     fix: str
 
 
+def objective_requirement(objective: str, regression: bool) -> TaskRequirement:
+    """What a booster's explicit ``model.params.objective`` says about the task (shared by the boosters)."""
+    tasks: tuple[str, ...] = ("regression",) if regression else CLASSIFICATION
+    kind = "regression" if regression else "classification"
+    return TaskRequirement("model.params.objective", f"{objective!r} (a {kind} objective)", tasks,
+                           "Remove model.params.objective (trainpipe picks the one for the task), "
+                           "or use a {task} objective.")
+
+
 def installed_pins(distributions: Sequence[str], first_only: bool = False) -> list[str]:
     """``name==version`` of each installed distribution (the first installed only with ``first_only``: e.g.
     ``xgboost-cpu`` or ``xgboost``, which hold the same module); a local build tag (``+cpu``) is dropped,

@@ -158,16 +158,9 @@ def _task_requirement(model_type: str, params: Mapping[str, Any]) -> fam.TaskReq
     if not isinstance(objective, str):
         return None
     name = objective.lower()
-    if name in _REGRESSION:
-        tasks: tuple[str, ...] = ("regression",)
-    elif name in _CLASSIFICATION:
-        tasks = fam.CLASSIFICATION
-    else:
+    if name not in _REGRESSION and name not in _CLASSIFICATION:
         return None
-    kind = "regression" if tasks == ("regression",) else "classification"
-    return fam.TaskRequirement("model.params.objective", f"{objective!r} (a {kind} objective)", tasks,
-                               "Remove model.params.objective (trainpipe picks the one for the task), "
-                               "or use a {task} objective.")
+    return fam.objective_requirement(objective, regression=name in _REGRESSION)
 
 
 def _check(task_name: str, params: Mapping[str, Any], model_type: str) -> None:

@@ -156,16 +156,10 @@ def _task_requirement(model_type: str, params: Mapping[str, Any]) -> fam.TaskReq
     if not isinstance(objective, str):
         return None
     name = objective.lower()
-    if name.startswith(("reg:", "count:", "survival:")):
-        tasks: tuple[str, ...] = ("regression",)
-    elif name.startswith(("binary:", "multi:")):
-        tasks = fam.CLASSIFICATION
-    else:
+    regression = name.startswith(("reg:", "count:", "survival:"))
+    if not regression and not name.startswith(("binary:", "multi:")):
         return None
-    kind = "regression" if tasks == ("regression",) else "classification"
-    return fam.TaskRequirement("model.params.objective", f"{objective!r} (a {kind} objective)", tasks,
-                               "Remove model.params.objective (trainpipe picks the one for the task), "
-                               "or use a {task} objective.")
+    return fam.objective_requirement(objective, regression=regression)
 
 
 def _check(task_name: str, params: Mapping[str, Any], model_type: str) -> None:

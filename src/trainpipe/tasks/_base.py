@@ -50,7 +50,11 @@ class Prediction:
 
 
 class Task:
-    """One learning task. Subclasses set the class attributes and implement the label encoding."""
+    """One learning task. Subclasses set the class attributes and implement the label encoding.
+
+    The methods that raise ``NotImplementedError`` are what every concrete task defines. They are not
+    ``abc.abstractmethod``s on purpose: a task can be registered by name (defaults, metric directions) before
+    it can encode labels or predict, as the ranking task of a later issue will be, step by step."""
 
     name: ClassVar[str] = ""
     is_classification: ClassVar[bool] = False
