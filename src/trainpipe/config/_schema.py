@@ -77,14 +77,26 @@ class DataConfig(_Section):
     drop_columns: list[str] = Field(default_factory=list)
     na_values: list[str] = Field(default_factory=list)  # cell texts read as missing (CSV reader's na_values)
     encoding: str = Field("utf-8", min_length=1)  # text encoding of a CSV/TSV source, e.g. latin-1
+    # a given test set (same columns), used as is instead of carving one out of data.source
+    test_source: str | None = Field(None, min_length=1)
     deduplicate: bool = False  # drop rows equal on the target and every feature column before the split
     split: SplitConfig = Field(default_factory=SplitConfig)
+
+
+class TextOptions(_Section):
+    """The TF-IDF step of each ``features.text`` column (families that read raw text ignore it)."""
+
+    analyzer: Literal["word+char", "word", "char"] = "word+char"  # word 1-2-grams and/or char 3-5-grams
+    max_features: int | None = Field(20000, ge=1)  # per analyzer, most frequent terms kept (None: all)
+    min_df: int = Field(2, ge=1)  # a term must occur in at least this many training texts
+    sublinear_tf: bool = True
 
 
 class FeaturesConfig(_Section):
     numeric: list[str] | None = None
     categorical: list[str] | None = None
     text: list[str] = Field(default_factory=list)
+    text_options: TextOptions = Field(default_factory=TextOptions)
     numeric_impute: Literal["median", "mean", "most_frequent", "zero"] = "median"
     scale: Literal["standard", "none"] = "standard"
     categorical_encoding: Literal["onehot", "ordinal"] = "onehot"
