@@ -210,6 +210,14 @@ class SearchParam(_Section):
         return self
 
 
+class EnsembleConfig(_Section):
+    """``tuning.ensemble``: Caruana's greedy selection, with replacement, on the trials' out-of-fold predictions."""
+
+    size: int = Field(5, ge=2, le=50)  # selection rounds (a member picked twice weighs twice)
+    method: Literal["greedy"] = "greedy"
+    candidates: int = Field(10, ge=2, le=100)  # the best trials the members are picked from
+
+
 class TuningConfig(_Section):
     n_trials: int = Field(30, ge=1)
     timeout: float | None = Field(None, gt=0)
@@ -223,6 +231,9 @@ class TuningConfig(_Section):
     cv_folds: int | None = Field(None, ge=1)  # k of cv (default 5), repeats of repeated_holdout (default 3)
     storage: str | None = None
     space: dict[str, SearchParam] | None = None  # None: the model's default space; {} is refused (tuning)
+    # several model families in one study (model.type: auto = the default list for the task); None: model.type
+    families: list[str] | None = None
+    ensemble: EnsembleConfig | None = None  # a weighted ensemble of the top trials instead of the best one
 
     @model_validator(mode="after")
     def _conditions(self) -> TuningConfig:
@@ -232,6 +243,13 @@ class TuningConfig(_Section):
         if self.cv_folds == 1 and self.selection != "repeated_holdout":
             raise ValueError("cv_folds: cross-validation needs at least 2 folds, got 1 (a single 80/20 split is "
                              "selection: repeated_holdout with cv_folds: 1)")
+        if self.families is not None:
+            if not self.families:
+                raise ValueError("families: an empty list; list the model types to search, e.g. [lightgbm, "
+                                 "xgboost], or remove it to tune model.type alone")
+            twice = sorted({f for f in self.families if self.families.count(f) > 1})
+            if twice:
+                raise ValueError(f"families: {twice} listed more than once; list each model type once")
         space = self.space or {}
         for name, param in space.items():
             for other, value in (param.when or {}).items():
@@ -380,4 +398,11 @@ class PipelineConfig(_Section):
         if self.data.positive_label is not None and self.task in ("multiclass", "regression"):
             raise ValueError(f"data.positive_label ({self.data.positive_label!r}) applies to binary targets "
                              f"only, but task is {self.task}; remove data.positive_label, or set task: binary")
+        if self.model.type == "auto" and self.tuning is None:
+            raise ValueError("model.type: 'auto' picks the model family with a tuning study, and this config has "
+                             "no tuning: section. Add one (e.g. tuning: {timeout: 300}), or name a model type")
+        if self.model.type == "auto" and self.model.params:
+            raise ValueError(f"model.params {sorted(self.model.params)}: with model.type 'auto' there is no one "
+                             "model the params apply to. Remove them, or name the model type they belong to "
+                             "and list the families in tuning.families")
         return self
