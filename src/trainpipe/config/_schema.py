@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from trainpipe.config._orchestration import OrchestrationConfig
+
 Task = Literal["auto", "binary", "multiclass", "regression", "ranking"]
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 # An MLflow experiment or registered-model name: it becomes a folder (the experiment's artifacts), a part of
@@ -358,6 +360,7 @@ class PipelineConfig(_Section):
     cost: CostConfig = Field(default_factory=CostConfig)
     schedule: str | None = None
     trigger: TriggerConfig = Field(default_factory=TriggerConfig)
+    orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
 
     @field_validator("name")
     @classmethod
