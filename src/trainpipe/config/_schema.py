@@ -46,6 +46,8 @@ SEED = Field(42, ge=0, le=2**32 - 1)  # what numpy and scikit-learn take as a se
 
 class SplitConfig(_Section):
     method: Literal["random", "stratified", "time", "group"] = "stratified"
+    # task: ranking only: per-user holdout (None: temporal_per_user with data.timestamp, else per_user_random)
+    type: Literal["temporal_per_user", "leave_last_out", "per_user_random"] | None = None
     test_size: float = Field(0.2, gt=0.0, lt=1.0)
     val_size: float = Field(0.1, ge=0.0, lt=1.0)
     time_column: str | None = None
@@ -74,7 +76,7 @@ Scalar = str | int | float | bool
 
 class DataConfig(_Section):
     source: str = Field(min_length=1)
-    target: str = Field(min_length=1)
+    target: str = ""  # required by every task but ranking (checked in PipelineConfig)
     positive_label: Scalar | None = None
     drop_columns: list[str] = Field(default_factory=list)
     na_values: list[str] = Field(default_factory=list)  # cell texts read as missing (CSV reader's na_values)
@@ -83,6 +85,13 @@ class DataConfig(_Section):
     test_source: str | None = Field(None, min_length=1)
     deduplicate: bool = False  # drop rows equal on the target and every feature column before the split
     split: SplitConfig = Field(default_factory=SplitConfig)
+    # task: ranking: one row per user-item interaction
+    user: str | None = None  # the user id column
+    item: str | None = None  # the item id column
+    label: str | None = None  # explicit feedback (e.g. a rating); None: every row is a positive interaction
+    implicit_threshold: float | None = None  # with label: rows with label >= this are positives
+    timestamp: str | None = None  # when the interaction happened: temporal splits
+    min_user_interactions: int = Field(5, ge=1)  # users with fewer positives: a note; they are never held out
 
 
 class TextOptions(_Section):
@@ -103,6 +112,8 @@ class FeaturesConfig(_Section):
     scale: Literal["standard", "none"] = "standard"
     categorical_encoding: Literal["onehot", "ordinal"] = "onehot"
     max_categories: int = Field(50, ge=2)
+    user: list[str] = Field(default_factory=list)  # ranking: user side features (constant per user)
+    item: list[str] = Field(default_factory=list)  # ranking: item side features ("A|B" strings are tag lists)
 
 
 class ColumnCheck(_Section):
@@ -267,6 +278,7 @@ class TuningConfig(_Section):
 class EvaluationConfig(_Section):
     metrics: list[str] | None = None
     slices: list[str] = Field(default_factory=list)
+    k: list[int] | None = Field(None, min_length=1)  # ranking: cut-offs of recall@k, ndcg@k, ... (None: [10])
     latency: bool = True
     plots: bool = True
 
@@ -343,6 +355,46 @@ class TriggerConfig(_Section):
     on_new_data: str | None = None
 
 
+def _check_ranking_keys(cfg: PipelineConfig) -> None:
+    """``task: ranking`` needs ``data.user``/``data.item`` and has no target; the ranking keys fit no other task."""
+    data = cfg.data
+    if cfg.task == "ranking":
+        missing = [f"data.{k}" for k in ("user", "item") if not getattr(data, k)]
+        if missing:
+            raise ValueError(f"{' and '.join(missing)}: task 'ranking' reads one row per user-item interaction and "
+                             "needs data.user (the user id column) and data.item (the item id column); set "
+                             f"{' and '.join(missing)}")
+        if data.target:
+            raise ValueError(f"data.target ({data.target!r}): a ranking task has no target column; remove it, and "
+                             "set data.label (with data.implicit_threshold) when a column rates the interactions")
+        if data.implicit_threshold is not None and data.label is None:
+            raise ValueError("data.implicit_threshold: set data.label to the column it applies to (e.g. rating), "
+                             "or remove the threshold")
+        if data.split.type in ("temporal_per_user", "leave_last_out") and not data.timestamp:
+            raise ValueError(f"data.split.type {data.split.type!r} orders each user's interactions in time and "
+                             "needs data.timestamp; set it, or use data.split.type: per_user_random")
+        small = [k for k in cfg.evaluation.k or [] if k < 1]
+        if small:
+            raise ValueError(f"evaluation.k: cut-offs must be >= 1, got {small}")
+        ids = {data.user, data.item}
+        for key in ("user", "item"):
+            both = [c for c in getattr(cfg.features, key) if c in ids]
+            if both:
+                raise ValueError(f"features.{key} lists the id column(s) {both}; ids get their own embeddings, "
+                                 f"remove them from features.{key}")
+        return
+    if not data.target:
+        raise ValueError("data.target: required: the column to predict (every task but ranking has one)")
+    ranking = [key for key, value in (("data.user", data.user), ("data.item", data.item),
+                                      ("data.label", data.label), ("data.implicit_threshold",
+                                                                   data.implicit_threshold),
+                                      ("data.timestamp", data.timestamp), ("data.split.type", data.split.type),
+                                      ("features.user", cfg.features.user), ("features.item", cfg.features.item),
+                                      ("evaluation.k", cfg.evaluation.k)) if value]
+    if ranking:
+        raise ValueError(f"{', '.join(ranking)}: apply to task 'ranking' only; set task: ranking, or remove them")
+
+
 class PipelineConfig(_Section):
     name: str
     description: str = ""
@@ -395,9 +447,7 @@ class PipelineConfig(_Section):
                 if both:
                     raise ValueError(f"features.{first} and features.{second} both list {both}; a column has "
                                      f"one kind, keep it in one of the two lists")
-        if self.task == "ranking":
-            raise ValueError("task: 'ranking' needs the two_tower model, which this version does not ship; "
-                             "use binary, multiclass, regression or auto")
+        _check_ranking_keys(self)
         if self.data.positive_label is not None and self.task in ("multiclass", "regression"):
             raise ValueError(f"data.positive_label ({self.data.positive_label!r}) applies to binary targets "
                              f"only, but task is {self.task}; remove data.positive_label, or set task: binary")
