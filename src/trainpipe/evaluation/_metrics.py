@@ -118,6 +118,17 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("r2", ("regression",), True, False, _r2),
 )}
 
+
+def _ranking_metrics() -> dict[str, Metric]:
+    """recall@k, ndcg@k, map@k, ..., mrr: over per-user relevant sets and top-k lists (see ``_ranking``)."""
+    from trainpipe.evaluation import _ranking
+
+    return {name: Metric(name, ("ranking",), greater, False, _ranking.registry_fn(name))
+            for name, greater in _ranking.metric_names()}
+
+
+METRICS.update(_ranking_metrics())
+
 class _Defaults(Mapping[str, list[str]]):
     """``{task name: its default metric names}``, read from the registered tasks (see :mod:`trainpipe.tasks`):
     a task registered later has its defaults here too."""
