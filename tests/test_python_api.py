@@ -67,3 +67,20 @@ def test_errors_propagate_as_the_documented_types(pipeline: Path) -> None:
     with pytest.raises(trainpipe.GateRefused, match=r"gate refused the model; nothing was registered") as refused:
         trainpipe.run(pipeline, overrides={"gate.thresholds": {"roc_auc": ">= 1.01"}})
     assert refused.value.exit_code == 4
+
+
+def test_a_library_run_prints_no_mlflow_info_lines_or_progress_bars(pipeline: Path, workdir: Path) -> None:
+    """As the CLI: MLflow's table-creation INFO lines and its "Downloading artifacts" bars (registering reads the
+    model back) are noise in a caller's output; the caller's own MLFLOW_LOGGING_LEVEL still wins."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import trainpipe; r = trainpipe.run('pipeline.yaml'); print('status', r.status)"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_") or k == "MLFLOW_DISABLE_TELEMETRY"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=workdir, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "status finished" in proc.stdout
+    out = proc.stdout + proc.stderr
+    assert "Downloading artifacts" not in out and "INFO mlflow" not in out, out[-2000:]

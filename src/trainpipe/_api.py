@@ -85,7 +85,13 @@ def default_tracker(loaded: LoadedConfig, workdir: Path | None = None, *, steps:
     store ``.trainpipe/mlflow.db`` of ``workdir`` (default: the current directory), artifacts in
     ``.trainpipe/mlartifacts``. ``notes`` gets what the user should read (a moved project's store)."""
     from trainpipe.tracking import MlflowTracker, resolve_tracking_uri
+    from trainpipe.tracking._mlflow import bound_http_defaults
 
+    # as the CLI: no INFO lines and artifact-download progress bars from MLflow in a library call (a caller's
+    # own setting wins), and a dead tracking server costs seconds per call, not MLflow's minutes of retries
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    bound_http_defaults()
     if _MODEL_STEPS.intersection(steps):  # these steps import skops: do it before MLflow (see import_early)
         from trainpipe.models._skops_io import import_early
 

@@ -10,6 +10,7 @@ secret-named keys. :func:`write_private_text` writes a file only its owner can r
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tempfile
@@ -45,7 +46,9 @@ _AUTH_HEADER = re.compile(r"(?P<scheme>\b(?:Bearer|Basic|Token)\s+)[A-Za-z0-9\-.
 SECRET_WORDS = frozenset({"PASS", "PASSWD", "PWD", "PASSPHRASE", "CREDENTIAL", "CREDENTIALS", "AUTH", "DSN"})
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret_name(name: str) -> bool:
+    """Cached: every scrub asks it of each environment variable's name (hundreds of times in one run)."""
     upper = name.upper()
     if any(marker in upper for marker in SECRET_MARKERS):
         return True
