@@ -264,3 +264,11 @@ def test_quoted_env_reference_elsewhere_gives_no_quote_hint(tmp_path: Path) -> N
     with pytest.raises(ConfigError, match=r"invalid YAML") as info:
         load_config(write_pipeline(tmp_path, text))
     assert "Quote it" not in str(info.value)
+
+
+def test_a_pipeline_file_that_is_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """Reading a named pipe blocks until a writer comes, forever in a scheduler; a device never ends."""
+    fifo = tmp_path / "pipeline.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match=r"not a regular file \(a pipe, socket or device\)"):
+        load_config(fifo)

@@ -96,6 +96,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: pipeline file not found. Check the path (cwd is {Path.cwd()}).")
     if path.is_dir():
         raise ConfigError(f"{path}: is a directory; expected a YAML pipeline file such as {path}/pipeline.yaml")
+    if not path.is_file():  # a FIFO would block the read forever, a device would never end
+        raise ConfigError(f"{path}: not a regular file (a pipe, socket or device); expected a YAML pipeline file. "
+                          "Write the config to a file and pass its path.")
     try:
         with path.open("rb") as handle:  # read at most one byte past the limit, whatever the file's size
             data_bytes = handle.read(MAX_BYTES + 1)
