@@ -27,8 +27,8 @@ from trainpipe.models._family import ModelFamily
 
 GROUP = "trainpipe.model_families"
 # entry-point names of the built-in families, in the order they are asked
-BUILTIN_ENTRIES = ("xgboost", "lightgbm", "torch_mlp", "sklearn")
-PLANNED_TYPES = {"two_tower": "the two-tower ranking model"}
+BUILTIN_ENTRIES = ("xgboost", "lightgbm", "torch_mlp", "two_tower", "sklearn")
+PLANNED_TYPES: dict[str, str] = {}
 
 _lock = threading.Lock()
 _found: list[ModelFamily] | None = None
@@ -50,6 +50,10 @@ def _builtin(entry: str) -> ModelFamily:
         from trainpipe.models._torch_mlp import FAMILY as torch_family
 
         return torch_family
+    if entry == "two_tower":
+        from trainpipe.models._two_tower import FAMILY as two_tower_family
+
+        return two_tower_family
     from trainpipe.models._sklearn import FAMILY as sklearn_family
 
     return sklearn_family
