@@ -109,7 +109,7 @@ def test_missing_columns_at_prediction_are_named(tmp_path: Path) -> None:
     ({"type": "sklearn.linear_model.LogisticRegresion"}, r"no class 'LogisticRegresion'.*LogisticRegression"),
     ({"type": "sklearn.linear_model.LogisticRegression", "params": {"C": "big"}}, r"model\.params: .*'C'"),
     ({"type": "nosuchpkg.Model"}, r"'nosuchpkg\.Model' cannot be trained: .*nothing else is imported"),
-    ({"type": "two_tower"}, r"not available in this version"),
+    ({"type": "two_tower", "params": {"loss": "bpr2"}}, r"model\.params\.loss: .*Did you mean 'bpr'"),
     ({"type": "torch_mlp", "params": {"hiden_dims": [8]}}, r"model\.params\.hiden_dims: unknown.*'hidden_dims'"),
     ({"type": "torch_mlp", "params": {"dropout": "lots"}}, r"model\.params\.dropout: expected a number"),
     ({"type": "torch_mlp", "params": {"activation": "rellu"}}, r"model\.params\.activation: .*'relu'"),
