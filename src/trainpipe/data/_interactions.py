@@ -178,3 +178,33 @@ def cold_shares(train: pd.DataFrame, test: pd.DataFrame, user: str, item: str) -
         return 0.0, 0.0
     users, items = test[user].drop_duplicates(), test[item].drop_duplicates()
     return (float((~users.isin(set(train[user]))).mean()), float((~items.isin(set(train[item]))).mean()))
+
+
+@dataclass
+class RankingData:
+    """What a ranking model family's ``fit`` takes (as ``X``; ``X_val`` is the validation one): interactions
+    (one positive per row) and the user and item tables (every id of the data, with its side features).
+    ``seen``: for validation data, the training interactions (excluded from the validation ranking)."""
+
+    interactions: pd.DataFrame
+    user: str
+    item: str
+    users: pd.DataFrame
+    items: pd.DataFrame
+    user_features: list[str] = field(default_factory=list)
+    item_features: list[str] = field(default_factory=list)
+    seen: pd.DataFrame | None = None
+
+    def __len__(self) -> int:
+        return len(self.interactions)
+
+
+def ranking_data(frame: pd.DataFrame, everything: pd.DataFrame, cfg: PipelineConfig,
+                 seen: pd.DataFrame | None = None) -> RankingData:
+    """``frame``'s interactions with the user and item tables of ``everything`` (all splits together)."""
+    user, item = str(cfg.data.user), str(cfg.data.item)
+    return RankingData(interactions=frame[[user, item]].reset_index(drop=True), user=user, item=item,
+                       users=entity_table(everything, user, list(cfg.features.user)),
+                       items=entity_table(everything, item, list(cfg.features.item)),
+                       user_features=list(cfg.features.user), item_features=list(cfg.features.item),
+                       seen=None if seen is None else seen[[user, item]].reset_index(drop=True))
