@@ -195,3 +195,16 @@ def test_the_plugin_family_trains_tunes_and_registers_through_trainpipe_run(site
     assert load.stdout.strip().splitlines()[-1] == "20 ['prediction', 'proba_no', 'proba_yes']"
     reqs = next((work / ".trainpipe").rglob("requirements.txt")).read_text()
     assert "scikit-learn==" in reqs and "trainpipe" not in reqs
+
+
+@pytest.mark.parametrize("name", ["builtins.exec", "operator.methodcaller", "functools.partial", "os.system",
+                                  "numpy.lib.npyio.load", "builtins", "mypkg.*"])
+def test_a_family_cannot_trust_a_type_that_runs_code(name: str) -> None:
+    """The allow-list is shared by every model file: one plugin trusting ``builtins.exec`` would let any poisoned
+    file run code, so such a family is refused when it is declared."""
+    import dataclasses
+
+    from trainpipe.models import family_for
+
+    with pytest.raises(ValueError, match=r"model family 'extra': trusted_types .* (runs? code|can run code|exact)"):
+        dataclasses.replace(family_for("xgboost"), name="extra", names=("extra_type",), trusted_types=(name,))

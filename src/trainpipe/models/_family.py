@@ -90,6 +90,30 @@ def installed_pins(distributions: Sequence[str], first_only: bool = False) -> li
     return pins
 
 
+#: modules whose names a skops file may never be trusted with: their members call, import, open or execute
+#: (``builtins.exec``, ``operator.methodcaller``, ``functools.partial``, ``os.system``...), whoever declares them
+_UNTRUSTABLE_MODULES = frozenset({
+    "builtins", "__builtin__", "operator", "functools", "itertools", "os", "posix", "nt", "sys", "subprocess",
+    "importlib", "types", "pickle", "_pickle", "copyreg", "marshal", "runpy", "code", "codeop", "ctypes",
+    "shutil", "socket", "io", "_io", "pathlib", "tempfile", "webbrowser", "pty", "signal", "threading",
+    "multiprocessing", "inspect", "numpy.lib", "numpy.ctypeslib", "joblib", "cloudpickle", "dill", "torch",
+})
+
+
+def untrustable_type(name: str) -> str | None:
+    """Why ``name`` may not be added to the skops allow-list (None: it may): not an exact dotted
+    ``module.Class`` name, or a member of a module that runs code."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+", name):
+        return "is not an exact dotted type name such as mypkg.models.Centroids"
+    parts = name.split(".")
+    for i in range(1, len(parts)):
+        if ".".join(parts[:i]) in _UNTRUSTABLE_MODULES:
+            return f"is in module {'.'.join(parts[:i])!r}, whose members can run code when a model file names them"
+    return None
+
+
 @dataclass(frozen=True)
 class ModelFamily:
     """One model family, as the rest of trainpipe sees it.
@@ -154,6 +178,14 @@ class ModelFamily:
     training_hint: Callable[[str, str], str | None] | None = None
     owned_params: Mapping[str, str] = field(default_factory=dict)
     trusted_types: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in self.trusted_types:
+            why = untrustable_type(name)
+            if why:
+                raise ValueError(f"model family {self.name!r}: trusted_types {name!r} {why}. A family may trust "
+                                 "only the exact names of its own data classes; every model file of every family "
+                                 "is checked against the list.")
 
     def answers(self, model_type: str) -> bool:
         """Whether ``model_type`` names this family exactly (a name or an alias)."""
