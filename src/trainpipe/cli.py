@@ -28,6 +28,7 @@ from trainpipe._cli_common import (  # noqa: F401  (_store_problem, _signals: im
     err,
     out,
 )
+from trainpipe._cli_export import export_app, orchestrate_app
 from trainpipe._cli_models import models_app
 from trainpipe._cli_runs import runs_app
 from trainpipe._version import __version__
@@ -39,6 +40,8 @@ app = typer.Typer(name="trainpipe", help="One YAML file from data to a tracked, 
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
+app.add_typer(export_app, name="export")
+app.add_typer(orchestrate_app, name="orchestrate")
 
 def _version(value: bool) -> None:
     if value:
@@ -85,7 +88,8 @@ def run(
     config: ConfigArg,
     profile: ProfileOpt = None,
     set_: SetOpt = None,
-    trigger: Annotated[str, typer.Option(help="manual | schedule | event (recorded as a tag).")] = "manual",
+    trigger: Annotated[str, typer.Option(help="manual | schedule | asset | api (recorded as the trigger tag).")]
+    = "manual",
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Run every step.")] = False,
     force: Annotated[list[str] | None, typer.Option("--force", help="Re-run this step (repeatable).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue training from the last checkpoint of an "

@@ -1,0 +1,168 @@
+"""``trainpipe export airflow``: the step graph as one self-contained Airflow 3 DAG file.
+
+The file is written as text (trainpipe never imports Airflow): a fixed block of DAG code and, embedded in it,
+the plan (``_plan.build_plan``: the graph of ``trainpipe graph`` with each step's retries, timeout and
+resources, the schedule and the asset). The config itself is referenced by its absolute path, read when a run
+opens: the worker (or the container, which mounts the project at the same path) must see the project folder.
+
+Every task runs the ``trainpipe`` command with a fixed argument list; values that come from the run (its id,
+its params) reach it as arguments of a list (Docker, Kubernetes) or environment variables (Bash), never
+spliced into a shell line.
+"""
+
+from __future__ import annotations
+
+import pprint
+from pathlib import Path
+from typing import Any
+
+from trainpipe._exceptions import ConfigError
+
+MODES = ("bash", "docker", "kubernetes")
+
+DAG_TEMPLATE = '''\
+"""Airflow DAG of the trainpipe pipeline {pipeline!r}: written by `trainpipe export airflow`; do not edit it,
+export it again after changing the pipeline file. Tasks: open_run, one per step of `trainpipe graph`, close_run.
+Execution mode: {mode}."""
+
+from __future__ import annotations
+
+import datetime
+import re
+
+from airflow.sdk import DAG, Asset, Param, TriggerRule
+
+PLAN = {plan}
+
+
+def _run_dir(run_id: str) -> str:
+    """The run directory of one DAG run (trainpipe.export.run_dir_name: the run id, sanitised)."""
+    name = re.sub(r"[^A-Za-z0-9_.\\-]+", "_", run_id).strip("._-")[:100] or "run"
+    return ".trainpipe/runs/airflow-" + name
+
+
+def _schedule():
+    cron, asset = PLAN["schedule"], PLAN["asset"]
+    if asset and cron:
+        from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
+
+        return AssetOrTimeSchedule(timetable=CronTriggerTimetable(cron, timezone="UTC"), assets=[Asset(asset)])
+    if asset:
+        return [Asset(asset)]
+    return cron
+
+
+RUN_DIR = "{{{{ run_id | trainpipe_run_dir }}}}"
+ENV = {{
+    "TRAINPIPE_OVERRIDES": "{{{{ params.overrides | tojson }}}}",
+    "TRAINPIPE_FAST_EXIT": "1",
+    **PLAN["env"],
+}}
+
+
+def _operator(task_id, args, spec, **extra):
+    """One task running `trainpipe ARGS` (exit 4, the gate's refusal, skips it: register is skipped too)."""
+    common = dict(task_id=task_id, retries=spec["retries"],
+                  retry_delay=datetime.timedelta(seconds=spec["retry_delay"]),
+                  execution_timeout=datetime.timedelta(seconds=spec["timeout"]), skip_on_exit_code=[4],
+                  doc_md=spec.get("description") or None, **extra)
+    mode = PLAN["mode"]
+    if mode == "bash":
+        from airflow.providers.standard.operators.bash import BashOperator
+
+        env = dict(ENV, **{{f"TRAINPIPE_ARG_{{i}}": a for i, a in enumerate(args)}})
+        line = " ".join(f'"$TRAINPIPE_ARG_{{i}}"' for i in range(len(args)))
+        return BashOperator(bash_command=f'exec "$TRAINPIPE_BIN" {{line}}',
+                            env=dict(env, TRAINPIPE_BIN=PLAN["trainpipe"]), append_env=True, cwd=PLAN["workdir"],
+                            **common)
+    if mode == "docker":
+        from airflow.providers.docker.operators.docker import DockerOperator
+        from docker.types import Mount
+
+        return DockerOperator(image=PLAN["image"], command=list(args), environment=dict(ENV),
+                              mounts=[Mount(source=PLAN["workdir"], target=PLAN["workdir"], type="bind")],
+                              working_dir=PLAN["workdir"], mount_tmp_dir=False, auto_remove="success", **common)
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from kubernetes.client import models as k8s
+
+    resources = spec.get("resources") or {{}}
+    requests = {{k: str(resources[k]) for k in ("cpu", "memory") if resources.get(k)}}
+    limits = {{resources["accelerator"]: str(resources["gpu"])}} if resources.get("gpu") else {{}}
+    claim = PLAN["volume_claim"]
+    return KubernetesPodOperator(
+        name=("trainpipe-" + task_id).replace("_", "-"), image=PLAN["image"],
+        cmds=["sh", "-c", 'cd "$TRAINPIPE_WORKDIR" && exec trainpipe "$@"', "trainpipe"], arguments=list(args),
+        env_vars=dict(ENV, TRAINPIPE_WORKDIR=PLAN["workdir"]), namespace=PLAN["namespace"],
+        container_resources=k8s.V1ResourceRequirements(requests=requests or None, limits=limits or None),
+        volumes=[k8s.V1Volume(name="project", persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(
+            claim_name=claim))],
+        volume_mounts=[k8s.V1VolumeMount(name="project", mount_path=PLAN["workdir"])],
+        get_logs=True, on_finish_action="delete_pod", **common)
+
+
+with DAG(
+    dag_id=PLAN["dag_id"],
+    description=PLAN["description"] or None,
+    schedule=_schedule(),
+    start_date=datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    tags=["trainpipe", PLAN["pipeline"]],
+    params={{"overrides": Param({{}}, type="object", description="--set overrides for this run, e.g. "
+                                "{{\\"model.params.max_depth\\": 8}}; checked by open_run before any step")}},
+    user_defined_filters={{"trainpipe_run_dir": _run_dir}},
+    doc_md=__doc__,
+) as dag:
+    defaults = PLAN["defaults"]
+    opened = _operator("open_run", ["orchestrate", "open", PLAN["config"], "--run-dir", RUN_DIR,
+                                    "--orchestrator", "airflow", "--run-type", "{{{{ dag_run.run_type }}}}",
+                                    "--id", "dag_id={{{{ dag.dag_id }}}}", "--id", "run_id={{{{ run_id }}}}"], defaults)
+    tasks = {{}}
+    for step in PLAN["steps"]:
+        tasks[step["name"]] = _operator(step["name"], ["step", step["name"], "--run-dir", RUN_DIR], step)
+    closed = _operator("close_run", ["orchestrate", "close", "--run-dir", RUN_DIR], defaults,
+                       trigger_rule=TriggerRule.ALL_DONE)
+    for step in PLAN["steps"]:
+        inside = [u for u in step["upstream"] if u in tasks]
+        for upstream in inside:
+            tasks[upstream] >> tasks[step["name"]]
+        if not inside:
+            opened >> tasks[step["name"]]
+        tasks[step["name"]] >> closed
+'''
+
+
+def dag_id_of(pipeline: str) -> str:
+    return "trainpipe_" + "".join(c if c.isalnum() or c in "_-." else "_" for c in pipeline)
+
+
+def render_dag(plan: dict[str, Any], *, mode: str = "bash", image: str | None = None, trainpipe: str = "trainpipe",
+               volume_claim: str = "trainpipe-project", namespace: str = "default",
+               env: dict[str, str] | None = None) -> str:
+    """The DAG file's text for a plan (``_plan.build_plan``)."""
+    if mode not in MODES:
+        raise ConfigError(f"export mode: expected one of {', '.join(MODES)}, got {mode!r}.")
+    if mode != "bash" and not image:
+        raise ConfigError(f"the {mode} mode runs the trainpipe image: give --image IMAGE.")
+    embedded = {**plan, "mode": mode, "image": image, "trainpipe": trainpipe, "volume_claim": volume_claim,
+                "namespace": namespace, "dag_id": dag_id_of(plan["pipeline"]), "env": dict(env or {})}
+    embedded.pop("graph", None)  # the steps (with their upstream) are the graph; the rest is documentation
+    text = pprint.pformat(embedded, indent=4, width=116, sort_dicts=False)
+    return DAG_TEMPLATE.format(pipeline=plan["pipeline"], mode=mode, plan=text)
+
+
+def dag_file_name(pipeline: str) -> str:
+    return f"{dag_id_of(pipeline)}.py"
+
+
+def write_dag(text: str, out_dir: Path, pipeline: str) -> Path:
+    """Write the DAG into ``out_dir`` (created), atomically: a DAG folder's parser never sees half a file."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / dag_file_name(pipeline)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(target)
+    return target
+
+
+__all__ = ["DAG_TEMPLATE", "MODES", "dag_file_name", "dag_id_of", "render_dag", "write_dag"]
