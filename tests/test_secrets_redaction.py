@@ -290,3 +290,20 @@ def test_mlflow_never_prints_the_view_run_line_with_credentials(
         MlflowTracker(URI, "exp")
     client._log_url("abc")
     assert capsys.readouterr().out == ""
+
+
+def test_a_console_note_is_scrubbed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Notes quote exceptions and values (a champion that could not score, a registry error): the console masks
+    secrets in them as it does in errors."""
+    import io
+
+    from rich.console import Console
+
+    from trainpipe._cli_render import RichHooks
+
+    monkeypatch.setenv("WAREHOUSE_TOKEN", "s3cr3t-value-xyz")
+    out = io.StringIO()
+    hooks = RichHooks(Console(file=out, width=200))
+    hooks.on_message("champion could not score: OperationalError postgresql://u:pw@db/x s3cr3t-value-xyz")
+    text = out.getvalue()
+    assert "s3cr3t-value-xyz" not in text and ":pw@" not in text and "champion could not score" in text

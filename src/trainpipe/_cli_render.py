@@ -12,6 +12,7 @@ from rich.table import Table
 
 from trainpipe._format import format_number, format_value
 from trainpipe._hooks import Hooks
+from trainpipe.config._secrets import scrub
 
 if TYPE_CHECKING:
     from trainpipe.pipeline import PipelineResult
@@ -59,7 +60,8 @@ class RichHooks(Hooks):
         self.progress.update(self._rounds, completed=iteration, total=total, info=info)
 
     def on_message(self, text: str) -> None:
-        self.console.print(f"  [yellow]note[/] {escape(text)}")
+        # a note may quote an exception or a value from the data: masked like every error the CLI prints
+        self.console.print(f"  [yellow]note[/] {escape(scrub(text))}")
 
 
 def step_table(result: PipelineResult) -> Table:

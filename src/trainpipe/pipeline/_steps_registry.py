@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainpipe._exceptions import ConfigError, DataValidationError, GateRefused, TrackingUnavailable
 from trainpipe.config import redact, redact_uri
+from trainpipe.config._secrets import scrub
 from trainpipe.pipeline._artifacts import read_json as _read_json
 from trainpipe.pipeline._handoff import read_frame
 from trainpipe.pipeline._step import Step, StepContext, refs
@@ -123,7 +124,7 @@ def drift(ctx: StepContext) -> None:
         from trainpipe._exceptions import DataError
 
         raise DataError(f"drift: cannot read the production version of {model_name(ctx)!r} to compare with: "
-                        f"{redact_uri(str(exc))[:500]}") from exc
+                        f"{scrub(str(exc))[:500]}") from exc
     if champion is None:
         why = f"no production version of {model_name(ctx)!r}"
         ctx.hooks.on_message(f"drift: nothing to compare with ({why}); the training profile is stored with the model")
@@ -185,7 +186,7 @@ def gate(ctx: StepContext) -> None:
         raise
     except Exception as exc:  # a registry we cannot read must not pass silently: say so, and refuse
         raise GateRefused(f"gate: cannot read the {cfg.gate.champion.against} champion of {model_name(ctx)!r}: "
-                          f"{redact_uri(str(exc))[:500]}") from exc
+                          f"{scrub(str(exc))[:500]}") from exc
     if champion is None:
         report.champion_note = f"No production or staging version of {model_name(ctx)!r} yet: nothing to beat."
     else:
@@ -204,7 +205,7 @@ def gate(ctx: StepContext) -> None:
             theirs = _scores(old, test, cfg.data.target)
         except Exception as exc:  # e.g. today's data lacks a column the champion needs
             report.champion_note = (f"The {alias} version {version} could not score this run's test split "
-                                    f"({type(exc).__name__}: {redact_uri(str(exc))[:300]}).")
+                                    f"({type(exc).__name__}: {scrub(str(exc))[:300]}).")
         else:
             y, pred, proba = _scores(model, test, cfg.data.target)
             mismatch = task.champion_mismatch(old.task, model.task)
@@ -315,7 +316,7 @@ def _register_now(ctx: StepContext) -> None:
     lineage = _lineage(reg, run_id)
     secrets = ctx.loaded.secret_values
     card = CardInputs(
-        name=name, description=redact(cfg.description, secrets=secrets), model_type=cfg.model.type,
+        name=name, description=redact(cfg.description, secrets=secrets), model_type=model.spec.model_type,
         task=model.task.to_dict(),
         data={"source": redact_uri(redact(cfg.data.source, secrets=secrets)), "fingerprint": ingest["fingerprint"],
               "rows": ingest["rows"], "split": split.get("sizes")},
@@ -333,12 +334,12 @@ def _register_now(ctx: StepContext) -> None:
 
     key = fingerprint_of(manifest_of(model_dir.parent))  # the train output's fingerprint: here and from `runs sync`
     source, model_id = reg.log_model(run_id, ctx.out_dir / PYFUNC_DIR, name=name, key=key,
-                                     model_type=cfg.model.type, tags={"trainpipe.pipeline": cfg.name})
+                                     model_type=model.spec.model_type, tags={"trainpipe.pipeline": cfg.name})
     alias = None if cfg.registry.promote == "none" else cfg.registry.promote
     quality = {f"test_{k}": f"{v:.6g}" for k, v in metrics["metrics"].items() if v is not None}
     tags = {"run_id": run_id, "data_fingerprint": ingest["fingerprint"],
             "config_hash": lineage.get("config_hash", ""), "git_commit": lineage.get("git.commit", ""),
-            "gate_verdict": gate_report["verdict"], "model_type": cfg.model.type, "task": model.task.task,
+            "gate_verdict": gate_report["verdict"], "model_type": model.spec.model_type, "task": model.task.task,
             "trainpipe_version": lineage.get("trainpipe.version", ""), **quality}
     mv = reg.create_version(name=name, run_id=run_id, source=source, model_id=model_id, alias=alias, tags=tags,
                             description=render_card(CardInputs(**{**card.__dict__, "version": None})),
