@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from trainpipe.config import LoadedConfig
 
 DATA = "data.parquet"
+TEST_DATA = "test_data.parquet"  # data.test_source as read: the test split, used as is
 TASK = "task.json"
 SPLITS = ("train", "val", "test")
 
@@ -35,7 +36,11 @@ def _data_fingerprint(loaded: LoadedConfig) -> dict[str, str]:
     from trainpipe.data import fingerprint_source, resolve_source
 
     source = resolve_source(loaded.config.data.source, loaded.base_dir)
-    return {"data_fingerprint": fingerprint_source(source)}
+    out = {"data_fingerprint": fingerprint_source(source)}
+    if loaded.config.data.test_source:
+        out["test_data_fingerprint"] = fingerprint_source(resolve_source(loaded.config.data.test_source,
+                                                                         loaded.base_dir))
+    return out
 
 
 def ingest(ctx: StepContext) -> None:
@@ -56,6 +61,10 @@ def ingest(ctx: StepContext) -> None:
                         f"Columns: {list(df.columns)[:30]}")
     df = df.drop(columns=list(cfg.drop_columns))
     write_parquet(df, ctx.out_dir / DATA)
+    if cfg.test_source:
+        test = read_source(resolve_source(cfg.test_source, ctx.loaded.base_dir), encoding=cfg.encoding,
+                           na_values=cfg.na_values)
+        write_parquet(test.drop(columns=[c for c in cfg.drop_columns if c in test.columns]), ctx.out_dir / TEST_DATA)
     info = {"source": cfg.source, "kind": source.kind, "location": source.location, "rows": len(df),
             "columns": list(map(str, df.columns)), "dtypes": {str(c): str(t) for c, t in df.dtypes.items()},
             "fingerprint": fingerprint}
@@ -70,7 +79,8 @@ def validate(ctx: StepContext) -> None:
     df = read_frame(ctx.artifact(DATA))
     cfg = ctx.config
     target = cfg.data.target
-    report = validate_frame(df, cfg)
+    given_test = read_frame(ctx.artifact(TEST_DATA)) if ctx.artifact(TEST_DATA).exists() else None
+    report = validate_frame(df, cfg, test=given_test)
     for note in report.notes:
         ctx.hooks.on_message(note)
     for out in (ctx.out_dir, ctx.run_dir):  # run_dir: kept even when the step fails and is not cached
@@ -104,7 +114,15 @@ def split(ctx: StepContext) -> None:
     if cfg.deduplicate:
         df, dropped, note = drop_duplicate_rows(df, columns)
         ctx.hooks.on_message(note)
-    train, val, test = split_indices(df, cfg.target, cfg.split, stratify=task.is_classification)
+    given_test = read_frame(ctx.artifact(TEST_DATA)) if ctx.artifact(TEST_DATA).exists() else None
+    if given_test is None:
+        train, val, test = split_indices(df, cfg.target, cfg.split, stratify=task.is_classification)
+    else:  # data.test_source: only train/validation are cut from the source; the test set is used as is
+        import numpy as np
+
+        train, val = _split_without_test(df, cfg, task.is_classification)
+        test = np.arange(len(df), len(df) + len(given_test))
+        df = _concat_frames(df, given_test)
     leak = cross_split_duplicates_at(df, (train, val, test), columns)
     for note in leakage_notes(leak, cfg.deduplicate):
         ctx.hooks.on_message(note)
@@ -117,6 +135,26 @@ def split(ctx: StepContext) -> None:
                                               "deduplicated_rows": dropped, "rows_equal_to_train": leak})
     ctx.metrics.update({f"{k}_rows": float(v) for k, v in sizes.items()})
     ctx.metrics["test_rows_equal_to_train_share"] = float(leak["test"]["share"])
+
+
+def _split_without_test(df: pd.DataFrame, cfg: Any, stratify: bool) -> tuple[Any, Any]:
+    """Train and validation positions of ``df`` (``data.split.val_size`` of it to validation), no test."""
+    import numpy as np
+
+    from trainpipe.data import split_indices
+
+    if cfg.split.val_size == 0:
+        return np.arange(len(df)), np.arange(0)
+    cut = cfg.split.model_copy(update={"test_size": cfg.split.val_size, "val_size": 0.0})
+    train, _, val = split_indices(df, cfg.target, cut, stratify=stratify)
+    return train, val
+
+
+def _concat_frames(df: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
+    """The source rows, then the given test rows (only the source's columns)."""
+    import pandas as pd
+
+    return pd.concat([df, test[[c for c in df.columns if c in test.columns]]], ignore_index=True)
 
 
 def preprocess(ctx: StepContext) -> None:
@@ -137,7 +175,8 @@ def preprocess(ctx: StepContext) -> None:
                              "split: if it is a copy of the target or recorded after the outcome, the model "
                              "learns nothing usable (leakage); drop it with data.drop_columns")
     encoding = categorical_encoding(ctx.loaded)
-    pre = build_preprocessor(spec, cfg.features.model_copy(update={"categorical_encoding": encoding}))
+    pre = build_preprocessor(spec, cfg.features.model_copy(update={"categorical_encoding": encoding}),
+                             raw_text=reads_raw_text(ctx.loaded))
     # The matrices (X_train: 140 MB for 230k rows x 77 features) are written on a worker thread, without the
     # GIL, while this thread transforms the validation split and saves the preprocessor; all files are
     # complete when the block ends.
@@ -181,8 +220,15 @@ def categorical_encoding(loaded: LoadedConfig) -> str:
     return str(preferred or fc.categorical_encoding)
 
 
+def reads_raw_text(loaded: LoadedConfig) -> bool:
+    """Whether the model family reads text columns itself (``input_kind: text``): they pass through raw."""
+    from trainpipe.models import family_for
+
+    return family_for(loaded.config.model.type).input_kind == "text"
+
+
 def _preprocess_key(loaded: LoadedConfig) -> dict[str, str]:
-    return {"categorical_encoding": categorical_encoding(loaded)}
+    return {"categorical_encoding": categorical_encoding(loaded), "raw_text": str(reads_raw_text(loaded))}
 
 
 def target_proxies(train: pd.DataFrame, target: str, columns: Iterable[str], classification: bool) -> list[str]:
@@ -376,17 +422,19 @@ _MODEL_LIBS = family_libraries()
 _SPLIT_FILES = tuple(f"split.{name}.parquet" for name in SPLITS)
 MATRICES = ("X_train", "y_train.npy", "X_val", "y_val.npy")
 CORE_STEPS: tuple[Step, ...] = (
-    Step("ingest", ingest, {}, ("data.source", "data.drop_columns", "data.na_values", "data.encoding"),
+    Step("ingest", ingest, {}, ("data.source", "data.drop_columns", "data.na_values", "data.encoding",
+                                "data.test_source"),
          ("pandas", "pyarrow"),
          external=_data_fingerprint, description="read the source, drop columns, fingerprint",
-         outputs=(DATA, "ingest.json")),
-    Step("validate", validate, refs(f"ingest.{DATA}"), ("data.target", "data.positive_label", "task", "validation",
+         outputs=(DATA, "ingest.json", TEST_DATA)),
+    Step("validate", validate, refs(f"ingest.{DATA}", f"ingest.{TEST_DATA}"),
+         ("data.target", "data.positive_label", "task", "validation",
                                                         "features", "evaluation.slices", "data.split"),
          ("pandera", "pandas"),
          description="data checks with pandera; infer the task",
          run_files=("validation_report.json", "validation_report.md"),
          outputs=(TASK, "validation_report.json", "validation_report.md"), after=check_task_fit_after_validate),
-    Step("split", split, refs(f"ingest.{DATA}", f"validate.{TASK}"),
+    Step("split", split, refs(f"ingest.{DATA}", f"ingest.{TEST_DATA}", f"validate.{TASK}"),
          ("data.target", "data.split", "data.deduplicate", "features.numeric", "features.categorical",
           "features.text"), _SK,
          description="seeded train/validation/test split",

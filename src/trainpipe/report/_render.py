@@ -1,0 +1,157 @@
+"""Render the report pages with Jinja2 (autoescape on: run names, column names and values are user data)."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trainpipe._version import __version__
+from trainpipe.report._record import RunRecord, load_run, metric_label
+
+if TYPE_CHECKING:
+    import jinja2
+
+REPORT_FILE = "report.html"
+_ENV: list[jinja2.Environment] = []  # built once per process (parsing the templates costs ~20 ms)
+BADGES = {"passed": "ok", "registered": "ok", "finished": "ok", "refused": "warn", "invalid data": "bad",
+          "failed": "bad", "interrupted": "bad", "running": "neutral"}
+
+
+def _fmt_num(value: Any) -> str:
+    if value is None or value == "":
+        return "–"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if float(value).is_integer() and abs(value) < 1e15:
+        return f"{int(value):,}"
+    magnitude = abs(float(value))
+    if magnitude >= 1000:
+        return f"{value:,.1f}"
+    return f"{value:.4g}" if magnitude >= 0.001 else f"{value:.3g}"
+
+
+def _fmt_secs(value: Any) -> str:
+    v = float(value or 0.0)
+    if v >= 3600:
+        return f"{v / 3600:.1f} h"
+    if v >= 120:
+        return f"{v / 60:.1f} min"
+    return f"{v:.1f} s" if v >= 10 else f"{v:.2f} s"
+
+
+def _fmt_mb(value: Any) -> str:
+    v = float(value or 0.0)
+    return f"{v / 1024:.2f} GB" if v >= 1024 else f"{v:.0f} MB"
+
+
+def _fmt_money(value: Any) -> str:
+    v = float(value or 0.0)
+    if v == 0:
+        return "0"
+    return f"{v:.2f}" if v >= 0.01 else f"{v:.2g}"
+
+
+def environment() -> jinja2.Environment:
+    if _ENV:
+        return _ENV[0]
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("trainpipe.report", "templates"),
+                             autoescape=True, undefined=jinja2.ChainableUndefined, trim_blocks=True,
+                             lstrip_blocks=True)
+    env.filters.update({"num": _fmt_num, "secs": _fmt_secs, "mb": _fmt_mb, "money": _fmt_money,
+                        "metric": metric_label})
+    env.globals["version"] = __version__
+    _ENV.append(env)
+    return env
+
+
+def render(template: str, **context: Any) -> str:
+    context.setdefault("generated", time.strftime("%Y-%m-%d %H:%M", time.gmtime()))
+    return environment().get_template(template).render(**context)
+
+
+def render_run(rec: RunRecord) -> str:
+    """The run page of ``rec`` (see :func:`~trainpipe.report.load_run`)."""
+    from trainpipe.report._figures import bar_chart, line_chart, png_data_uri
+
+    figs: dict[str, Any] = {}
+    if rec.drift and rec.drift.get("features"):
+        psi = sorted(((str(k), float(v)) for k, v in rec.drift["features"].items()), key=lambda kv: -kv[1])[:30]
+        figs["drift"] = bar_chart(psi, limit=rec.drift.get("max_psi"), limit_label="max_psi",
+                                  bad=list(rec.drift.get("failures") or []), title="PSI per feature")
+    has_loss = has_train = False
+    if rec.training and rec.training["history"]:
+        history = rec.training["history"]
+        has_loss = any("loss" in k for k in history)
+        has_train = any(k.startswith("train") for k in history)
+        best = rec.training.get("best_iteration")
+        mark = int(best) + 1 if isinstance(best, int | float) else None  # best_iteration counts from 0
+        figs["curve"] = line_chart(history, xlabel="round / epoch", mark=mark, title="learning curve")
+    slice_metric = ""
+    if rec.evaluation and rec.evaluation["slices"]:
+        gate = (rec.config.get("gate") or {}).get("champion") or {}
+        metrics = list(rec.evaluation["metrics"])
+        slice_metric = str(gate.get("metric") if gate.get("metric") in metrics else (metrics[0] if metrics else ""))
+        figs["slices"] = []
+        for column, rows in list(rec.evaluation["slices"].items())[:12]:
+            items = [(f"{r.get('slice')} (n={r.get('count')})", r.get(slice_metric)) for r in rows[:20]]
+            figs["slices"].append((column, bar_chart([(k, v) for k, v in items if v is not None],
+                                                     title=f"{slice_metric} per {column}")))
+    plots = [(title, uri) for title, path in rec.plots if (uri := png_data_uri(Path(path)))]
+    importance = None
+    if rec.training and rec.training.get("feature_importance"):
+        importance = png_data_uri(Path(rec.training["feature_importance"]))
+    tuning_plots = {}
+    if rec.tuning:
+        tuning_plots = {k: png_data_uri(Path(rec.tuning[k])) for k in ("history", "importances") if rec.tuning.get(k)}
+    headline: list[tuple[str, str]] = []
+    if rec.evaluation:
+        for k, v in list(rec.evaluation["metrics"].items())[:3]:
+            headline.append((f"test {metric_label(k)}", _fmt_num(v)))
+    label_values: list[str] = []
+    if rec.data:
+        for counts in rec.data.get("labels", {}).values():
+            label_values += [v for v in counts if v not in label_values]
+    libraries = sorted((k[4:], v) for k, v in rec.lineage.items() if k.startswith("lib."))
+    return render("run.html.j2", rec=rec, badge=BADGES.get(rec.verdict, "neutral"), figs=figs, plots=plots,
+                  importance=importance, tuning_plots=tuning_plots, headline=headline, label_values=label_values,
+                  libraries=libraries, has_loss=has_loss, has_train=has_train, slice_metric=slice_metric)
+
+
+def write_page(html: str, path: Path) -> Path:
+    """Write atomically (a temporary name, then a rename): a reader never sees half a page."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(html, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def write_run_report(run_dir: Path, out: Path | None = None) -> Path:
+    """Render the run page of ``run_dir`` into ``out`` (default: ``run_dir/report.html``)."""
+    return write_page(render_run(load_run(run_dir)), out or run_dir / REPORT_FILE)
+
+
+__all__ = ["REPORT_FILE", "render", "render_run", "write_page", "write_run_report", "write_run_report_safely"]
+
+
+def write_run_report_safely(run_dir: Path, hooks: Any = None) -> Path | None:
+    """:func:`write_run_report` at the end of a run: a page that cannot be rendered is a note (``hooks``'s
+    ``on_message``), never a failed run. ``TRAINPIPE_REPORT=0`` turns it off."""
+    if os.environ.get("TRAINPIPE_REPORT", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    try:
+        return write_run_report(run_dir)
+    except Exception as exc:  # the run's outcome is decided: a report problem must not change it
+        from trainpipe.config._secrets import scrub
+
+        if hooks is not None:
+            hooks.on_message(f"report: {REPORT_FILE} was not written ({type(exc).__name__}: "
+                             f"{scrub(str(exc))[:200]}); `trainpipe report {run_dir.name}` tries again")
+        return None
