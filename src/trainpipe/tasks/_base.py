@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     import numpy as np
     import pandas as pd
@@ -61,6 +61,11 @@ class Task:
     default_metrics: ClassVar[tuple[str, ...]] = ()  # evaluation.metrics when unset; the first is the headline
     tuning_metric: ClassVar[str] = ""  # tuning.metric when unset
     plots: ClassVar[tuple[str, ...]] = ()  # the evaluation plots that apply (names known to evaluation)
+    # whether a model of this task has a fitted preprocessor (preprocessor.skops) in its folder
+    uses_preprocessor: ClassVar[bool] = True
+    # a module whose STEPS replace the core steps (ingest..evaluate, same names and artifacts) for this task;
+    # None: the tabular core steps (trainpipe.pipeline._steps.CORE_STEPS)
+    steps_module: ClassVar[str | None] = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -108,9 +113,19 @@ class Task:
         there are probabilities. The one place these columns are made."""
         raise NotImplementedError
 
-    def predict_frame(self, model: TrainedModel, raw: pd.DataFrame) -> pd.DataFrame:
-        """``columns(predict(model, raw))`` with the index of ``raw``."""
+    def predict_frame(self, model: TrainedModel, raw: pd.DataFrame,
+                      params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """``columns(predict(model, raw))`` with the index of ``raw``; ``params``: the serving parameters of
+        :meth:`serving_params` (none for the tabular tasks)."""
         return self.columns(model.task, self.predict(model, raw), raw.index)
+
+    def optional_inputs(self, model: TrainedModel) -> dict[str, str]:
+        """Input columns the served model also takes, not required (name -> MLflow type); none by default."""
+        return {}
+
+    def serving_params(self, model: TrainedModel) -> dict[str, Any]:
+        """Parameters ``predict`` takes besides the frame (name -> default), in the model's signature."""
+        return {}
 
     def score(self, model: TrainedModel, frame: pd.DataFrame, target: str) -> tuple[np.ndarray, Prediction]:
         """Encoded labels of ``frame[target]`` and the model's prediction on ``frame``: what metrics read."""
