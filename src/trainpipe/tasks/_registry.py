@@ -10,9 +10,10 @@ import difflib
 from trainpipe._exceptions import ConfigError
 from trainpipe.tasks._base import Task
 from trainpipe.tasks._classification import BinaryTask, MulticlassTask
+from trainpipe.tasks._ranking import RankingTask
 from trainpipe.tasks._regression import RegressionTask
 
-_TASKS: dict[str, Task] = {t.name: t for t in (BinaryTask(), MulticlassTask(), RegressionTask())}
+_TASKS: dict[str, Task] = {t.name: t for t in (BinaryTask(), MulticlassTask(), RegressionTask(), RankingTask())}
 
 
 def register_task(task: Task, *, replace: bool = False) -> Task:
