@@ -4,6 +4,7 @@ direction, and the champion comparison. ``task_for(name)`` resolves a task name;
 from trainpipe.tasks._base import Prediction, Task
 from trainpipe.tasks._classification import BinaryTask, ClassificationTask, MulticlassTask
 from trainpipe.tasks._info import TaskInfo
+from trainpipe.tasks._ranking import RankingTask
 from trainpipe.tasks._registry import register_task, registered_tasks, task_for
 from trainpipe.tasks._regression import RegressionTask
 
@@ -12,6 +13,7 @@ __all__ = [
     "ClassificationTask",
     "MulticlassTask",
     "Prediction",
+    "RankingTask",
     "RegressionTask",
     "Task",
     "TaskInfo",
