@@ -126,7 +126,9 @@ class TrainedModel:
                     f"{Path(directory) / SPEC_FILE}: the model type it names cannot be loaded ({exc}). The file "
                     "was not written by this trainpipe, or was tampered with; train the model again."
                 ) from exc
-            preprocessor = _skops_io.load(Path(directory) / PREPROCESSOR_FILE, unsafe_trust_types)
+            # a ranking model has none: its family encodes ids and side features itself
+            preprocessor = (_skops_io.load(Path(directory) / PREPROCESSOR_FILE, unsafe_trust_types)
+                            if spec.task.kind.uses_preprocessor else None)
             adapter = family.load(Path(directory), spec.task, spec.model_type, tuple(unsafe_trust_types))
         except (ConfigError, DataError, MissingExtraError):
             raise
