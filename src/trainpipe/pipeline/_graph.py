@@ -48,10 +48,9 @@ class StepGraph:
         """The graph for one config: the core steps, ``drift`` after ``split``, ``gate`` and ``register``
         after ``evaluate``, and ``tune`` before ``train`` (which then reads its best parameters) when the
         config has a ``tuning`` section."""
-        from trainpipe.pipeline._steps import CORE_STEPS
         from trainpipe.pipeline._steps_registry import DRIFT_STEP, GATE_STEP, REGISTER_STEP
 
-        steps = list(CORE_STEPS)
+        steps = list(core_steps(config))
         steps.insert(_index(steps, "split") + 1, DRIFT_STEP)
         steps += [GATE_STEP, REGISTER_STEP]
         if config.tuning is not None:
@@ -178,6 +177,22 @@ class StepGraph:
                     raise ConfigError(
                         f"step {s.name!r} reads {ref!r} (its input {local!r}), but step {producer!r} declares no "
                         f"output {output!r} (its outputs: {', '.join(sorted(outputs))}).")
+
+
+def core_steps(config: PipelineConfig) -> tuple[Step, ...]:
+    """ingest .. evaluate for the config's task: the task's own (``Task.steps_module``: ranking), else the
+    tabular core steps."""
+    import importlib
+
+    from trainpipe.tasks import registered_tasks, task_for
+
+    module = task_for(config.task).steps_module if config.task in registered_tasks() else None
+    if module is None:
+        from trainpipe.pipeline._steps import CORE_STEPS
+
+        return CORE_STEPS
+    steps: tuple[Step, ...] = importlib.import_module(module).STEPS
+    return steps
 
 
 def _index(steps: Sequence[Step], name: str) -> int:
