@@ -15,8 +15,8 @@ import shutil
 import signal
 import time
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -50,6 +50,10 @@ if TYPE_CHECKING:
 STATE_DIR = ".trainpipe"
 RUN_FILE = "run.json"
 CONFIG_FILE = "config.yaml"
+# how a run started (the "trigger" tag): event is the older name of asset (a new-data trigger)
+TRIGGERS = ("manual", "schedule", "asset", "api", "event")
+# test-only: `trainpipe step NAME` fails once per run directory for the step this names (tests of retries)
+FAIL_ONCE_ENV = "TRAINPIPE_TEST_FAIL_ONCE"
 
 
 @dataclass
@@ -125,8 +129,8 @@ class PipelineRunner:
         if unknown:
             raise ConfigError(f"--force: unknown step(s) {unknown}; steps are {', '.join(names)}.")
         self.force = set(force)
-        if trigger not in ("manual", "schedule", "event"):
-            raise ConfigError(f"--trigger: expected manual, schedule or event, got {trigger!r}.")
+        if trigger not in TRIGGERS:
+            raise ConfigError(f"--trigger: expected {', '.join(TRIGGERS)}, got {trigger!r}.")
         self.trigger = trigger
         self.cache = StepCache(self.workdir / STATE_DIR / "cache")
         single = next((s for s in self.steps if s.single_process), None)
@@ -274,13 +278,27 @@ class PipelineRunner:
         if not (run_dir / CONFIG_FILE).exists():
             self._write_config(run_dir)
         parent = result.run_id if self.tracker is not None and run_file.exists() else None
+        if os.environ.get(FAIL_ONCE_ENV) == name and not (run_dir / f".failed-once-{name}").exists():
+            (run_dir / f".failed-once-{name}").touch()
+            step = replace(step, func=_fail_once)
         # the records in run.json say what the inputs were; the files say what they are now (a model file
         # replaced by hand must not be taken for the cached one)
-        record = self._run_one(step, run_dir, parent, result, trust_records=False)
-        result.steps = [r for r in result.steps if r.name != name] + [record]
-        order = {s.name: i for i, s in enumerate(self.steps)}
-        result.steps.sort(key=lambda r: order.get(r.name, 99))
-        result.write(run_file)
+        before = [r for r in result.steps if r.name != name]
+        result.steps = list(before)
+        records: list[StepRecord] = []
+        try:
+            records = [self._run_one(step, run_dir, parent, result, trust_records=False)]
+        except BaseException:  # a failed step is in the step table too (an orchestrator's last task reads it)
+            records = [r for r in result.steps if r.name == name][-1:]
+            raise
+        finally:  # read again under a lock: an orchestrator may run two steps of this run at once
+            with _locked(run_dir / ".run.json.lock"):
+                if run_file.exists():
+                    result.steps = [r for r in PipelineResult.read(run_file).steps if r.name != name]
+                result.steps = [r for r in result.steps if r.name != name] + records
+                order = {s.name: i for i, s in enumerate(self.graph.whole.steps)}
+                result.steps.sort(key=lambda r: order.get(r.name, 99))
+                result.write(run_file)
         return result
 
     # -- internals --------------------------------------------------------------------------------
@@ -512,6 +530,22 @@ def storage_full(exc: BaseException, where: Path) -> StorageFull | None:
     why = "disk quota exceeded" if exc.errno == getattr(errno, "EDQUOT", -1) else "no space left on the device"
     return StorageFull(f"{why} writing {path}. Free space there (old runs: .trainpipe/runs, the step cache: "
                        ".trainpipe/cache) or run from a directory on a larger disk, then run again.")
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    import fcntl
+
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _fail_once(ctx: StepContext) -> None:
+    raise RuntimeError(f"{FAIL_ONCE_ENV}={ctx.step}: this step fails once per run directory (a test of retries)")
 
 
 def _interrupted(exc: BaseException) -> bool:
