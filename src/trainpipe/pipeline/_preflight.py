@@ -23,7 +23,8 @@ def preflight(config: PipelineConfig) -> None:
     from trainpipe.evaluation._gate import is_latency_key
     from trainpipe.models import check_model_config
 
-    check_model_config(config.model, config.task)
+    if config.model.type != "auto":  # model.type: auto: tuning checks each family it searches (below)
+        check_model_config(config.model, config.task)
     if config.tuning is not None:
         _check_tuning(config)
     if config.evaluation.metrics is not None:
@@ -128,6 +129,8 @@ def _model_requirement(config: PipelineConfig) -> _Requirement | None:
     from trainpipe.models import family_for
 
     model = config.model
+    if model.type == "auto":  # its families follow the task (tuning.families are checked by the tune step)
+        return None
     family = family_for(model.type)
     req = family.task_requirement(model.type, dict(model.params)) if family.task_requirement is not None else None
     if req is not None:

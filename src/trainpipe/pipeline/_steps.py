@@ -216,7 +216,9 @@ def categorical_encoding(loaded: LoadedConfig) -> str:
     fc = loaded.config.features
     if "categorical_encoding" in fc.model_fields_set:
         return fc.categorical_encoding
-    preferred = family_for(loaded.config.model.type).preferred_categorical_encoding
+    from trainpipe.tuning._multi import lead_type
+
+    preferred = family_for(lead_type(loaded.config)).preferred_categorical_encoding
     return str(preferred or fc.categorical_encoding)
 
 
@@ -279,6 +281,10 @@ def train(ctx: StepContext) -> None:
     refit: dict[str, Any] | None = None
     if ctx.has_input("best_params.json"):
         tuned = _read_json(ctx.artifact("best_params.json"))
+        if tuned.get("model_type", model_cfg.type) != model_cfg.type:  # a multi-family study chose this family
+            from trainpipe.tuning._multi import family_config
+
+            model_cfg = family_config(cfg, str(tuned["model_type"])).model
         model_cfg = model_cfg.model_copy(update={"params": {**model_cfg.params, **tuned.get("model_params", {})}})
         training_cfg = training_cfg.model_validate({**training_cfg.model_dump(), **tuned.get("training", {})})
         ctx.hooks.on_message(f"training with the best parameters of the study (trial {tuned.get('best_trial')}, "
@@ -286,14 +292,14 @@ def train(ctx: StepContext) -> None:
         from trainpipe.pipeline._steps_tuning import refit_on_train_val
 
         model_cfg, X, y, X_val, y_val, refit = refit_on_train_val(ctx, tuned, model_cfg, X, y, X_val, y_val)
-    family = family_for(cfg.model.type)
+    family = family_for(model_cfg.type)
     feats = _read_json(ctx.artifact("features.json"))
     adapter = create_adapter(task, model_cfg, training_cfg,
                              categorical_indices=list(feats.get("categorical_indices", [])))
-    checkpointing = ctx.state_dir is not None and configure_checkpoints(cfg.model.type, adapter,
+    checkpointing = ctx.state_dir is not None and configure_checkpoints(model_cfg.type, adapter,
                                                                         checkpoint_dir(ctx), ctx.resume)
     if ctx.resume and not checkpointing:
-        ctx.hooks.on_message(f"--resume: model.type {cfg.model.type} keeps no checkpoints (its family does not "
+        ctx.hooks.on_message(f"--resume: model.type {model_cfg.type} keeps no checkpoints (its family does not "
                              "write them); it trains from the start")
 
     # Some libraries (XGBoost, LightGBM) call back into Python through ctypes while they build their data
@@ -319,7 +325,7 @@ def train(ctx: StepContext) -> None:
             prune_checkpoint_sets(checkpoint_dir(ctx))
     for note in report.notes:
         ctx.hooks.on_message(note)
-    spec = ModelSpec(model_type=cfg.model.type, family=family.name, task=task,
+    spec = ModelSpec(model_type=model_cfg.type, family=family.name, task=task,
                      features=FeatureSpec.from_dict(feats["spec"]), feature_names=feats["feature_names"],
                      input_dtypes=feats["input_dtypes"], best_iteration=report.best_iteration,
                      params=report.params)

@@ -96,10 +96,12 @@ class TrainingRowFolds:
         return folds
 
 
-def _family(ctx: StepContext) -> Any:
+def _family(ctx: StepContext, model_type: str | None = None) -> Any:
+    """The family of ``model_type`` (default: the config's, or with ``model.type: auto`` its first family)."""
     from trainpipe.models import family_for
+    from trainpipe.tuning._multi import lead_type
 
-    return family_for(ctx.config.model.type)
+    return family_for(model_type or lead_type(ctx.config))
 
 
 def _on_gpu(ctx: StepContext) -> bool:
@@ -154,7 +156,13 @@ def tune(ctx: StepContext) -> None:
         ctx.hooks.on_message(note)
     ctx.metrics.update(metrics_of(summary))
     ctx.params.update({"study_name": summary["study_name"], "sampler": summary["sampler"],
-                       "pruner": summary["pruner"], "tuning_metric": summary["metric"]})
+                       "pruner": summary["pruner"], "tuning_metric": summary["metric"],
+                       "chosen_model_type": summary["model_type"]})
+    for family, stats in (summary.get("families") or {}).items():
+        best = "" if stats["best_value"] is None else f", best {stats['best_value']:.6g}"
+        seconds = "" if stats["mean_trial_seconds"] is None else f", {stats['mean_trial_seconds']:.2f} s per trial"
+        ctx.hooks.on_message(f"family {family}: {stats['trials']} trials ({stats['complete']} complete){best}"
+                             f"{seconds}")
     ctx.hooks.on_message(
         f"study {summary['study_name']}: {summary['n_trials']} trials ({summary['n_complete']} complete, "
         f"{summary['n_pruned']} pruned, {summary['n_failed']} failed); best {summary['metric']} = "
@@ -215,14 +223,18 @@ def refit_on_train_val(ctx: StepContext, tuned: dict[str, Any], model_cfg: Any, 
     import numpy as np
     import scipy.sparse as sp
 
+    from trainpipe.tuning._multi import family_config
+
     plan = tuned.get("final_fit")
+    model_type = str(tuned.get("model_type") or model_cfg.type)
     if plan and plan.get("mode") == "untuned_defaults":
         ctx.hooks.on_message("tuning found nothing better than the defaults beyond the noise of its estimate: the "
-                             "final model is the untuned one (training rows, early stopping on validation)")
+                             f"final model is the untuned {model_type} (training rows, early stopping on "
+                             "validation)")
         # the config's own model section: not the study's, which adds e.g. eval_metric from tuning.metric and so
         # would early-stop on another metric than the untuned run does
-        return ctx.config.model, X, y, X_val, y_val, dict(plan)
-    if not plan or X_val is None or y_val is None or not _family(ctx).refit_on_train_val:
+        return family_config(ctx.config, model_type).model, X, y, X_val, y_val, dict(plan)
+    if not plan or X_val is None or y_val is None or not _family(ctx, model_type).refit_on_train_val:
         return model_cfg, X, y, X_val, y_val, None
     if "n_estimators" in plan:
         model_cfg = model_cfg.model_copy(update={"params": {**model_cfg.params, "n_estimators": plan["n_estimators"]}})

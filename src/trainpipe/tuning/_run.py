@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainpipe._exceptions import ConfigError, TuningFailed
 from trainpipe.tuning._budget import infer_direction, objective_metric
+from trainpipe.tuning._multi import family_config, family_stats, is_multi, lead_type, split_family, study_families
 from trainpipe.tuning._objective import Fold, RoundCounter, fit_and_score, metric_params
 from trainpipe.tuning._selection import (
     PLAN_ATTR,
@@ -59,11 +60,13 @@ def settings_for(config: PipelineConfig, task_name: str, *, study_name: str | No
     if tuning is None:
         raise ConfigError("tuning: this pipeline has no tuning section.")
     metric = objective_metric(tuning, task_name)
+    families = tuple(study_families(config, task_name)) if is_multi(config) else ()
     return StudySettings(
         study_name=study_name or study_name_for(config), storage=parse_storage(tuning.storage), metric=metric,
         direction=infer_direction(metric, tuning.direction), n_trials=tuning.n_trials, sampler=tuning.sampler,
         pruner=pruner_for(config), seed=config.training.seed, timeout=tuning.timeout, max_cost=tuning.max_cost,
         prices=config.cost, on_gpu=on_gpu, max_resource=max_resource, fingerprint=fingerprint, defaults_trial=True,
+        families=families,
     )
 
 
@@ -75,6 +78,8 @@ def pruner_for(config: PipelineConfig) -> str:
     assert config.tuning is not None
     if config.tuning.pruner != "auto":
         return config.tuning.pruner
+    if is_multi(config):  # a step is a round in one family and an epoch in another (see _multi)
+        return "none"
     return "hyperband" if family_for(config.model.type).round_budget is not None else "median"
 
 
@@ -82,7 +87,7 @@ def rounds_of(config: PipelineConfig) -> int | None:
     """The per-trial budget of reported steps (rounds or epochs of the first fold, the one that reports)."""
     from trainpipe.models import family_for
 
-    if config.tuning is None:
+    if config.tuning is None or is_multi(config):
         return None
     space = config.tuning.space or {}
     if "n_estimators" in space or "training.epochs" in space:
@@ -112,8 +117,9 @@ def _plan_and_folds(config: PipelineConfig, task: TaskInfo, source: FoldSource, 
         return plan, source(plan), None
     probe_folds = source(SelectionPlan("repeated_holdout", 1))
     counter = RoundCounter()
-    fit_and_score(config, task, {}, probe_folds, settings.metric, settings.direction, None, counter,
-                  categorical_indices)
+    # a multi-family study times its first family's defaults (trial 0)
+    fit_and_score(family_config(config, lead_type(config, task.task)), task, {}, probe_folds, settings.metric,
+                  settings.direction, None, counter, categorical_indices)
     seconds = counter.fit_seconds[0]
     refit = seconds * source.refit_rows / max(counter.fit_rows[0], 1) * REFIT_SAFETY
     available = settings.timeout - (time.perf_counter() - started) - refit - POST_STUDY_SECONDS
@@ -139,7 +145,7 @@ def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold] | F
     ``folds``: fixed folds, or a :class:`FoldSource` that makes the folds of the selection plan (``tuning.selection``).
     ``started``: when the timeout started counting (the tune step's start; default now)."""
     started = time.perf_counter() if started is None else started
-    space = check_space(config)
+    space = check_space(config, task.task)
     settings = settings_for(config, task.task, study_name=study_name, on_gpu=on_gpu, max_resource=rounds_of(config),
                             fingerprint=fingerprint)
     probe: _Probe | None = None
@@ -154,8 +160,13 @@ def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold] | F
 
     probe_refit = probe.refit_seconds if probe is not None else 0.0
 
+    probe_family = lead_type(config, task.task) if settings.families else None
+
     def objective(trial: Any, params: dict[str, Any], counter: RoundCounter) -> float:
-        if probe is not None and not params and not counter.prunable and _same_split(probe.fold, made[0]):
+        family, params = split_family(params)
+        scoped = config if family is None else family_config(config, family)
+        if (probe is not None and not params and not counter.prunable and family == probe_family
+                and _same_split(probe.fold, made[0])):
             # the defaults' trial: its first fold is the probe's split, fitted already with the same parameters
             done = probe.counter
             for name in ("fold_scores", "fit_seconds", "fit_rows", "fold_rounds", "best_rounds"):
@@ -163,10 +174,10 @@ def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold] | F
             counter.trained += done.fold_rounds[0]
             counter.budget += done.fold_rounds[0]
             if len(made) > 1:
-                fit_and_score(config, task, params, made[1:], settings.metric, settings.direction, trial, counter,
+                fit_and_score(scoped, task, params, made[1:], settings.metric, settings.direction, trial, counter,
                               categorical_indices, first_fold=1)
             return float(sum(counter.fold_scores) / len(counter.fold_scores))
-        return fit_and_score(config, task, params, made, settings.metric, settings.direction, trial, counter,
+        return fit_and_score(scoped, task, params, made, settings.metric, settings.direction, trial, counter,
                              categorical_indices)
 
     def trial_end(frozen: FrozenTrial) -> None:
@@ -199,6 +210,8 @@ def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold] | F
     if chosen is None:
         raise TuningFailed(no_trial_completed(settings, summary, trials))
     summary.update(selection_summary(trials, chosen, plan, n_all))
+    if settings.families:
+        summary["families"] = family_stats(trials, settings.families)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_trials_csv(study, out_dir / "trials.csv")
     importances, why = param_importances(study)
@@ -210,17 +223,22 @@ def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold] | F
         plots.append("optimization_history.png")
     if plot_importances(importances, out_dir / "param_importances.png"):
         plots.append("param_importances.png")
-    model_params, training_params = split_params(summary["best_params"])
+    family, best = split_family(summary["best_params"])
+    chosen_config = config if family is None else family_config(config, family)
+    model_type = chosen_config.model.type
+    model_params, training_params = split_params(best)
     # the metric param the trials were scored with travels with the best params (same early stopping)
-    model_params = {**metric_params(config.model.type, settings.metric, task.task,
-                                    {**config.model.params, **model_params}), **model_params}
+    model_params = {**metric_params(model_type, settings.metric, task.task,
+                                    {**chosen_config.model.params, **model_params}), **model_params}
     refit = refit_estimate(chosen, n_all, probe_refit / REFIT_SAFETY)
     study_seconds = time.perf_counter() - started
     summary["budget"] = {"timeout": settings.timeout, "study_seconds": study_seconds,
                          "refit_estimate_seconds": refit,
                          "margin_estimate_seconds": None if settings.timeout is None
                          else settings.timeout - study_seconds - refit}
-    write_json(out_dir / "best_params.json", {"model_params": model_params, "training": training_params,
+    summary["model_type"] = model_type
+    write_json(out_dir / "best_params.json", {"model_type": model_type,
+                                              "model_params": model_params, "training": training_params,
                                               "metric": settings.metric, "best_value": summary["best_value"],
                                               "best_trial": summary["best_trial"],
                                               "study_name": settings.study_name,

@@ -133,9 +133,16 @@ def choose_best(trials: Sequence[FrozenTrial], direction: str) -> FrozenTrial | 
     se = float(best.user_attrs.get("score_se", 0.0) or 0.0)
     floor = sign * float(best.value) - se  # type: ignore[arg-type]
     defaults = [t for t in done if t.user_attrs.get(DEFAULTS_ATTR)]
-    if defaults:
-        floor = max(floor, max(sign * float(t.value) for t in defaults))  # type: ignore[arg-type]
-    near = [t for t in done if sign * float(t.value) >= floor - 1e-12]  # type: ignore[arg-type]
+    if defaults:  # several in a multi-family study (one per family): the best of them is the reference
+        defaults = [max(defaults, key=lambda t: (sign * float(t.value), -t.number))]  # type: ignore[arg-type]
+        floor = max(floor, sign * float(defaults[0].value))  # type: ignore[arg-type]
+    # rounds are a cost within one family only (an ExtraTrees fit reports one): the tie-break stays in the
+    # best trial's family
+    family = best.params.get("family")
+    near = [t for t in done if sign * float(t.value) >= floor - 1e-12  # type: ignore[arg-type]
+            and t.params.get("family") == family]
+    if not near:  # the best defaults trial is of another family and within one SE of the best
+        near = defaults
     chosen = min(near, key=lambda t: (trial_rounds(t), -sign * float(t.value), t.number))  # type: ignore[arg-type]
     if defaults and chosen not in defaults and not beats_defaults(chosen, defaults[0], sign):
         return defaults[0]

@@ -159,12 +159,34 @@ def _probe_values(p: SearchParam) -> list[Any]:
     return [float(p.low), float(p.high)]
 
 
-def check_space(config: PipelineConfig) -> dict[str, SearchParam]:
+def check_space(config: PipelineConfig, task: str | None = None) -> dict[str, SearchParam]:
     """Refuse a space the model cannot take (unknown parameter, bound out of range, a key the model ignores or
-    trainpipe sets itself), before any trial."""
+    trainpipe sets itself), before any trial. A multi-family study (``tuning.families``, ``model.type: auto``)
+    checks each family's space and returns the conditional space over them (``trainpipe.tuning._multi``);
+    ``task``: the inferred task (default ``config.task``)."""
+    from trainpipe.tuning._multi import SEP, check_families, family_config, is_multi, multi_space
+
+    if not is_multi(config):
+        return _check_one(config, resolve_space(config))
+    per = check_families(config, task or config.task)
+    for family, own in per.items():
+        assert config.tuning is not None
+        scoped = family_config(config, family)
+        scoped = scoped.model_copy(update={"tuning": config.tuning.model_copy(update={"space": own,
+                                                                                       "families": None})})
+        try:
+            _check_one(scoped, own)
+        except ConfigError as exc:
+            text = str(exc)
+            for name in own:
+                text = text.replace(f"tuning.space.{name}", f"tuning.space.{family}{SEP}{name}")
+            raise ConfigError(f"tuning.families: {family}: {text}") from None
+    return multi_space(per)
+
+
+def _check_one(config: PipelineConfig, space: dict[str, SearchParam]) -> dict[str, SearchParam]:
     from trainpipe.models import check_model_config
 
-    space = resolve_space(config)
     if not space:
         raise ConfigError("tuning.space: nothing to tune; list at least one parameter.")
     if config.tuning is not None and config.tuning.sampler == "grid":

@@ -75,6 +75,7 @@ class StudySettings:
     fingerprint: str = ""  # what the study answers (config + data); joining workers must match it
     defaults_trial: bool = False  # trial 0 runs the family's defaults (the tune step always sets it)
     plan: Mapping[str, Any] | None = None  # the selection plan, stored by the creator for every worker
+    families: tuple[str, ...] = ()  # a multi-family study's model types (``family`` in the space); () otherwise
 
 
 @dataclass
@@ -111,6 +112,9 @@ def make_sampler(settings: StudySettings, space: Mapping[str, SearchParam], numb
                                                 independent_sampler=optuna.samplers.RandomSampler(seed=seed))
         if settings.sampler == "tpe":
             startup = max(4, min(10, settings.n_trials // 4))
+            if settings.families:  # a conditional space: each family's parameters modelled apart
+                return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True,
+                                                  group=True)
             return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
     raise ConfigError(f"tuning.sampler: expected tpe, random, grid or cmaes, got {settings.sampler!r}.")
 
@@ -176,7 +180,14 @@ def _open_study(settings: StudySettings, space: Mapping[str, SearchParam]) -> Qu
     if settings.plan is not None:
         study.set_user_attr(PLAN_ATTR, dict(settings.plan))
     first = 0
-    if settings.defaults_trial:  # once, by the creator, before every other slot: it is popped first
+    if settings.defaults_trial and settings.families:  # every family's defaults, before every other slot
+        from trainpipe.tuning._multi import FAMILY_PARAM
+
+        for family in settings.families:
+            study.enqueue_trial({FAMILY_PARAM: family}, user_attrs={DEFAULTS_ATTR: True})
+        first = len(settings.families)
+        n = max(n, first)
+    elif settings.defaults_trial:  # once, by the creator, before every other slot: it is popped first
         study.enqueue_trial({}, user_attrs={DEFAULTS_ATTR: True})
         first = 1
     if settings.sampler == "grid":  # the distinct points, each queued with its parameters fixed
@@ -295,21 +306,26 @@ def _run_one(study: QueueStudy, settings: StudySettings, space: Mapping[str, Sea
     storage.set_trial_user_attr(trial_id, WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
     counter = RoundCounter(deadline=None if defaults else deadline, prunable=not defaults)
     state, value, error = TrialState.FAIL, None, ""
+    counter_value = 0.0
     interrupted: BaseException | None = None
     with heartbeat(study, trial_id):
         try:
             # a fresh study object per trial: the sampler, re-seeded from (seed, number), sees the latest trials
-            trial_study = study.for_trial(make_sampler(settings, space, number))
+            sampler = make_sampler(settings, space, number)
+            if settings.families and not defaults:
+                sampler = _family_sampler(study, settings, sampler, number, deadline)
+            trial_study = study.for_trial(sampler)
             trial = optuna.Trial(trial_study, trial_id)
         except BaseException:
             storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
             raise
         meter = Meter(settings.prices, settings.on_gpu).start()
         try:
-            params = {} if defaults else suggest(trial, space)
+            params = _defaults_params(trial, settings) if defaults else suggest(trial, space)
             value = float(objective(trial, params, counter))
             if math.isfinite(value):
                 state = TrialState.COMPLETE
+                counter_value = value if settings.direction == "maximize" else -value
             else:
                 error = f"objective value is {value}"
         except optuna.TrialPruned as exc:
@@ -328,6 +344,8 @@ def _run_one(study: QueueStudy, settings: StudySettings, space: Mapping[str, Sea
                           "fold_scores": counter.fold_scores, "fit_seconds": counter.fit_seconds,
                           "fit_rows": counter.fit_rows, "fold_rounds": counter.fold_rounds,
                           "best_rounds": counter.best_rounds})
+        if state == TrialState.COMPLETE:
+            attrs["oriented_value"] = counter_value  # higher is better, whatever the direction
         if error:
             attrs["error"] = error
         try:
@@ -345,3 +363,27 @@ def _run_one(study: QueueStudy, settings: StudySettings, space: Mapping[str, Sea
         retry(study, trial_id)  # the interrupted trial is run again when the study is resumed
         raise interrupted
     return storage.get_trial(trial_id)
+
+
+def _defaults_params(trial: Any, settings: StudySettings) -> dict[str, Any]:
+    """The defaults' trial samples nothing; in a multi-family study it reads its (enqueued) family."""
+    if not settings.families:
+        return {}
+    from trainpipe.tuning._multi import FAMILY_PARAM
+
+    return {FAMILY_PARAM: trial.suggest_categorical(FAMILY_PARAM, list(settings.families))}
+
+
+def _family_sampler(study: QueueStudy, settings: StudySettings, sampler: Any, number: int,
+                    deadline: float | None) -> Any:
+    """The trial's sampler with ``family`` fixed to the family the cost-aware allocation draws."""
+    import optuna
+    from optuna.exceptions import ExperimentalWarning
+
+    from trainpipe.tuning._multi import FAMILY_PARAM, pick_family
+
+    remaining = None if deadline is None else deadline - time.perf_counter()
+    family = pick_family(study.get_trials(deepcopy=False), settings.families, settings.seed, number, remaining)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        return optuna.samplers.PartialFixedSampler({FAMILY_PARAM: family}, sampler)

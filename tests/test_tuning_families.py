@@ -1,0 +1,228 @@
+"""Issue 17, second half: several model families in one study (``tuning.families``, ``model.type: auto``).
+
+Every family's defaults are trials 0..k-1; the study records each family's trials; the chosen family (not
+``model.type``) trains the final model; bad family names and one-family spaces are refused with exit 2;
+the timeout includes the refit; one worker with a fixed seed gives the same study and model twice."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.conftest import write_pipeline
+from trainpipe._exceptions import ConfigError
+from trainpipe.config._loader import validate_config
+from trainpipe.data import TaskInfo
+from trainpipe.tuning import Fold, tune_folds
+
+BINARY = TaskInfo("binary", (0, 1))
+EXTRA = "sklearn.ensemble.ExtraTreesClassifier"
+FAMILIES = ["lightgbm", "xgboost", EXTRA]
+
+
+def _cfg(model: str = "auto", **tuning: Any) -> Any:
+    raw = {"name": "fam", "data": {"source": "x.csv", "target": "y"}, "model": {"type": model},
+           "training": {"early_stopping_rounds": 10, "seed": 5}, "tuning": {"n_trials": 6, **tuning}}
+    return validate_config(raw, source="test.yaml")
+
+
+@pytest.fixture(scope="module")
+def cancer_fold() -> Fold:
+    """breast_cancer (569 rows, 30 numeric columns): one 70/30 split, as preprocessed matrices."""
+    from sklearn.datasets import load_breast_cancer
+
+    X, y = load_breast_cancer(return_X_y=True)
+    order = np.random.default_rng(0).permutation(len(y))
+    X, y = X[order], y[order].astype(np.int64)
+    cut = int(len(y) * 0.7)
+    return Fold(X[:cut], y[:cut], X[cut:], y[cut:])
+
+
+def _trials(out: Path) -> list[dict[str, str]]:
+    import csv
+
+    with (out / "trials.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_every_familys_defaults_come_first_and_every_family_has_trials(cancer_fold: Fold, tmp_path: Path) -> None:
+    summary = tune_folds(_cfg(families=FAMILIES, n_trials=8), BINARY, [cancer_fold], tmp_path)
+    rows = _trials(tmp_path)
+    assert [r["family"] for r in rows[:3]] == FAMILIES  # the defaults of each family, in order
+    # the defaults' trials sample nothing but their family
+    assert all(not v for r in rows[:3] for k, v in r.items() if "/" in k)
+    assert all(any(v for k, v in r.items() if "/" in k) for r in rows[3:])
+    assert len(rows) == 8
+    stats = summary["families"]
+    assert set(stats) == set(FAMILIES)
+    assert all(stats[f]["trials"] >= 1 and stats[f]["complete"] >= 1 for f in FAMILIES), stats
+    assert sum(s["trials"] for s in stats.values()) == 8
+    best = json.loads((tmp_path / "best_params.json").read_text())
+    assert best["model_type"] in FAMILIES and best["model_type"] == summary["model_type"]
+    # the chosen family's parameters, without the family prefix
+    assert not any("/" in k for k in best["model_params"])
+    assert summary["pruner"] == "none"  # auto: steps are rounds in one family, nothing in another
+
+
+def test_model_type_auto_searches_the_default_families_for_the_task(cancer_fold: Fold, tmp_path: Path) -> None:
+    from trainpipe.tuning._multi import auto_families
+
+    summary = tune_folds(_cfg("auto", n_trials=4), BINARY, [cancer_fold], tmp_path)
+    assert list(summary["families"]) == auto_families("binary") == FAMILIES
+    assert auto_families("regression")[-1] == "sklearn.ensemble.ExtraTreesRegressor"
+
+
+def test_cost_aware_allocation_favours_quality_per_second() -> None:
+    from types import SimpleNamespace
+
+    from trainpipe.tuning._multi import pick_family
+
+    def trial(family: str, value: float, seconds: float) -> Any:
+        return SimpleNamespace(params={"family": family}, state=SimpleNamespace(name="COMPLETE"), value=value,
+                               user_attrs={"wall_seconds": seconds, "oriented_value": value, "score_se": 0.01})
+
+    # equal quality, "slow" costs 100x: drawn about sqrt(1/100) = 1/10 as often as "fast"
+    trials = [trial("fast", 0.90, 0.1), trial("slow", 0.90, 10.0)]
+    drawn = [pick_family(trials, ["fast", "slow"], 3, n) for n in range(2, 602)]
+    assert 0.04 < drawn.count("slow") / len(drawn) < 0.16
+    # a family 5 standard errors behind at equal cost keeps only the 2 % floor
+    trials = [trial("good", 0.90, 1.0), trial("bad", 0.85, 1.0)]
+    drawn = [pick_family(trials, ["good", "bad"], 3, n) for n in range(2, 602)]
+    assert drawn.count("bad") / len(drawn) < 0.05
+    # a family whose mean trial no longer fits in the time left is not drawn (unless it leads)
+    trials = [trial("fast", 0.90, 0.1), trial("slow", 0.895, 30.0)]
+    assert {pick_family(trials, ["fast", "slow"], 3, n, remaining=5.0) for n in range(2, 50)} == {"fast"}
+    # before every family has a finished trial, the untried one goes first
+    assert pick_family(trials[:1], ["fast", "slow"], 3, 2) == "slow"
+
+
+def test_same_seed_same_multi_family_study(cancer_fold: Fold, tmp_path: Path) -> None:
+    runs = []
+    for name in ("a", "b"):
+        summary = tune_folds(_cfg(families=FAMILIES, n_trials=7), BINARY, [cancer_fold], tmp_path / name)
+        rows = _trials(tmp_path / name)
+        runs.append(([(r["family"], r["value"], r["state"], {k: v for k, v in r.items() if "/" in k})
+                      for r in rows],
+                     json.loads((tmp_path / name / "best_params.json").read_text())["model_params"],
+                     summary["model_type"]))
+    assert runs[0] == runs[1]
+
+
+# -- config checks: exit 2 with the key and what to do -------------------------------------------------------
+
+
+def test_unknown_family_is_refused_with_a_did_you_mean() -> None:
+    from trainpipe.tuning import check_space
+
+    with pytest.raises(ConfigError, match=r"tuning.families: unknown model type 'lightgbn'\. Did you mean "
+                                          r"'lightgbm'\?"):
+        check_space(_cfg("lightgbm", families=["lightgbn", "xgboost"]), "binary")
+
+
+def test_a_space_of_one_familys_params_is_refused() -> None:
+    from trainpipe.tuning import check_space
+
+    with pytest.raises(ConfigError, match=r"tuning.space.max_depth: with tuning.families \(lightgbm, xgboost\) "
+                                          r"every key of tuning.space names its family, e.g. 'lightgbm/max_depth'"):
+        check_space(_cfg("xgboost", families=["lightgbm", "xgboost"],
+                         space={"max_depth": {"type": "int", "low": 2, "high": 6}}), "binary")
+    # prefixed keys are checked against their own family
+    with pytest.raises(ConfigError, match=r"tuning.families: xgboost: tuning.space.xgboost/num_leaves"):
+        check_space(_cfg("xgboost", families=["lightgbm", "xgboost"],
+                         space={"xgboost/num_leaves": {"type": "int", "low": 2, "high": 6}}), "binary")
+
+
+def test_family_that_cannot_learn_the_task_and_model_type_outside_the_list() -> None:
+    from trainpipe.tuning import check_space
+
+    with pytest.raises(ConfigError, match=r"tuning.families: 'sklearn.ensemble.ExtraTreesClassifier' cannot "
+                                          r"learn a regression task"):
+        check_space(_cfg(families=["lightgbm", EXTRA]), "regression")
+    with pytest.raises(ConfigError, match=r"tuning.families: model.type 'torch_mlp' is not in the list"):
+        check_space(_cfg("torch_mlp", families=["lightgbm", "xgboost"]), "binary")
+
+
+def test_model_type_auto_needs_a_tuning_section() -> None:
+    raw = {"name": "x", "data": {"source": "x.csv", "target": "y"}, "model": {"type": "auto"}}
+    with pytest.raises(ConfigError, match=r"model.type: 'auto' picks the model family with a tuning study"):
+        validate_config(raw, source="test.yaml")
+
+
+def test_cli_exit_2_for_an_unknown_family(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sklearn.datasets import load_breast_cancer
+    from typer.testing import CliRunner
+
+    import trainpipe.cli as cli
+
+    load_breast_cancer(as_frame=True).frame.to_csv(workdir / "d.csv", index=False)
+    write_pipeline(workdir, "name: f\ndata: {source: d.csv, target: target}\nmodel: {type: auto}\n"
+                            "tuning: {n_trials: 3, families: [lightgbm, xgbost]}\n")
+    monkeypatch.setenv("COLUMNS", "400")
+    result = CliRunner().invoke(cli.app, ["run", "pipeline.yaml"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2, text
+    assert "tuning.families: unknown model type 'xgbost'. Did you mean 'xgboost'?" in text
+    assert "Traceback" not in text
+
+
+# -- through the pipeline: the chosen family trains the final model --------------------------------------------
+
+
+def _run_pipeline(workdir: Path, text: str, frame: Any, until: str = "train") -> Path:
+    from trainpipe.config import load_config
+    from trainpipe.pipeline import PipelineRunner, steps_for
+    from trainpipe.registry import InMemoryRegistry
+
+    frame.to_csv(workdir / "d.csv", index=False)
+    loaded = load_config(write_pipeline(workdir, text))
+    steps = steps_for(loaded.config)
+    steps = steps[: [s.name for s in steps].index(until) + 1]
+    return PipelineRunner(loaded, workdir=workdir, steps=steps, registry=InMemoryRegistry()).run().run_dir / "steps"
+
+
+def test_the_chosen_family_trains_the_final_model(workdir: Path) -> None:
+    from sklearn.datasets import load_breast_cancer
+
+    from trainpipe.models import TrainedModel
+
+    frame = load_breast_cancer(as_frame=True).frame
+    # xgboost is model.type, but the study may choose another family: train must build the chosen one
+    steps = _run_pipeline(workdir, f"""\
+name: chosen
+data: {{source: d.csv, target: target}}
+model: {{type: xgboost, params: {{n_estimators: 60}}}}
+training: {{early_stopping_rounds: 10}}
+tuning: {{n_trials: 6, selection: cv, cv_folds: 3, families: [xgboost, lightgbm, {EXTRA}]}}
+""", frame)
+    best = json.loads((steps / "tune" / "best_params.json").read_text())
+    spec = json.loads((steps / "train" / "model" / "spec.json").read_text())
+    assert spec["model_type"] == best["model_type"]
+    summary = json.loads((steps / "tune" / "study_summary.json").read_text())
+    assert all(summary["families"][f]["trials"] >= 1 for f in ("xgboost", "lightgbm", EXTRA))
+    model = TrainedModel.load(steps / "train" / "model")
+    pred = model.predict(frame.drop(columns=["target"]).head(20))
+    assert len(pred) == 20
+
+
+@pytest.mark.slow
+def test_timeout_includes_the_refit_in_a_multi_family_study(workdir: Path) -> None:
+    from sklearn.datasets import load_breast_cancer
+
+    steps = _run_pipeline(workdir, """\
+name: budgetfam
+data: {source: d.csv, target: target}
+model: {type: auto}
+tuning: {n_trials: 500, timeout: 15}
+""", load_breast_cancer(as_frame=True).frame)
+    refit = json.loads((steps / "train" / "refit.json").read_text())
+    summary = json.loads((steps / "tune" / "study_summary.json").read_text())
+    assert summary["stopped_by"] == "timeout" and summary["n_trials"] < 500
+    assert all(s["trials"] >= 1 for s in summary["families"].values())
+    budget = summary["budget"]
+    assert budget["study_seconds"] + budget["refit_estimate_seconds"] <= 15 + 1.0, budget
+    assert refit["timeout"] == 15
+    assert refit["study_and_refit_seconds"] <= 15 * 1.5 + 5, refit
