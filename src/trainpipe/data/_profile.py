@@ -137,8 +137,11 @@ def build_profile(df: pd.DataFrame, target: str, task: str) -> dict[str, Any]:
         if col == target:
             continue
         features[str(col)] = _profile_column(df[col])
-    y = df[target]
-    label = _categorical_profile(y) if task_for(task).is_classification else _profile_column(y)
+    if target not in df.columns:  # no target column (ranking: interactions)
+        label = None
+    else:
+        y = df[target]
+        label = _categorical_profile(y) if task_for(task).is_classification else _profile_column(y)
     return {"format": PROFILE_FORMAT, "rows": len(df), "target": target, "task": task,
             "features": features, "label": label}
 
