@@ -18,6 +18,12 @@ _PARAM_MAX = 6000
 _BATCH_PARAMS = 100
 _BATCH_METRICS = 1000
 _BATCH_TAGS = 100
+
+
+def _key(name: str) -> str:
+    """A metric, param or tag name MLflow accepts: ``@`` (ranking cut-offs, ``ndcg@10``) is refused in keys, so
+    it is written ``_at_`` (``test_ndcg_at_10``)."""
+    return name.replace("@", "_at_")
 DEFAULT_DIR = ".trainpipe"
 # The MLflow UI (3.x) opens an experiment by this tag: without it, in the GenAI view; "custom_model_development"
 # (the UI's name for model training, next to "genai_development" and "finetuning") opens it on its runs.
@@ -130,7 +136,7 @@ class MlflowTracker:
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
 
-        items = [Param(k, scrub(str(v))[:_PARAM_MAX]) for k, v in params.items()]
+        items = [Param(_key(k), scrub(str(v))[:_PARAM_MAX]) for k, v in params.items()]
         for i in range(0, len(items), _BATCH_PARAMS):
             self.client.log_batch(run_id, params=items[i : i + _BATCH_PARAMS], synchronous=True)
 
@@ -138,14 +144,14 @@ class MlflowTracker:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        items = [Metric(scrub(k), float(v), now, step or 0) for k, v in metrics.items()]
+        items = [Metric(_key(scrub(k)), float(v), now, step or 0) for k, v in metrics.items()]
         self._metrics(run_id, items)
 
     def log_metric_history(self, run_id: str, key: str, values: Sequence[float]) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self._metrics(run_id, [Metric(key, float(v), now, i) for i, v in enumerate(values)])
+        self._metrics(run_id, [Metric(_key(key), float(v), now, i) for i, v in enumerate(values)])
 
     def _metrics(self, run_id: str, items: list[Any]) -> None:
         for i in range(0, len(items), _BATCH_METRICS):
@@ -154,7 +160,7 @@ class MlflowTracker:
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         from mlflow.entities import RunTag
 
-        items = [RunTag(k, scrub(str(v))[:_PARAM_MAX]) for k, v in tags.items()]
+        items = [RunTag(_key(k), scrub(str(v))[:_PARAM_MAX]) for k, v in tags.items()]
         for i in range(0, len(items), _BATCH_TAGS):
             self.client.log_batch(run_id, tags=items[i : i + _BATCH_TAGS], synchronous=True)
 
