@@ -336,7 +336,8 @@ def _register_now(ctx: StepContext) -> None:
     source, model_id = reg.log_model(run_id, ctx.out_dir / PYFUNC_DIR, name=name, key=key,
                                      model_type=model.spec.model_type, tags={"trainpipe.pipeline": cfg.name})
     alias = None if cfg.registry.promote == "none" else cfg.registry.promote
-    quality = {f"test_{k}": f"{v:.6g}" for k, v in metrics["metrics"].items() if v is not None}
+    # MLflow refuses '@' in tag keys (ranking's ndcg@10): test_ndcg_at_10
+    quality = {f"test_{k}".replace("@", "_at_"): f"{v:.6g}" for k, v in metrics["metrics"].items() if v is not None}
     tags = {"run_id": run_id, "data_fingerprint": ingest["fingerprint"],
             "config_hash": lineage.get("config_hash", ""), "git_commit": lineage.get("git.commit", ""),
             "gate_verdict": gate_report["verdict"], "model_type": model.spec.model_type, "task": model.task.task,
