@@ -30,6 +30,7 @@ from trainpipe._cli_common import (  # noqa: F401  (_store_problem, _signals: im
 )
 from trainpipe._cli_export import export_app, orchestrate_app
 from trainpipe._cli_models import models_app
+from trainpipe._cli_report import report as _report_command
 from trainpipe._cli_runs import runs_app
 from trainpipe._version import __version__
 
@@ -40,6 +41,7 @@ app = typer.Typer(name="trainpipe", help="One YAML file from data to a tracked, 
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
+app.command("report")(_report_command)
 app.add_typer(export_app, name="export")
 app.add_typer(orchestrate_app, name="orchestrate")
 

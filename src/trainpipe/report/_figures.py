@@ -166,20 +166,51 @@ def timeline(events: Sequence[Mapping[str, Any]], *, width: int = 720) -> Markup
     return Markup("".join(parts))
 
 
-def plotly_script() -> Markup:
-    """plotly.js itself, inline, for a page's interactive figures (once per page)."""
-    from plotly.offline import get_plotlyjs
+_PLOTLY_GZ: list[str] = []  # plotly.js gzipped and base64-encoded, once per process (~0.4 s)
+_PLOTLY_LOADER = """<script>
+(async function () {
+  var holder = document.getElementById("plotly-gz");
+  if (!holder || typeof DecompressionStream === "undefined") { return; }
+  var raw = atob(holder.textContent.trim());
+  var bytes = new Uint8Array(raw.length);
+  for (var i = 0; i < raw.length; i++) { bytes[i] = raw.charCodeAt(i); }
+  var stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
+  var code = await new Response(stream).text();
+  var tag = document.createElement("script");
+  tag.textContent = code;
+  document.head.appendChild(tag);
+  document.querySelectorAll("script.plotly-figure").forEach(function (el) {
+    var spec = JSON.parse(el.textContent);
+    var target = document.getElementById(el.dataset.target);
+    target.textContent = "";
+    window.Plotly.newPlot(target, spec.data, spec.layout, {displaylogo: false, responsive: true});
+  });
+  document.body.dataset.plotly = "ready";
+})();
+</script>"""
 
-    return Markup(f'<script type="text/javascript">{get_plotlyjs()}</script>')
+
+def plotly_script() -> Markup:
+    """plotly.js, once per page, embedded gzipped (1.9 MB instead of 4.8 MB: the study page stays under 3 MB)
+    with a loader that unpacks it in the browser (``DecompressionStream``) and draws every figure of
+    :func:`plotly_div`. Nothing is fetched from the network."""
+    if not _PLOTLY_GZ:
+        import gzip
+
+        from plotly.offline import get_plotlyjs
+
+        _PLOTLY_GZ.append(base64.b64encode(gzip.compress(get_plotlyjs().encode("utf-8"), 9, mtime=0)).decode())
+    return Markup(f'<script id="plotly-gz" type="application/octet-stream">{_PLOTLY_GZ[0]}</script>'
+                  + _PLOTLY_LOADER)
 
 
 def plotly_div(figure: Any, div_id: str) -> Markup:
-    """One plotly figure as a ``<div>`` and the script that draws it (plotly.js must be on the page)."""
-    import plotly.io as pio
-
-    html = pio.to_html(figure, include_plotlyjs=False, full_html=False, div_id=div_id,
-                       config={"displaylogo": False, "responsive": True})
-    return Markup(html)
+    """One plotly figure: a ``<div>`` (saying that the figure needs JavaScript until it is drawn) and its JSON,
+    with every ``<`` escaped so that no text of the figure can close the script element."""
+    spec = figure.to_json().replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return Markup(f'<div id="{escape(div_id)}" class="plotly-target"><p class="noscript">Interactive figure: '
+                  f'needs JavaScript.</p></div><script type="application/json" class="plotly-figure" '
+                  f'data-target="{escape(div_id)}">{spec}</script>')
 
 
 __all__ = ["bar_chart", "line_chart", "plotly_div", "plotly_script", "png_data_uri", "timeline"]

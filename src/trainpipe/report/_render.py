@@ -14,6 +14,9 @@ from trainpipe.report._record import RunRecord, load_run, metric_label
 if TYPE_CHECKING:
     import jinja2
 
+    from trainpipe.report._model import ModelRecord
+    from trainpipe.report._study import StudyRecord
+
 REPORT_FILE = "report.html"
 _ENV: list[jinja2.Environment] = []  # built once per process (parsing the templates costs ~20 ms)
 BADGES = {"passed": "ok", "registered": "ok", "finished": "ok", "refused": "warn", "invalid data": "bad",
@@ -124,6 +127,37 @@ def render_run(rec: RunRecord) -> str:
                   libraries=libraries, has_loss=has_loss, has_train=has_train, slice_metric=slice_metric)
 
 
+def render_study(rec: StudyRecord) -> str:
+    """The study page: Optuna's own plotly figures (plotly.js embedded once), trial states and costs."""
+    from trainpipe.report._figures import bar_chart, plotly_div, plotly_script
+    from trainpipe.report._study import study_figures
+
+    figures = [(anchor, title, plotly_div(fig, f"fig-{anchor}") if fig is not None else None)
+               for anchor, title, fig in study_figures(rec)]
+    states = [(k, float(v)) for k, v in rec.counts.items() if v or k in ("complete", "pruned")]
+    costs = [(f"trial {t['number']} ({t['state']})", float(t["cost"])) for t in rec.trials
+             if isinstance(t.get("cost"), int | float)][:60]
+    figs = {"states": bar_chart(states, digits=0, title="trials by state"),
+            "cost": bar_chart(costs, digits=6, title="cost per trial") if costs else ""}
+    drawn = any(fig is not None for _, _, fig in figures)
+    return render("study.html.j2", rec=rec, figures=figures, figs=figs, plotly_js=plotly_script() if drawn else "")
+
+
+def render_model(rec: ModelRecord) -> str:
+    """The model page: versions, their metrics and gate verdicts, the alias history on a timeline."""
+    from trainpipe.report._figures import bar_chart, timeline
+
+    figs: dict[str, Any] = {"metrics": []}
+    for metric in rec.metric_names[:6]:
+        items = [(f"v{v['version']}", v["metrics"][metric]) for v in reversed(rec.versions) if metric in v["metrics"]]
+        figs["metrics"].append((metric, bar_chart(items, digits=4, title=f"test {metric} by version")))
+    events = [{"t": m["t"], "alias": m["alias"], "label": f"v{m['to_version']}" if m.get("to_version") else "×",
+               "title": f"{m['time']}: @{m['alias']} {m.get('from_version') or '-'} -> {m.get('to_version') or '-'}"
+                        f" ({m.get('reason', '')})"} for m in rec.moves]
+    figs["timeline"] = timeline(events)
+    return render("model.html.j2", rec=rec, figs=figs)
+
+
 def write_page(html: str, path: Path) -> Path:
     """Write atomically (a temporary name, then a rename): a reader never sees half a page."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -138,7 +172,8 @@ def write_run_report(run_dir: Path, out: Path | None = None) -> Path:
     return write_page(render_run(load_run(run_dir)), out or run_dir / REPORT_FILE)
 
 
-__all__ = ["REPORT_FILE", "render", "render_run", "write_page", "write_run_report", "write_run_report_safely"]
+__all__ = ["REPORT_FILE", "render", "render_model", "render_run", "render_study", "write_page", "write_run_report",
+           "write_run_report_safely"]
 
 
 def write_run_report_safely(run_dir: Path, hooks: Any = None) -> Path | None:
