@@ -84,9 +84,11 @@ class ValidationReport:
         return head + "\n".join(rows) + "\n" + (f"\n## Notes\n\n{notes}" if notes else "")
 
 
-def validate_frame(df: pd.DataFrame, config: PipelineConfig, is_classification: bool | None = None) -> ValidationReport:
+def validate_frame(df: pd.DataFrame, config: PipelineConfig, is_classification: bool | None = None,
+                   test: pd.DataFrame | None = None) -> ValidationReport:
     """Run every declared and default check and return the report. Bad data does not raise; a ``data.target``
-    that is not a column, or that no task can learn, raises :class:`DataError` (a config mistake)."""
+    that is not a column, or that no task can learn, raises :class:`DataError` (a config mistake). ``test``: the
+    given test set (``data.test_source``), checked against ``df``'s columns and labels."""
     import numpy as np
     import pandas as pd
     import pandera.pandas as pa
@@ -173,7 +175,13 @@ def validate_frame(df: pd.DataFrame, config: PipelineConfig, is_classification: 
                 passed = (col, name) not in failed
                 observed = "ok" if passed else f"{count} failing rows"
                 results.append(CheckResult(col, name, passed, observed, expected, count, examples))
-    return ValidationReport(n, df.shape[1], results, [*notes, *_infinite_notes(df, config)])
+    from trainpipe.data._text_checks import test_source_checks, text_validation
+
+    text_checks, text_notes = text_validation(df, config)
+    results.extend(text_checks)
+    if test is not None:
+        results.extend(test_source_checks(df, test, config))
+    return ValidationReport(n, df.shape[1], results, [*notes, *text_notes, *_infinite_notes(df, config)])
 
 
 RARE_CLASS_NOTE = 0.01  # a class below this share of the labels gets a note (not a failure) by default

@@ -13,10 +13,12 @@ if TYPE_CHECKING:
 _MISSING = "__missing__"
 
 
-def build_preprocessor(spec: FeatureSpec, fc: FeaturesConfig) -> ColumnTransformer:
+def build_preprocessor(spec: FeatureSpec, fc: FeaturesConfig, raw_text: bool = False) -> ColumnTransformer:
+    """The ColumnTransformer: numeric, categorical, then text blocks (TF-IDF, see :mod:`._text`; with
+    ``raw_text`` the text columns pass through as strings, for a family that reads text itself). With text
+    columns the output stays sparse (``sparse_threshold=1``) unless the text passes through raw."""
     import numpy as np
     from sklearn.compose import ColumnTransformer
-    from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
@@ -42,9 +44,11 @@ def build_preprocessor(spec: FeatureSpec, fc: FeaturesConfig) -> ColumnTransform
         cat = Pipeline([("impute", SimpleImputer(strategy="constant", fill_value=_MISSING)),
                         ("encode", encoder)])
         transformers.append(("categorical", cat, list(spec.categorical)))
-    for col in spec.text:
-        transformers.append((f"text_{col}", TfidfVectorizer(max_features=2000, dtype=np.float32), col))
-    return ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.3, n_jobs=None,
+    from trainpipe.features._text import text_transformers
+
+    transformers.extend(text_transformers(spec.text, fc, raw_text))
+    sparse_threshold = 1.0 if spec.text and not raw_text else 0.3
+    return ColumnTransformer(transformers, remainder="drop", sparse_threshold=sparse_threshold, n_jobs=None,
                              verbose_feature_names_out=True)
 
 

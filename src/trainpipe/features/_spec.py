@@ -65,6 +65,8 @@ def infer_feature_spec(df: pd.DataFrame, config: PipelineConfig) -> FeatureSpec:
         return FeatureSpec(tuple(numeric), tuple(categorical), tuple(text),
                            {c: "not listed in features" for c in df.columns if c not in excluded
                             and c not in (*numeric, *categorical, *text)}, tuple(config.data.na_values))
+    from trainpipe.data._text_checks import looks_like_text
+
     split = config.data.split
     numeric, categorical, dropped = [], [], {}
     text = [c for c in fc.text if c in df.columns]
@@ -88,6 +90,8 @@ def infer_feature_spec(df: pd.DataFrame, config: PipelineConfig) -> FeatureSpec:
             nunique = s.nunique(dropna=True)
             if col == split.time_column:
                 dropped[col] = "split time column"
+            elif looks_like_text(s):  # long, mostly distinct strings: free text, never one-hot encoded
+                text.append(col)
             elif nunique > 50 and nunique / n > 0.9:
                 dropped[col] = f"identifier-like ({nunique} distinct values in {n} rows)"
             else:

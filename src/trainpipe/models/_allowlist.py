@@ -81,7 +81,7 @@ _PREPROCESSING = (
     "sklearn.compose.ColumnTransformer", "sklearn.pipeline.Pipeline", "sklearn.impute.SimpleImputer",
     "sklearn.preprocessing.StandardScaler", "sklearn.preprocessing.OneHotEncoder",
     "sklearn.preprocessing.OrdinalEncoder", "sklearn.feature_extraction.text.TfidfVectorizer",
-    "sklearn.feature_extraction.text.TfidfTransformer",
+    "sklearn.feature_extraction.text.TfidfTransformer", "sklearn.pipeline.FeatureUnion",
 )
 
 # Internal types held by fitted estimators, by their exact (defining) path.

@@ -38,12 +38,18 @@ def write_parquet(df: pd.DataFrame, path: Path) -> None:
 
 
 def save_matrix(X: Any, stem: Path) -> None:
-    """``stem.npz`` for a sparse matrix, else ``stem.npy``."""
+    """``stem.npz`` for a sparse matrix, ``stem.parquet`` for an object matrix (raw text columns beside
+    numbers: a ``.npy`` of objects would need pickle), else ``stem.npy``."""
     import numpy as np
+    import pandas as pd
     import scipy.sparse as sp
 
     if sp.issparse(X):
         sp.save_npz(stem.with_suffix(".npz"), sp.csr_matrix(X))
+    elif isinstance(X, np.ndarray) and X.dtype.kind == "O":
+        columns = {f"c{j}": (X[:, j].astype(str) if all(isinstance(v, str) for v in X[:, j])
+                             else X[:, j].astype(np.float64)) for j in range(X.shape[1])}
+        pd.DataFrame(columns).to_parquet(stem.with_suffix(".parquet"), index=False)
     else:
         save_array(np.asarray(X), stem.with_suffix(".npy"))
 
@@ -55,6 +61,11 @@ def load_matrix(stem: Path) -> Any:
     npz = stem.with_suffix(".npz")
     if npz.exists():
         return sp.load_npz(npz)
+    table = stem.with_suffix(".parquet")
+    if table.exists():
+        import pandas as pd
+
+        return pd.read_parquet(table).to_numpy(dtype=object)
     npy = stem.with_suffix(".npy")
     return load_array(npy) if npy.exists() else None
 

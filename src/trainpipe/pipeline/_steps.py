@@ -197,6 +197,9 @@ def preprocess(ctx: StepContext) -> None:
             X = matrices[name] if name in matrices else pre.transform(prepare_frame(frame, spec))
             write(_save_matrix, X, ctx.out_dir / f"X_{name}")
             write(np.save, ctx.out_dir / f"y_{name}.npy", task.encode(frame[cfg.data.target]))
+        from trainpipe.features._text import compact_vocabularies
+
+        compact_vocabularies(pre)  # plain ints in TF-IDF vocabularies: 4x faster to write
         _skops_io.dump(pre, ctx.out_dir / "preprocessor.skops")
         names = feature_names(pre)
         dtypes = {c: str(frames["train"][c].dtype) for c in spec.columns}
