@@ -14,7 +14,8 @@ from trainpipe._exceptions import ConfigError
 from trainpipe._format import format_number
 
 _LINEAGE = ("config_hash", "data_fingerprint", "git.commit", "git.dirty", "trigger", "trainpipe.version",
-            "python", "host", "user", "trainpipe.profile", "trainpipe.run_dir")
+            "python", "host", "user", "trainpipe.profile", "trainpipe.run_dir", "trainpipe.orchestrator",
+            "airflow.dag_id", "airflow.run_id", "kubeflow.run_id")
 
 
 def store(tracking_uri: str | None) -> Any:
@@ -126,6 +127,12 @@ def _tune_best(client: Any, run: Any) -> str:
     return f"best {metric}={format_number(found[0].data.metrics['best_value'])}"
 
 
+def _trigger(tags: dict[str, str]) -> str:
+    """``schedule``, or ``schedule (airflow)`` for a run an orchestrator started."""
+    orchestrator = tags.get("trainpipe.orchestrator", "")
+    return tags.get("trigger", "") + (f" ({orchestrator})" if orchestrator else "")
+
+
 def list_table(client: Any, pipeline: str | None, limit: int) -> Table:
     import datetime as dt
 
@@ -140,7 +147,7 @@ def list_table(client: Any, pipeline: str | None, limit: int) -> Table:
         if not headline and kind.startswith("tune"):
             headline = _tune_best(client, r)
         table.add_row(r.info.run_id, r.data.tags.get("trainpipe.pipeline", ""), kind, started, r.info.status,
-                      r.data.tags.get("trigger", ""), r.data.params.get("model.type", ""),
+                      _trigger(r.data.tags), r.data.params.get("model.type", ""),
                       headline, f"{r.data.metrics.get('total_seconds', 0.0):.1f}")
     return table
 

@@ -139,6 +139,7 @@ class PipelineRunner:
         if self.rank > 0:  # its own cache: rank 0's artifacts (and model) are the ones later runs reuse
             self.cache = StepCache(self.workdir / STATE_DIR / "ranks" / f"rank-{self.rank}" / "cache")
         self._registry_given = registry
+        self._prepared: dict[str, Any] = {}  # Step.prepare results of the run in progress
         self.registry: ModelRegistry | None = registry
         if registry is None and tracker is not None and not hasattr(tracker, "connection_uri"):
             from trainpipe.registry._memory import InMemoryRegistry
@@ -205,6 +206,7 @@ class PipelineRunner:
         started = time.perf_counter()
         from trainpipe.pipeline import _handoff
 
+        self._prepare_steps()
         try:
             for at, step in enumerate(self.steps):
                 try:
@@ -218,9 +220,26 @@ class PipelineRunner:
             raise
         finally:
             _handoff.clear()  # frames and matrices handed between this run's steps
+            self._close_prepared()
         self._finish_whole(result, parent, None)
         self.hooks.on_pipeline_end(self.config.name, result.status, time.perf_counter() - started)
         return result
+
+    def _prepare_steps(self) -> None:
+        """``Step.prepare`` of each step this process runs: helpers started now (e.g. a worker process that
+        imports its libraries while the data steps run), handed to the step as ``ctx.prepared``."""
+        self._prepared = {}
+        for step in self.steps:
+            if step.prepare is not None and (self.rank == 0 or not step.rank0_only):
+                self._prepared[step.name] = step.prepare(self.loaded)
+
+    def _close_prepared(self) -> None:
+        prepared, self._prepared = self._prepared, {}
+        for helper in prepared.values():
+            close = getattr(helper, "close", None)
+            if callable(close):
+                with contextlib.suppress(Exception):  # a helper's clean-up never changes the run's outcome
+                    close()
 
     def _after_failure(self, rest: Sequence[Step], run_dir: Path, parent: str | None, result: PipelineResult) -> None:
         """Steps flagged ``runs_after_failure`` (reports) whose inputs are all there still run; their own
@@ -281,6 +300,7 @@ class PipelineRunner:
         if os.environ.get(FAIL_ONCE_ENV) == name and not (run_dir / f".failed-once-{name}").exists():
             (run_dir / f".failed-once-{name}").touch()
             step = replace(step, func=_fail_once)
+            self.force = {*self.force, name}  # fails even when its outputs are in the cache
         # the records in run.json say what the inputs were; the files say what they are now (a model file
         # replaced by hand must not be taken for the cached one)
         before = [r for r in result.steps if r.name != name]
@@ -382,7 +402,8 @@ class PipelineRunner:
                           tracker=cast(Tracker, self.tracker) if child is not None else None, run_id=child,
                           parent_run_id=parent, key=key, input_fingerprints=dict(input_fps),
                           state_dir=self.workdir / STATE_DIR, resume=self.resume, declared=step.inputs,
-                          registry=self.registry if step.uses_registry else None)
+                          registry=self.registry if step.uses_registry else None,
+                          prepared=self._prepared.get(step.name))
         if entry is not None:
             link_tree(entry.path, target)
             for name in step.run_files:
