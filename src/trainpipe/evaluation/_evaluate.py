@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from trainpipe.config import EvaluationConfig
+    from trainpipe.evaluation._plot_worker import PlotWorker
     from trainpipe.models import TrainedModel
 
 _MAX_SLICE_LEVELS = 20
@@ -40,8 +42,10 @@ class EvaluationResult:
 
 
 def evaluate_model(model: TrainedModel, test: pd.DataFrame, target: str, config: EvaluationConfig,
-                   out_dir: Path, also: Sequence[str] = ()) -> EvaluationResult:
-    """``also``: metrics computed even when ``config.metrics`` leaves them out (those the gate needs)."""
+                   out_dir: Path, also: Sequence[str] = (), plot_worker: PlotWorker | None = None) -> EvaluationResult:
+    """``also``: metrics computed even when ``config.metrics`` leaves them out (those the gate needs).
+    ``plot_worker``: draws the plots in its own process while the metrics are computed here (see
+    :mod:`~trainpipe.evaluation._plot_worker`); without one, or when it fails, they are drawn here."""
     import time
 
     info = model.task
@@ -53,14 +57,17 @@ def evaluate_model(model: TrainedModel, test: pd.DataFrame, target: str, config:
     batch_s = time.perf_counter() - t0
     pred, proba = prediction.pair
     k = info.n_classes
+    out_dir.mkdir(parents=True, exist_ok=True)
+    handed_off = config.plots and _submit_plots(plot_worker, model, y, pred, proba, out_dir)
     result = EvaluationResult(compute_metrics(names, task.name, y, pred, proba, k), n_test=len(test))
     for col in config.slices:
         result.slices[col] = _slice_metrics(test[col], names, task.name, y, pred, proba, k)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    result.plots = _plots(model, y, pred, proba, out_dir) if config.plots else []
     if config.latency:
         result.latency = _latency(model, test.drop(columns=[target]))
         result.latency["batch_rows_per_s"] = float(len(test) / batch_s) if batch_s > 0 else float("inf")
+    if config.plots:
+        drawn = _collect_plots(plot_worker) if handed_off and plot_worker is not None else None
+        result.plots = drawn if drawn is not None else _plots(model, y, pred, proba, out_dir)
     (out_dir / "metrics.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
     return result
 
@@ -93,26 +100,44 @@ def _slice_metrics(col: pd.Series, names: list[str], task: str, y: np.ndarray, p
     return rows
 
 
+def _plot_inputs(model: TrainedModel) -> tuple[tuple[str, ...], list[str], list[str], Any]:
+    """What the plots need besides the predictions: the task's plot names (what applies to it), class labels,
+    feature names and importances."""
+    info = model.task
+    labels = [str(c) for c in info.classes]
+    return info.kind.plots, labels, list(model.spec.feature_names), model.adapter.feature_importances()
+
+
 def _plots(model: TrainedModel, y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None,
            out_dir: Path) -> list[str]:
-    from trainpipe.evaluation import _plots as plots
+    from trainpipe.evaluation._plots import draw_plots
 
-    written: list[str] = []
-    info = model.task
-    plots_for_task = info.kind.plots  # what applies to the task: names drawn below
-    if "confusion_matrix" in plots_for_task:
-        labels = [str(c) for c in info.classes]
-        plots.confusion_matrix_png(y, pred, labels, out_dir / "confusion_matrix.png")
-        written.append("confusion_matrix.png")
-    if "roc_pr" in plots_for_task and proba is not None:
-        labels = [str(c) for c in info.classes]
-        plots.roc_pr_png(y, proba, labels, out_dir / "roc_curve.png", out_dir / "pr_curve.png")
-        written += ["roc_curve.png", "pr_curve.png"]
-    if "predicted_vs_actual" in plots_for_task:
-        plots.predicted_vs_actual_png(y, pred, out_dir / "predicted_vs_actual.png")
-        written.append("predicted_vs_actual.png")
-    importances = model.adapter.feature_importances()
-    if importances is not None and len(importances):
-        plots.feature_importance_png(model.spec.feature_names, importances, out_dir / "feature_importance.png")
-        written.append("feature_importance.png")
-    return written
+    plots, labels, names, importances = _plot_inputs(model)
+    return draw_plots(plots, y, pred, proba, labels, names, importances, out_dir)
+
+
+def _submit_plots(worker: PlotWorker | None, model: TrainedModel, y: np.ndarray, pred: np.ndarray,
+                  proba: np.ndarray | None, out_dir: Path) -> bool:
+    """Hand the plots to ``worker``; False (draw them here) when there is none or it is gone."""
+    if worker is None:
+        return False
+    from trainpipe.evaluation._plot_worker import PlotWorkerError
+
+    plots, labels, names, importances = _plot_inputs(model)
+    try:
+        worker.submit(plots, y, pred, proba, labels, names, importances, out_dir)
+    except PlotWorkerError as exc:
+        warnings.warn(f"evaluation plots drawn in the step's own process: {exc}", RuntimeWarning, stacklevel=2)
+        return False
+    return True
+
+
+def _collect_plots(worker: PlotWorker) -> list[str] | None:
+    """The worker's files for the submitted plots; None (draw them here) when it failed."""
+    from trainpipe.evaluation._plot_worker import PlotWorkerError
+
+    try:
+        return worker.collect()
+    except PlotWorkerError as exc:
+        warnings.warn(f"evaluation plots drawn in the step's own process: {exc}", RuntimeWarning, stacklevel=2)
+        return None

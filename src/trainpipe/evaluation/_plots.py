@@ -103,3 +103,31 @@ def predicted_vs_actual_png(y: np.ndarray, pred: np.ndarray, path: Path) -> None
     ax.set(xlabel="actual", ylabel="predicted", title="Predicted vs actual (test)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+
+
+def import_drawing_libraries() -> None:
+    """What drawing needs, imported ahead (the plot worker does it while the run prepares its data)."""
+    import matplotlib.backends.backend_agg
+    import matplotlib.figure  # noqa: F401
+    import sklearn.metrics  # noqa: F401
+
+
+def draw_plots(plots: tuple[str, ...], y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None,
+               labels: list[str], feature_names: list[str], importances: np.ndarray | None,
+               out_dir: Path) -> list[str]:
+    """The plots in ``plots`` that apply (the task's names), plus feature importance when there is one; the
+    file names written into ``out_dir``, in a fixed order."""
+    written: list[str] = []
+    if "confusion_matrix" in plots:
+        confusion_matrix_png(y, pred, labels, out_dir / "confusion_matrix.png")
+        written.append("confusion_matrix.png")
+    if "roc_pr" in plots and proba is not None:
+        roc_pr_png(y, proba, labels, out_dir / "roc_curve.png", out_dir / "pr_curve.png")
+        written += ["roc_curve.png", "pr_curve.png"]
+    if "predicted_vs_actual" in plots:
+        predicted_vs_actual_png(y, pred, out_dir / "predicted_vs_actual.png")
+        written.append("predicted_vs_actual.png")
+    if importances is not None and len(importances):
+        feature_importance_png(feature_names, importances, out_dir / "feature_importance.png")
+        written.append("feature_importance.png")
+    return written

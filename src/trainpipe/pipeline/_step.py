@@ -59,6 +59,7 @@ class StepContext:
     params: dict[str, Any] = field(default_factory=dict)
     declared: Mapping[str, str] = field(default_factory=dict)  # input name -> "step.output" (Step.inputs)
     registry: ModelRegistry | None = None  # the model registry (steps with uses_registry)
+    prepared: Any = None  # what the step's ``Step.prepare`` started when the run began (None: nothing)
 
     @property
     def config(self) -> PipelineConfig:
@@ -100,7 +101,9 @@ class Step:
     cannot run inside torchrun, shown as the error). ``headline_metrics``: its metrics are the run's headline
     metrics (``test_*``). ``artifact_dir``: its outputs are logged to the tracking run under that folder.
     ``slice_tables``: ``(file, key)`` of per-slice metric tables in its output. ``after``: a check on its
-    output that runs every time, cached or not (config keys outside its cache key).
+    output that runs every time, cached or not (config keys outside its cache key). ``prepare``: called when a
+    whole run starts, before any step; what it returns (e.g. a worker process warming up on the other core) is
+    the step's ``ctx.prepared``, and its ``close()`` is called when the run ends.
     """
 
     name: str
@@ -123,6 +126,7 @@ class Step:
     artifact_dir: str = ""
     slice_tables: tuple[tuple[str, str], ...] = ()
     after: Callable[[LoadedConfig, Path], None] | None = None
+    prepare: Callable[[LoadedConfig], Any] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.inputs, Mapping):  # the old form: a tuple of whole upstream steps

@@ -228,8 +228,9 @@ def categorical_encoding(loaded: LoadedConfig) -> str:
 def reads_raw_text(loaded: LoadedConfig) -> bool:
     """Whether the model family reads text columns itself (``input_kind: text``): they pass through raw."""
     from trainpipe.models import family_for
+    from trainpipe.tuning._multi import lead_type
 
-    return family_for(loaded.config.model.type).input_kind == "text"
+    return family_for(lead_type(loaded.config)).input_kind == "text"
 
 
 def _preprocess_key(loaded: LoadedConfig) -> dict[str, str]:
@@ -284,6 +285,11 @@ def train(ctx: StepContext) -> None:
     refit: dict[str, Any] | None = None
     if ctx.has_input("best_params.json"):
         tuned = _read_json(ctx.artifact("best_params.json"))
+        if tuned.get("ensemble"):  # tuning.ensemble beat the single best trial: one model of several
+            from trainpipe.pipeline._steps_tuning import train_ensemble
+
+            train_ensemble(ctx, tuned, task, X, y, X_val, y_val)
+            return
         if tuned.get("model_type", model_cfg.type) != model_cfg.type:  # a multi-family study chose this family
             from trainpipe.tuning._multi import family_config
 
@@ -393,6 +399,13 @@ def _gate_metrics(loaded: LoadedConfig) -> dict[str, Any]:
     return {"gate_metrics": gate_metric_names(gate.thresholds, gate.champion.metric)}
 
 
+def _plot_worker(loaded: LoadedConfig) -> Any:
+    """The evaluate step's ``prepare``: a process that draws its plots (see evaluation/_plot_worker.py)."""
+    from trainpipe.evaluation._plot_worker import start_plot_worker
+
+    return start_plot_worker(loaded)
+
+
 def evaluate(ctx: StepContext) -> None:
     from trainpipe.evaluation import evaluate_model
     from trainpipe.evaluation._metrics import gate_metric_names
@@ -402,7 +415,7 @@ def evaluate(ctx: StepContext) -> None:
     test = read_frame(ctx.artifact("test.parquet"))
     gate = ctx.config.gate
     result = evaluate_model(model, test, ctx.config.data.target, ctx.config.evaluation, ctx.out_dir,
-                            also=gate_metric_names(gate.thresholds, gate.champion.metric))
+                            also=gate_metric_names(gate.thresholds, gate.champion.metric), plot_worker=ctx.prepared)
     ctx.metrics.update(result.flat_metrics())
     undefined = [name for name, value in result.metrics.items() if value is None]
     if undefined:
@@ -460,5 +473,6 @@ CORE_STEPS: tuple[Step, ...] = (
     Step("evaluate", evaluate, refs("train.model", "split.test.parquet"), ("data.target", "evaluation"),
          (*_SK, "matplotlib", *_MODEL_LIBS), external=_gate_metrics,
          description="test metrics, slices, plots, latency", outputs=("metrics.json",),
-         rank0_only=True, headline_metrics=True, artifact_dir="evaluation", slice_tables=(("metrics.json", "slices"),)),
+         rank0_only=True, headline_metrics=True, artifact_dir="evaluation", slice_tables=(("metrics.json", "slices"),),
+         prepare=_plot_worker),
 )
