@@ -76,7 +76,7 @@ def _top_from_scores(scores: np.ndarray, seen: Any, rows: np.ndarray, k: int) ->
     k = min(k, scores.shape[1])
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1)  # type: ignore[no-any-return]
+    return np.take_along_axis(part, order, axis=1)
 
 
 def baselines(train: pd.DataFrame, seen_frame: pd.DataFrame, users: Sequence[Any], user: str, item: str,
@@ -113,7 +113,7 @@ def _als(X: Any, seen: Any, rows: np.ndarray, k: int, seed: int, ids: np.ndarray
                                     num_threads=1, calculate_training_loss=False)
     model.fit(X, show_progress=False)
     scores = np.asarray(model.user_factors[rows] @ model.item_factors.T)
-    return ids[_top_from_scores(scores, seen, rows, k)]  # type: ignore[no-any-return]
+    return ids[_top_from_scores(scores, seen, rows, k)]
 
 
 def _svd(X: Any, seen: Any, rows: np.ndarray, k: int, seed: int, ids: np.ndarray) -> np.ndarray:
@@ -123,7 +123,7 @@ def _svd(X: Any, seen: Any, rows: np.ndarray, k: int, seed: int, ids: np.ndarray
     svd = TruncatedSVD(n_components=n, random_state=seed)
     user_f = svd.fit_transform(X)
     scores = user_f[rows] @ svd.components_
-    return ids[_top_from_scores(scores, seen, rows, k)]  # type: ignore[no-any-return]
+    return ids[_top_from_scores(scores, seen, rows, k)]
 
 
 def tag_column(items: pd.DataFrame, columns: Sequence[str]) -> str | None:
@@ -160,14 +160,15 @@ def evaluate_ranking(model: TrainedModel, train: pd.DataFrame, val: pd.DataFrame
     import numpy as np
     import pandas as pd
 
-    from trainpipe.tasks._ranking import relevant_sets
+    from trainpipe.tasks._ranking import ranking_adapter, relevant_sets
 
     user, item = str(cfg.data.user), str(cfg.data.item)
     names = metric_list(cfg)
     k_top = max([TOP, *R.cutoffs(names, cfg.evaluation.k)])
     users, relevant = relevant_sets(test, user, item)
-    top, _, _ = model.adapter.top_k(users, k_top)
-    catalogue = list(model.adapter.meta["item_ids"])
+    ranker = ranking_adapter(model)
+    top, _, _ = ranker.top_k(users, k_top)
+    catalogue = list(ranker.meta["item_ids"])
     seen = pd.concat([train, val], ignore_index=True)
     base = baselines(train, seen, users, user, item, catalogue, cfg.data.split.seed, k=k_top)
     popularity = R.popularity_percentiles(train[item].tolist())

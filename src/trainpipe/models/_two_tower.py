@@ -211,7 +211,6 @@ class TwoTowerAdapter:
     def fit(self, X: Any, y: Any, X_val: Any | None, y_val: Any | None,
             on_round: RoundCallback | None = None) -> FitReport:
         import numpy as np
-        import pandas as pd
 
         torch = _torch()
         from trainpipe.data._interactions import RankingData
@@ -263,8 +262,8 @@ class TwoTowerAdapter:
             rel = _csr(pos, vi_a, len(val_users))
             in_val = np.isin(u, val_users)
             seen = _csr(np.searchsorted(val_users, u[in_val]), it[in_val], len(val_users))
-            net.set_validation(torch.from_numpy(val_users), tuple(map(torch.from_numpy, seen)),  # type: ignore[arg-type]
-                               tuple(map(torch.from_numpy, rel)))  # type: ignore[arg-type]
+            net.set_validation(torch.from_numpy(val_users), tuple(map(torch.from_numpy, seen)),
+                               tuple(map(torch.from_numpy, rel)))
             val_data = TensorData((torch.arange(len(val_users)),), torch.zeros(len(val_users)))
             seen_u, seen_i = np.concatenate([u, vu_a]), np.concatenate([it, vi_a])
         reporting = [MetricReporter(on_epoch=on_round)] if on_round is not None else []

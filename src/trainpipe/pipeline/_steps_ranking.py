@@ -109,8 +109,9 @@ def split(ctx: StepContext) -> None:
     for name, part in parts.items():
         write_parquet(part, ctx.out_dir / f"{name}.parquet")
         sizes[name] = len(part)
-    info = {"method": kind, "seed": cfg.data.split.seed, "sizes": sizes, "test_users": int(parts["test"][user].nunique()),
-            "cold_test_users_share": cold_users, "cold_test_items_share": cold_items,
+    info = {"method": kind, "seed": cfg.data.split.seed, "sizes": sizes,
+            "test_users": int(parts["test"][user].nunique()), "cold_test_users_share": cold_users,
+            "cold_test_items_share": cold_items,
             "test_interactions_before_train": leaked, "notes": notes}
     write_json(ctx.out_dir / "split.json", info)
     ctx.metrics.update({f"{k}_rows": float(v) for k, v in sizes.items()})
@@ -176,7 +177,9 @@ def train(ctx: StepContext) -> None:
                 held.raise_pending()
             ctx.hooks.on_round("train", i, total, metrics)
 
-        report = adapter.fit(_data(ctx, train_frame), None,
+        import numpy as np
+
+        report = adapter.fit(_data(ctx, train_frame), np.empty(0),
                              _data(ctx, val_frame, seen=train_frame) if len(val_frame) else None, None, on_round)
     if checkpointing:
         from trainpipe.pipeline._rank import distributed_rank

@@ -16,7 +16,7 @@ What the task decides for the rest of trainpipe:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from trainpipe._exceptions import DataError
 from trainpipe.tasks._base import Prediction, Task
@@ -29,6 +29,28 @@ if TYPE_CHECKING:
     from trainpipe.tasks._info import TaskInfo
 
 TOP_FOR_METRICS = 100  # the top items scored per test user: the largest registered cut-off (mrr is within it)
+
+
+@runtime_checkable
+class RankingAdapter(Protocol):
+    """What a ranking model family's adapter offers besides the ModelAdapter protocol (see ``two_tower``):
+    ``meta`` holds ``user``/``item`` (column names), ``item_ids``, ``item_id_kind`` and ``top_k``."""
+
+    meta: dict[str, Any]
+
+    def top_k(self, users: Any, k: int, *, exclude_seen: bool = True,
+              use_faiss: bool | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+    def score_pairs(self, users: Any, items: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+
+def ranking_adapter(model: TrainedModel) -> RankingAdapter:
+    """The model's adapter as a :class:`RankingAdapter`; a DataError for a model of another family."""
+    adapter = model.adapter
+    if not isinstance(adapter, RankingAdapter):
+        raise DataError(f"a ranking model needs a family that recommends items (two_tower); this model's family "
+                        f"{model.spec.family!r} does not")
+    return adapter
 
 
 class RankingTask(Task):
@@ -56,7 +78,7 @@ class RankingTask(Task):
         return codes
 
     def labels(self, info: TaskInfo, output: Any) -> np.ndarray:
-        return output  # type: ignore[no-any-return]
+        return output
 
     def predict_matrix(self, adapter: Any, X: Any) -> Prediction:
         top = adapter.predict(X)
@@ -81,7 +103,7 @@ class RankingTask(Task):
         import numpy as np
         import pandas as pd
 
-        adapter = model.adapter
+        adapter = ranking_adapter(model)
         user, item = adapter.meta["user"], adapter.meta["item"]
         if user not in raw.columns:
             raise DataError(f"predict: the ranking model needs the user id column {user!r}; the input has "
@@ -107,17 +129,18 @@ class RankingTask(Task):
 
     def optional_inputs(self, model: TrainedModel) -> dict[str, str]:
         """The item column: given, ``predict`` scores (user, item) pairs instead of listing the top items."""
-        kind = model.adapter.meta.get("item_id_kind", "str")
-        return {model.adapter.meta["item"]: "long" if kind == "int" else "string"}
+        meta = ranking_adapter(model).meta
+        return {meta["item"]: "long" if meta.get("item_id_kind") == "int" else "string"}
 
     def serving_params(self, model: TrainedModel) -> dict[str, Any]:
-        return {"top_k": int(model.adapter.meta.get("top_k", 10))}
+        return {"top_k": int(ranking_adapter(model).meta.get("top_k", 10))}
 
     def score(self, model: TrainedModel, frame: pd.DataFrame, target: str) -> tuple[np.ndarray, Prediction]:
         """Per test user: the held-out positives (``y``, frozensets of item ids) and the model's top items
         (training items excluded)."""
-        users, relevant = relevant_sets(frame, model.adapter.meta["user"], model.adapter.meta["item"])
-        top, scores, _ = model.adapter.top_k(users, TOP_FOR_METRICS)
+        ranker = ranking_adapter(model)
+        users, relevant = relevant_sets(frame, ranker.meta["user"], ranker.meta["item"])
+        top, _, _ = ranker.top_k(users, TOP_FOR_METRICS)
         return relevant, Prediction(top, None, top)
 
     # --- metrics and the champion ---------------------------------------------------------------------------

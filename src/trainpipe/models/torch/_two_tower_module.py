@@ -128,6 +128,19 @@ class TwoTowerNet(TrainpipeModule):
     """User and item towers; see the module doc for the losses and the validation metric."""
 
     validation_keys: ClassVar[tuple[str, ...]] = ("ndcg", "recall", "count")
+    user_numeric: torch.Tensor
+    user_categorical: torch.Tensor
+    user_tag_ids: torch.Tensor
+    item_numeric: torch.Tensor
+    item_categorical: torch.Tensor
+    item_tag_ids: torch.Tensor
+    item_log_q: torch.Tensor
+    positive_keys: torch.Tensor
+    val_seen_ptr: torch.Tensor
+    val_seen_items: torch.Tensor
+    val_rel_ptr: torch.Tensor
+    val_rel_items: torch.Tensor
+    val_users: torch.Tensor
 
     def __init__(self, spec: TwoTowerSpec, users: TowerInputs | None = None, items: TowerInputs | None = None,
                  item_log_q: torch.Tensor | None = None, positive_keys: torch.Tensor | None = None) -> None:
