@@ -12,10 +12,11 @@ if TYPE_CHECKING:
     from trainpipe.models import TrainedModel
 
 
-def predict_frame(model: TrainedModel, raw: pd.DataFrame) -> pd.DataFrame:
+def predict_frame(model: TrainedModel, raw: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
     """``prediction`` plus ``proba_<label>`` columns for classifiers, index kept: the model's task makes them
-    (:meth:`trainpipe.tasks.Task.predict_frame`, the same columns evaluation and the gate score)."""
-    return model.task.kind.predict_frame(model, raw)
+    (:meth:`trainpipe.tasks.Task.predict_frame`, the same columns evaluation and the gate score). ``params``:
+    the signature's parameters (a ranking model's ``top_k``)."""
+    return model.task.kind.predict_frame(model, raw, params)
 
 
 def check_input(df: pd.DataFrame, schema: list[dict[str, Any]], source: str) -> pd.DataFrame:
