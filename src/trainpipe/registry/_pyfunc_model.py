@@ -32,7 +32,7 @@ class TrainpipeModel(PythonModel):
         self.model = trained.TrainedModel.load(Path(context.artifacts["model_dir"]))
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        out: pd.DataFrame = self._predict_frame(self.model, model_input)
+        out: pd.DataFrame = self._predict_frame(self.model, model_input, params)
         return out
 
 
