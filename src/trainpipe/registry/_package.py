@@ -64,14 +64,20 @@ def input_types(spec: ModelSpec) -> dict[str, str]:
     return out
 
 
-def build_signature(spec: ModelSpec, output: pd.DataFrame) -> ModelSignature:
+def build_signature(spec: ModelSpec, output: pd.DataFrame, optional: Mapping[str, str] | None = None,
+                    params: Mapping[str, Any] | None = None) -> ModelSignature:
+    """The signature: the raw input columns, then ``optional`` ones (name -> MLflow type, not required: e.g. a
+    ranking model's item column) and the ``params`` predict takes (name -> default: e.g. ``top_k``)."""
     from mlflow.models.signature import ModelSignature
-    from mlflow.types.schema import ColSpec, Schema
+    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
-    inputs = Schema([ColSpec(kind, name) for name, kind in input_types(spec).items()])
+    inputs = Schema([*(ColSpec(kind, name) for name, kind in input_types(spec).items()),
+                     *(ColSpec(kind, name, required=False) for name, kind in (optional or {}).items())])
+    param_schema = ParamSchema([ParamSpec(name, "long" if isinstance(value, int) else "double" if isinstance(
+        value, float) else "string", value) for name, value in params.items()]) if params else None
     outputs = Schema([ColSpec("double" if str(output[c].dtype).startswith(("float", "int")) else "string", c)
                       for c in output.columns])
-    return ModelSignature(inputs=inputs, outputs=outputs)
+    return ModelSignature(inputs=inputs, outputs=outputs, params=param_schema)
 
 
 def example_frame(spec: ModelSpec, rows: pd.DataFrame, n: int = 5) -> pd.DataFrame:
@@ -307,7 +313,9 @@ def _save_pyfunc(model: TrainedModel, model_dir: Path, target: Path, *, example_
     code_file = spec.origin
 
     example = example_frame(model.spec, example_rows)
-    signature = build_signature(model.spec, predict_frame(model, example))
+    kind = model.task.kind
+    signature = build_signature(model.spec, predict_frame(model, example), optional=kind.optional_inputs(model),
+                                params=kind.serving_params(model))
     tmp = target.with_name(f".tmp-{target.name}-{uuid.uuid4().hex[:6]}")
     try:
         with warnings.catch_warnings(), _pins_taken_from_this_environment(), \
