@@ -131,7 +131,7 @@ def _trainpipe_model(folder: Path, model_uri: str) -> tuple[Any, list[dict[str, 
 
 
 def predict_file(model_uri: str, data_file: Path, out: Path, tracking_uri: str,
-                 on_invalid: str = "fail") -> BatchResult:
+                 on_invalid: str = "fail", top_k: int | None = None) -> BatchResult:
     """Score ``data_file``. Rows failing the model's stored input checks (``validation.columns``: nullable,
     allowed) are, by ``on_invalid``: ``fail`` exit 3 with nothing written, ``skip`` left out, ``keep`` scored."""
     from trainpipe.data import read_source, resolve_source
@@ -159,14 +159,22 @@ def predict_file(model_uri: str, data_file: Path, out: Path, tracking_uri: str,
         checked = check_input(df, columns, str(data_file))
         df, report = apply_checks(df, checks, on_invalid, f"DATA_FILE {data_file}")
         checked = checked.loc[df.index]
-        names = [c["name"] for c in columns]
-        pred = predict_frame(model, checked[names])
+        names = [c["name"] for c in columns if c["name"] in checked.columns]  # optional ones may be absent
+        if top_k is not None and "top_k" not in model.task.kind.serving_params(model):
+            raise ConfigError(f"--top-k: a {model.task.task} model returns one prediction per row; --top-k "
+                              "applies to ranking models only.")
+        if top_k is not None and top_k < 1:
+            raise ConfigError(f"--top-k: expected a number >= 1, got {top_k}.")
+        pred = predict_frame(model, checked[names], None if top_k is None else {"top_k": top_k})
     import pandas as pd
 
     kept = [c for c in df.columns if c not in names]
-    _check_name_clashes(kept, list(map(str, pred.columns)), data_file)
-    passthrough = df[kept].reset_index(drop=True)
-    result = pd.concat([passthrough, pred.reset_index(drop=True)], axis=1)
+    if len(pred) == len(df):
+        _check_name_clashes(kept, list(map(str, pred.columns)), data_file)
+        passthrough = df[kept].reset_index(drop=True)
+        result = pd.concat([passthrough, pred.reset_index(drop=True)], axis=1)
+    else:  # several rows per input row (a ranking model's top-k items): the predictions alone
+        result = pred.reset_index(drop=True)
     _write(result, out)
     return BatchResult(len(result), out, model_uri, list(map(str, pred.columns)),
                        "" if report.passed else report.summary(f"DATA_FILE {data_file}"),
