@@ -283,6 +283,8 @@ def predict(
     on_invalid: Annotated[str, typer.Option(
         "--on-invalid", help="Rows failing the model's validation.columns checks (nullable, allowed): fail (exit 3, "
         "nothing written), skip (leave them out) or keep (score them).")] = "fail",
+    top_k: Annotated[int | None, typer.Option(
+        "--top-k", help="Ranking models: how many items per user (default: the model's top_k).")] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Batch predictions from raw columns, checked against the model's signature and input checks first."""
@@ -291,7 +293,7 @@ def predict(
         from trainpipe.registry._batch import predict_file
 
         uri = tracking_uri or _default_uri()
-        result = predict_file(model_uri, data_file, output, uri, on_invalid=on_invalid)
+        result = predict_file(model_uri, data_file, output, uri, on_invalid=on_invalid, top_k=top_k)
         if result.invalid:
             done = f"{result.skipped} left out" if result.skipped else "scored anyway (--on-invalid keep)"
             err.print(f"warning: {result.invalid}\nthose rows were {done}.", markup=False, highlight=False)
