@@ -48,6 +48,8 @@ EXPECTED = {
                            "client_for", "download_version", "history", "move_alias", "predict_frame", "promote",
                            "register_version", "render_card", "rollback", "version_by_alias",
                            "InMemoryRegistry", "MlflowRegistry", "ModelRegistry", "VersionInfo"},
+    "trainpipe.report": {"REPORT_FILE", "RunRecord", "champion_sentence", "find_run_dir", "load_run", "render_run",
+                         "write_run_report", "write_run_report_safely"},
     "trainpipe.pipeline": {"CORE_STEPS", "PipelineResult", "PipelineRunner", "Step", "StepCache", "StepContext",
                            "StepRecord", "explain_change", "load_run_config", "preflight", "state_dir",
                            "step_names", "steps_for", "StepGraph"},
