@@ -158,6 +158,17 @@ def tune(ctx: StepContext) -> None:
     ctx.params.update({"study_name": summary["study_name"], "sampler": summary["sampler"],
                        "pruner": summary["pruner"], "tuning_metric": summary["metric"],
                        "chosen_model_type": summary["model_type"]})
+    decision = summary.get("ensemble")
+    if decision is not None:
+        if decision["used"]:
+            ctx.hooks.on_message(
+                f"ensemble: trials {decision['members']} (trial: weight), {summary['metric']} "
+                f"{decision['score']:.6g} against the chosen trial's {decision['single_score']:.6g} on the "
+                f"{decision['source']}")
+        else:
+            ctx.hooks.on_message(f"ensemble not used: {decision['why']}")
+        if decision["source"].startswith("predictions on the validation split"):
+            ctx.hooks.on_message(f"ensemble chosen on the {decision['source']}")
     for family, stats in (summary.get("families") or {}).items():
         best = "" if stats["best_value"] is None else f", best {stats['best_value']:.6g}"
         seconds = "" if stats["mean_trial_seconds"] is None else f", {stats['mean_trial_seconds']:.2f} s per trial"
@@ -265,3 +276,45 @@ def record_refit(ctx: StepContext, tuned: dict[str, Any], refit: dict[str, Any],
         ctx.hooks.on_message(f"tuning.timeout {float(timeout):g} s: study {study:.1f} s + refit {seconds:.1f} s = "
                              f"{total:.1f} s (margin {float(timeout) - total:+.1f} s)")
     return record
+
+
+def train_ensemble(ctx: StepContext, tuned: dict[str, Any], task: Any, X: Any, y: Any, X_val: Any,
+                   y_val: Any) -> None:
+    """The train step after a study whose ``tuning.ensemble`` beat the single best trial: each member's final
+    fit (as for a single chosen trial: refit on train + validation with scaled rounds, or the untuned defaults),
+    then one :class:`~trainpipe.models._ensemble.EnsembleAdapter` saved as the model directory."""
+    from trainpipe.features import FeatureSpec
+    from trainpipe.models import ModelSpec, create_adapter
+    from trainpipe.models._ensemble import TYPE, EnsembleAdapter
+    from trainpipe.models._trained import PREPROCESSOR_FILE, save_model_dir
+    from trainpipe.pipeline._artifacts import write_json
+    from trainpipe.tuning._multi import family_config
+
+    cfg = ctx.config
+    feats = _read_json(ctx.artifact("features.json"))
+    members: list[tuple[str, Any]] = []
+    weights: list[float] = []
+    params: dict[str, Any] = {}
+    started = time.perf_counter()
+    for i, member in enumerate(tuned["ensemble"]):
+        base = family_config(cfg, str(member["model_type"])).model
+        model_cfg = base.model_copy(update={"params": {**base.params, **member.get("model_params", {})}})
+        training_cfg = cfg.training.model_validate({**cfg.training.model_dump(), **member.get("training", {})})
+        model_cfg, Xm, ym, Xv, yv, _ = refit_on_train_val(ctx, member, model_cfg, X, y, X_val, y_val)
+        adapter = create_adapter(task, model_cfg, training_cfg,
+                                 categorical_indices=list(feats.get("categorical_indices", [])))
+        adapter.fit(Xm, ym, Xv, yv, None)
+        members.append((model_cfg.type, adapter))
+        weights.append(float(member["weight"]))
+        params[f"ensemble.member.{i}"] = (f"{model_cfg.type} (trial {member['trial']}), weight "
+                                          f"{float(member['weight']):.3g}")
+    ensemble = EnsembleAdapter(task, members, weights)
+    ctx.hooks.on_message(f"ensemble of {len(members)} models: " + "; ".join(params.values()))
+    spec = ModelSpec(model_type=TYPE, family=TYPE, task=task, features=FeatureSpec.from_dict(feats["spec"]),
+                     feature_names=feats["feature_names"], input_dtypes=feats["input_dtypes"], params=params)
+    save_model_dir(ctx.out_dir / "model", spec, ensemble, ctx.artifact(PREPROCESSOR_FILE))
+    write_json(ctx.out_dir / "train.json", {"best_iteration": None, "n_iterations": None,
+                                            "params": spec.to_dict()["params"], "history": {}, "notes": [],
+                                            "ensemble": tuned["ensemble"]})
+    record_refit(ctx, tuned, {"mode": "ensemble", "members": len(members)}, time.perf_counter() - started)
+    ctx.metrics["ensemble_members"] = float(len(members))

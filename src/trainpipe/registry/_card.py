@@ -75,8 +75,11 @@ def render_card(c: CardInputs) -> str:
         lines += ["## Data drift at training time", "", f"Reference: {c.drift.get('reference')}"]
         worst = sorted((c.drift.get("features") or {}).items(), key=lambda kv: -kv[1])[:5]
         lines += [f"- {k}: PSI {v:.4f}" for k, v in worst] + [""]
+    members = [(k, v) for k, v in c.params.items() if k.startswith("ensemble.member.")]
+    if members:  # tuning.ensemble: one model averaging several, each listed with its trial and weight
+        lines += ["## Ensemble members", ""] + [f"- {v}" for _, v in members] + [""]
     lines += ["## Parameters", "", "| param | value |", "|---|---|"]
-    lines += [f"| {k} | {_fmt(v)} |" for k, v in sorted(c.params.items())] + [""]
+    lines += [f"| {k} | {_fmt(v)} |" for k, v in sorted(c.params.items()) if (k, v) not in members] + [""]
     lines += ["## Lineage and environment", "", "| key | value |", "|---|---|"]
     lines += [f"| {k} | `{v}` |" for k, v in sorted(c.lineage.items())] + [""]
     return "\n".join(lines)

@@ -13,7 +13,7 @@ import shutil
 import threading
 import uuid
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -88,7 +88,7 @@ def example_frame(spec: ModelSpec, rows: pd.DataFrame, n: int = 5) -> pd.DataFra
     return check_input(rows.head(n)[list(types)].reset_index(drop=True), schema, "input example")
 
 
-def pip_requirements(family: str, model_type: str | None = None) -> list[str]:
+def pip_requirements(family: str, model_type: str | None = None, members: Sequence[str] = ()) -> list[str]:
     """The served model's ``requirements.txt``: exact pins of the installed libraries inference needs, the common
     ones plus what the model's family declares (``ModelFamily.pip_requirements``; e.g. the first installed of
     ``xgboost-cpu`` and ``xgboost``, never both, since they hold the same module).
@@ -102,6 +102,8 @@ def pip_requirements(family: str, model_type: str | None = None) -> list[str]:
 
     found = family_for(model_type) if model_type is not None else family_named(family)
     reqs = installed_pins(_COMMON_LIBS) + (found.pip_requirements() if found is not None else [])
+    for member in dict.fromkeys(members):  # an ensemble (tuning.ensemble) needs each member family's libraries
+        reqs += family_for(member).pip_requirements()
     # a CPU build of torch reports "2.13.0+cpu"; pinning that would pull a CUDA build on re-create
     return list(dict.fromkeys(r.split("+")[0] for r in reqs))
 
@@ -327,7 +329,8 @@ def _save_pyfunc(model: TrainedModel, model_dir: Path, target: Path, *, example_
                 model_config={CODE_CONFIG_KEY: package},
                 artifacts={"model_dir": str(model_dir), **{k: str(v) for k, v in extra_artifacts.items()}},
                 signature=signature, input_example=example,
-                pip_requirements=pip_requirements(model.spec.family, model.spec.model_type),
+                pip_requirements=pip_requirements(model.spec.family, model.spec.model_type,
+                                                  members=getattr(model.adapter, "member_types", ())),
             )
         if target.exists():
             shutil.rmtree(target)

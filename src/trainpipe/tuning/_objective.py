@@ -56,6 +56,8 @@ class RoundCounter:
     fit_rows: list[int] = field(default_factory=list)
     fold_rounds: list[int] = field(default_factory=list)  # rounds trained per fold
     best_rounds: list[int | None] = field(default_factory=list)  # early stopping's best round count per fold
+    # each fold's validation predictions (class probabilities, or values), for tuning.ensemble; None: not kept
+    oof: list[Any] | None = None
 
 
 def deadline_reached(counter: RoundCounter) -> bool:
@@ -177,6 +179,9 @@ def fit_and_score(config: PipelineConfig, task: TaskInfo, params: Mapping[str, A
         counter.best_rounds.append(None if best is None else int(best) + 1)
         proba = adapter.predict_proba(fold.X_val)
         pred = np.asarray(adapter.predict(fold.X_val))
+        if counter.oof is not None:
+            counter.oof.append(None if task.is_classification and proba is None
+                               else np.asarray(proba if task.is_classification else pred, dtype=np.float32))
         value = compute_metrics([metric], task.task, fold.y_val, pred, proba, len(task.classes))[metric]
         if value is None or not math.isfinite(value):
             raise TrialFailed(f"{metric} could not be computed on fold {index} (got {value}); "

@@ -116,7 +116,7 @@ def _plan_and_folds(config: PipelineConfig, task: TaskInfo, source: FoldSource, 
         plan = auto_plan(source.n_rows, n_trials=settings.n_trials)
         return plan, source(plan), None
     probe_folds = source(SelectionPlan("repeated_holdout", 1))
-    counter = RoundCounter()
+    counter = RoundCounter(oof=[] if config.tuning.ensemble is not None else None)
     # a multi-family study times its first family's defaults (trial 0)
     fit_and_score(family_config(config, lead_type(config, task.task)), task, {}, probe_folds, settings.metric,
                   settings.direction, None, counter, categorical_indices)
@@ -161,8 +161,19 @@ def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold] | F
     probe_refit = probe.refit_seconds if probe is not None else 0.0
 
     probe_family = lead_type(config, task.task) if settings.families else None
+    assert config.tuning is not None
+    ensemble = config.tuning.ensemble
+    oof: dict[int, list[Any]] = {}  # trial number -> its per-fold validation predictions (tuning.ensemble)
 
     def objective(trial: Any, params: dict[str, Any], counter: RoundCounter) -> float:
+        if ensemble is None:
+            return _objective(trial, params, counter)
+        counter.oof = []
+        value = _objective(trial, params, counter)
+        oof[trial.number] = counter.oof
+        return value
+
+    def _objective(trial: Any, params: dict[str, Any], counter: RoundCounter) -> float:
         family, params = split_family(params)
         scoped = config if family is None else family_config(config, family)
         if (probe is not None and not params and not counter.prunable and family == probe_family
@@ -171,6 +182,8 @@ def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold] | F
             done = probe.counter
             for name in ("fold_scores", "fit_seconds", "fit_rows", "fold_rounds", "best_rounds"):
                 getattr(counter, name).extend(getattr(done, name))
+            if counter.oof is not None and done.oof is not None:
+                counter.oof.extend(done.oof)
             counter.trained += done.fold_rounds[0]
             counter.budget += done.fold_rounds[0]
             if len(made) > 1:
@@ -187,9 +200,17 @@ def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold] | F
             on_trial(frozen)
 
     def reserve(study: Any) -> float:
-        """Seconds kept for the refit of the configuration chosen so far, and the files written after."""
-        chosen = choose_best(study.get_trials(deepcopy=False), settings.direction)
-        return refit_estimate(chosen, n_all, probe_refit / REFIT_SAFETY) * REFIT_SAFETY + POST_STUDY_SECONDS
+        """Seconds kept for the refit of the configuration chosen so far (with an ensemble: of the best trials it
+        may pick, at most ``size``), and the files written after."""
+        trials = study.get_trials(deepcopy=False)
+        chosen = choose_best(trials, settings.direction)
+        seconds = refit_estimate(chosen, n_all, probe_refit / REFIT_SAFETY)
+        if ensemble is not None:
+            sign = 1.0 if settings.direction == "maximize" else -1.0
+            done = sorted((t for t in trials if t.state.name == "COMPLETE" and t.value is not None),
+                          key=lambda t: -sign * float(t.value))[:min(ensemble.size, ensemble.candidates)]
+            seconds = max(seconds, sum(refit_estimate(t, n_all, 0.0) for t in done))
+        return seconds * REFIT_SAFETY + POST_STUDY_SECONDS
 
     if tracker is not None and parent_run_id is not None:
         tracker.set_tags(parent_run_id, {"optuna.role": "study", "optuna.study": settings.study_name,
@@ -223,14 +244,26 @@ def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold] | F
         plots.append("optimization_history.png")
     if plot_importances(importances, out_dir / "param_importances.png"):
         plots.append("param_importances.png")
-    family, best = split_family(summary["best_params"])
-    chosen_config = config if family is None else family_config(config, family)
-    model_type = chosen_config.model.type
-    model_params, training_params = split_params(best)
-    # the metric param the trials were scored with travels with the best params (same early stopping)
-    model_params = {**metric_params(model_type, settings.metric, task.task,
-                                    {**chosen_config.model.params, **model_params}), **model_params}
+    model_type, model_params, training_params = trial_model(config, task, settings.metric, chosen)
+    members: list[dict[str, Any]] = []
     refit = refit_estimate(chosen, n_all, probe_refit / REFIT_SAFETY)
+    if ensemble is not None:
+        import numpy as np
+
+        from trainpipe.tuning._ensemble import select_ensemble
+
+        decision = select_ensemble(trials, oof, np.concatenate([f.y_val for f in made]), metric=settings.metric,
+                                   task=task, direction=settings.direction, size=ensemble.size,
+                                   candidates=ensemble.candidates, chosen=chosen, plan_kind=plan.kind)
+        summary["ensemble"] = decision
+        if decision["used"]:
+            by_number = {t.number: t for t in trials}
+            for number, weight in decision["members"].items():
+                member = by_number[number]
+                m_type, m_params, m_training = trial_model(config, task, settings.metric, member)
+                members.append({"trial": number, "weight": weight, "model_type": m_type, "model_params": m_params,
+                                "training": m_training, "final_fit": final_fit(member, n_all)})
+            refit = sum(refit_estimate(by_number[n], n_all, 0.0) for n in decision["members"])
     study_seconds = time.perf_counter() - started
     summary["budget"] = {"timeout": settings.timeout, "study_seconds": study_seconds,
                          "refit_estimate_seconds": refit,
@@ -242,13 +275,26 @@ def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold] | F
                                               "metric": settings.metric, "best_value": summary["best_value"],
                                               "best_trial": summary["best_trial"],
                                               "study_name": settings.study_name,
-                                              "final_fit": summary["final_fit"], "budget": summary["budget"]})
+                                              "final_fit": summary["final_fit"], "budget": summary["budget"],
+                                              **({"ensemble": members} if members else {})})
     write_json(out_dir / "study_summary.json", summary)
     if tracker is not None and parent_run_id is not None:
         tracker.log_params(parent_run_id, {f"best.{k}": v for k, v in summary["best_params"].items()})
         for name in ("study_summary.json", "trials.csv", "best_params.json", *plots):
             tracker.log_artifact(parent_run_id, out_dir / name, "tuning")
     return summary
+
+
+def trial_model(config: PipelineConfig, task: TaskInfo, metric: str, trial: FrozenTrial
+                ) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(model type, model params, training overrides) of a trial's model, as the train step builds it: its
+    family's (multi-family study), with the metric param the trials were scored with (same early stopping)."""
+    family, params = split_family(trial.params)
+    scoped = config if family is None else family_config(config, family)
+    model_params, training_params = split_params(params)
+    model_params = {**metric_params(scoped.model.type, metric, task.task, {**scoped.model.params, **model_params}),
+                    **model_params}
+    return scoped.model.type, model_params, training_params
 
 
 def no_trial_completed(settings: StudySettings, summary: dict[str, Any], trials: Sequence[FrozenTrial]) -> str:
