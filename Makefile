@@ -67,5 +67,15 @@ audit: $(VENV)/.installed $(AUDIT_VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) benchmarks/overhead.py
 
+# FLAML in its own venv for benchmarks/automl.py only (not used by make test). flaml[automl] needs xgboost<3,
+# so this venv has xgboost 2.1.4 (and its NCCL wheel); lightgbm, scikit-learn, pandas, numpy as in .venv.
+.venv-flaml/.installed:
+	$(PYTHON) -m venv .venv-flaml
+	.venv-flaml/bin/pip install --quiet "flaml[automl]==2.7.0" "xgboost==2.1.4" lightgbm==4.7.0 \
+		scikit-learn==1.9.1 pandas==3.1.1 pyarrow==25.0.1 numpy==2.4.6
+	touch $@
+
+.venv-flaml: .venv-flaml/.installed
+
 clean:
 	rm -rf $(VENV) $(AUDIT_VENV) .trainpipe examples/*/.trainpipe .pytest_cache
