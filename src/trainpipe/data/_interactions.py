@@ -81,6 +81,14 @@ def parse_times(s: pd.Series, key: str = "data.timestamp") -> pd.Series:
         return s.astype(np.float64)
     if pd.api.types.is_datetime64_any_dtype(s):
         return pd.Series(s.to_numpy(dtype="datetime64[ns]").astype(np.int64) / 1e9, index=s.index)
+    numbers = pd.to_numeric(s, errors="coerce")
+    if numbers.notna().mean() >= 0.5:  # numbers read as text (a CSV column with a few bad cells)
+        bad = numbers.isna()
+        if not bool(bad.any()):
+            return numbers.astype(np.float64)
+        examples = [str(v) for v in s[bad].drop_duplicates().head(3)]
+        raise DataError(f"{key}: column {s.name!r} has {int(bad.sum())} value(s) that do not parse as times, e.g. "
+                        f"{examples}. Use epoch seconds (as the other rows) or ISO dates, or fix those rows.")
     parsed = pd.to_datetime(s.astype(str), errors="coerce", format="mixed", utc=True)
     bad = parsed.isna()
     if bool(bad.any()):

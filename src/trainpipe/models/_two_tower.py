@@ -230,8 +230,8 @@ class TwoTowerAdapter:
         i_index = {v: i for i, v in enumerate(item_ids)}
         if len(item_ids) < 2:
             raise DataError(f"data.item: the catalogue has {len(item_ids)} item(s); ranking needs at least 2")
-        u = train.interactions[train.user].map(u_index).to_numpy(dtype=np.int64)
-        it = train.interactions[train.item].map(i_index).to_numpy(dtype=np.int64)
+        u = np.array(train.interactions[train.user].map(u_index).to_numpy(dtype=np.int64))
+        it = np.array(train.interactions[train.item].map(i_index).to_numpy(dtype=np.int64))
         users_in, user_kinds = encode_side(train.users, train.user_features)
         items_in, item_kinds = encode_side(train.items, train.item_features)
         k = int(self.arch["k"])

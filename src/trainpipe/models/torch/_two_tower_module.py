@@ -105,6 +105,9 @@ class Tower(nn.Module):
             if i + 1 < len(layers):
                 mlp += [nn.ReLU(), nn.Dropout(dropout)] if dropout > 0 else [nn.ReLU()]
             width = out
+        if not layers and width != dim:  # no MLP: side features still need a projection to the shared space
+            mlp.append(nn.Linear(width, dim))
+            width = dim
         self.mlp = nn.Sequential(*mlp)
         self.out_dim = width
 
