@@ -88,7 +88,7 @@ def test_temporal_splits_never_put_a_users_test_interaction_before_their_trainin
     df = interactions()
     df = df.sample(frac=1.0, random_state=1).reset_index(drop=True)  # file order is not time order
     cfg = ranking_config(split={"type": kind, "test_size": 0.25})
-    frame, report = prepare_interactions(df, cfg)
+    frame, _report = prepare_interactions(df, cfg)
     from trainpipe.data._interactions import TIME_COLUMN
 
     train, val, test, used, notes = split_interactions(frame, "user", cfg.data.split, time_column=TIME_COLUMN,
@@ -107,7 +107,7 @@ def test_without_timestamps_the_split_is_per_user_random_and_says_so() -> None:
     df = interactions().drop(columns=["ts"])
     cfg = ranking_config(timestamp=None)
     frame, _ = prepare_interactions(df, cfg)
-    train, _, test, used, notes = split_interactions(frame, "user", cfg.data.split, time_column=None,
+    _train, _, test, used, notes = split_interactions(frame, "user", cfg.data.split, time_column=None,
                                                      min_interactions=3)
     assert used == "per_user_random"
     assert "time order was not available" in notes[0]
@@ -292,7 +292,7 @@ def test_seen_items_are_excluded_and_unknown_users_get_popular_items(fitted: Any
     items_all, _, _ = adapter.top_k([user], 30, exclude_seen=False)
     assert seen & set(items_all[0].tolist())
     popular = train_frame["item"].value_counts()
-    items, scores, known = adapter.top_k([424242], 3)
+    items, _scores, known = adapter.top_k([424242], 3)
     assert not known[0] and items[0][0] == popular.index[0]
     scores_pairs, known_user, known_item = adapter.score_pairs([user, 424242, user], [1, 1, 999])
     assert np.isfinite(scores_pairs[0]) and np.isnan(scores_pairs[1:]).all()
