@@ -67,6 +67,7 @@ METRIC = {"binary": "roc_auc", "multiclass": "log_loss", "regression": "rmse"}
 def _run(workdir: Path, name: str, target: str, seed: int, tuning: str) -> Path:
     from trainpipe.config import load_config
     from trainpipe.pipeline import PipelineRunner, steps_for
+    from trainpipe.registry import InMemoryRegistry
 
     text = (f"name: {name}\ndata: {{source: d.csv, target: {target}, split: {{seed: 0}}}}\n"
             f"model: {{type: xgboost}}\ntraining: {{seed: {seed}}}\n{tuning}")
@@ -74,7 +75,7 @@ def _run(workdir: Path, name: str, target: str, seed: int, tuning: str) -> Path:
     loaded = load_config(workdir / "pipeline.yaml")
     steps = steps_for(loaded.config)
     steps = steps[: [s.name for s in steps].index("train") + 1]
-    return PipelineRunner(loaded, workdir=workdir, steps=steps).run().run_dir / "steps"
+    return PipelineRunner(loaded, workdir=workdir, steps=steps, registry=InMemoryRegistry()).run().run_dir / "steps"
 
 
 def _score(task_name: str, y: Any, proba: Any, pred: Any) -> float:
