@@ -41,7 +41,7 @@ def main() -> None:
         dags[dag_id] = {
             "tasks": {t.task_id: _task(t) for t in dag.tasks},
             "timetable": type(timetable).__name__,
-            "cron": getattr(inner, "_expression", None),
+            "cron": getattr(inner, "expression", None) or getattr(inner, "_expression", None),
             "assets": sorted(a.uri for a in getattr(condition, "objects", [condition]) if hasattr(a, "uri"))
             if condition is not None else [],
             "params": {k: dag.params[k] for k in dag.params},
