@@ -127,6 +127,12 @@ class Task:
         """Parameters ``predict`` takes besides the frame (name -> default), in the model's signature."""
         return {}
 
+    def conformance_case(self, family: Any, task: str, model_type: str, params: Mapping[str, Any],
+                         training: Mapping[str, Any], rows: int) -> Any:
+        """This task's data for ``trainpipe.testing.check_family`` when it is not a generated table (ranking:
+        interactions); None: the kit's table."""
+        return None
+
     def score(self, model: TrainedModel, frame: pd.DataFrame, target: str) -> tuple[np.ndarray, Prediction]:
         """Encoded labels of ``frame[target]`` and the model's prediction on ``frame``: what metrics read."""
         y = self.encode(model.task, frame[target])
