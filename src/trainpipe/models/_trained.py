@@ -102,7 +102,8 @@ class TrainedModel:
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        _skops_io.dump(self.preprocessor, directory / PREPROCESSOR_FILE)
+        if self.preprocessor is not None:  # a ranking model has none
+            _skops_io.dump(self.preprocessor, directory / PREPROCESSOR_FILE)
         self.adapter.save(directory)
         (directory / SPEC_FILE).write_text(json.dumps(self.spec.to_dict(), indent=2, default=str))
 
