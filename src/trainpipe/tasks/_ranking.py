@@ -135,6 +135,12 @@ class RankingTask(Task):
     def serving_params(self, model: TrainedModel) -> dict[str, Any]:
         return {"top_k": int(ranking_adapter(model).meta.get("top_k", 10))}
 
+    def conformance_case(self, family: Any, task: str, model_type: str, params: Mapping[str, Any],
+                         training: Mapping[str, Any], rows: int) -> Any:
+        from trainpipe.tasks._ranking_case import RankingCase
+
+        return RankingCase(family, task, model_type, params, training, rows)
+
     def score(self, model: TrainedModel, frame: pd.DataFrame, target: str) -> tuple[np.ndarray, Prediction]:
         """Per test user: the held-out positives (``y``, frozensets of item ids) and the model's top items
         (training items excluded)."""
