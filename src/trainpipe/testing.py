@@ -121,9 +121,6 @@ def check_family(family: ModelFamily, *, model_types: Mapping[str, str] | None =
     """
     import numpy as np
 
-    if family.input_kind != "matrix":
-        raise _fail(family, "input kind", f"the kit checks families that take the preprocessed matrix; "
-                                          f"{family.input_kind!r} is not covered yet")
     done: list[str] = []
     for task in family.tasks:
         model_type = (model_types or {}).get(task) or (family.names[0] if family.names else None)
@@ -138,7 +135,7 @@ def check_family(family: ModelFamily, *, model_types: Mapping[str, str] | None =
                                             "family through the trainpipe.model_families entry point") from exc
         if found.name != family.name:
             raise _fail(family, "registry", f"model.type {model_type!r} resolves to the family {found.name!r}")
-        case = _Case(family, task, model_type, params or {}, training or {}, rows)
+        case = _case_for(family, task, model_type, params or {}, training or {}, rows)
         _check_config_agrees(family, case, task, model_type)
         first = _fit_predict(family, case, task)
         done.append(f"{task}: fit and predict (categorical column, {len(case.categorical)} ordinal)")
@@ -158,6 +155,21 @@ def check_family(family: ModelFamily, *, model_types: Mapping[str, str] | None =
             done.append(f"{task}: registered pyfunc round trip")
         done.append(f"{task}: check_config agrees with construction")
     return done
+
+
+def _case_for(family: ModelFamily, task: str, model_type: str, params: Mapping[str, Any],
+              training: Mapping[str, Any], rows: int) -> Any:
+    """The task's own case (``Task.conformance_case``: ranking's interactions), else a generated table."""
+    from trainpipe.tasks import registered_tasks, task_for
+
+    own = task_for(task).conformance_case(family, task, model_type, params, training, rows) \
+        if task in registered_tasks() else None
+    if own is not None:
+        return own
+    if family.input_kind != "matrix":
+        raise _fail(family, "input kind", f"the kit checks families that take the preprocessed matrix; "
+                                          f"{family.input_kind!r} is not covered yet")
+    return _Case(family, task, model_type, params, training, rows)
 
 
 def _same(a: np.ndarray | None, b: np.ndarray | None) -> bool:
@@ -204,9 +216,15 @@ def _fit_predict(family: ModelFamily, case: _Case, task: str,
     adapter.fit(case.X, case.y, case.X_val, case.y_val, lambda i, t, m: calls.append((i, t, dict(m))))
     pred = np.asarray(adapter.predict(case.X_test))
     proba = adapter.predict_proba(case.X_test)
+    own_check = getattr(case, "check_output", None)  # a task's own output rules (ranking: top items per user)
+    problem = own_check(pred, proba) if own_check is not None else None
+    if problem is not None:
+        raise _fail(family, f"{task}: {problem.split(':')[0]}", problem)
     if len(pred) != len(case.X_test):
         raise _fail(family, f"{task}: predict", f"{len(pred)} predictions for {len(case.X_test)} rows")
-    if task == "regression":
+    if own_check is not None:
+        pass  # checked above
+    elif task == "regression":
         if proba is not None:
             raise _fail(family, f"{task}: predict_proba", "a regressor returned probabilities (expected None)")
         if not np.all(np.isfinite(pred.astype(float))):
@@ -253,8 +271,10 @@ def _one_row_validation(family: ModelFamily, case: _Case, task: str) -> None:
     import numpy as np
 
     adapter = case.adapter()
+    one = getattr(case, "one_row_validation", None)
+    X1, y1 = one() if one is not None else (case.X_val[:1], case.y_val[:1])
     try:
-        adapter.fit(case.X, case.y, case.X_val[:1], case.y_val[:1], None)
+        adapter.fit(case.X, case.y, X1, y1, None)
     except Exception as exc:
         raise _fail(family, f"{task}: one-row validation split", f"fit failed ({type(exc).__name__}: {exc})") from exc
     if len(np.asarray(adapter.predict(case.X_test))) != len(case.X_test):
@@ -285,7 +305,7 @@ def _checkpoint_and_resume(family: ModelFamily, case: _Case, task: str,
             raise _fail(family, where, "the resumed model predicts differently from the uninterrupted one")
 
 
-def _pyfunc_round_trip(family: ModelFamily, case: _Case, task: str, model_type: str, adapter: Any) -> None:
+def _pyfunc_round_trip(family: ModelFamily, case: Any, task: str, model_type: str, adapter: Any) -> None:
     import mlflow.pyfunc
     import numpy as np
 
@@ -294,12 +314,18 @@ def _pyfunc_round_trip(family: ModelFamily, case: _Case, task: str, model_type: 
     from trainpipe.registry._predict import predict_frame
 
     where = f"{task}: registered pyfunc round trip"
-    dtypes = {c: str(case.test[c].dtype) for c in case.spec.columns}
-    model = TrainedModel(ModelSpec(model_type, family.name, case.task, case.spec, input_dtypes=dtypes),
-                         case.pre, adapter)
+    if hasattr(case, "trained_model"):  # a task's own model folder (ranking: no preprocessor)
+        model = case.trained_model(family, model_type, adapter)
+    else:
+        dtypes = {c: str(case.test[c].dtype) for c in case.spec.columns}
+        model = TrainedModel(ModelSpec(model_type, family.name, case.task, case.spec, input_dtypes=dtypes),
+                             case.pre, adapter)
     expected = predict_frame(model, case.raw)
     with tempfile.TemporaryDirectory(prefix="trainpipe-check-pyfunc-") as folder:
-        model.save(Path(folder) / "model")
+        if hasattr(case, "save_model"):
+            case.save_model(model, Path(folder) / "model")
+        else:
+            model.save(Path(folder) / "model")
         save_pyfunc(model, Path(folder) / "model", Path(folder) / "pyfunc", example_rows=case.raw.head(5),
                     extra_artifacts={})
         _forget_deleted_bundles()
