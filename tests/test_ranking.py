@@ -334,3 +334,16 @@ def test_bpr_and_triplet_losses_train(loss: str) -> None:
     ndcg = report.history["val_ndcg@5"]
     assert report.history["train_loss"][-1] < report.history["train_loss"][0]
     assert max(ndcg) > 0.2, ndcg
+
+
+def test_two_tower_passes_check_family_on_the_ranking_task() -> None:
+    pytest.importorskip("torch")
+    from trainpipe.models import family_for
+    from trainpipe.testing import check_family
+
+    done = check_family(family_for("two_tower"), params={"embedding_dim": 8, "tower_layers": [8], "k": 3,
+                                                         "top_k": 3},
+                        training={"epochs": 2, "batch_size": 32, "checkpoint_every": 2})
+    assert done == ["ranking: fit and predict (categorical column, 0 ordinal)", "ranking: same seed, same predictions",
+                    "ranking: one-row validation split", "ranking: pruning reporter", "ranking: checkpoint and resume",
+                    "ranking: registered pyfunc round trip", "ranking: check_config agrees with construction"]
