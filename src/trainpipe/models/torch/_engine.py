@@ -38,6 +38,7 @@ from trainpipe.models.torch._setup import (
     SignalGuard,
     build_optimizer,
     build_scheduler,
+    flat_parameters,
     rank_step_seed,
     resolve_device,
     resolve_precision,
@@ -273,7 +274,7 @@ class Engine:
             st.losses = torch.zeros(total_micro, device=dev)
         losses = st.losses if st.losses.numel() == total_micro else _grown(st.losses, total_micro)
         st.losses = losses
-        params = [p for p in self.module.configure_parameters() if p.requires_grad]
+        params = [p for p in flat_parameters(self.module.configure_parameters()) if p.requires_grad]
         training_step = net if self.dist.is_distributed else self.module.training_step
         batch_hooks = [cb for cb in self.callbacks if overrides(cb, "on_train_batch_end")]
         order = D.epoch_permutation(source.n_segments(), t.seed + 7_919, st.epoch).tolist()

@@ -85,15 +85,32 @@ def resolve_precision(name: str, device: torch.device) -> Precision:
 def build_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float,
                     weight_decay: float | None) -> torch.optim.Optimizer:
     """adam, adamw (default weight decay 0.01) or sgd (momentum 0.9); the fused kernels where torch has them
-    (CPU and CUDA: one kernel per step instead of a loop over parameters)."""
-    params = list(params)
+    (CPU and CUDA: one kernel per step instead of a loop over parameters).
+
+    ``params`` may also be parameter groups (``{"params": [...], "lr_scale": s}``, what a module's
+    ``configure_parameters`` returns for layer-wise learning rates): each group trains at ``lr * lr_scale``."""
+    groups: list[Any] = list(params)
+    if any(isinstance(g, dict) for g in groups):
+        groups = [{"params": list(g["params"]), "lr": lr * float(g.get("lr_scale", 1.0))}
+                  if isinstance(g, dict) else {"params": [g]} for g in groups]
+    params = flat_parameters(groups)
     fused = bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
     extra: dict[str, Any] = {"fused": True} if fused else {}
+    if groups and isinstance(groups[0], dict):
+        params = groups  # type: ignore[assignment]
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay or 0.0, **extra)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay or 0.0, **extra)
     return torch.optim.AdamW(params, lr=lr, weight_decay=0.01 if weight_decay is None else weight_decay, **extra)
+
+
+def flat_parameters(params: Iterable[Any]) -> list[torch.nn.Parameter]:
+    """The parameters of a list of parameters or of parameter groups (dicts with ``params``), in order."""
+    out: list[torch.nn.Parameter] = []
+    for item in params:
+        out.extend(item["params"] if isinstance(item, dict) else [item])
+    return out
 
 
 def build_scheduler(name: str, optimizer: torch.optim.Optimizer, training: TrainingConfig,
@@ -103,7 +120,9 @@ def build_scheduler(name: str, optimizer: torch.optim.Optimizer, training: Train
     if name == "cosine":
         return sched.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
     if name == "one_cycle":
-        return sched.OneCycleLR(optimizer, max_lr=training.learning_rate, total_steps=max(1, total_steps))
+        # each parameter group peaks at its own learning rate (layer-wise decay), the first at training's
+        return sched.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
+                                total_steps=max(1, total_steps))
     if name == "step":
         return sched.StepLR(optimizer, step_size=max(1, training.epochs // 3), gamma=0.1)
     if name == "plateau":
