@@ -54,11 +54,11 @@ class StepGraph:
         steps.insert(_index(steps, "split") + 1, DRIFT_STEP)
         steps += [GATE_STEP, REGISTER_STEP]
         if config.tuning is not None:
-            from trainpipe.pipeline._steps_tuning import TUNE_STEP, TUNED_INPUT
+            from trainpipe.pipeline._steps_tuning import TUNED_INPUT
 
             at = _index(steps, "train")
             steps[at] = replace(steps[at], inputs={**steps[at].inputs, **TUNED_INPUT})
-            steps.insert(at, TUNE_STEP)
+            steps.insert(at, task_tune_step(config))
         return cls(steps, config.name)
 
     # -- reading ----------------------------------------------------------------------------------
@@ -193,6 +193,22 @@ def core_steps(config: PipelineConfig) -> tuple[Step, ...]:
         return CORE_STEPS
     steps: tuple[Step, ...] = importlib.import_module(module).STEPS
     return steps
+
+
+def task_tune_step(config: PipelineConfig) -> Step:
+    """The ``tune`` step for the config's task: its steps module's ``TUNE_STEP`` when it has one (ranking), else
+    the tabular one."""
+    import importlib
+
+    from trainpipe.tasks import registered_tasks, task_for
+
+    module = task_for(config.task).steps_module if config.task in registered_tasks() else None
+    own: Step | None = getattr(importlib.import_module(module), "TUNE_STEP", None) if module else None
+    if own is not None:
+        return own
+    from trainpipe.pipeline._steps_tuning import TUNE_STEP
+
+    return TUNE_STEP
 
 
 def _index(steps: Sequence[Step], name: str) -> int:
