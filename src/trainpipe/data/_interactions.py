@@ -206,6 +206,11 @@ class RankingData:
     def __len__(self) -> int:
         return len(self.interactions)
 
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(interactions, 2): what tuning's bookkeeping reads of a training matrix."""
+        return len(self.interactions), 2
+
 
 def ranking_data(frame: pd.DataFrame, everything: pd.DataFrame, cfg: PipelineConfig,
                  seen: pd.DataFrame | None = None) -> RankingData:

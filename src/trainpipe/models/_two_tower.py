@@ -202,6 +202,7 @@ class TwoTowerAdapter:
         self.net: Any = None
         self._index: Any = None
         self._lookup: dict[str, dict[Any, int]] = {}
+        self._train_seen: tuple[np.ndarray, np.ndarray] | None = None
 
     def configure_checkpoints(self, directory: Path, resume: bool) -> None:
         self.checkpoint_dir = Path(directory)
@@ -277,6 +278,7 @@ class TwoTowerAdapter:
             ue = torch.cat([net.users(torch.arange(s, min(s + 65536, spec.n_users)))
                             for s in range(0, spec.n_users, 65536)]).float().numpy()
             ie = net.all_items().float().numpy()
+        self._train_seen = _csr(u, it, spec.n_users)  # what a validation ranking (tuning) excludes
         ptr, items = _csr(seen_u, seen_i, spec.n_users)
         popular = np.argsort(-counts, kind="stable")[: min(len(counts), 1000)].astype(np.int64)
         self.arrays = {"user_embeddings": np.ascontiguousarray(ue), "item_embeddings": np.ascontiguousarray(ie),
@@ -341,10 +343,11 @@ class TwoTowerAdapter:
             self._index = index
         return self._index
 
-    def top_k(self, users: Any, k: int, *, exclude_seen: bool = True,
-              use_faiss: bool | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(item ids, scores, known) for each user: the k best items (seen ones excluded), as an object array
-        (users x k); unknown users get the most popular items and ``known`` False."""
+    def top_k(self, users: Any, k: int, *, exclude_seen: bool = True, use_faiss: bool | None = None,
+              seen: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(item ids, scores, known) for each user: the k best items (seen ones excluded: ``seen``, a CSR of
+        items per user index, else the training and validation interactions saved with the model), as an object
+        array (users x k); unknown users get the most popular items and ``known`` False."""
         import numpy as np
 
         pos = self.user_positions(users)
@@ -361,7 +364,7 @@ class TwoTowerAdapter:
         out_score[~known, : len(pop_k)] = share[: len(pop_k)] if len(share) >= len(pop_k) else np.nan
         rows = np.nonzero(known)[0]
         faiss_on = self.uses_faiss() if use_faiss is None else use_faiss
-        ptr, seen = self.arrays["seen_ptr"], self.arrays["seen_items"]
+        ptr, seen_items = seen if seen is not None else (self.arrays["seen_ptr"], self.arrays["seen_items"])
         ue, ie = self.arrays["user_embeddings"], self.arrays["item_embeddings"]
         for start in range(0, len(rows), 4096):
             chunk = rows[start:start + 4096]
@@ -371,7 +374,7 @@ class TwoTowerAdapter:
                 want = min(self.n_items, k + extra)
                 scores_c, idx_c = self._faiss_index().search(np.ascontiguousarray(ue[up]), want)
                 for r, (sc, ix, u) in enumerate(zip(scores_c, idx_c, up, strict=True)):
-                    drop = set(seen[ptr[u]:ptr[u + 1]].tolist()) if exclude_seen else set()
+                    drop = set(seen_items[ptr[u]:ptr[u + 1]].tolist()) if exclude_seen else set()
                     keep = [(s, i) for s, i in zip(sc.tolist(), ix.tolist(), strict=True) if i >= 0 and i not in drop]
                     keep = keep[:k]
                     out_idx[chunk[r], :len(keep)] = [i for _, i in keep]
@@ -381,7 +384,7 @@ class TwoTowerAdapter:
             if exclude_seen:
                 lengths = ptr[up + 1] - ptr[up]
                 which = np.repeat(np.arange(len(up)), lengths)
-                cols = np.concatenate([seen[ptr[u]:ptr[u + 1]] for u in up]) if len(up) else np.zeros(0, int)
+                cols = np.concatenate([seen_items[ptr[u]:ptr[u + 1]] for u in up]) if len(up) else np.zeros(0, int)
                 scores[which, cols] = -np.inf
             part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
             order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
@@ -402,8 +405,16 @@ class TwoTowerAdapter:
         scores[ok] = np.einsum("nd,nd->n", ue[up[ok]], ie[ip[ok]])
         return scores, up >= 0, ip >= 0
 
-    # ModelAdapter protocol: predict = the top items of each user in a frame with the user column
+    # ModelAdapter protocol: predict = the top items of each user in a frame with the user column; for
+    # RankingData (a validation split: tuning), its users in first-seen order, the top 100 with only the training
+    # items excluded, as the ranking metrics read them
     def predict(self, X: Any) -> np.ndarray:
+        from trainpipe.data._interactions import RankingData
+
+        if isinstance(X, RankingData):
+            users = list(dict.fromkeys(X.interactions[X.user].tolist()))
+            items, _, _ = self.top_k(users, 100, seen=self._train_seen)
+            return items
         items, _, _ = self.top_k(X[self.meta["user"]].tolist(), int(self.meta["top_k"]))
         return items
 
@@ -444,7 +455,7 @@ class TwoTowerAdapter:
         if self.arrays["user_embeddings"].shape[0] != n_users or self.arrays["item_embeddings"].shape[0] != n_items:
             raise DataError(f"{directory}: the embeddings do not match the id lists of {META_FILE}; the folder is "
                             "damaged. Train the model again.")
-        self._index, self._lookup = None, {}
+        self._index, self._lookup, self._train_seen = None, {}, None
         return self
 
 

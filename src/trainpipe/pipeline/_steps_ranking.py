@@ -28,6 +28,8 @@ from trainpipe.pipeline._steps import (
     checkpoint_dir,
     prune_checkpoint_sets,
 )
+from trainpipe.pipeline._steps_tuning import TUNE_STEP as TABULAR_TUNE
+from trainpipe.pipeline._steps_tuning import _study_key
 from trainpipe.tracking._lineage import family_libraries
 
 if TYPE_CHECKING:
@@ -231,6 +233,46 @@ def evaluate(ctx: StepContext) -> None:
     ctx.hooks.on_message("ranking (test users, full catalogue):\n" + result["table_markdown"].strip())
 
 
+def tune(ctx: StepContext) -> None:
+    """An Optuna study over the family's space (or tuning.space): each trial trains on the training split and is
+    scored on the validation users (their held-out items ranked over the whole catalogue, training items
+    excluded), pruned per epoch on the validation NDCG the engine reports; best_params.json for train."""
+    from trainpipe.tasks import TaskInfo
+    from trainpipe.tasks._ranking import relevant_sets
+    from trainpipe.tuning import Fold, metrics_of, tune_folds
+
+    cfg = ctx.config
+    if cfg.tuning is None:
+        raise ConfigError("tuning: trainpipe tune needs a tuning: section, and this pipeline has none. Add one, "
+                          "e.g. tuning: {n_trials: 20, metric: ndcg@10}.")
+    started = time.perf_counter()
+    task = TaskInfo.from_dict(read_json(ctx.artifact(TASK)))
+    train_frame, val_frame = read_frame(ctx.artifact("train.parquet")), read_frame(ctx.artifact("val.parquet"))
+    if not len(val_frame):
+        raise DataError("tuning: the validation split is empty, so trials have nothing to be scored on. Set "
+                        "data.split.val_size > 0.")
+    _, relevant = relevant_sets(val_frame, str(cfg.data.user), str(cfg.data.item))
+    fold = Fold(_data(ctx, train_frame), relevant, _data(ctx, val_frame, seen=train_frame), relevant)
+    done = 0
+
+    def on_trial(frozen: Any) -> None:
+        nonlocal done
+        done += 1
+        value = {} if frozen.value is None else {"value": float(frozen.value)}
+        ctx.hooks.on_round("tune", done, cfg.tuning.n_trials if cfg.tuning else 0, value)
+
+    from trainpipe.pipeline._steps_tuning import study_fingerprint
+
+    summary = tune_folds(cfg, task, [fold], ctx.out_dir, tracker=ctx.tracker, parent_run_id=ctx.run_id,
+                         on_trial=on_trial, fingerprint=study_fingerprint(ctx), started=started)
+    ctx.metrics.update(metrics_of(summary))
+    ctx.params.update({"study_name": summary["study_name"], "tuning_metric": summary["metric"]})
+    ctx.hooks.on_message(
+        f"study {summary['study_name']}: {summary['n_trials']} trials ({summary['n_complete']} complete, "
+        f"{summary['n_pruned']} pruned, {summary['n_failed']} failed); best {summary['metric']} = "
+        f"{summary['best_value']:.6g} at trial {summary['best_trial']} (validation users, full catalogue)")
+
+
 _INGEST = CORE_STEPS[0]
 _SK = ("pandas", "numpy")
 _MODEL_LIBS = family_libraries()
@@ -262,3 +304,12 @@ STEPS: tuple[Step, ...] = (
          outputs=("metrics.json", "ranking_table.md"), rank0_only=True, headline_metrics=True,
          artifact_dir="evaluation", slice_tables=(("metrics.json", "slices"),)),
 )
+
+TUNE_STEP = Step(
+    "tune", tune, refs("split.train.parquet", "split.val.parquet", f"preprocess.{USERS}", f"preprocess.{ITEMS}",
+                       f"validate.{TASK}"),
+    ("tuning", "model", "training", "cost"), ("optuna", *_SK, *_MODEL_LIBS),
+    external=_study_key, description="Optuna study: trials scored on the validation users, pruned per epoch on "
+                                     "validation NDCG",
+    outputs=("best_params.json", "study_summary.json"), wants_gpu=True, artifact_dir="tuning",
+    single_process=TABULAR_TUNE.single_process)
