@@ -100,6 +100,9 @@ def export_kubeflow(
         "pipeline.kfp.yaml"),
     image: Annotated[str, typer.Option("--image", help="The trainpipe image every component runs.")]
     = "trainpipe:latest",
+    python_components: Annotated[bool, typer.Option(
+        "--python-components", help="Lightweight Python components (they call the trainpipe command; what kfp's "
+        "local SubprocessRunner runs) instead of container components.")] = False,
     check: CheckOpt = False,
     profile: ProfileOpt = None,
     set_: SetOpt = None,
@@ -113,7 +116,7 @@ def export_kubeflow(
         from trainpipe.export._kubeflow import compile_pipeline
 
         loaded = load_config(config, profile=profile, overrides=set_ or [])
-        path = compile_pipeline(loaded, output, image=image)
+        path = compile_pipeline(loaded, output, image=image, python_components=python_components)
         out.print(f"wrote {path}", markup=False, highlight=False)
         if check:
             out.print(check_kubeflow(path), markup=False, highlight=False)
@@ -173,6 +176,91 @@ def orchestrate_close(
         if closed.status == "failed":
             raise TrainpipeError(closed.message)
         (out if closed.status == "finished" else err).print(closed.message, markup=False, highlight=False)
+
+    _guard(debug, go)
+
+
+def _pairs(steps: list[str] | None, paths: list[Path] | None) -> list[tuple[str, Path]]:
+    from trainpipe._exceptions import ConfigError
+
+    if len(steps or []) != len(paths or []):
+        raise ConfigError(f"--from and --path come in pairs (a step and its artifact folder), got "
+                          f"{len(steps or [])} --from and {len(paths or [])} --path.")
+    return list(zip(steps or [], paths or [], strict=True))
+
+
+@orchestrate_app.command("kfp-open", hidden=True)
+def kfp_open_cmd(
+    config_text: Annotated[str, typer.Option("--config-text")],
+    output: Annotated[Path, typer.Option("--output")],
+    job: Annotated[str, typer.Option("--job")] = "kfp-run",
+    overrides: Annotated[str, typer.Option("--overrides", help="JSON object of --set overrides.")] = "{}",
+    base_dir: Annotated[Path | None, typer.Option("--base-dir")] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Kubeflow component: check the config with the overrides, open the run; the run artifact to OUTPUT."""
+
+    def go() -> None:
+        from trainpipe.export._kfp_step import kfp_open
+        from trainpipe.export._run import overrides_from_env
+
+        sets = overrides_from_env({"TRAINPIPE_OVERRIDES": overrides})
+        out.print(f"opened mlflow run {kfp_open(config_text, output, job=job, overrides=sets, base_dir=base_dir)}")
+
+    _guard(debug, go)
+
+
+@orchestrate_app.command("kfp-step", hidden=True)
+def kfp_step_cmd(
+    name: Annotated[str, typer.Argument()],
+    run: Annotated[Path, typer.Option("--run")],
+    output: Annotated[Path, typer.Option("--output")],
+    froms: Annotated[list[str] | None, typer.Option("--from", help="A step this one reads (repeatable).")] = None,
+    paths: Annotated[list[Path] | None, typer.Option("--path", help="Its artifact folder (one per --from).")]
+    = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Kubeflow component: run one step on the artifacts of the steps it reads."""
+
+    def go() -> None:
+        from trainpipe.export._kfp_step import kfp_step
+
+        kfp_step(name, run, _pairs(froms, paths), output)
+        out.print(f"step {name} done", markup=False)
+
+    _guard(debug, go)
+
+
+@orchestrate_app.command("kfp-close", hidden=True)
+def kfp_close_cmd(
+    run: Annotated[Path, typer.Option("--run")],
+    froms: Annotated[list[str] | None, typer.Option("--from", help="A step this one reads (repeatable).")] = None,
+    paths: Annotated[list[Path] | None, typer.Option("--path", help="Its artifact folder (one per --from).")]
+    = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Kubeflow component: close the run from every step's artifact."""
+
+    def go() -> None:
+        from trainpipe.export._kfp_step import kfp_close
+
+        out.print(kfp_close(run, _pairs(froms, paths)), markup=False, highlight=False)
+
+    _guard(debug, go)
+
+
+@orchestrate_app.command("kfp-failed", hidden=True)
+def kfp_failed_cmd(
+    config_text: Annotated[str, typer.Option("--config-text")],
+    job: Annotated[str, typer.Option("--job")] = "kfp-run",
+    debug: DebugOpt = False,
+) -> None:
+    """Kubeflow exit handler: a run the pipeline left RUNNING is marked FAILED."""
+
+    def go() -> None:
+        from trainpipe.export._kfp_step import kfp_failed
+
+        out.print(kfp_failed(job, config_text), markup=False, highlight=False)
 
     _guard(debug, go)
 

@@ -50,7 +50,8 @@ def engine_python(kind: str) -> Path:
 
 def run_script(kind: str, script: str, *args: str, timeout: float = 600.0,
                env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run ``scripts/<script>`` with the engine's interpreter; its last stdout line is a JSON object."""
+    """Run ``scripts/<script>`` (or a script at an absolute path) with the engine's interpreter; its last
+    stdout line is a JSON object."""
     python = engine_python(kind)
     full_env = {**os.environ, **(env or {})}
     full_env.pop("PYTHONPATH", None)  # trainpipe's own environment must not leak into the engine's

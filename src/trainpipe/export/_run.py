@@ -14,7 +14,7 @@ import json
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +94,7 @@ class OpenedRun:
 
 def open_run(config: Path, run_dir: Path, *, workdir: Path | None = None, overrides: Sequence[str] = (),
              profile: str | None = None, trigger: str = "manual", orchestrator: str = "airflow",
-             ids: Mapping[str, str] | None = None) -> OpenedRun:
+             ids: Mapping[str, str] | None = None, base_dir: Path | None = None) -> OpenedRun:
     """Validate the config with its overrides, create the run directory and the tracked parent run."""
     from trainpipe._api import build_runner, default_tracker
     from trainpipe.config import load_config
@@ -108,6 +108,8 @@ def open_run(config: Path, run_dir: Path, *, workdir: Path | None = None, overri
     where = (workdir or Path.cwd()).resolve()
     target = checked_run_dir(run_dir, where)
     loaded = load_config(config, profile=profile, overrides=list(overrides))
+    if base_dir is not None:  # relative data paths: the project's folder, not where the config text was written
+        loaded = replace(loaded, base_dir=base_dir.resolve())
     preflight(loaded.config)
     from trainpipe.export._plan import check_orchestration
 
