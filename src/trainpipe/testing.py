@@ -46,7 +46,11 @@ class FamilyCheckFailed(AssertionError):
     """A family failed one check of :func:`check_family`."""
 
 
-def _frame(task: str, n: int, seed: int) -> pd.DataFrame:
+_WORDS = (("awful", "broken", "stale", "bland"), ("plain", "decent", "average", "okay"),
+          ("great", "delicious", "perfect", "lovely"))
+
+
+def _frame(task: str, n: int, seed: int, text: bool = False) -> pd.DataFrame:
     import numpy as np
     import pandas as pd
 
@@ -55,6 +59,10 @@ def _frame(task: str, n: int, seed: int) -> pd.DataFrame:
     colour = rng.choice(["red", "green", "blue"], size=n)
     score = 2 * x1 + (colour == "red") * 1.5 + x2 / 5 + rng.normal(scale=0.3, size=n)
     df = pd.DataFrame({"x1": x1, "x2": x2, "colour": colour})
+    if text:  # a review whose words follow the score (input_kind "text" families read it raw)
+        level = np.digitize(score, np.quantile(score, [1 / 3, 2 / 3]))
+        df["review"] = [f"the {colour[i]} one was {rng.choice(_WORDS[level[i]])} and {rng.choice(_WORDS[level[i]])}"
+                        f" number {i}" for i in range(n)]
     if task == "binary":
         df["label"] = np.where(score > np.median(score), "yes", "no")
     elif task == "multiclass":
@@ -75,19 +83,21 @@ class _Case:
         from trainpipe.features import build_preprocessor, feature_names, infer_feature_spec, prepare_frame
 
         encoding = family.preferred_categorical_encoding or "onehot"
+        text = family.input_kind == "text"
         self.config = config_from_dict({
             "name": "check-family", "task": task, "data": {"source": "a.csv", "target": "label"},
             "model": {"type": model_type, "params": dict(params)}, "training": dict(training),
-            "features": {"categorical_encoding": encoding},
+            "features": {"categorical_encoding": encoding, **({"text": ["review"]} if text else {})},
         }).config
-        df = _frame(task, n, seed=7)
+        df = _frame(task, n, seed=7, text=text)
         n_train, n_val = int(n * 0.6), int(n * 0.2)
         train, val, self.test = df.iloc[:n_train], df.iloc[n_train:n_train + n_val], df.iloc[n_train + n_val:]
         self.task = infer_task(df["label"], task, None, "label")
         self.spec = infer_feature_spec(train, self.config)
         if "colour" not in self.spec.categorical:
             raise FamilyCheckFailed("the generated table's categorical column was not seen as categorical")
-        self.pre = build_preprocessor(self.spec, self.config.features).fit(prepare_frame(train, self.spec))
+        self.pre = build_preprocessor(self.spec, self.config.features, raw_text=text).fit(
+            prepare_frame(train, self.spec))
         names = feature_names(self.pre)
         self.categorical = [i for i, c in enumerate(names) if c.startswith("categorical__")] \
             if encoding == "ordinal" else []
@@ -166,9 +176,9 @@ def _case_for(family: ModelFamily, task: str, model_type: str, params: Mapping[s
         if task in registered_tasks() else None
     if own is not None:
         return own
-    if family.input_kind != "matrix":
-        raise _fail(family, "input kind", f"the kit checks families that take the preprocessed matrix; "
-                                          f"{family.input_kind!r} is not covered yet")
+    if family.input_kind not in ("matrix", "text"):
+        raise _fail(family, "input kind", f"the kit checks families that take the preprocessed matrix (with raw "
+                                          f"text columns for 'text'); {family.input_kind!r} is not covered yet")
     return _Case(family, task, model_type, params, training, rows)
 
 
