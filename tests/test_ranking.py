@@ -347,3 +347,12 @@ def test_two_tower_passes_check_family_on_the_ranking_task() -> None:
     assert done == ["ranking: fit and predict (categorical column, 0 ordinal)", "ranking: same seed, same predictions",
                     "ranking: one-row validation split", "ranking: pruning reporter", "ranking: checkpoint and resume",
                     "ranking: registered pyfunc round trip", "ranking: check_config agrees with construction"]
+
+
+def test_bf16_autocast_trains_the_two_tower_model() -> None:
+    pytest.importorskip("torch")
+    train, val, _, _ = _data(interactions(n_users=40), ranking_config())
+    adapter = _adapter({"embedding_dim": 16, "tower_layers": [16], "k": 5}, epochs=2, precision="bf16")
+    report = adapter.fit(train, np.empty(0), val, None)
+    assert all(math.isfinite(v) for v in report.history["train_loss"] + report.history["val_ndcg@5"])
+    assert adapter.arrays["item_embeddings"].dtype == np.float32
