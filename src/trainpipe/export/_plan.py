@@ -116,7 +116,9 @@ def build_plan(loaded: LoadedConfig, *, workdir: Path, config_path: Path) -> dic
         "workdir": str(workdir),
         "config": str(config_path),
         "defaults": {"retries": config.orchestration.retries, "retry_delay": config.orchestration.retry_delay,
-                     "timeout": config.orchestration.timeout},
+                     "timeout": config.orchestration.timeout,  # open_run and close_run: no GPU
+                     "resources": {k: v for k, v in config.orchestration.resources.model_dump().items()
+                                   if v and k in ("cpu", "memory")}},
     }
 
 
