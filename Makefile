@@ -38,7 +38,7 @@ demo: $(VENV)/.installed
 	@echo "--- trainpipe is installed in $(VENV): run 'source $(VENV)/bin/activate' to put 'trainpipe' on PATH"
 	@echo "    (or call $(VENV)/bin/trainpipe), then try: trainpipe init DATA.csv --target COLUMN"
 
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev $(AIRFLOW_VENV)/.installed $(KFP_VENV)/.installed
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
@@ -52,6 +52,22 @@ lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+# Airflow and kfp, each in a virtual environment of its own (Airflow would downgrade fastapi in $(VENV), kfp pins
+# protobuf<7 and an old requests): `trainpipe export ... --check` and tests/test_export_{airflow,kubeflow}.py use them.
+AIRFLOW_VENV ?= .venv-airflow
+KFP_VENV     ?= .venv-kfp
+AIRFLOW_PINS := apache-airflow==3.3.2 apache-airflow-providers-docker==4.6.1 apache-airflow-providers-cncf-kubernetes==10.25.0
+KFP_PINS     := kfp==2.17.0 kfp-kubernetes==2.17.0
+$(AIRFLOW_VENV)/.installed:
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/pip install --quiet --disable-pip-version-check $(AIRFLOW_PINS)
+	touch $@
+
+$(KFP_VENV)/.installed:
+	$(PYTHON) -m venv $(KFP_VENV)
+	$(KFP_VENV)/bin/pip install --quiet --disable-pip-version-check $(KFP_PINS)
+	touch $@
 
 # Known vulnerabilities in the installed set (pip-audit, in its own venv; needs the PyPI JSON API or OSV).
 # --strict: a package that could not be checked is an error, never a silent "no known vulnerabilities".
@@ -79,4 +95,4 @@ bench: $(VENV)/.installed
 .venv-flaml: .venv-flaml/.installed
 
 clean:
-	rm -rf $(VENV) $(AUDIT_VENV) .trainpipe examples/*/.trainpipe .pytest_cache
+	rm -rf $(VENV) $(AUDIT_VENV) $(AIRFLOW_VENV) $(KFP_VENV) .trainpipe examples/*/.trainpipe .pytest_cache
