@@ -356,3 +356,17 @@ def test_bf16_autocast_trains_the_two_tower_model() -> None:
     report = adapter.fit(train, np.empty(0), val, None)
     assert all(math.isfinite(v) for v in report.history["train_loss"] + report.history["val_ndcg@5"])
     assert adapter.arrays["item_embeddings"].dtype == np.float32
+
+
+def test_the_movielens_example_loads_and_passes_the_config_checks() -> None:
+    import trainpipe
+    from trainpipe.pipeline._graph import StepGraph
+    from trainpipe.pipeline._preflight import preflight
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "movielens" / "pipeline.yaml"
+    loaded = trainpipe.load_config(example, overrides=["tuning.n_trials=2"])
+    preflight(loaded.config)
+    graph = StepGraph.for_config(loaded.config)
+    assert graph.names == ["ingest", "validate", "split", "drift", "preprocess", "tune", "train", "evaluate", "gate",
+                           "register"]
+    assert graph.step("tune").inputs["train.parquet"] == "split.train.parquet"  # the ranking study's step

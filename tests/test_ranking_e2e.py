@@ -113,8 +113,12 @@ def test_ranking_runs_gates_registers_and_serves(pipeline: Path, workdir: Path) 
     out = pd.read_csv(workdir / "recs.csv")
     assert len(out) == 3 * 20 and out.groupby("userId")["rank"].max().eq(20).all()
 
-    second = trainpipe.run(pipeline, overrides={"training.seed": 7})
-    assert second.registered_version == "2"
+    second = trainpipe.run(pipeline, overrides={"training.seed": 7, "tuning.n_trials": 2})
+    assert second.registered_version == "2" and second.steps["tune"] == "ran"
+    study = json.loads((second.run_dir / "steps" / "tune" / "study_summary.json").read_text())
+    assert study["metric"] == "ndcg@10" and study["n_trials"] == 2
+    assert set(study["best_params"]) <= {"embedding_dim", "tower_layers", "temperature", "training.learning_rate",
+                                         "weight_decay"}
     gate = json.loads((second.run_dir / "steps" / "gate" / "gate_report.json").read_text())
     champion: dict[str, Any] = gate["champion"]
     assert champion["champion_version"] == "1" and champion["metric"] == "ndcg@10"
