@@ -3,6 +3,7 @@ errors. Real pipeline runs (scikit-learn on a small generated table, the in-memo
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass
@@ -236,6 +237,27 @@ def test_a_report_that_cannot_be_written_is_a_note_not_a_failed_run(workdir: Pat
     notes = [e[1][0] for e in hooks.events if e[0] == "message"]
     assert any(str(n).startswith("report: report.html was not written (OSError") for n in notes), notes
     assert not (result.run_dir / REPORT_FILE).exists()
+
+
+def test_intervals_come_from_the_model_scores_and_contain_the_test_value(runs: Runs) -> None:
+    from trainpipe.report._scores import bootstrap_intervals, point_values, score_test
+
+    run_dir = runs.passed.run_dir
+    evaluated = json.loads((run_dir / "steps" / "evaluate" / "metrics.json").read_text())["metrics"]
+    scores = score_test(run_dir / "steps" / "train" / "model", run_dir / "steps" / "split" / "test.parquet", "label")
+    assert scores is not None and scores.task == "binary"
+    mine = point_values(scores, list(evaluated))
+    assert set(mine) == set(evaluated)  # the binary defaults all have a weighted form
+    for metric, value in evaluated.items():
+        assert mine[metric] == pytest.approx(value, rel=1e-9, abs=1e-12), metric
+    intervals = bootstrap_intervals(scores, list(evaluated))
+    for metric, (lo, hi) in intervals.items():
+        assert lo <= evaluated[metric] <= hi and lo < hi, (metric, lo, hi)
+    rec = load_run(run_dir)
+    assert rec.evaluation and rec.evaluation["intervals"] == intervals
+    assert rec.calibration and sum(n for _, _, n in rec.calibration) == len(scores.y)
+    assert "Calibration" in render_run(rec)
+    assert load_run(run_dir, score=False).evaluation["intervals"] == {}  # type: ignore[index]
 
 
 def test_rendering_is_cheap_once_loaded(runs: Runs) -> None:

@@ -78,18 +78,20 @@ def line_chart(series: Mapping[str, Sequence[float]], *, xlabel: str, ylabel: st
         y = sy(v)
         parts.append(f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}"/>'
                      f'<text class="tick" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(_num(v))}</text>')
-    for k in range(5):
-        i = 1 + (n - 1) * k / 4
+    for i in sorted({round(1 + (n - 1) * k / 4) for k in range(5)}):  # whole rounds, each once
         parts.append(f'<text class="tick" x="{sx(i):.1f}" y="{top + plot_h + 16}" text-anchor="middle">'
-                     f'{round(i)}</text>')
+                     f'{i}</text>')
     parts.append(f'<text class="axis" x="{left + plot_w / 2:.1f}" y="{top + plot_h + 32}" text-anchor="middle">'
                  f'{escape(xlabel)}</text>')
     if ylabel:
         parts.append(f'<text class="axis" transform="translate(12 {top + plot_h / 2:.1f}) rotate(-90)" '
                      f'text-anchor="middle">{escape(ylabel)}</text>')
     if mark is not None and 1 <= mark <= n:
+        anchor = "end" if sx(mark) > left + plot_w * 0.8 else "start"
+        dx = -4 if anchor == "end" else 4
         parts.append(f'<line class="mark" x1="{sx(mark):.1f}" x2="{sx(mark):.1f}" y1="{top}" y2="{top + plot_h}"/>'
-                     f'<text class="tick" x="{sx(mark) + 4:.1f}" y="{top + 12}">best {mark}</text>')
+                     f'<text class="tick" x="{sx(mark) + dx:.1f}" y="{top + 12}" text-anchor="{anchor}">'
+                     f'best {mark}</text>')
     for j, (name, values) in enumerate(clean.items()):
         colour = PALETTE[j % len(PALETTE)]
         step = max(1, len(values) // 400)  # at most ~400 points per line
@@ -132,6 +134,66 @@ def bar_chart(items: Sequence[tuple[str, float]], *, limit: float | None = None,
         if limit_label:
             parts.append(f'<text class="tick" x="{x - 4:.1f}" y="{height - 2}" text-anchor="end">'
                          f'{escape(limit_label)}</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def xy_chart(series: Mapping[str, Sequence[tuple[float, float]]], *, xlabel: str, ylabel: str,
+             lines: bool = True, diagonal: bool = False, zero_line: bool = False, width: int = 420,
+             height: int = 300, title: str = "") -> Markup:
+    """Points (and lines through them) per series on shared axes; ``diagonal``: y = x (a calibration
+    reference), ``zero_line``: y = 0 (residuals)."""
+    clean = {k: [(float(x), float(y)) for x, y in v if math.isfinite(float(x)) and math.isfinite(float(y))]
+             for k, v in series.items()}
+    clean = {k: v for k, v in clean.items() if v}
+    if not clean:
+        return Markup("")
+    left, right, top, bottom = 56, 12, 12, 40
+    legend_h = 18 * len(clean)
+    plot_w, plot_h = width - left - right, height - top - bottom
+    xs = [x for v in clean.values() for x, _ in v]
+    ys = [y for v in clean.values() for _, y in v]
+    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    if diagonal:  # the same scale on both axes; probabilities on [0, 1]
+        x0 = y0 = 0.0 if min(x0, y0) >= 0 and max(x1, y1) <= 1 else min(x0, y0)
+        x1 = y1 = 1.0 if x0 == 0.0 and max(x1, y1) <= 1 else max(x1, y1)
+    if zero_line:
+        y0, y1 = min(y0, 0.0), max(y1, 0.0)
+    x1 = x1 if x1 > x0 else x0 + 1.0
+    y1 = y1 if y1 > y0 else y0 + 1.0
+
+    def sx(x: float) -> float:
+        return left + (x - x0) / (x1 - x0) * plot_w
+
+    def sy(y: float) -> float:
+        return top + (y1 - y) / (y1 - y0) * plot_h
+
+    parts = [f'<svg class="chart" role="img" viewBox="0 0 {width} {height + legend_h}" '
+             f'xmlns="http://www.w3.org/2000/svg" aria-label="{escape(title or ylabel)}">']
+    for k in range(5):
+        yv, xv = y0 + (y1 - y0) * k / 4, x0 + (x1 - x0) * k / 4
+        parts.append(f'<line class="grid" x1="{left}" x2="{left + plot_w}" y1="{sy(yv):.1f}" y2="{sy(yv):.1f}"/>'
+                     f'<text class="tick" x="{left - 6}" y="{sy(yv) + 4:.1f}" text-anchor="end">{escape(_num(yv))}'
+                     f'</text><text class="tick" x="{sx(xv):.1f}" y="{top + plot_h + 16}" text-anchor="middle">'
+                     f'{escape(_num(xv))}</text>')
+    parts.append(f'<text class="axis" x="{left + plot_w / 2:.1f}" y="{top + plot_h + 32}" text-anchor="middle">'
+                 f'{escape(xlabel)}</text><text class="axis" transform="translate(12 {top + plot_h / 2:.1f}) '
+                 f'rotate(-90)" text-anchor="middle">{escape(ylabel)}</text>')
+    if diagonal:
+        parts.append(f'<line class="mark" x1="{sx(x0):.1f}" y1="{sy(x0):.1f}" x2="{sx(x1):.1f}" y2="{sy(x1):.1f}"/>')
+    if zero_line:
+        parts.append(f'<line class="mark" x1="{left}" x2="{left + plot_w}" y1="{sy(0):.1f}" y2="{sy(0):.1f}"/>')
+    for j, (name, points) in enumerate(clean.items()):
+        colour = PALETTE[j % len(PALETTE)]
+        if lines and len(points) > 1:
+            path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in points)
+            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{path}"/>')
+        radius = 3.5 if lines else 2
+        parts.extend(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="{radius}" fill="{colour}" fill-opacity="0.8"/>'
+                     for x, y in points)
+        ly = height + 18 * j + 4
+        parts.append(f'<rect x="{left}" y="{ly}" width="12" height="12" fill="{colour}"/>'
+                     f'<text class="legend" x="{left + 18}" y="{ly + 10}">{escape(name)}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
 
@@ -213,4 +275,4 @@ def plotly_div(figure: Any, div_id: str) -> Markup:
                   f'data-target="{escape(div_id)}">{spec}</script>')
 
 
-__all__ = ["bar_chart", "line_chart", "plotly_div", "plotly_script", "png_data_uri", "timeline"]
+__all__ = ["bar_chart", "line_chart", "plotly_div", "plotly_script", "png_data_uri", "timeline", "xy_chart"]

@@ -74,6 +74,8 @@ class RunRecord:
     champion_sentence: str = ""
     registration: dict[str, Any] | None = None
     model_card: str = ""
+    calibration: list[tuple[float, float, int]] = field(default_factory=list)  # binary: from the model's scores
+    residuals: dict[str, Any] = field(default_factory=dict)  # regression: from the model's scores
     missing: dict[str, str] = field(default_factory=dict)  # section -> why it is not on the page
 
 
@@ -136,8 +138,11 @@ class _Files:
             return ""
 
 
-def load_run(run_dir: Path) -> RunRecord:
-    """The run page's record of the run in ``run_dir`` (ConfigError when it has no ``run.json``)."""
+def load_run(run_dir: Path, *, score: bool = True) -> RunRecord:
+    """The run page's record of the run in ``run_dir`` (ConfigError when it has no ``run.json``).
+
+    ``score``: score the model on the test split once more for the metrics' bootstrap intervals, the calibration
+    curve (binary) and the residuals (regression) (see ``report._scores``)."""
     run_file = run_dir / "run.json"
     try:
         run = json.loads(run_file.read_text())
@@ -161,6 +166,8 @@ def load_run(run_dir: Path) -> RunRecord:
     _data(rec, files)
     _model(rec, files)
     _evaluation(rec, files)
+    if score:
+        _scores(rec, files)
     _gate(rec, files)
     rec.registration = files.json("registration.json")
     rec.model_card = files.text("model_card.md") if rec.registration and rec.registration.get("registered") else ""
@@ -278,6 +285,28 @@ def _evaluation(rec: RunRecord, files: _Files) -> None:
                       "latency": evaluated.get("latency") or {}, "slices": evaluated.get("slices") or {},
                       "intervals": evaluated.get("intervals") or evaluated.get("ci") or {}}
     rec.plots = [(title, str(path)) for name, title in EVAL_PLOTS if (path := files.path(name)) is not None]
+
+
+def _scores(rec: RunRecord, files: _Files) -> None:
+    """Bootstrap intervals, calibration and residuals from the model's scores on the test split; a model that
+    cannot be scored here leaves a note instead (the page is still written)."""
+    model_dir, test_file = files.path("model"), files.path("test.parquet")
+    target = str((rec.config.get("data") or {}).get("target", ""))
+    if rec.evaluation is None or model_dir is None or test_file is None or not target:
+        return
+    try:
+        from trainpipe.report._scores import analyse
+
+        scores = analyse(model_dir, test_file, target, list(rec.evaluation["metrics"]))
+    except Exception as exc:  # the page without intervals beats no page
+        from trainpipe.config._secrets import scrub
+
+        rec.missing["intervals"] = f"Intervals not computed: {type(exc).__name__}: {scrub(str(exc))[:200]}"
+        return
+    if scores is None:
+        return
+    rec.evaluation["intervals"] = scores.intervals
+    rec.calibration, rec.residuals = scores.calibration, scores.residuals
 
 
 def _gate(rec: RunRecord, files: _Files) -> None:
