@@ -226,3 +226,32 @@ tuning: {n_trials: 500, timeout: 15}
     assert budget["study_seconds"] + budget["refit_estimate_seconds"] <= 15 + 1.0, budget
     assert refit["timeout"] == 15
     assert refit["study_and_refit_seconds"] <= 15 * 1.5 + 5, refit
+
+
+@pytest.mark.slow
+def test_same_seed_same_study_and_same_final_model_through_the_pipeline(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from sklearn.datasets import load_breast_cancer
+
+    from trainpipe.models import TrainedModel
+
+    frame = load_breast_cancer(as_frame=True).frame
+    runs = []
+    for name in ("a", "b"):
+        workdir = tmp_path / name
+        workdir.mkdir()
+        monkeypatch.chdir(workdir)
+        steps = _run_pipeline(workdir, f"""\
+name: repro
+data: {{source: d.csv, target: target}}
+model: {{type: auto}}
+training: {{seed: 11}}
+tuning: {{n_trials: 5, selection: cv, cv_folds: 3, families: [lightgbm, {EXTRA}]}}
+""", frame)
+        trials = [(r["family"], r["value"], {k: v for k, v in r.items() if "/" in k})
+                  for r in _trials(steps / "tune")]
+        model = TrainedModel.load(steps / "train" / "model")
+        runs.append((trials, json.loads((steps / "tune" / "best_params.json").read_text())["model_params"],
+                     model.spec.model_type, model.predict_proba(frame.drop(columns=["target"]))))
+    assert runs[0][:3] == runs[1][:3]
+    np.testing.assert_array_equal(runs[0][3], runs[1][3])

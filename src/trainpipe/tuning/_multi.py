@@ -18,7 +18,10 @@ one-worker study is reproducible) with a weight that favours quality per second:
 ``best_f``: the family's best mean score so far (oriented so that higher is better); ``se``: the standard error
 of the best trial's estimate (a family within the noise of the leader keeps most of its weight, one 3 SE
 behind keeps 5 %); ``cost_f``: its mean wall seconds per finished trial (the square root: a slow family that
-leads still gets trials, a slow one that trails gets few). A family whose mean trial would not fit in the
+leads still gets trials, a slow one that trails gets few). The cost factor applies when the study has a
+time or cost budget (``timeout``, ``max_cost``); a study budgeted in trials alone (``n_trials``) weighs by
+quality only, so that with one worker and a seed it is the same run to run (timings differ).
+A family whose mean trial would not fit in the
 time left is skipped; every family with a completed trial keeps at least 2 % of the largest weight; a family
 whose every trial failed gets none. The sampler then proposes that family's parameters
 (``PartialFixedSampler`` fixing ``family``).
@@ -190,8 +193,9 @@ def check_families(config: PipelineConfig, task: str) -> dict[str, dict[str, Sea
 
 
 def pick_family(trials: Sequence[FrozenTrial], families: Sequence[str], seed: int, number: int,
-                remaining: float | None = None) -> str:
-    """The family of trial ``number`` (module docstring): quality per second, seeded by the trial number."""
+                remaining: float | None = None, by_cost: bool = True) -> str:
+    """The family of trial ``number`` (module docstring): quality per second, seeded by the trial number.
+    ``by_cost=False`` (a study budgeted in trials only): quality alone, so the draw does not depend on timings."""
     from trainpipe.tuning._study import trial_seed
 
     finished: dict[str, list[float]] = {f: [] for f in families}
@@ -220,7 +224,9 @@ def pick_family(trials: Sequence[FrozenTrial], families: Sequence[str], seed: in
     for f in families:
         if f not in best:
             continue  # every finished trial of it failed
-        w = math.exp(-min(50.0, (best[leader] - best[f]) / scale)) * math.sqrt(fastest / cost[f])
+        w = math.exp(-min(50.0, (best[leader] - best[f]) / scale))
+        if by_cost:
+            w *= math.sqrt(fastest / cost[f])
         if remaining is not None and cost[f] > remaining and f != leader:
             w = 0.0
         weights[f] = w

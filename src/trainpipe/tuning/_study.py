@@ -269,7 +269,9 @@ def run_study(settings: StudySettings, space: Mapping[str, SearchParam], objecti
                 reason = "timeout"
         if reason is not None:
             # the defaults' trial runs even past the deadline: it is the reference and the fallback model
-            late = claim(study, only_defaults=True) if reason == "timeout" and settings.defaults_trial else None
+            # (in a multi-family study, only until one family's defaults completed: that is the fallback)
+            late = (claim(study, only_defaults=True) if reason == "timeout" and settings.defaults_trial
+                    and not (settings.families and _defaults_done(study)) else None)
             if late is None:
                 run.stopped_by = reason
                 break
@@ -304,7 +306,10 @@ def _run_one(study: QueueStudy, settings: StudySettings, space: Mapping[str, Sea
     queued = storage.get_trial(trial_id)
     number, defaults = queued.number, bool(queued.user_attrs.get(DEFAULTS_ATTR))
     storage.set_trial_user_attr(trial_id, WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
-    counter = RoundCounter(deadline=None if defaults else deadline, prunable=not defaults)
+    # the defaults' trial is never cut by the deadline: it is the fallback model. In a multi-family study only
+    # the first one to run is (the others stop at the deadline like any trial, recorded as pruned)
+    fallback = defaults and not (settings.families and _defaults_done(study))
+    counter = RoundCounter(deadline=None if fallback else deadline, prunable=not defaults)
     state, value, error = TrialState.FAIL, None, ""
     counter_value = 0.0
     interrupted: BaseException | None = None
@@ -383,7 +388,15 @@ def _family_sampler(study: QueueStudy, settings: StudySettings, sampler: Any, nu
     from trainpipe.tuning._multi import FAMILY_PARAM, pick_family
 
     remaining = None if deadline is None else deadline - time.perf_counter()
-    family = pick_family(study.get_trials(deepcopy=False), settings.families, settings.seed, number, remaining)
+    by_cost = settings.timeout is not None or settings.max_cost is not None  # else timings must not steer it
+    family = pick_family(study.get_trials(deepcopy=False), settings.families, settings.seed, number, remaining,
+                         by_cost=by_cost)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         return optuna.samplers.PartialFixedSampler({FAMILY_PARAM: family}, sampler)
+
+
+def _defaults_done(study: Any) -> bool:
+    from optuna.trial import TrialState
+
+    return any(t.user_attrs.get(DEFAULTS_ATTR) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
