@@ -91,14 +91,17 @@ def render_run(rec: RunRecord) -> str:
         psi = sorted(((str(k), float(v)) for k, v in rec.drift["features"].items()), key=lambda kv: -kv[1])[:30]
         figs["drift"] = bar_chart(psi, limit=rec.drift.get("max_psi"), limit_label="max_psi",
                                   bad=list(rec.drift.get("failures") or []), title="PSI per feature")
-    has_loss = has_train = False
+    curves: list[tuple[str, Any]] = []
     if rec.training and rec.training["history"]:
         history = rec.training["history"]
-        has_loss = any(k in ("loss", "train_loss", "val_loss") for k in history)  # the torch engine's curves
-        has_train = any(k.startswith("train") for k in history)
         best = rec.training.get("best_iteration")
         mark = int(best) + 1 if isinstance(best, int | float) else None  # best_iteration counts from 0
-        figs["curve"] = line_chart(history, xlabel="round / epoch", mark=mark, title="learning curve")
+        losses = {k: v for k, v in history.items() if "loss" in k}  # torch: train and validation loss per epoch
+        others = {k: v for k, v in history.items() if k not in losses}
+        for group in (losses, others):  # one chart per scale
+            if group:
+                title = ", ".join(group)
+                curves.append((title, line_chart(group, xlabel="round / epoch", mark=mark, title=title)))
     slice_metric = ""
     if rec.evaluation and rec.evaluation["slices"]:
         gate = (rec.config.get("gate") or {}).get("champion") or {}
@@ -134,7 +137,7 @@ def render_run(rec: RunRecord) -> str:
     libraries = sorted((k[4:], v) for k, v in rec.lineage.items() if k.startswith("lib."))
     return render("run.html.j2", rec=rec, badge=BADGES.get(rec.verdict, "neutral"), figs=figs, plots=plots,
                   importance=importance, tuning_plots=tuning_plots, headline=headline, label_values=label_values,
-                  libraries=libraries, has_loss=has_loss, has_train=has_train, slice_metric=slice_metric)
+                  libraries=libraries, curves=curves, slice_metric=slice_metric)
 
 
 def render_study(rec: StudyRecord) -> str:
