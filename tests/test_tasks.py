@@ -45,8 +45,7 @@ def test_unknown_task_is_a_config_error_with_a_hint() -> None:
     with pytest.raises(ConfigError, match=r"no task named 'binnary'.*binary, multiclass, regression.*Did you mean "
                                           r"'binary'\?"):
         task_for("binnary")
-    with pytest.raises(ConfigError, match="no task named 'ranking'"):  # room for it, not there yet
-        task_for("ranking")
+    assert task_for("ranking").name == "ranking"  # a built-in since issue 13
 
 
 class _RankingTask(Task):
@@ -60,7 +59,7 @@ class _RankingTask(Task):
 @pytest.fixture
 def ranking(monkeypatch: pytest.MonkeyPatch) -> Task:
     monkeypatch.setattr(task_registry, "_TASKS", dict(task_registry._TASKS))  # undone after the test
-    return register_task(_RankingTask())
+    return register_task(_RankingTask(), replace=True)  # in place of the built-in ranking task
 
 
 def test_a_new_task_registers_the_same_way(ranking: Task) -> None:
@@ -77,7 +76,9 @@ def test_a_new_task_registers_the_same_way(ranking: Task) -> None:
 def test_defaults_view_is_the_tasks_defaults() -> None:
     assert dict(DEFAULTS) == {"binary": ["roc_auc", "pr_auc", "log_loss", "accuracy", "f1"],
                               "multiclass": ["roc_auc", "pr_auc", "log_loss", "accuracy", "f1_macro"],
-                              "regression": ["rmse", "mae", "r2"]}
+                              "regression": ["rmse", "mae", "r2"],
+                              "ranking": ["ndcg@10", "recall@10", "map@10", "mrr", "coverage@10",
+                                          "popularity_bias@10"]}
     with pytest.raises(KeyError):
         DEFAULTS["auto"]
 
