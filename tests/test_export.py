@@ -163,3 +163,15 @@ def test_open_refuses_bad_overrides_before_creating_anything(workdir: Path) -> N
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "max_depht" in done.stderr
     assert not (workdir / ".trainpipe" / "runs").exists()
+
+
+def test_mermaid_picture_of_the_dag_follows_the_graph(workdir: Path) -> None:
+    from trainpipe.export._airflow import dag_mermaid
+
+    loaded = load_config(write_pipeline(workdir, PIPELINE))
+    plan = build_plan(loaded, workdir=workdir, config_path=workdir)
+    text = dag_mermaid(plan)
+    edges = {line.strip() for line in text.splitlines() if "-->" in line}
+    expected = {f"{u} --> {s['name']}" for s in plan["steps"] for u in s["upstream"]}
+    assert edges == expected | {"open_run --> ingest"}
+    assert 'train["train<br/><i>retries 2, GPU</i>"]' in text and "register -.-> close_run" in text

@@ -63,6 +63,8 @@ def export_airflow(
     workdir: WorkdirOpt = None,
     env: EnvOpt = None,
     check: CheckOpt = False,
+    mermaid: Annotated[bool, typer.Option("--mermaid", help="Print the DAG as a Mermaid flowchart instead "
+                                          "(nothing written).")] = False,
     profile: ProfileOpt = None,
     set_: SetOpt = None,
     debug: DebugOpt = False,
@@ -80,6 +82,11 @@ def export_airflow(
         loaded = load_config(config, profile=profile, overrides=set_ or [])
         where = (workdir or Path.cwd()).resolve()
         plan = build_plan(loaded, workdir=where, config_path=config.resolve())
+        if mermaid:
+            from trainpipe.export._airflow import dag_mermaid
+
+            out.print(dag_mermaid(plan), markup=False, highlight=False, soft_wrap=True)
+            return
         mode = "kubernetes" if kubernetes else ("docker" if image else "bash")
         text = render_dag(plan, mode=mode, image=image, trainpipe=_trainpipe_command(), volume_claim=volume_claim,
                           namespace=namespace, env=_env(env))

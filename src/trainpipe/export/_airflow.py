@@ -151,6 +151,29 @@ def render_dag(plan: dict[str, Any], *, mode: str = "bash", image: str | None = 
     return DAG_TEMPLATE.format(pipeline=plan["pipeline"], mode=mode, plan=text)
 
 
+def dag_mermaid(plan: dict[str, Any]) -> str:
+    """The exported DAG as a Mermaid flowchart: open_run, the steps with the graph's edges, close_run."""
+    def node(name: str) -> str:
+        return "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+
+    steps = plan["steps"]
+    lines = ["flowchart LR", '    open_run(["open_run<br/><i>config + overrides checked, MLflow run</i>"])']
+    for s in steps:
+        extra = [f"retries {s['retries']}"] + (["GPU"] if s["resources"].get("gpu") else [])
+        lines.append(f'    {node(s["name"])}["{s["name"]}<br/><i>{", ".join(extra)}</i>"]')
+    lines.append('    close_run(["close_run<br/><i>all done: FINISHED / FAILED</i>"])')
+    names = {s["name"] for s in steps}
+    for s in steps:
+        inside = [u for u in s["upstream"] if u in names]
+        for u in inside:
+            lines.append(f"    {node(u)} --> {node(s['name'])}")
+        if not inside:
+            lines.append(f"    open_run --> {node(s['name'])}")
+    leaves = [s["name"] for s in steps if not any(s["name"] in t["upstream"] for t in steps)]
+    lines += [f"    {node(n)} -.-> close_run" for n in leaves]
+    return "\n".join(lines)
+
+
 def dag_file_name(pipeline: str) -> str:
     return f"{dag_id_of(pipeline)}.py"
 
@@ -165,4 +188,4 @@ def write_dag(text: str, out_dir: Path, pipeline: str) -> Path:
     return target
 
 
-__all__ = ["DAG_TEMPLATE", "MODES", "dag_file_name", "dag_id_of", "render_dag", "write_dag"]
+__all__ = ["DAG_TEMPLATE", "MODES", "dag_file_name", "dag_id_of", "dag_mermaid", "render_dag", "write_dag"]
