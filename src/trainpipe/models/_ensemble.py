@@ -113,7 +113,7 @@ class EnsembleAdapter:
 
 
 def _load(directory: Path, task: TaskInfo, model_type: str, unsafe_trust_types: tuple[str, ...]) -> EnsembleAdapter:
-    from trainpipe.models._families import family_for
+    from trainpipe.models import family_for
 
     path = Path(directory) / ENSEMBLE_FILE
     try:
@@ -153,7 +153,7 @@ def _adapter() -> type:
 
 def member_requirements(member_types: Sequence[str]) -> list[str]:
     """The served ensemble's pins: those of every member's family, once each."""
-    from trainpipe.models._families import family_for
+    from trainpipe.models import family_for
 
     pins: list[str] = []
     for member_type in dict.fromkeys(member_types):

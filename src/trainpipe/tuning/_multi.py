@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from trainpipe._exceptions import ConfigError
@@ -132,10 +132,10 @@ def _family_key_error(name: str, families: Sequence[str]) -> ConfigError:
         "space, so remove tuning.space to use every family's default space.")
 
 
-def family_spaces(config: PipelineConfig, families: Sequence[str]) -> dict[str, dict[str, SearchParam]]:
-    """Each family's own space (unprefixed names): its ``TYPE/`` keys of ``tuning.space``, else its default."""
-    from trainpipe.tuning._space import default_space
-
+def family_spaces(config: PipelineConfig, families: Sequence[str],
+                  default_space: Callable[[str], dict[str, SearchParam]]) -> dict[str, dict[str, SearchParam]]:
+    """Each family's own space (unprefixed names): its ``TYPE/`` keys of ``tuning.space``, else its default
+    (``default_space(model_type)``)."""
     assert config.tuning is not None
     given = config.tuning.space
     if given is not None and not given:
@@ -164,7 +164,8 @@ def multi_space(per_family: Mapping[str, Mapping[str, SearchParam]]) -> dict[str
     return space
 
 
-def check_families(config: PipelineConfig, task: str) -> dict[str, dict[str, SearchParam]]:
+def check_families(config: PipelineConfig, task: str,
+                   default_space: Callable[[str], dict[str, SearchParam]]) -> dict[str, dict[str, SearchParam]]:
     """Refuse an unknown family (with the registry's did-you-mean), a family that cannot learn ``task``, a
     ``model.type`` outside ``tuning.families``, and each family's bad space keys; return the spaces."""
     from trainpipe.models import family_for
@@ -189,15 +190,13 @@ def check_families(config: PipelineConfig, task: str) -> dict[str, dict[str, Sea
     if config.model.type != AUTO and config.model.type not in families:
         raise ConfigError(f"tuning.families: model.type {config.model.type!r} is not in the list "
                           f"{families}; add it (model.params apply to it), or set model.type: auto.")
-    return family_spaces(config, families)
+    return family_spaces(config, families, default_space)
 
 
 def pick_family(trials: Sequence[FrozenTrial], families: Sequence[str], seed: int, number: int,
                 remaining: float | None = None, by_cost: bool = True) -> str:
     """The family of trial ``number`` (module docstring): quality per second, seeded by the trial number.
     ``by_cost=False`` (a study budgeted in trials only): quality alone, so the draw does not depend on timings."""
-    from trainpipe.tuning._study import trial_seed
-
     finished: dict[str, list[float]] = {f: [] for f in families}
     best: dict[str, float] = {}
     best_se: dict[str, float] = {}
@@ -234,7 +233,7 @@ def pick_family(trials: Sequence[FrozenTrial], families: Sequence[str], seed: in
     if top <= 0.0:
         return leader
     weights = {f: (max(w, MIN_SHARE * top) if w > 0 else 0.0) for f, w in weights.items()}
-    rng = random.Random(trial_seed(seed, number))
+    rng = random.Random((seed * 1_000_003 + number * 7_919) % (2**32))  # as the trial's sampler seed
     names = [f for f in families if weights.get(f, 0.0) > 0]
     return rng.choices(names, weights=[weights[f] for f in names], k=1)[0]
 

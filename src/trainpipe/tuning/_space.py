@@ -168,7 +168,7 @@ def check_space(config: PipelineConfig, task: str | None = None) -> dict[str, Se
 
     if not is_multi(config):
         return _check_one(config, resolve_space(config))
-    per = check_families(config, task or config.task)
+    per = check_families(config, task or config.task, default_space)
     for family, own in per.items():
         assert config.tuning is not None
         scoped = family_config(config, family)
