@@ -19,7 +19,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from trainpipe.config import PipelineConfig
-    from trainpipe.data._validation import CheckResult
+
+# (column, check, passed, observed, expected, failing rows, examples): a CheckResult's fields, which
+# data/_validation.py (which imports this module) builds from them
+Check = tuple[str, str, bool, str, str, int, list[str]]
 
 MIN_MEDIAN_CHARS = 30
 MIN_MEDIAN_WORDS = 5
@@ -53,13 +56,11 @@ def text_columns(df: pd.DataFrame, config: PipelineConfig) -> list[str]:
     return [*declared, *(c for c in df.columns if c not in skip and looks_like_text(df[c]))]
 
 
-def text_validation(df: pd.DataFrame, config: PipelineConfig) -> tuple[list[CheckResult], list[str]]:
+def text_validation(df: pd.DataFrame, config: PipelineConfig) -> tuple[list[Check], list[str]]:
     """Checks and notes for every text column of ``df`` (see the module docstring)."""
     import numpy as np
 
-    from trainpipe.data._validation import CheckResult
-
-    checks: list[CheckResult] = []
+    checks: list[Check] = []
     notes: list[str] = []
     target = config.data.target
     inferred = set(text_columns(df, config)) - set(config.features.text)
@@ -71,8 +72,8 @@ def text_validation(df: pd.DataFrame, config: PipelineConfig) -> tuple[list[Chec
         texts = df[col].fillna("").astype(str)
         blank = texts.str.strip() == ""
         n_blank = int(blank.sum())
-        checks.append(CheckResult(col, "text_not_all_empty", n_blank < len(texts),
-                                  f"{n_blank} of {len(texts)} texts empty", "some non-empty texts", n_blank))
+        checks.append((col, "text_not_all_empty", n_blank < len(texts), f"{n_blank} of {len(texts)} texts empty",
+                       "some non-empty texts", n_blank, []))
         if 0 < n_blank < len(texts):
             notes.append(f"text column {col!r}: {n_blank} of {len(texts)} texts are empty or whitespace only "
                          f"({n_blank / max(len(texts), 1):.1%}); they carry no words")
@@ -97,22 +98,21 @@ def conflicting_duplicates(texts: pd.Series, labels: pd.Series) -> tuple[int, st
     key = texts.str.strip().str.lower()
     per_text = labels.astype(str).groupby(key.to_numpy()).nunique()
     bad = per_text[per_text > 1]
-    return int(len(bad)), (str(bad.index[0])[:60] if len(bad) else "")
+    return len(bad), (str(bad.index[0])[:60] if len(bad) else "")
 
 
-def test_source_checks(train: pd.DataFrame, test: pd.DataFrame, config: PipelineConfig) -> list[CheckResult]:
+def test_source_checks(train: pd.DataFrame, test: pd.DataFrame, config: PipelineConfig,
+                       classification: bool) -> list[Check]:
     """The given test set (``data.test_source``) against the training data: the same columns (target and
-    features), each of the same kind, and labels the training data has."""
+    features), each of the same kind, and (``classification``) labels the training data has."""
     import pandas as pd
 
-    from trainpipe.data._validation import CheckResult
-
     where = "test_source"
-    checks: list[CheckResult] = []
+    checks: list[Check] = []
     missing = [c for c in train.columns if c not in test.columns]
-    checks.append(CheckResult(where, "same_columns", not missing,
-                              f"missing {missing[:10]}" if missing else "all training columns present",
-                              f"the columns of data.source ({config.data.source})", len(missing), missing[:5]))
+    checks.append((where, "same_columns", not missing,
+                   f"missing {missing[:10]}" if missing else "all training columns present",
+                   f"the columns of data.source ({config.data.source})", len(missing), missing[:5]))
     kinds = []
     for col in train.columns:
         if col not in test.columns or test[col].isna().all() or train[col].isna().all():
@@ -120,16 +120,14 @@ def test_source_checks(train: pd.DataFrame, test: pd.DataFrame, config: Pipeline
         a, b = pd.api.types.is_numeric_dtype(train[col]), pd.api.types.is_numeric_dtype(test[col])
         if a != b:
             kinds.append(f"{col}: {'numeric' if a else 'text'} in source, {'numeric' if b else 'text'} in test")
-    checks.append(CheckResult(where, "same_column_kinds", not kinds, "; ".join(kinds) if kinds else "ok",
-                              "each column numeric in both or in neither", len(kinds), kinds[:5]))
+    checks.append((where, "same_column_kinds", not kinds, "; ".join(kinds) if kinds else "ok",
+                   "each column numeric in both or in neither", len(kinds), kinds[:5]))
     target = config.data.target
-    from trainpipe.data._validation import _looks_categorical
-
-    if target in test.columns and target in train.columns and _looks_categorical(train[target], config.task):
+    if target in test.columns and target in train.columns and classification:
         unseen = sorted(set(test[target].dropna().astype(str)) - set(train[target].dropna().astype(str)))
-        checks.append(CheckResult(where, "known_labels", not unseen,
-                                  f"labels not in the training data: {unseen[:5]}" if unseen else "ok",
-                                  "labels of the training data", len(unseen), unseen[:5]))
+        checks.append((where, "known_labels", not unseen,
+                       f"labels not in the training data: {unseen[:5]}" if unseen else "ok",
+                       "labels of the training data", len(unseen), unseen[:5]))
     return checks
 
 

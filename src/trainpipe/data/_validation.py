@@ -178,9 +178,10 @@ def validate_frame(df: pd.DataFrame, config: PipelineConfig, is_classification: 
     from trainpipe.data._text_checks import test_source_checks, text_validation
 
     text_checks, text_notes = text_validation(df, config)
-    results.extend(text_checks)
+    results.extend(CheckResult(*c) for c in text_checks)
     if test is not None:
-        results.extend(test_source_checks(df, test, config))
+        classification = target in df.columns and _looks_categorical(df[target], config.task)
+        results.extend(CheckResult(*c) for c in test_source_checks(df, test, config, classification))
     return ValidationReport(n, df.shape[1], results, [*notes, *text_notes, *_infinite_notes(df, config)])
 
 

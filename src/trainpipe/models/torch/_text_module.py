@@ -135,7 +135,9 @@ class EmbeddingHead(_Validating):
 class TextEncoderClassifier(_Validating):
     """``mode: finetune``: the encoder and the head, trained together."""
 
-    def __init__(self, encoder: nn.Module, n_extra: int, out_dim: int, *, pooling: str, dropout: float,
+    encoder: Any  # a transformers encoder (BertModel and the like: .config, .embeddings, .encoder.layer)
+
+    def __init__(self, encoder: Any, n_extra: int, out_dim: int, *, pooling: str, dropout: float,
                  freeze_layers: int, layer_decay: float, task: str, n_classes: int,
                  objective: Objective | None = None) -> None:
         super().__init__(objective)
@@ -194,7 +196,7 @@ class TextEncoderClassifier(_Validating):
         return list(pooler.parameters()) if pooler is not None else []
 
 
-def encode_texts(encoder: nn.Module, tokenizer: Any, texts: Sequence[str], max_length: int, pooling: str,
+def encode_texts(encoder: Any, tokenizer: Any, texts: Sequence[str], max_length: int, pooling: str,
                  device: torch.device | None = None, batch_size: int = ENCODE_BATCH,
                  normalize: bool = True) -> torch.Tensor:
     """Pooled embeddings (float32, rows in the order of ``texts``), computed in batches of similar length (the
