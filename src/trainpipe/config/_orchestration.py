@@ -10,7 +10,7 @@ them for one step (its names are checked against the step graph when a pipeline 
       timeout: 1h
       resources: {cpu: "2", memory: 4Gi}
       steps:
-        train: {retries: 2, timeout: 6h, resources: {cpu: "8", memory: 16Gi, gpu: 1, accelerator: nvidia-tesla-t4}}
+        train: {retries: 2, timeout: 6h, resources: {cpu: "8", memory: 16Gi, gpu: 1, accelerator: nvidia.com/gpu}}
 
 Durations are seconds (an integer) or a number with a unit: ``90s``, ``5m``, ``2h``, ``1d``.
 """
@@ -56,7 +56,7 @@ class ResourcesConfig(_Section):
     cpu: str | None = None  # a Kubernetes quantity: "2", "500m"
     memory: str | None = None  # "4Gi", "512Mi"
     gpu: int = Field(0, ge=0, le=16)  # nvidia.com/gpu limit
-    accelerator: str | None = None  # node accelerator type, e.g. nvidia-tesla-t4 (Kubeflow's accelerator type)
+    accelerator: str | None = None  # the GPU's resource name (the limit's key; kfp's accelerator type): nvidia.com/gpu
 
     @field_validator("cpu", mode="before")
     @classmethod
@@ -82,7 +82,7 @@ class ResourcesConfig(_Section):
     @classmethod
     def _accelerator(cls, value: str | None) -> str | None:
         if value is not None and not _ACCELERATOR_RE.match(value):
-            raise ValueError(f"expected an accelerator type such as nvidia-tesla-t4 (letters, digits, '-', '_', "
+            raise ValueError(f"expected a GPU resource name such as nvidia.com/gpu (letters, digits, '-', '_', "
                              f"'.', '/'), got {value!r}")
         return value
 
