@@ -88,8 +88,9 @@ def test_text_validation_notes_empty_lengths_and_conflicting_duplicates() -> Non
 
 def test_non_utf8_text_is_a_clear_error_naming_the_encoding_and_data_encoding_reads_it(
         workdir: Path) -> None:
-    from trainpipe.cli import app
     from typer.testing import CliRunner
+
+    from trainpipe.cli import app
 
     rows = [f"Caf\u00e9 cr\u00e8me review {i}, tr\u00e8s bon produit vraiment" for i in range(60)]
     pd.DataFrame({"review": rows, "score": ["great", "other"] * 30}).to_csv(
@@ -134,11 +135,12 @@ name: reviews
 data: {source: train.csv, test_source: test.csv, target: score, drop_columns: [product]}
 features: {text: [review], text_options: {max_features: 2000}}
 model: {type: lightgbm, params: {n_estimators: 40}}
-evaluation: {latency: false, plots: false}
+evaluation: {metrics: [f1_macro, f1], plots: false}
 """)
     seen = _spy_fit(monkeypatch, lightgbm.LGBMClassifier)
     result = PipelineRunner(load_config(path), workdir=workdir, tracker=InMemoryTracker()).run()
-    assert result.status == "finished" and "test_f1" in result.metrics
+    assert result.status == "finished" and "test_f1_macro" in result.metrics
+    assert "latency_p50_ms" in result.metrics and "latency_p95_ms" in result.metrics  # per text (one row each)
     assert seen and all(sp.issparse(X) for X in seen)  # never densified on the way into LightGBM
     split = json.loads(next((workdir / ".trainpipe").rglob("split.json")).read_text())
     assert split["sizes"]["test"] == 150  # the given test set, as is
@@ -147,6 +149,16 @@ evaluation: {latency: false, plots: false}
     assert model.spec.features.text == ("review",)
     labels = model.predict(test[["review"]])  # raw text in
     assert set(labels) <= {"great", "other"} and len(labels) == 150
+    # the text evaluation artifacts: per-class report, top misclassified texts, confusion matrix, latency per text
+    evaluation = next((workdir / ".trainpipe").rglob("per_class.json")).parent
+    report = json.loads((evaluation / "per_class.json").read_text())
+    assert {"great", "other", "macro avg"} <= set(report)
+    wrong = pd.read_csv(evaluation / "misclassified.csv")
+    assert 0 < len(wrong) <= 20 and list(wrong.columns)[:3] == ["review", "true", "predicted"]
+    assert (wrong["true"] != wrong["predicted"]).all()
+    confidence = [row[f"proba_{row['predicted']}"] for _, row in wrong.iterrows()]
+    assert confidence == sorted(confidence, reverse=True)  # the most confident mistakes first
+    assert (evaluation / "confusion_matrix.png").exists() is False  # plots: false in this pipeline
 
 
 def test_test_source_is_used_as_is_and_checked_against_the_training_schema(

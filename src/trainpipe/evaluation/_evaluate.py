@@ -60,6 +60,11 @@ def evaluate_model(model: TrainedModel, test: pd.DataFrame, target: str, config:
     out_dir.mkdir(parents=True, exist_ok=True)
     handed_off = config.plots and _submit_plots(plot_worker, model, y, pred, proba, out_dir)
     result = EvaluationResult(compute_metrics(names, task.name, y, pred, proba, k), n_test=len(test))
+    text = [c for c in model.spec.features.text if c in test.columns]
+    if text and info.is_classification and len(test):  # per-class report and top misclassified texts
+        from trainpipe.evaluation._text_report import write_text_report
+
+        write_text_report(test[text], [str(c) for c in info.classes], y, pred, proba, out_dir)
     for col in config.slices:
         result.slices[col] = _slice_metrics(test[col], names, task.name, y, pred, proba, k)
     if config.latency:
