@@ -255,3 +255,33 @@ tuning: {{n_trials: 5, selection: cv, cv_folds: 3, families: [lightgbm, {EXTRA}]
                      model.spec.model_type, model.predict_proba(frame.drop(columns=["target"]))))
     assert runs[0][:3] == runs[1][:3]
     np.testing.assert_array_equal(runs[0][3], runs[1][3])
+
+
+def test_final_model_fold_average_averages_k_fold_models(workdir: Path) -> None:
+    from sklearn.datasets import load_breast_cancer
+
+    from trainpipe.models import TrainedModel
+
+    frame = load_breast_cancer(as_frame=True).frame
+    # weak defaults (3 stumps), so that a tuned trial beats them beyond the noise and the fold average is used
+    steps = _run_pipeline(workdir, """\
+name: foldavg
+data: {source: d.csv, target: target}
+model: {type: xgboost, params: {n_estimators: 3, max_depth: 1}}
+training: {early_stopping_rounds: 5}
+tuning: {n_trials: 4, selection: cv, cv_folds: 3, final_model: fold_average,
+         space: {n_estimators: {type: int, low: 40, high: 60}, max_depth: {type: int, low: 2, high: 4}}}
+""", frame)
+    best = json.loads((steps / "tune" / "best_params.json").read_text())
+    assert best["final_fit"] == {"mode": "fold_average", "k": 3, "rows": best["final_fit"]["rows"]}
+    described = json.loads((steps / "train" / "model" / "ensemble.json").read_text())
+    assert [m["model_type"] for m in described["members"]] == ["xgboost"] * 3
+    assert [m["weight"] for m in described["members"]] == pytest.approx([1 / 3] * 3)
+    refit = json.loads((steps / "train" / "refit.json").read_text())
+    assert refit["mode"] == "fold_average" and refit["members"] == 3
+    model = TrainedModel.load(steps / "train" / "model")
+    raw = frame.drop(columns=["target"]).head(50)
+    proba = model.predict_proba(raw)
+    members = [m for _, m in model.adapter.members]
+    X = model.transform(raw)
+    np.testing.assert_allclose(proba, np.mean([m.predict_proba(X) for m in members], axis=0), rtol=1e-6)

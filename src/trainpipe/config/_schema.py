@@ -247,6 +247,9 @@ class TuningConfig(_Section):
     # several model families in one study (model.type: auto = the default list for the task); None: model.type
     families: list[str] | None = None
     ensemble: EnsembleConfig | None = None  # a weighted ensemble of the top trials instead of the best one
+    # the chosen trial's final model: refit on train + validation (scaled rounds), or the average of k fold
+    # models of train + validation, each early-stopped on its held-out fold (benchmarks/tuning_quality.py)
+    final_model: Literal["refit", "fold_average"] = "refit"
 
     @model_validator(mode="after")
     def _conditions(self) -> TuningConfig:

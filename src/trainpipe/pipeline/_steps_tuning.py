@@ -278,11 +278,33 @@ def record_refit(ctx: StepContext, tuned: dict[str, Any], refit: dict[str, Any],
     return record
 
 
+def _fold_of(ctx: StepContext, task: Any, X: Any, y: Any, X_val: Any, y_val: Any, fold: int, k: int
+             ) -> tuple[Any, Any, Any, Any]:
+    """Fold ``fold`` of ``k`` of train + validation rows: (fit rows, their labels, held-out rows, labels)."""
+    import numpy as np
+    import scipy.sparse as sp
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if X_val is None or y_val is None:
+        X_all, y_all = X, y
+    else:
+        X_all = sp.vstack([X, X_val], format="csr") if sp.issparse(X) else np.concatenate([np.asarray(X),
+                                                                                           np.asarray(X_val)])
+        y_all = np.concatenate([y, y_val])
+    seed = ctx.config.data.split.seed
+    splitter: Any = (StratifiedKFold(k, shuffle=True, random_state=seed) if task.is_classification
+                     else KFold(k, shuffle=True, random_state=seed))
+    fit, held = list(splitter.split(np.zeros(len(y_all)), y_all))[fold]
+    return X_all[fit], y_all[fit], X_all[held], y_all[held]
+
+
 def train_ensemble(ctx: StepContext, tuned: dict[str, Any], task: Any, X: Any, y: Any, X_val: Any,
                    y_val: Any) -> None:
     """The train step after a study whose ``tuning.ensemble`` beat the single best trial: each member's final
     fit (as for a single chosen trial: refit on train + validation with scaled rounds, or the untuned defaults),
-    then one :class:`~trainpipe.models._ensemble.EnsembleAdapter` saved as the model directory."""
+    then one :class:`~trainpipe.models._ensemble.EnsembleAdapter` saved as the model directory. With
+    ``tuning.final_model: fold_average`` the members are the chosen configuration fitted on each of k folds of
+    train + validation rows, early-stopped on the held-out fold, with equal weights."""
     from trainpipe.features import FeatureSpec
     from trainpipe.models import ModelSpec, create_adapter
     from trainpipe.models._ensemble import TYPE, EnsembleAdapter
@@ -300,13 +322,19 @@ def train_ensemble(ctx: StepContext, tuned: dict[str, Any], task: Any, X: Any, y
         base = family_config(cfg, str(member["model_type"])).model
         model_cfg = base.model_copy(update={"params": {**base.params, **member.get("model_params", {})}})
         training_cfg = cfg.training.model_validate({**cfg.training.model_dump(), **member.get("training", {})})
-        model_cfg, Xm, ym, Xv, yv, _ = refit_on_train_val(ctx, member, model_cfg, X, y, X_val, y_val)
+        fit = member.get("final_fit") or {}
+        if fit.get("mode") == "fold":  # tuning.final_model: fold_average
+            Xm, ym, Xv, yv = _fold_of(ctx, task, X, y, X_val, y_val, int(fit["fold"]), int(fit["k"]))
+            where = f", fold {int(fit['fold']) + 1} of {int(fit['k'])}"
+        else:
+            model_cfg, Xm, ym, Xv, yv, _ = refit_on_train_val(ctx, member, model_cfg, X, y, X_val, y_val)
+            where = ""
         adapter = create_adapter(task, model_cfg, training_cfg,
                                  categorical_indices=list(feats.get("categorical_indices", [])))
         adapter.fit(Xm, ym, Xv, yv, None)
         members.append((model_cfg.type, adapter))
         weights.append(float(member["weight"]))
-        params[f"ensemble.member.{i}"] = (f"{model_cfg.type} (trial {member['trial']}), weight "
+        params[f"ensemble.member.{i}"] = (f"{model_cfg.type} (trial {member['trial']}{where}), weight "
                                           f"{float(member['weight']):.3g}")
     ensemble = EnsembleAdapter(task, members, weights)
     ctx.hooks.on_message(f"ensemble of {len(members)} models: " + "; ".join(params.values()))
@@ -316,5 +344,6 @@ def train_ensemble(ctx: StepContext, tuned: dict[str, Any], task: Any, X: Any, y
     write_json(ctx.out_dir / "train.json", {"best_iteration": None, "n_iterations": None,
                                             "params": spec.to_dict()["params"], "history": {}, "notes": [],
                                             "ensemble": tuned["ensemble"]})
-    record_refit(ctx, tuned, {"mode": "ensemble", "members": len(members)}, time.perf_counter() - started)
+    mode = "fold_average" if (tuned.get("final_fit") or {}).get("mode") == "fold_average" else "ensemble"
+    record_refit(ctx, tuned, {"mode": mode, "members": len(members)}, time.perf_counter() - started)
     ctx.metrics["ensemble_members"] = float(len(members))

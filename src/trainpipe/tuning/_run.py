@@ -205,6 +205,8 @@ def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold] | F
         trials = study.get_trials(deepcopy=False)
         chosen = choose_best(trials, settings.direction)
         seconds = refit_estimate(chosen, n_all, probe_refit / REFIT_SAFETY)
+        if config.tuning is not None and config.tuning.final_model == "fold_average":
+            seconds *= FOLD_AVERAGE_K
         if ensemble is not None:
             sign = 1.0 if settings.direction == "maximize" else -1.0
             done = sorted((t for t in trials if t.state.name == "COMPLETE" and t.value is not None),
@@ -264,6 +266,9 @@ def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold] | F
                 members.append({"trial": number, "weight": weight, "model_type": m_type, "model_params": m_params,
                                 "training": m_training, "final_fit": final_fit(member, n_all)})
             refit = sum(refit_estimate(by_number[n], n_all, 0.0) for n in decision["members"])
+    if not members and config.tuning.final_model == "fold_average":
+        members = fold_members(summary, chosen, model_type, model_params, training_params, plan)
+        refit *= len(members)
     study_seconds = time.perf_counter() - started
     summary["budget"] = {"timeout": settings.timeout, "study_seconds": study_seconds,
                          "refit_estimate_seconds": refit,
@@ -283,6 +288,24 @@ def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold] | F
         for name in ("study_summary.json", "trials.csv", "best_params.json", *plots):
             tracker.log_artifact(parent_run_id, out_dir / name, "tuning")
     return summary
+
+
+FOLD_AVERAGE_K = 5  # fold models of tuning.final_model: fold_average (k of the CV plan when it is one)
+
+
+def fold_members(summary: dict[str, Any], chosen: FrozenTrial, model_type: str, model_params: dict[str, Any],
+                 training_params: dict[str, Any], plan: SelectionPlan) -> list[dict[str, Any]]:
+    """``tuning.final_model: fold_average``: k members of the chosen configuration, one per fold of train +
+    validation (each early-stopped on its held-out fold), equal weights; none when the defaults were kept (the
+    final model is then the untuned one) or the family does not refit on train + validation (torch)."""
+    from trainpipe.models import family_for
+
+    if summary["final_fit"].get("mode") == "untuned_defaults" or not family_for(model_type).refit_on_train_val:
+        return []
+    k = plan.k if plan.kind == "cv" and plan.k >= 2 else FOLD_AVERAGE_K
+    summary["final_fit"] = {"mode": "fold_average", "k": k, "rows": summary["final_fit"].get("rows")}
+    return [{"trial": chosen.number, "weight": 1.0 / k, "model_type": model_type, "model_params": model_params,
+             "training": training_params, "final_fit": {"mode": "fold", "fold": i, "k": k}} for i in range(k)]
 
 
 def trial_model(config: PipelineConfig, task: TaskInfo, metric: str, trial: FrozenTrial
