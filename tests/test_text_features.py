@@ -208,3 +208,24 @@ def test_xgboost_gets_the_sparse_tfidf_matrix(reviews: tuple[pd.DataFrame, pd.Da
     pred = adapter.predict(pre.transform(prepare_frame(test, spec)))
     assert len(pred) == 150
 
+
+
+def test_torch_mlp_densifies_tfidf_only_up_to_a_size_limit(reviews: tuple[pd.DataFrame, pd.DataFrame],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainpipe._exceptions import DataError
+    from trainpipe.data import infer_task
+    from trainpipe.models import create_adapter
+    from trainpipe.models.torch import _data
+
+    train, _ = reviews
+    cfg = config_from_dict({"name": "t", "data": {"source": "a.csv", "target": "score"},
+                            "model": {"type": "torch_mlp", "params": {"hidden_dims": [8]}},
+                            "training": {"epochs": 1}, "features": {"text": ["review"], "categorical": []}}).config
+    spec = infer_feature_spec(train, cfg)
+    X = build_preprocessor(spec, cfg.features).fit_transform(prepare_frame(train, spec))
+    task = infer_task(train["score"], "auto", None, "score")
+    y = task.encode(train["score"])
+    create_adapter(task, cfg.model, cfg.training).fit(X[:300], y[:300], X[300:], y[300:])  # densified: fits
+    monkeypatch.setattr(_data, "DENSE_LIMIT_BYTES", X.shape[1] * 4 * 100)
+    with pytest.raises(DataError, match=r"\(300 rows x \d+ columns.*GiB dense.*features.text_options.max_features"):
+        create_adapter(task, cfg.model, cfg.training).fit(X[:300], y[:300], X[300:], y[300:])

@@ -120,9 +120,24 @@ def _column(table: Any, name: str) -> np.ndarray:
     return np.asarray(table.column(name).to_numpy(zero_copy_only=False))
 
 
+# a sparse matrix (TF-IDF text features) is densified for the torch models up to this size, else refused
+DENSE_LIMIT_BYTES = 2 * 1024**3
+
+
 def dense_float32(X: Any) -> np.ndarray:
-    """Dense, C-contiguous float32 from a numpy array or a scipy sparse matrix."""
+    """Dense, C-contiguous float32 from a numpy array or a scipy sparse matrix (at most
+    :data:`DENSE_LIMIT_BYTES` once dense: a DataError, exit 2, names the size and what to change)."""
     if hasattr(X, "toarray"):
+        rows, cols = X.shape
+        if rows * cols * 4 > DENSE_LIMIT_BYTES:
+            from trainpipe._exceptions import DataError
+
+            raise DataError(
+                f"the torch model trains on a dense matrix, and these sparse features ({rows} rows x {cols} "
+                f"columns, most of them TF-IDF text features) would take {rows * cols * 4 / 1024**3:.1f} GiB "
+                f"dense (limit {DENSE_LIMIT_BYTES / 1024**3:.0f} GiB). Lower features.text_options.max_features, "
+                "or use a model that keeps them sparse (lightgbm, xgboost) or reads the text itself "
+                "(text_encoder).")
         X = X.toarray()
     out = np.ascontiguousarray(np.asarray(X, dtype=np.float32))
     # torch.from_numpy shares memory and wants a writable array (a caller may pass a read-only or memory-mapped one)
