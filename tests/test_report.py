@@ -165,6 +165,25 @@ def test_damaged_step_outputs_leave_a_section_out_instead_of_failing(runs: Runs,
     assert "Not available" in render_run(rec)
 
 
+def test_secrets_in_step_outputs_are_masked_on_the_page(runs: Runs, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(runs.passed.run_dir, copy)
+    monkeypatch.setenv("WAREHOUSE_API_KEY", "tok-7f3a9c2e11b4")
+    ingest = copy / "steps" / "ingest" / "ingest.json"
+    data = json.loads(ingest.read_text())
+    data["source"] = "https://analyst:hunter2pass@warehouse.example/churn.csv"
+    ingest.write_text(json.dumps(data))
+    run = json.loads((copy / "run.json").read_text())
+    run.update(status="failed", error="DataError: cannot read with key tok-7f3a9c2e11b4")
+    (copy / "run.json").write_text(json.dumps(run))
+    html = render_run(load_run(copy, score=False))
+    assert "hunter2pass" not in html and "tok-7f3a9c2e11b4" not in html
+    assert "https://analyst:***@warehouse.example/churn.csv" in html
+
+
 def test_champion_comparison_in_words() -> None:
     won = {"delta": 0.012, "ci_low": 0.004, "ci_high": 0.020, "min_delta": 0.0, "confidence": 0.95,
            "metric": "roc_auc", "passed": True}

@@ -173,7 +173,20 @@ def load_run(run_dir: Path, *, score: bool = True) -> RunRecord:
     rec.model_card = files.text("model_card.md") if rec.registration and rec.registration.get("registered") else ""
     rec.verdict, rec.verdict_text = _verdict(rec)
     _explain_missing(rec)
+    _scrub(rec)
     return rec
+
+
+def _scrub(rec: RunRecord) -> None:
+    """Every text the page shows with secrets masked (secret-named environment variables' values, URI
+    passwords, token formats), as for anything else trainpipe writes: step outputs may quote a source URI."""
+    from trainpipe.config._secrets import scrub_strings
+
+    for name in ("error", "verdict_text", "lineage", "config", "data", "validation", "split", "drift", "training",
+                 "tuning", "gate", "champion_sentence", "registration", "model_card", "missing"):
+        setattr(rec, name, scrub_strings(getattr(rec, name)))
+    if rec.evaluation is not None:  # numbers, and slice levels that are data values
+        rec.evaluation["slices"] = scrub_strings(rec.evaluation["slices"])
 
 
 def _lineage(run_dir: Path) -> dict[str, str]:
