@@ -106,13 +106,14 @@ def line_chart(series: Mapping[str, Sequence[float]], *, xlabel: str, ylabel: st
 
 
 def bar_chart(items: Sequence[tuple[str, float]], *, limit: float | None = None, limit_label: str = "",
-              bad: Sequence[str] = (), width: int = 640, digits: int = 3, title: str = "") -> Markup:
+              bad: Sequence[str] = (), width: int = 640, digits: int = 3, title: str = "",
+              label_width: int = 170) -> Markup:
     """Horizontal bars, one per ``(label, value)`` (values >= 0 drawn from 0, negatives from 0 leftwards are
     clipped to 0); ``limit``: a dashed vertical line; labels in ``bad`` are drawn in red."""
     rows = [(str(label), float(v)) for label, v in items if v is not None and math.isfinite(float(v))]
     if not rows:
         return Markup("")
-    bar_h, gap, label_w, value_w = 16, 6, 170, 64
+    bar_h, gap, label_w, value_w = 16, 6, label_width, 64
     height = len(rows) * (bar_h + gap) + 8
     top_value = max([v for _, v in rows] + ([limit] if limit is not None else []) + [1e-12])
     plot_w = width - label_w - value_w

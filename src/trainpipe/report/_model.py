@@ -72,8 +72,10 @@ def load_model(name: str, tracking_uri: str, state_dir: Path) -> ModelRecord:
                          "data_fingerprint": tags.get("data_fingerprint", ""), "git_commit": tags.get("git_commit", ""),
                          "metrics": metrics,
                          "report": str(report.resolve()) if report is not None and report.is_file() else ""})
-    moves = [{**m.to_dict(), "t": _epoch(m.time)} for m in history(client, name)]
-    return ModelRecord(name=name, store=redact_uri(tracking_uri), description=(rm.description or "")[:2000],
+    from trainpipe.config._secrets import scrub, scrub_strings
+
+    moves = [{**scrub_strings(m.to_dict()), "t": _epoch(m.time)} for m in history(client, name)]
+    return ModelRecord(name=name, store=redact_uri(tracking_uri), description=scrub((rm.description or "")[:2000]),
                        versions=versions, metric_names=metric_names, moves=moves, aliases=aliases)
 
 

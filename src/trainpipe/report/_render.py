@@ -163,7 +163,8 @@ def render_model(rec: ModelRecord) -> str:
     figs: dict[str, Any] = {"metrics": []}
     for metric in rec.metric_names[:6]:
         items = [(f"v{v['version']}", v["metrics"][metric]) for v in reversed(rec.versions) if metric in v["metrics"]]
-        figs["metrics"].append((metric, bar_chart(items, digits=4, title=f"test {metric} by version")))
+        figs["metrics"].append((metric, bar_chart(items, digits=4, title=f"test {metric} by version", width=340,
+                                                  label_width=48)))
     events = [{"t": m["t"], "alias": m["alias"], "label": f"v{m['to_version']}" if m.get("to_version") else "×",
                "title": f"{m['time']}: @{m['alias']} {m.get('from_version') or '-'} -> {m.get('to_version') or '-'}"
                         f" ({m.get('reason', '')})"} for m in rec.moves]
