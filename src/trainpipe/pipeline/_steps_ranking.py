@@ -24,6 +24,7 @@ from trainpipe.pipeline._steps import (
     DATA,
     SPLITS,
     TASK,
+    _gate_metrics,
     best_of_history,
     checkpoint_dir,
     prune_checkpoint_sets,
@@ -33,9 +34,11 @@ from trainpipe.pipeline._steps_tuning import _study_key
 from trainpipe.tracking._lineage import family_libraries
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pandas as pd
 
-    from trainpipe.config import PipelineConfig
+    from trainpipe.config import LoadedConfig, PipelineConfig
 
 INTERACTIONS = "interactions.parquet"
 USERS, ITEMS = "users.parquet", "items.parquet"
@@ -55,7 +58,7 @@ def _check_cutoffs(cfg: PipelineConfig, n_items: int) -> None:
             _, k = _ranking.parse(name)
             if k is not None and k > n_items:
                 shown = f"k = {k}" if key == "evaluation.k" else f"{name!r}"
-                raise DataError(f"{key}: {shown} asks for the top {k} items, but the catalogue has only {n_items} "
+                raise ConfigError(f"{key}: {shown} asks for the top {k} items, but the catalogue has only {n_items} "
                                 f"items (column {cfg.data.item!r}), so every user would get all of them. Use a "
                                 f"cut-off below {n_items}.")
 
@@ -66,7 +69,7 @@ def validate(ctx: StepContext) -> None:
 
     cfg = ctx.config
     frame, report = prepare_interactions(read_frame(ctx.artifact(DATA)), cfg)
-    _check_cutoffs(cfg, report.items)
+    _check_cutoffs(cfg, report.items)  # again after every run, cached or not: cutoffs_after_validate
     for note in report.notes:
         ctx.hooks.on_message(note)
     summary = report.to_dict()
@@ -79,6 +82,14 @@ def validate(ctx: StepContext) -> None:
     write_json(ctx.out_dir / TASK, TaskInfo("ranking", notes=tuple(report.notes)).to_dict())
     ctx.metrics.update({"positives": float(report.positives), "users": float(report.users),
                         "items": float(report.items), "duplicate_pairs": float(report.duplicates)})
+
+
+def cutoffs_after_validate(loaded: LoadedConfig, out_dir: Path) -> None:
+    """The cut-offs (evaluation, gate) against the catalogue the validate step counted: on every run, since
+    those keys are not in validate's cache key (changing a gate threshold must not re-run the data steps)."""
+    report = out_dir / "validation_report.json"
+    if report.is_file():
+        _check_cutoffs(loaded.config, int(read_json(report)["interactions"]["items"]))
 
 
 def split(ctx: StepContext) -> None:
@@ -281,10 +292,11 @@ STEPS: tuple[Step, ...] = (
     _INGEST,
     Step("validate", validate, refs(f"ingest.{DATA}"),
          ("task", "data.user", "data.item", "data.label", "data.implicit_threshold", "data.timestamp",
-          "data.min_user_interactions", "features.user", "features.item", "evaluation", "gate"),
+          "data.min_user_interactions", "features.user", "features.item"),
          ("pandas",), description="interaction checks (ids, label, timestamps, duplicates); the positives",
          run_files=("validation_report.json", "validation_report.md"),
-         outputs=(TASK, INTERACTIONS, "validation_report.json", "validation_report.md")),
+         outputs=(TASK, INTERACTIONS, "validation_report.json", "validation_report.md"),
+         after=cutoffs_after_validate),
     Step("split", split, refs(f"validate.{INTERACTIONS}", f"validate.{TASK}"),
          ("data.user", "data.item", "data.split", "data.min_user_interactions"), _SK,
          description="per-user split (temporal, leave-last-out or random); never leaks the future",
@@ -298,8 +310,8 @@ STEPS: tuple[Step, ...] = (
          ("model", "training"), (*_SK, *_MODEL_LIBS), description="fit the ranking model",
          outputs=("model", "train.json"), wants_gpu=True, artifact_dir="train"),
     Step("evaluate", evaluate, refs("train.model", *_SPLIT_FILES, f"preprocess.{ITEMS}"),
-         ("evaluation", "data.item", "features.item", "data.split.seed", "gate"),
-         (*_SK, "scikit-learn", "implicit", *_MODEL_LIBS),
+         ("evaluation", "data.item", "features.item", "data.split.seed"),
+         (*_SK, "scikit-learn", "implicit", *_MODEL_LIBS), external=_gate_metrics,
          description="full-catalogue metrics beside most-popular and ALS baselines; slices",
          outputs=("metrics.json", "ranking_table.md"), rank0_only=True, headline_metrics=True,
          artifact_dir="evaluation", slice_tables=(("metrics.json", "slices"),)),
