@@ -23,7 +23,9 @@ kept unless the candidate beats them by more than one standard error of the pair
 
 **The final model** is refitted on train + validation rows with the chosen trial's parameters; for
 boosters, the round count is the folds' mean best round scaled by ``(n_train + n_val) / n_fit``, with no
-early stopping (measured against averaging the fold models in ``benchmarks/tuning_quality.py``).
+early stopping. ``tuning.final_model: fold_average`` averages k fold models of train + validation instead
+(``_run.fold_members``); measured in ``benchmarks/tuning_quality.py`` (RESULTS.md): each won on some tables,
+all inside the paired noise band, so the refit (one model, one fit) stays the default.
 """
 
 from __future__ import annotations
