@@ -139,7 +139,7 @@ def test_the_passing_run_page_has_every_section_with_the_run_numbers(runs: Runs)
 def test_a_validation_failure_says_why_and_which_sections_it_never_reached(runs: Runs) -> None:
     rec = load_run(runs.invalid_dir)
     assert rec.verdict == "invalid data" and rec.status == "failed"
-    assert rec.verdict_text.startswith("Data validation failed in step validate: data validation failed")
+    assert rec.verdict_text.startswith("Data validation failed in step validate: 1 of ")
     assert rec.validation and not rec.validation["passed"]
     failed = [c for c in rec.validation["checks"] if not c["passed"]]
     assert failed and failed[0]["column"] == "x1"

@@ -364,7 +364,9 @@ def _verdict(rec: RunRecord) -> tuple[str, str]:
         first = f" Reason: {reasons[0]}" if reasons else ""
         return "refused", f"The gate refused the model; nothing was registered.{first}"
     if error.startswith("DataValidationError"):
-        return "invalid data", f"Data validation failed{where}: {_first_line(error)}"
+        why = _first_line(error)
+        why = why[len("data validation failed"):].lstrip(": ") if why.startswith("data validation failed") else why
+        return "invalid data", f"Data validation failed{where}: {why}"
     if rec.status == "failed":
         return "failed", f"The run failed{where}: {_first_line(error)}"
     if rec.status == "running":
