@@ -77,6 +77,8 @@ def build_signature(spec: ModelSpec, output: pd.DataFrame, optional: Mapping[str
         value, float) else "string", value) for name, value in params.items()]) if params else None
     outputs = Schema([ColSpec("double" if str(output[c].dtype).startswith(("float", "int")) else "string", c)
                       for c in output.columns])
+    if param_schema is None:
+        return ModelSignature(inputs=inputs, outputs=outputs)
     return ModelSignature(inputs=inputs, outputs=outputs, params=param_schema)
 
 
