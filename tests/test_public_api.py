@@ -12,7 +12,8 @@ EXPECTED = {
                   "TrainingInterrupted", "TrainpipeError", "TuningFailed", "__version__",
                   "HookList", "RunResult", "load_config", "run"},
     "trainpipe.config": {"PROFILE_ENV", "ColumnCheck", "CostConfig", "DataConfig", "EvaluationConfig",
-                         "FeaturesConfig", "GateConfig", "LoadedConfig", "ModelConfig", "PipelineConfig",
+                         "FeaturesConfig", "GateConfig", "LoadedConfig", "ModelConfig", "OrchestrationConfig",
+                         "PipelineConfig",
                          "RegistryConfig", "SplitConfig", "TrackingConfig", "TrainingConfig", "TuningConfig",
                          "ValidationConfig", "apply_override", "config_from_dict", "config_hash", "deep_merge",
                          "is_secret_name", "load_config", "redact", "redact_uri"},
@@ -53,6 +54,9 @@ EXPECTED = {
     "trainpipe.pipeline": {"CORE_STEPS", "PipelineResult", "PipelineRunner", "Step", "StepCache", "StepContext",
                            "StepRecord", "explain_change", "load_run_config", "preflight", "state_dir",
                            "step_names", "steps_for", "StepGraph"},
+    "trainpipe.export": {"MODES", "ClosedRun", "OpenedRun", "build_plan", "check_orchestration", "check_schedule",
+                         "close_run", "dag_file_name", "dag_id_of", "engine_python", "open_run", "overrides_from_env",
+                         "render_dag", "run_dir_name", "trigger_of", "write_dag"},
 }
 
 

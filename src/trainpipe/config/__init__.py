@@ -9,6 +9,7 @@ from trainpipe.config._loader import (
     deep_merge,
     load_config,
 )
+from trainpipe.config._orchestration import OrchestrationConfig
 from trainpipe.config._schema import (
     ColumnCheck,
     CostConfig,
@@ -37,6 +38,7 @@ __all__ = [
     "GateConfig",
     "LoadedConfig",
     "ModelConfig",
+    "OrchestrationConfig",
     "PipelineConfig",
     "RegistryConfig",
     "SplitConfig",
