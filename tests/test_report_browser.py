@@ -196,6 +196,20 @@ def test_tuned_run_and_study_page(project: Project, browser: Any, monkeypatch: p
     assert f"{summary['best_value']:.4g}" in page.inner_text("#best-value")
 
 
+def test_a_study_that_lived_in_memory_is_rebuilt_from_trials_csv(project: Project) -> None:
+    from trainpipe.report._study import _record, rebuild_study, study_figures
+
+    tune_dir = next(project.tuned.glob("steps/*/study_summary.json")).parent
+    summary = json.loads((tune_dir / "study_summary.json").read_text())
+    study = rebuild_study("telco-churn", tune_dir / "trials.csv", summary["direction"])
+    rec = _record(study, "in-memory (rebuilt)", str(tune_dir / "trials.csv"), summary)
+    assert rec.counts["complete"] == summary["n_complete"] and rec.counts["pruned"] == summary["n_pruned"]
+    assert rec.best is not None and rec.best["value"] == pytest.approx(summary["best_value"])
+    assert rec.best["params"]["C"] == pytest.approx(summary["best_params"]["C"])
+    assert rec.total_cost == pytest.approx(summary["total_cost"], rel=1e-6)
+    assert [title for _, title, fig in study_figures(rec) if fig is None] == []
+
+
 def test_model_page_and_the_mlflow_artifact(project: Project, browser: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from mlflow import MlflowClient
     from typer.testing import CliRunner
