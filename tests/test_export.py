@@ -175,3 +175,24 @@ def test_mermaid_picture_of_the_dag_follows_the_graph(workdir: Path) -> None:
     expected = {f"{u} --> {s['name']}" for s in plan["steps"] for u in s["upstream"]}
     assert edges == expected | {"open_run --> ingest"}
     assert 'train["train<br/><i>retries 2, GPU</i>"]' in text and "register -.-> close_run" in text
+
+
+def test_check_without_the_orchestrator_venv_names_the_make_target(workdir: Path) -> None:
+    path = write_pipeline(workdir, PIPELINE)
+    done = subprocess.run([sys.executable, "-m", "trainpipe.cli", "export", "kubeflow", str(path), "-o", "p.yaml"],
+                          cwd=workdir, capture_output=True, text=True, timeout=120,
+                          env={"PATH": "/usr/bin:/bin", "TRAINPIPE_KFP_PYTHON": str(workdir / "no-such-python")})
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "TRAINPIPE_KFP_PYTHON=" in done.stderr and "no Python interpreter there" in done.stderr
+    from trainpipe.export._engines import ENGINES
+
+    assert "kfp==2.17.0" in ENGINES["kfp"][3]  # the pins of `make .venv-kfp/.installed`
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    assert "KFP_PINS     := kfp==2.17.0" in makefile and "$(KFP_VENV)/.installed" in makefile
+
+
+def test_close_of_a_run_that_never_opened_fails_the_dag_run(workdir: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "trainpipe.cli", "orchestrate", "close", "--run-dir",
+                           ".trainpipe/runs/airflow-x"], cwd=workdir, capture_output=True, text=True, timeout=120,
+                          env={"PATH": "/usr/bin:/bin", "MLFLOW_DISABLE_TELEMETRY": "true"})
+    assert done.returncode == 1 and "nothing to close" in done.stderr and "see the log of the open task" in done.stderr

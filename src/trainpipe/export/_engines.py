@@ -34,8 +34,8 @@ def engine_python(kind: str) -> Path:
     """The interpreter that can import the orchestrator's SDK; ConfigError (exit 2) naming how to get one."""
     env, venv, module, packages = ENGINES[kind]
     given = os.environ.get(env)
-    candidates = [Path(given)] if given else []
-    candidates += [Path.cwd() / venv / "bin" / "python", _checkout() / venv / "bin" / "python"]
+    candidates = [Path(given)] if given else [Path.cwd() / venv / "bin" / "python",
+                                              _checkout() / venv / "bin" / "python"]
     for candidate in candidates:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate
