@@ -150,6 +150,26 @@ def test_a_validation_failure_says_why_and_which_sections_it_never_reached(runs:
     assert "invalid data" in text and "Not available: the run stopped at step validate" in text
 
 
+def test_a_failed_run_says_which_step_failed_and_why(workdir: Path) -> None:
+    make_frame(200).to_csv(workdir / "data.csv", index=False)
+    path = write_pipeline(workdir, "name: broken\ndata: {source: data.csv, target: label}\n"
+                                   "model: {type: sklearn.linear_model.LogisticRegression,\n"
+                                   "        params: {solver: liblinear, penalty: elasticnet}}\n"
+                                   "evaluation: {latency: false}\n")
+    tracker = InMemoryTracker()
+    with pytest.raises(ValueError, match="Only 'saga' solver supports elasticnet"):
+        PipelineRunner(load_config(path), workdir=workdir, tracker=tracker).run()
+    run_dir = next((workdir / ".trainpipe" / "runs").iterdir())
+    assert REPORT_FILE in tracker.runs[run_dir.name].artifacts
+    rec = load_run(run_dir)
+    assert rec.verdict == "failed"
+    assert rec.verdict_text == ("The run failed in step train: Only 'saga' solver supports elasticnet penalty, got "
+                                "solver=liblinear.")
+    assert rec.missing["evaluation"] == "Not available: the run stopped at step train before evaluate wrote it."
+    html = (run_dir / REPORT_FILE).read_text()
+    assert 'id="run-error"' in html and "ValueError: Only &#39;saga&#39; solver" in html
+
+
 def test_damaged_step_outputs_leave_a_section_out_instead_of_failing(runs: Runs,
                                                                      tmp_path: Path) -> None:
     import shutil
