@@ -67,7 +67,7 @@ def reproduce(run_id: str, tracking_uri: str, *, workdir: Path | None = None, ho
 
     from trainpipe.config import redact_uri
     from trainpipe.data import fingerprint_frame, fingerprint_source, read_source, resolve_source
-    from trainpipe.pipeline._runner import STATE_DIR, PipelineRunner
+    from trainpipe.pipeline._runner import STATE_DIR, TRIGGERS, PipelineRunner
     from trainpipe.registry import client_for
     from trainpipe.tracking import MlflowTracker
 
@@ -107,8 +107,8 @@ def reproduce(run_id: str, tracking_uri: str, *, workdir: Path | None = None, ho
     cfg = loaded.config
     tracker = MlflowTracker(tracking_uri, cfg.tracking.experiment or cfg.name, workdir / STATE_DIR / "mlartifacts")
     runner = PipelineRunner(loaded, workdir=workdir, tracker=tracker, no_cache=True, steps=steps, hooks=hooks,
-                            trigger=tags.get("trigger", "manual") if tags.get("trigger") in
-                            ("manual", "schedule", "event") else "manual", command="reproduce")
+                            trigger=tags.get("trigger", "manual") if tags.get("trigger") in TRIGGERS else "manual",
+                            command="reproduce")
     result = runner.run()
     tracker.set_tags(result.run_id, {"trainpipe.reproduces": run_id})
     old = {k: v for k, v in run.data.metrics.items() if k.startswith("test_")}
