@@ -167,3 +167,25 @@ def test_resume_after_sigkill_is_bitwise_identical(tmp_path: Path) -> None:
     for key in a:
         assert (a[key] == b[key]).all(), f"{key} differs after resume"
     assert result["history"] == json.loads((tmp_path / "ref" / "result.json").read_text())["history"]
+
+
+def test_ddp_with_two_processes_trains_to_a_similar_validation_ndcg(tmp_path: Path) -> None:
+    """torchrun (gloo, 2 processes, the same global batch): each process's in-batch softmax has half the batch as
+    negatives, so the training loss is lower; the validation ranking (all-reduced over both processes' users)
+    reaches about the same NDCG as one process."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).parent / "torch_scripts" / "fit_two_tower.py"
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    histories = {}
+    for name, cmd in (("one", [sys.executable]), ("two", launcher)):
+        proc = subprocess.run([*cmd, str(script), str(tmp_path / name)], capture_output=True, text=True, timeout=300,
+                              cwd=root, env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        histories[name] = json.loads((tmp_path / name / "result.json").read_text())["history"]
+    one, two = max(histories["one"]["val_ndcg@5"]), max(histories["two"]["val_ndcg@5"])
+    assert abs(one - two) < 0.05 and two > 0.12, (one, two)
+    assert histories["two"]["train_loss"][-1] < histories["one"]["train_loss"][-1]
