@@ -284,7 +284,7 @@ def tune(ctx: StepContext) -> None:
         f"{summary['best_value']:.6g} at trial {summary['best_trial']} (validation users, full catalogue)")
 
 
-_INGEST = CORE_STEPS[0]
+_INGEST = next(s for s in CORE_STEPS if s.name == "ingest")  # the tabular ingest step, as it is
 _SK = ("pandas", "numpy")
 _MODEL_LIBS = family_libraries()
 _SPLIT_FILES = tuple(f"split.{name}.parquet" for name in SPLITS)
