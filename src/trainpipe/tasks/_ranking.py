@@ -137,9 +137,12 @@ class RankingTask(Task):
 
     def conformance_case(self, family: Any, task: str, model_type: str, params: Mapping[str, Any],
                          training: Mapping[str, Any], rows: int) -> Any:
-        from trainpipe.tasks._ranking_case import RankingCase
+        import importlib
 
-        return RankingCase(family, task, model_type, params, training, rows)
+        # by name: the conformance kit's code (config loading, generated data) must not travel in the inference
+        # code bundled with a registered model, which follows import statements
+        case = importlib.import_module("trainpipe.tasks._ranking_case")
+        return case.RankingCase(family, task, model_type, params, training, rows)
 
     def score(self, model: TrainedModel, frame: pd.DataFrame, target: str) -> tuple[np.ndarray, Prediction]:
         """Per test user: the held-out positives (``y``, frozensets of item ids) and the model's top items
