@@ -191,6 +191,9 @@ def study_figures(rec: StudyRecord) -> list[tuple[str, str, Any]]:
     importances) is left out with its reason as the title."""
     import warnings
 
+    from trainpipe._imports import optional_import
+
+    optional_import("plotly", "the study report's figures (optuna.visualization)", "tuning")
     import optuna.visualization as vis
 
     out: list[tuple[str, str, Any]] = []
