@@ -329,9 +329,11 @@ def test_bpr_and_triplet_losses_train(loss: str) -> None:
     pytest.importorskip("torch")
     train, val, _, _ = _data(interactions(n_users=40), ranking_config())
     adapter = _adapter({"embedding_dim": 16, "tower_layers": [], "loss": loss, "k": 5, "hard_negatives": True,
-                        "n_negatives": 4}, epochs=6)
+                        "n_negatives": 4, "monitor": "recall"}, epochs=6)
     report = adapter.fit(train, np.empty(0), val, None)
     ndcg = report.history["val_ndcg@5"]
+    # early stopping watches recall@5 here (model.params.monitor: recall)
+    assert report.history["val_loss"] == pytest.approx([1 - r for r in report.history["val_recall@5"]])
     assert report.history["train_loss"][-1] < report.history["train_loss"][0]
     assert max(ndcg) > 0.2, ndcg
 

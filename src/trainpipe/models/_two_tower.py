@@ -40,8 +40,9 @@ LOSSES = ("in_batch_softmax", "bpr", "triplet")
 DEFAULTS: dict[str, Any] = {
     "embedding_dim": 64, "tower_layers": [64], "loss": "in_batch_softmax", "temperature": 0.05,
     "logq_correction": True, "n_negatives": 5, "hard_negatives": False, "margin": 0.2, "dropout": 0.0,
-    "weight_decay": None, "k": 10, "top_k": 10, "exact_max_items": 50_000, "keep_top_k": 3,
+    "weight_decay": None, "k": 10, "monitor": "ndcg", "top_k": 10, "exact_max_items": 50_000, "keep_top_k": 3,
 }
+MONITORS = ("ndcg", "recall")
 RULES = {"embedding_dim": Rule(int, 1), "temperature": Rule(float, 1e-4), "n_negatives": Rule(int, 1),
          "margin": Rule(float, 0.0), "dropout": Rule(float, 0.0, 1.0), "weight_decay": Rule(float, 0.0),
          "k": Rule(int, 1), "top_k": Rule(int, 1), "exact_max_items": Rule(int, 0), "keep_top_k": Rule(int, 1)}
@@ -72,7 +73,8 @@ def check_config(task_name: str, params: Mapping[str, Any], model_type: str = "t
     problems: list[str] = []
     try:
         check_params({k: v for k, v in params.items() if k not in ("tower_layers", "loss", "logq_correction",
-                                                                   "hard_negatives")}, DEFAULTS, RULES, "two_tower")
+                                                                   "hard_negatives", "monitor")},
+                     DEFAULTS, RULES, "two_tower")
     except ConfigError as exc:
         problems.append(str(exc))
     if "tower_layers" in params:
@@ -87,6 +89,9 @@ def check_config(task_name: str, params: Mapping[str, Any], model_type: str = "t
         close = difflib.get_close_matches(str(loss), LOSSES, n=1, cutoff=0.5)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         problems.append(f"model.params.loss: expected one of {', '.join(LOSSES)}, got {loss!r}.{hint}")
+    if params.get("monitor", "ndcg") not in MONITORS:
+        problems.append(f"model.params.monitor: expected one of {', '.join(MONITORS)} (what early stopping watches "
+                        f"on the validation users), got {params['monitor']!r}")
     for key in ("logq_correction", "hard_negatives"):
         if not isinstance(params.get(key, False), bool):
             problems.append(f"model.params.{key}: expected true or false, got {params[key]!r}")
@@ -242,6 +247,7 @@ class TwoTowerAdapter:
             temperature=float(self.arch["temperature"]), logq_correction=bool(self.arch["logq_correction"]),
             n_negatives=int(self.arch["n_negatives"]), hard_negatives=bool(self.arch["hard_negatives"]),
             margin=float(self.arch["margin"]), dropout=float(self.arch["dropout"]), k=k,
+            monitor=str(self.arch["monitor"]),
             user_numeric=int(users_in.numeric.shape[1]), user_cardinalities=users_in.cardinalities,
             user_tags=users_in.n_tags, item_numeric=int(items_in.numeric.shape[1]),
             item_cardinalities=items_in.cardinalities, item_tags=items_in.n_tags)
@@ -500,5 +506,6 @@ FAMILY = fam.ModelFamily(
     owned_params={"keep_top_k": "it says how many checkpoints are kept, not what is learned. Remove it from "
                                 "tuning.space; set it in model.params",
                   "top_k": "it is how many items predict returns, not what is learned. Set it in model.params",
+                  "monitor": "it chooses what early stopping watches, not what is learned. Set it in model.params",
                   "exact_max_items": "it chooses exact or FAISS search at serving time. Set it in model.params"},
 )

@@ -18,7 +18,7 @@ Losses (``training_step``), on a batch of positive (user, item) pairs:
 
 Validation (``validation_step`` over batches of validation users) ranks the whole catalogue with the user's
 training items excluded and sums NDCG@k and recall@k; ``val_loss`` is ``1 - NDCG@k``, so early stopping,
-top-k checkpoints and the plateau schedule follow validation NDCG.
+top-k checkpoints and the plateau schedule follow validation NDCG (``monitor: recall``: recall@k).
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ class TwoTowerSpec:
     margin: float = 0.2
     dropout: float = 0.0
     k: int = 10
+    monitor: str = "ndcg"  # what val_loss follows: 1 - NDCG@k or 1 - recall@k
     user_numeric: int = 0
     user_cardinalities: tuple[int, ...] = ()
     user_tags: int = 0
@@ -270,5 +271,6 @@ class TwoTowerNet(TrainpipeModule):
 
     def validation_epoch_end(self, totals: Mapping[str, float]) -> dict[str, float]:
         n = max(totals["count"], 1.0)
-        ndcg, k = totals["ndcg"] / n, self.spec.k
-        return {"val_loss": 1.0 - ndcg, f"val_ndcg@{k}": ndcg, f"val_recall@{k}": totals["recall"] / n}
+        ndcg, recall, k = totals["ndcg"] / n, totals["recall"] / n, self.spec.k
+        watched = recall if self.spec.monitor == "recall" else ndcg
+        return {"val_loss": 1.0 - watched, f"val_ndcg@{k}": ndcg, f"val_recall@{k}": recall}
