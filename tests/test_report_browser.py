@@ -139,6 +139,9 @@ def test_passing_run_page(project: Project, browser: Any) -> None:
     assert page.locator("svg.chart polyline").count() >= 1  # the learning curve
     assert page.locator("img[src^='data:image/png;base64,']").count() >= 4  # ROC, PR, confusion, importance
     assert page.evaluate("document.querySelectorAll('script').length") == 0
+    page.emulate_media(media="print")  # printed: no sticky navigation, every section in the flow
+    assert not page.is_visible("nav.toc") and page.is_visible("#lineage-table")
+    page.screenshot(path=str(ARTIFACTS / "run-passed-print.png"), full_page=True)
 
 
 def test_gate_refused_run_page_says_why_in_words(project: Project, browser: Any) -> None:
