@@ -224,6 +224,18 @@ def test_figures_escape_their_labels() -> None:
     assert str(line_chart({"empty": []}, xlabel="round")) == ""
 
 
+def test_plotly_figures_cannot_close_their_script_element() -> None:
+    import plotly.graph_objects as go
+
+    from trainpipe.report._figures import plotly_div
+
+    fig = go.Figure(go.Scatter(x=[1, 2], y=[3, 4], name=f"</script>{XSS}"))
+    html = str(plotly_div(fig, "fig-x"))
+    assert html.count("</script>") == 1 and XSS not in html  # only the element's own end tag
+    spec = html.split('data-target="fig-x">', 1)[1].rsplit("</script>", 1)[0]
+    assert json.loads(spec)["data"][0]["name"] == f"</script>{XSS}"  # the browser's JSON.parse gets it back
+
+
 def test_run_ids_are_checked_before_they_become_paths(runs: Runs) -> None:
     state = runs.workdir / ".trainpipe"
     for bad in ("../etc", "a/b", "", ".hidden", "x" * 101):
