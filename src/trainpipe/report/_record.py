@@ -400,9 +400,10 @@ def _explain_missing(rec: RunRecord) -> None:
                                     or stopped == producer else f"Not available: {why}.")
     if rec.drift is None:
         drift_note = ""
-        params_file = Path(rec.run_dir) / "steps" / "drift" / "_step_result.json"
-        with contextlib.suppress(OSError, ValueError):
-            drift_note = str(json.loads(params_file.read_text()).get("params", {}).get("drift_reference", ""))
+        for step in rec.steps:  # the step that profiled the data recorded what it compared with, or why not
+            with contextlib.suppress(OSError, ValueError):
+                stored = json.loads((Path(rec.run_dir) / "steps" / step.name / "_step_result.json").read_text())
+                drift_note = str(stored.get("params", {}).get("drift_reference", "")) or drift_note
         rec.missing["drift"] = (f"No drift comparison: {drift_note}." if drift_note.startswith("none")
                                 else "No drift comparison in this run (validation.drift.reference, or no production "
                                      "version to compare with).")
