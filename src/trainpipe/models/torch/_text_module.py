@@ -148,6 +148,10 @@ class TextEncoderClassifier(_Validating):
         self.layer_decay = layer_decay
         self._setup_validation(task, n_classes)
         self.freeze(freeze_layers)
+        # the encoder's own pooler ([CLS] -> dense -> tanh) is not used: no gradient would reach it, which DDP
+        # refuses (every trained parameter must get one), so it is not trained
+        for p in self._pooler_parameters():
+            p.requires_grad_(False)
 
     def _layers(self) -> list[nn.Module]:
         return list(self.encoder.encoder.layer)
@@ -179,8 +183,7 @@ class TextEncoderClassifier(_Validating):
         multiplies ``training.learning_rate`` by: head 1, top layer ``decay``, ..., embeddings
         ``decay ** (layers + 1)``. Frozen parameters are left out."""
         layers = self._layers()
-        groups: list[tuple[float, list[nn.Parameter]]] = [(1.0, [*self.head.parameters(),
-                                                               *self._pooler_parameters()])]
+        groups: list[tuple[float, list[nn.Parameter]]] = [(1.0, list(self.head.parameters()))]
         for depth, layer in enumerate(reversed(layers), start=1):
             groups.append((self.layer_decay ** depth, list(layer.parameters())))
         groups.append((self.layer_decay ** (len(layers) + 1), list(self.encoder.embeddings.parameters())))
