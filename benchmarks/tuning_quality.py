@@ -17,7 +17,8 @@ Before issue 17 trainpipe could not tune at a fixed budget without risking the d
 
 Usage::
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/tuning_quality.py [--budget 60] [--tables a,b] [--no-write]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/tuning_quality.py [--budget 60] [--tables a,b] [--model auto]
+        [--no-write]
 
 ``OMP_NUM_THREADS=1``: on a shared, loaded machine XGBoost's default thread pool is many times slower than
 one thread (measured: 12 s against 0.3 s for one breast-cancer fit at load 10 on 2 cores).
@@ -64,13 +65,13 @@ TABLES: dict[str, tuple[Any, str, str]] = {  # name -> (loader, target, task)
 METRIC = {"binary": "roc_auc", "multiclass": "log_loss", "regression": "rmse"}
 
 
-def _run(workdir: Path, name: str, target: str, seed: int, tuning: str) -> Path:
+def _run(workdir: Path, name: str, target: str, seed: int, tuning: str, model: str = "xgboost") -> Path:
     from trainpipe.config import load_config
     from trainpipe.pipeline import PipelineRunner, steps_for
     from trainpipe.registry import InMemoryRegistry
 
     text = (f"name: {name}\ndata: {{source: d.csv, target: {target}, split: {{seed: 0}}}}\n"
-            f"model: {{type: xgboost}}\ntraining: {{seed: {seed}}}\n{tuning}")
+            f"model: {{type: {model}}}\ntraining: {{seed: {seed}}}\n{tuning}")
     (workdir / "pipeline.yaml").write_text(text)
     loaded = load_config(workdir / "pipeline.yaml")
     steps = steps_for(loaded.config)
@@ -133,6 +134,7 @@ def _final_fits(steps: Path, target: str, seed: int) -> dict[str, float]:
     from trainpipe.models import TrainedModel, create_adapter
     from trainpipe.pipeline._handoff import read_frame
     from trainpipe.pipeline._steps import load_matrix
+    from trainpipe.tuning._multi import family_config
 
     cfg = load_config(steps.parents[3] / "pipeline.yaml").config
     task = TaskInfo.from_dict(json.loads((steps / "validate" / "task.json").read_text()))
@@ -143,10 +145,11 @@ def _final_fits(steps: Path, target: str, seed: int) -> dict[str, float]:
     test = read_frame(steps / "split" / "test.parquet")
     X_test = np.asarray(TrainedModel.load(steps / "train" / "model").transform(test.drop(columns=[target])))
     y_test = task.encode(test[target])
-    params = {**cfg.model.params, **best["model_params"]}
+    base = family_config(cfg, str(best.get("model_type") or cfg.model.type)).model  # the chosen family
+    params = {**base.params, **best["model_params"]}
 
     def fit(Xf: Any, yf: Any, Xv: Any, yv: Any, extra: dict[str, Any]) -> Any:
-        model = cfg.model.model_copy(update={"params": {**params, **extra}})
+        model = base.model_copy(update={"params": {**params, **extra}})
         adapter = create_adapter(task, model, cfg.training)
         adapter.fit(Xf, yf, Xv, yv)
         return adapter
@@ -174,10 +177,10 @@ def _final_fits(steps: Path, target: str, seed: int) -> dict[str, float]:
     return out
 
 
-def bench_table(name: str, budget: float, seeds: int) -> dict[str, Any]:
+def bench_table(name: str, budget: float, seeds: int, model: str = "xgboost") -> dict[str, Any]:
     loader, target, task = TABLES[name]
     frame = loader()
-    row: dict[str, Any] = {"table": name, "task": task, "metric": METRIC[task], "rows": len(frame)}
+    row: dict[str, Any] = {"table": name, "task": task, "metric": METRIC[task], "rows": len(frame), "model": model}
     with tempfile.TemporaryDirectory() as tmp:
         defaults = []
         for seed in range(seeds):
@@ -192,7 +195,7 @@ def bench_table(name: str, budget: float, seeds: int) -> dict[str, Any]:
         wd.mkdir()
         frame.to_csv(wd / "d.csv", index=False)
         started = time.perf_counter()
-        steps = _run(wd, "tuned", target, 0, f"tuning: {{n_trials: 1000, timeout: {budget}}}\n")
+        steps = _run(wd, "tuned", target, 0, f"tuning: {{n_trials: 1000, timeout: {budget}}}\n", model)
         row["pipeline_seconds"] = time.perf_counter() - started
         row["tuned"] = _test_score(steps, target)
         row["paired_band"] = _paired_band(default_pred, _test_predictions(steps, target))
@@ -220,7 +223,8 @@ def render(rows: list[dict[str, Any]], budget: float, seeds: int, wall: float) -
         f"`benchmarks/tuning_quality.py --budget {budget:g}`, {dt.date.today().isoformat()}, "
         f"{platform.machine()} {os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; "
         f"`uptime` at the end: {load}. Wall {wall:.0f} s.", "",
-        "XGBoost; same split (seed 0) for every column. *default*: no tuning (model seed 0); *seed band*: max - min "
+        f"Default XGBoost, tuned model.type {rows[0]['model'] if rows else 'xgboost'}; same split (seed 0) for every "
+        "column. *default*: no tuning (model seed 0); *seed band*: max - min "
         f"of the default's test score over {seeds} model seeds; *±90 % paired*: half-width of the 90 % interval of "
         "tuned - default over a paired bootstrap of the test rows (the noise band of the comparison); "
         "*tuned*: `tuning.timeout: "
@@ -253,13 +257,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budget", type=float, default=60.0)
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--model", default="xgboost", help="model.type of the tuned run (auto: several families)")
     ap.add_argument("--tables", default=",".join(TABLES))
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     started = time.perf_counter()
     rows = []
     for name in args.tables.split(","):
-        rows.append(bench_table(name, args.budget, args.seeds))
+        rows.append(bench_table(name, args.budget, args.seeds, args.model))
         print(json.dumps(rows[-1], default=str), file=sys.stderr, flush=True)
     text = render(rows, args.budget, args.seeds, time.perf_counter() - started)
     print(text)
