@@ -19,6 +19,9 @@ With ``defaults_trial`` (every study the tune step creates), the first queued tr
 once, before the other slots, so the chosen configuration is never worse than the untuned model on the
 selection estimate. With a deadline (``tuning.timeout``, counted from the tune step's start), no trial starts
 once the time left is only the reserve for the final refit, and a running trial stops within one round.
+A multi-family study (``settings.families``) queues every family's defaults first (``family`` fixed); only the
+first of them to run is exempt from the deadline, and each later trial's family is drawn by
+:func:`trainpipe.tuning._multi.pick_family` (fixed through ``PartialFixedSampler``).
 """
 
 from __future__ import annotations
