@@ -370,6 +370,10 @@ def _check_ranking_keys(cfg: PipelineConfig) -> None:
         if data.target:
             raise ValueError(f"data.target ({data.target!r}): a ranking task has no target column; remove it, and "
                              "set data.label (with data.implicit_threshold) when a column rates the interactions")
+        if data.test_source:
+            raise ValueError("data.test_source: a ranking task holds out each user's latest interactions (data.split) "
+                             "and ranks them against that user's history; a separate test file is not supported "
+                             "here. Remove data.test_source")
         if data.implicit_threshold is not None and data.label is None:
             raise ValueError("data.implicit_threshold: set data.label to the column it applies to (e.g. rating), "
                              "or remove the threshold")
