@@ -372,3 +372,8 @@ def test_the_movielens_example_loads_and_passes_the_config_checks() -> None:
     assert graph.names == ["ingest", "validate", "split", "drift", "preprocess", "tune", "train", "evaluate", "gate",
                            "register"]
     assert graph.step("tune").inputs["train.parquet"] == "split.train.parquet"  # the ranking study's step
+
+
+def test_a_separate_test_file_is_refused_for_ranking() -> None:
+    with pytest.raises(ConfigError, match=r"data\.test_source: a ranking task holds out each user's latest"):
+        ranking_config(test_source="later.csv")
