@@ -377,3 +377,31 @@ def test_the_movielens_example_loads_and_passes_the_config_checks() -> None:
 def test_a_separate_test_file_is_refused_for_ranking() -> None:
     with pytest.raises(ConfigError, match=r"data\.test_source: a ranking task holds out each user's latest"):
         ranking_config(test_source="later.csv")
+
+
+def test_user_side_features_categorical_numeric_and_tags_feed_the_user_tower() -> None:
+    pytest.importorskip("torch")
+    from trainpipe.data._interactions import TIME_COLUMN, RankingData, entity_table
+
+    df = interactions(n_users=40)
+    df["segment"] = df["user"].map(lambda u: "abcd"[u % 4])  # the taste group, as a categorical
+    df["age"] = df["user"].map(lambda u: 20.0 + u % 30)
+    df["likes"] = df["user"].map(lambda u: ["x|y", "y", "z|x", "w"][u % 4])
+    cfg = config_from_dict({"name": "r", "task": "ranking", "data": {"source": "x", "user": "user", "item": "item",
+                                                                     "timestamp": "ts", "min_user_interactions": 3},
+                            "features": {"user": ["segment", "age", "likes"]},
+                            "model": {"type": "two_tower"}}).config
+    frame, _ = prepare_interactions(df, cfg)
+    tr, va, _, _, _ = split_interactions(frame, "user", cfg.data.split, time_column=TIME_COLUMN, min_interactions=3)
+    users = entity_table(frame, "user", ["segment", "age", "likes"])
+
+    def data(idx: np.ndarray) -> RankingData:
+        return RankingData(frame.iloc[idx][["user", "item"]], "user", "item", users, entity_table(frame, "item", []),
+                           user_features=["segment", "age", "likes"])
+
+    adapter = _adapter({"embedding_dim": 8, "tower_layers": [8], "k": 5}, epochs=2)
+    adapter.fit(data(tr), np.empty(0), data(va), None)
+    assert adapter.meta["user_features"] == {"segment": "categorical", "age": "numeric", "likes": "tags",
+                                             "_tags": ["w", "x", "y", "z"]}
+    spec = adapter.meta["spec"]
+    assert spec["user_cardinalities"] == [4] and spec["user_numeric"] == 1 and spec["user_tags"] == 5
