@@ -141,7 +141,7 @@ class RankingTask(Task):
 
         # by name: the conformance kit's code (config loading, generated data) must not travel in the inference
         # code bundled with a registered model, which follows import statements
-        case = importlib.import_module("trainpipe.tasks._ranking_case")
+        case = importlib.import_module("trainpipe._ranking_case")
         return case.RankingCase(family, task, model_type, params, training, rows)
 
     def score(self, model: TrainedModel, frame: pd.DataFrame, target: str) -> tuple[np.ndarray, Prediction]:
