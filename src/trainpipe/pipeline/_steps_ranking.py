@@ -256,6 +256,10 @@ def tune(ctx: StepContext) -> None:
     if cfg.tuning is None:
         raise ConfigError("tuning: trainpipe tune needs a tuning: section, and this pipeline has none. Add one, "
                           "e.g. tuning: {n_trials: 20, metric: ndcg@10}.")
+    if cfg.tuning.selection in ("cv", "repeated_holdout") or cfg.tuning.cv_folds is not None:
+        raise ConfigError(f"tuning.selection: a ranking study scores each trial on the validation users (their "
+                          f"held-out interactions, data.split.val_size); {cfg.tuning.selection!r} and "
+                          "tuning.cv_folds do not apply. Set tuning.selection: holdout (or auto) and remove cv_folds.")
     started = time.perf_counter()
     task = TaskInfo.from_dict(read_json(ctx.artifact(TASK)))
     train_frame, val_frame = read_frame(ctx.artifact("train.parquet")), read_frame(ctx.artifact("val.parquet"))
