@@ -308,7 +308,12 @@ def test_intervals_come_from_the_model_scores_and_contain_the_test_value(runs: R
     assert rec.evaluation and rec.evaluation["intervals"] == intervals
     assert rec.calibration and sum(n for _, _, n in rec.calibration) == len(scores.y)
     assert "Calibration" in render_run(rec)
-    assert load_run(run_dir, score=False).evaluation["intervals"] == {}  # type: ignore[index]
+    # the evaluate step computed them (metrics.json): the page reads them, no model is scored again
+    stored = json.loads((run_dir / "steps" / "evaluate" / "metrics.json").read_text())
+    assert {k: tuple(v) for k, v in stored["intervals"].items()} == intervals
+    assert stored["interval_note"] == "Intervals: percentile bootstrap over the test rows (200 resamples)."
+    unscored = load_run(run_dir, score=False).evaluation
+    assert unscored is not None and {k: tuple(v) for k, v in unscored["intervals"].items()} == intervals
 
 
 def test_rendering_is_cheap_once_loaded(runs: Runs) -> None:

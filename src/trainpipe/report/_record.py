@@ -301,8 +301,16 @@ def _evaluation(rec: RunRecord, files: _Files) -> None:
 
 
 def _scores(rec: RunRecord, files: _Files) -> None:
-    """Bootstrap intervals, calibration and residuals from the model's scores on the test split; a model that
-    cannot be scored here leaves a note instead (the page is still written)."""
+    """Bootstrap intervals, calibration and residuals: as the evaluate step computed them (``metrics.json``),
+    else (a run of an older trainpipe) from the model's scores on the test split; a model that cannot be scored
+    here leaves a note instead (the page is still written)."""
+    evaluated = files.json("metrics.json") or {}
+    if rec.evaluation is not None and "interval_note" in evaluated:
+        rec.evaluation["intervals"] = {k: tuple(v) for k, v in (evaluated.get("intervals") or {}).items()}
+        rec.evaluation["interval_note"] = str(evaluated["interval_note"])
+        rec.calibration = [tuple(c) for c in evaluated.get("calibration") or []]
+        rec.residuals = dict(evaluated.get("residuals") or {})
+        return
     model_dir, test_file = files.path("model"), files.path("test.parquet")
     target = str((rec.config.get("data") or {}).get("target", ""))
     if rec.evaluation is None or model_dir is None or test_file is None or not target:
