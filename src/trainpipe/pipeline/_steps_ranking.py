@@ -268,18 +268,11 @@ def tune(ctx: StepContext) -> None:
                         "data.split.val_size > 0.")
     _, relevant = relevant_sets(val_frame, str(cfg.data.user), str(cfg.data.item))
     fold = Fold(_data(ctx, train_frame), relevant, _data(ctx, val_frame, seen=train_frame), relevant)
-    done = 0
+    from trainpipe.pipeline._steps_tuning import TrialProgress, study_fingerprint
 
-    def on_trial(frozen: Any) -> None:
-        nonlocal done
-        done += 1
-        value = {} if frozen.value is None else {"value": float(frozen.value)}
-        ctx.hooks.on_round("tune", done, cfg.tuning.n_trials if cfg.tuning else 0, value)
-
-    from trainpipe.pipeline._steps_tuning import study_fingerprint
-
+    progress = TrialProgress(ctx, cfg.tuning.n_trials if cfg.tuning else 0)
     summary = tune_folds(cfg, task, [fold], ctx.out_dir, tracker=ctx.tracker, parent_run_id=ctx.run_id,
-                         on_trial=on_trial, fingerprint=study_fingerprint(ctx), started=started)
+                         on_trial=progress, fingerprint=study_fingerprint(ctx), started=started)
     ctx.metrics.update(metrics_of(summary))
     ctx.params.update({"study_name": summary["study_name"], "tuning_metric": summary["metric"]})
     ctx.hooks.on_message(

@@ -128,6 +128,27 @@ def study_fingerprint(ctx: StepContext) -> str:
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+class TrialProgress:
+    """The tune step's ``on_trial``: the progress bar's trial count, the trial's value and the best so far in
+    the study's direction (pruned and failed trials count, without a value)."""
+
+    def __init__(self, ctx: StepContext, total: int) -> None:
+        self.ctx, self.total, self.done = ctx, total, 0
+        self.best: float | None = None
+
+    def __call__(self, frozen: Any, direction: str) -> None:
+        self.done += 1
+        shown: dict[str, float] = {}
+        if frozen.value is not None:
+            value = float(frozen.value)
+            better = self.best is None or (value > self.best if direction == "maximize" else value < self.best)
+            self.best = value if better else self.best
+            shown["value"] = value
+        if self.best is not None:
+            shown["best"] = self.best
+        self.ctx.hooks.on_round("tune", self.done, self.total, shown)
+
+
 def tune(ctx: StepContext) -> None:
     from trainpipe.data import TaskInfo
     from trainpipe.tuning import metrics_of, tune_folds
@@ -141,16 +162,8 @@ def tune(ctx: StepContext) -> None:
     task = TaskInfo.from_dict(_read_json(ctx.artifact("task.json")))
     folds = TrainingRowFolds(ctx, task)
     cat_idx = list(_read_json(ctx.artifact("features.json")).get("categorical_indices", []))
-    done = 0
-
-    def on_trial(frozen: Any) -> None:
-        nonlocal done
-        done += 1
-        value = {} if frozen.value is None else {"value": float(frozen.value)}
-        ctx.hooks.on_round("tune", done, tuning.n_trials, value)
-
     summary = tune_folds(cfg, task, folds, ctx.out_dir, tracker=ctx.tracker, parent_run_id=ctx.run_id,
-                         on_gpu=_on_gpu(ctx), on_trial=on_trial, categorical_indices=cat_idx,
+                         on_gpu=_on_gpu(ctx), on_trial=TrialProgress(ctx, tuning.n_trials), categorical_indices=cat_idx,
                          fingerprint=study_fingerprint(ctx), started=started)
     for note in summary.get("notes", []):  # e.g. a tuned key also fixed in model.params: the trial's value wins
         ctx.hooks.on_message(note)

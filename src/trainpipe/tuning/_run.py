@@ -136,7 +136,7 @@ def _same_split(a: Fold, b: Fold) -> bool:
 
 def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold] | FoldSource, out_dir: Path, *,
                tracker: Tracker | None = None, parent_run_id: str | None = None, study_name: str | None = None,
-               on_gpu: bool = False, on_trial: Callable[[FrozenTrial], None] | None = None,
+               on_gpu: bool = False, on_trial: Callable[[FrozenTrial, str], None] | None = None,
                categorical_indices: Sequence[int] = (), fingerprint: str = "",
                started: float | None = None) -> dict[str, Any]:
     """Run (or join) the study, write best_params.json, study_summary.json, trials.csv and plots into
@@ -196,8 +196,8 @@ def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold] | F
     def trial_end(frozen: FrozenTrial) -> None:
         if tracker is not None:
             log_trial(tracker, parent_run_id, frozen, settings.study_name)
-        if on_trial is not None:
-            on_trial(frozen)
+        if on_trial is not None:  # with the study's direction: "maximize" or "minimize"
+            on_trial(frozen, settings.direction)
 
     def reserve(study: Any) -> float:
         """Seconds kept for the refit of the configuration chosen so far (with an ensemble: of the best trials it
