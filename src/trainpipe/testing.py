@@ -10,7 +10,8 @@ own test suite, and trainpipe's suite runs it on every built-in family (``tests/
         check_family(FAMILY)
 
 It checks, on tiny generated tables: fit and predict for each declared task (with a categorical column,
-encoded the way the family prefers); that the same seed gives the same predictions; that ``check_config``
+encoded the way the family prefers, and for an ``input_kind: "text"`` family a short review column passed
+through raw as the last column); that the same seed gives the same predictions; that ``check_config``
 agrees with construction (its accepted params construct, an unknown one is a ConfigError in both); a one-row
 validation split; the per-round values its pruning reporter emits (when it declares a round budget);
 checkpoint and resume (when it declares them); and a save/load round trip through the MLflow pyfunc model
