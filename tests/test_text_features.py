@@ -107,7 +107,7 @@ def test_non_utf8_text_is_a_clear_error_naming_the_encoding_and_data_encoding_re
     assert result.exit_code == 0, result.output
 
 
-def _spy_fit(monkeypatch: pytest.MonkeyPatch, cls: type) -> list[Any]:
+def _spy_fit(monkeypatch: pytest.MonkeyPatch, cls: Any) -> list[Any]:
     """Record the X each real ``cls.fit`` receives (the real fit still runs)."""
     seen: list[Any] = []
     real = cls.fit

@@ -49,7 +49,7 @@ def main() -> int:
                 time.sleep(args.step_sleep)
             return original(self, *inputs)
 
-        TextEncoderClassifier.forward = slow  # type: ignore[method-assign]
+        TextEncoderClassifier.forward = slow  # type: ignore[method-assign, assignment]
     training = TrainingConfig(epochs=2, batch_size=8, learning_rate=1e-4, checkpoint_every=3, seed=5,
                               scheduler="one_cycle", early_stopping_patience=5)
     adapter = TextEncoderAdapter(TaskInfo("binary", (0, 1)), "text_encoder",
