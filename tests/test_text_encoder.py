@@ -84,6 +84,7 @@ def test_check_family_passes_for_text_encoder() -> None:
     assert "binary: checkpoint and resume" in done and "regression: registered pyfunc round trip" in done
 
 
+@pytest.mark.timeout(120)  # a download attempt or a hang fails here (no wall-clock assertion)
 def test_a_hub_name_without_a_local_copy_is_exit_2_before_any_data_is_read(workdir: Path,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     import socket
@@ -99,12 +100,10 @@ def test_a_hub_name_without_a_local_copy_is_exit_2_before_any_data_is_read(workd
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
     write_pipeline(workdir, "name: t\ndata: {source: nowhere.csv, target: score}\nfeatures: {text: [review]}\n"
                             "model: {type: text_encoder, params: {encoder: bert-base-uncased}}\n")
-    started = time.monotonic()
     result = CliRunner().invoke(app, ["validate", "pipeline.yaml"])
     assert result.exit_code == 2, result.output
     assert "'bert-base-uncased' is not a local folder" in result.output
     assert "never downloads weights" in result.output and "Traceback" not in result.output
-    assert time.monotonic() - started < 60  # a hang would be caught here, long before any timeout
     from trainpipe._exceptions import ConfigError
     from trainpipe.models._text_encoder import check_params
 
