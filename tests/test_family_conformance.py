@@ -47,3 +47,16 @@ def test_a_family_whose_check_config_accepts_what_construction_refuses_fails_the
     assert "xgboost" in BUILTIN_ENTRIES and _builtin("xgboost").name == "xgboost"
     with pytest.raises(FamilyCheckFailed, match=r"check_config: check_config accepted the unknown parameter"):
         check_family(lenient, pyfunc=False, **SETTINGS["xgboost"])
+
+
+def test_check_family_leaves_no_bundle_module_pointing_at_its_deleted_folder() -> None:
+    """check_family loads the registered pyfunc from a temporary folder: after it, a model saved with the same
+    bundled code must still load in this process (its lazily imported modules were looked up in the deleted
+    folder: ModuleNotFoundError ...features._fast)."""
+    import sys
+    from pathlib import Path
+
+    check_family(next(f for f in families() if f.name == "sklearn"), **SETTINGS["sklearn"])
+    dangling = [name for name, module in sys.modules.items() if name.startswith("trainpipe_inference_")
+                and getattr(module, "__file__", None) and not Path(module.__file__).exists()]
+    assert not dangling

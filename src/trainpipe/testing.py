@@ -347,6 +347,9 @@ def _pyfunc_round_trip(family: ModelFamily, case: Any, task: str, model_type: st
             raise _fail(family, where, f"plain mlflow.pyfunc could not load or run it ({type(exc).__name__}: "
                                        f"{exc}); is the family installed through the trainpipe.model_families "
                                        "entry point?") from exc
+    # the folder is deleted now: no module of this process may keep importing from it (a model loaded later
+    # with the same bundled code would look for its lazily imported modules there)
+    _forget_deleted_bundles()
     if list(got.columns) != list(expected.columns):
         raise _fail(family, where, f"columns {list(got.columns)}, expected {list(expected.columns)}")
     for column in expected.columns:
