@@ -38,11 +38,13 @@ demo: $(VENV)/.installed
 	@echo "--- trainpipe is installed in $(VENV): run 'source $(VENV)/bin/activate' to put 'trainpipe' on PATH"
 	@echo "    (or call $(VENV)/bin/trainpipe), then try: trainpipe init DATA.csv --target COLUMN"
 
+# Every test, on both cores: a test file runs whole on one worker (--dist loadfile: its module fixtures and
+# cached environments stay in one process).
 test: $(VENV)/.installed-dev $(AIRFLOW_VENV)/.installed $(KFP_VENV)/.installed
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
-	MLFLOW_DISABLE_TELEMETRY=true $(PY) -m pytest -q -ra
+	MLFLOW_DISABLE_TELEMETRY=true $(PY) -m pytest -q -ra -n 2 --dist loadfile
 
 # The unit tests on both cores (pytest-xdist): under 2 minutes on a quiet 2-core machine.
 test-fast: $(VENV)/.installed-dev
