@@ -59,7 +59,7 @@ def evaluate_model(model: TrainedModel, test: pd.DataFrame, target: str, config:
     pred, proba = prediction.pair
     k = info.n_classes
     out_dir.mkdir(parents=True, exist_ok=True)
-    handed_off = config.plots and _submit_plots(plot_worker, model, y, pred, proba, out_dir, (task.name, names))
+    handed_off = config.plots and _submit_plots(plot_worker, model, y, pred, proba, out_dir)
     result = EvaluationResult(compute_metrics(names, task.name, y, pred, proba, k), n_test=len(test))
     text = [c for c in model.spec.features.text if c in test.columns]
     if text and info.is_classification and len(test):  # per-class report and top misclassified texts
@@ -71,16 +71,13 @@ def evaluate_model(model: TrainedModel, test: pd.DataFrame, target: str, config:
     if config.latency:
         result.latency = _latency(model, test.drop(columns=[target]))
         result.latency["batch_rows_per_s"] = float(len(test) / batch_s) if batch_s > 0 else float("inf")
+    from trainpipe.evaluation._intervals import analyse_scores
+
+    # bootstrap intervals, calibration, residuals: here, while the worker (if any) draws the plots
+    result.analysis = analyse_scores(task.name, y, pred, proba, names)
     if config.plots:
         collected = _collect_plots(plot_worker) if handed_off and plot_worker is not None else None
-        if collected is not None:
-            result.plots, result.analysis = collected
-        else:
-            result.plots = _plots(model, y, pred, proba, out_dir)
-    if not result.analysis:  # bootstrap intervals, calibration, residuals: here when no worker did them
-        from trainpipe.evaluation._intervals import analyse_scores
-
-        result.analysis = analyse_scores(task.name, y, pred, proba, names)
+        result.plots = collected if collected is not None else _plots(model, y, pred, proba, out_dir)
     (out_dir / "metrics.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
     return result
 
@@ -130,7 +127,7 @@ def _plots(model: TrainedModel, y: np.ndarray, pred: np.ndarray, proba: np.ndarr
 
 
 def _submit_plots(worker: PlotWorker | None, model: TrainedModel, y: np.ndarray, pred: np.ndarray,
-                  proba: np.ndarray | None, out_dir: Path, analyse: tuple[str, list[str]]) -> bool:
+                  proba: np.ndarray | None, out_dir: Path) -> bool:
     """Hand the plots to ``worker``; False (draw them here) when there is none or it is gone."""
     if worker is None:
         return False
@@ -138,15 +135,15 @@ def _submit_plots(worker: PlotWorker | None, model: TrainedModel, y: np.ndarray,
 
     plots, labels, names, importances = _plot_inputs(model)
     try:
-        worker.submit(plots, y, pred, proba, labels, names, importances, out_dir, analyse)
+        worker.submit(plots, y, pred, proba, labels, names, importances, out_dir)
     except PlotWorkerError as exc:
         warnings.warn(f"evaluation plots drawn in the step's own process: {exc}", RuntimeWarning, stacklevel=2)
         return False
     return True
 
 
-def _collect_plots(worker: PlotWorker) -> tuple[list[str], dict[str, Any]] | None:
-    """The worker's files for the submitted plots and its analysis; None (draw them here) when it failed."""
+def _collect_plots(worker: PlotWorker) -> list[str] | None:
+    """The worker's files for the submitted plots; None (draw them here) when it failed."""
     from trainpipe.evaluation._plot_worker import PlotWorkerError
 
     try:

@@ -33,15 +33,33 @@ class Scores:
     residuals: dict[str, Any] = field(default_factory=dict)
 
 
+def _ascending(values: np.ndarray) -> bool:
+    return bool(len(values) < 2 or (values[1:] >= values[:-1]).all())
+
+
+def _by_score(s: Scores) -> Scores:
+    """Binary scores with their rows in ascending order of the positive class's probability (the rank metrics
+    then need no sort per resample); other tasks as they are."""
+    import numpy as np
+
+    if s.task != "binary" or s.proba is None:
+        return s
+    proba = np.asarray(s.proba, dtype=float)
+    order = np.argsort(proba[:, 1], kind="stable")
+    return Scores(s.task, np.asarray(s.y)[order], np.asarray(s.pred)[order], proba[order])
+
+
 def _binary_auc(score: np.ndarray, positive: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """ROC AUC per resample (rows of ``weights``), ties counted half (the Mann-Whitney statistic)."""
     import numpy as np
 
-    order = np.argsort(score, kind="stable")
-    ranked = score[order]
+    if _ascending(score):  # the bootstrap sorts its rows by score first: no per-call sort or copy
+        ranked, w, positive_r = score, weights, positive
+    else:
+        order = np.argsort(score, kind="stable")
+        ranked, w, positive_r = score[order], weights[:, order], positive[order]
     starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
-    w = weights[:, order]
-    pos = np.add.reduceat(w * positive[order], starts, axis=1)
+    pos = np.add.reduceat(w * positive_r, starts, axis=1)
     neg = np.add.reduceat(w, starts, axis=1) - pos
     below = np.cumsum(neg, axis=1) - neg
     n1, n0 = pos.sum(axis=1), neg.sum(axis=1)
@@ -54,11 +72,13 @@ def _average_precision(score: np.ndarray, positive: np.ndarray, weights: np.ndar
     the precision at that threshold)."""
     import numpy as np
 
-    order = np.argsort(-score, kind="stable")
-    ranked = score[order]
+    if _ascending(score):  # descending is the reversed view (rows of equal score are summed as one group)
+        ranked, w, positive_r = score[::-1], weights[:, ::-1], positive[::-1]
+    else:
+        order = np.argsort(-score, kind="stable")
+        ranked, w, positive_r = score[order], weights[:, order], positive[order]
     starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
-    w = weights[:, order]
-    tp = np.cumsum(np.add.reduceat(w * positive[order], starts, axis=1), axis=1)
+    tp = np.cumsum(np.add.reduceat(w * positive_r, starts, axis=1), axis=1)
     seen = np.cumsum(np.add.reduceat(w, starts, axis=1), axis=1)
     total = tp[:, -1:]
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -157,9 +177,10 @@ def bootstrap_intervals(s: Scores, metrics: Sequence[str], *, confidence: float 
         sub = Scores(s.task, np.asarray(s.y)[keep], np.asarray(s.pred)[keep],
                      None if s.proba is None else np.asarray(s.proba)[keep])
         scale = float(np.sqrt(max_rows / n))
-        formulas = {m: f for m, f in _formulas(sub).items() if m in formulas}
+    sub = _by_score(sub)
+    formulas = {m: f for m, f in _formulas(sub).items() if m in formulas}
     m = len(sub.y)
-    centre = point_values(sub, list(formulas)) if sub is not s else full
+    centre = point_values(sub, list(formulas))
     chunk = max(1, min(n_boot, CHUNK_CELLS // m))
     values: dict[str, list[np.ndarray]] = {k: [] for k in formulas}
     done = 0

@@ -55,11 +55,9 @@ class PlotWorker:
 
     def submit(self, plots: tuple[str, ...], y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None,
                labels: list[str], feature_names: list[str], importances: np.ndarray | None,
-               out_dir: Path, analyse: tuple[str, list[str]] | None = None) -> None:
+               out_dir: Path) -> None:
         """Hand over one job; :meth:`collect` waits for it. Raises :class:`PlotWorkerError` at once when the
-        worker is gone (the caller then draws in-process). ``analyse``: (task, metric names) whose bootstrap
-        intervals, calibration and residuals the worker also computes (:func:`~trainpipe.evaluation._intervals.
-        analyse_scores`)."""
+        worker is gone (the caller then draws in-process)."""
         import numpy as np
 
         if not self.alive or self.proc is None or self.proc.stdin is None:
@@ -73,7 +71,7 @@ class PlotWorker:
         data = self._scratch / "plot_data.npz"
         np.savez(data, **arrays)  # type: ignore[arg-type]  # numpy's stub reads the first keyword as allow_pickle
         job = {"data": str(data), "out_dir": str(out_dir), "plots": list(plots), "labels": labels,
-               "feature_names": feature_names, "analyse": list(analyse) if analyse is not None else None}
+               "feature_names": feature_names}
         try:
             self.proc.stdin.write(json.dumps(job) + "\n")
             self.proc.stdin.flush()
@@ -82,9 +80,8 @@ class PlotWorker:
             raise PlotWorkerError(f"the plot worker did not take the job ({exc})") from exc
         self._pending = job
 
-    def collect(self, timeout: float = 120.0) -> tuple[list[str], dict[str, Any]]:
-        """The file names the worker wrote for the submitted job, and its analysis (empty when none was
-        asked)."""
+    def collect(self, timeout: float = 120.0) -> list[str]:
+        """The file names the worker wrote for the submitted job."""
         if self._pending is None or self.proc is None or self.proc.stdout is None:
             raise PlotWorkerError("no plot job was submitted")
         line: list[str] = []
@@ -101,7 +98,7 @@ class PlotWorker:
         answer = json.loads(line[0])
         if answer.get("error"):
             raise PlotWorkerError(f"the plot worker failed: {answer['error']}")
-        return [str(name) for name in answer.get("written", [])], dict(answer.get("analysis") or {})
+        return [str(name) for name in answer.get("written", [])]
 
     def close(self) -> None:
         """End the worker (it exits on end of input; killed if it does not within 5 s)."""
@@ -155,7 +152,6 @@ def _serve() -> None:
     """The worker's loop: import the drawing libraries now, then draw each job read from stdin."""
     import numpy as np
 
-    from trainpipe.evaluation._intervals import analyse_scores
     from trainpipe.evaluation._plots import draw_plots, import_drawing_libraries
 
     import_drawing_libraries()
@@ -170,10 +166,6 @@ def _serve() -> None:
                                  list(job["labels"]), list(job["feature_names"]), arrays.get("importances"),
                                  Path(job["out_dir"]))
             answer: dict[str, Any] = {"written": written}
-            if job.get("analyse"):
-                task, metrics = job["analyse"]
-                answer["analysis"] = analyse_scores(task, arrays["y"], arrays["pred"], arrays.get("proba"),
-                                                    list(metrics))
         except Exception as exc:  # reported to the step, which draws in-process instead
             answer = {"error": f"{type(exc).__name__}: {exc}"[:500]}
         sys.stdout.write(json.dumps(answer) + "\n")
