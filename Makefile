@@ -1,6 +1,10 @@
 # Two commands on a fresh machine: `make demo` and `make test`.
 PYTHON ?= python3.11
 VENV   ?= .venv
+# Airflow's and kfp's own virtual environments (see their targets below); defined here because a rule's
+# prerequisites are expanded when make reads the rule
+AIRFLOW_VENV ?= .venv-airflow
+KFP_VENV     ?= .venv-kfp
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 # torch is pinned to the CPU build that installs here; the constraint stops any package pulling a CUDA build.
@@ -57,8 +61,6 @@ lint: $(VENV)/.installed-dev
 
 # Airflow and kfp, each in a virtual environment of its own (Airflow would downgrade fastapi in $(VENV), kfp pins
 # protobuf<7 and an old requests): `trainpipe export ... --check` and tests/test_export_{airflow,kubeflow}.py use them.
-AIRFLOW_VENV ?= .venv-airflow
-KFP_VENV     ?= .venv-kfp
 AIRFLOW_PINS := apache-airflow==3.3.2 apache-airflow-providers-docker==4.6.1 apache-airflow-providers-cncf-kubernetes==10.25.0
 KFP_PINS     := kfp==2.17.0 kfp-kubernetes==2.17.0
 $(AIRFLOW_VENV)/.installed:
