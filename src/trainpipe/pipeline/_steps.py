@@ -339,8 +339,14 @@ def train(ctx: StepContext) -> None:
                      input_dtypes=feats["input_dtypes"], best_iteration=report.best_iteration,
                      params=report.params)
     save_model_dir(ctx.out_dir / "model", spec, adapter, ctx.artifact(PREPROCESSOR_FILE))
+    record_training(ctx, report, spec.to_dict()["params"])
+
+
+def record_training(ctx: StepContext, report: Any, params: Any) -> None:
+    """What every train step keeps of its fit: ``train.json`` (rounds, params, per-round history, notes), the
+    curves for the tracker, and the best iteration, round count and best value of each curve as metrics."""
     _write_json(ctx.out_dir / "train.json", {"best_iteration": report.best_iteration,
-                                              "n_iterations": report.n_iterations, "params": spec.to_dict()["params"],
+                                              "n_iterations": report.n_iterations, "params": params,
                                               "history": report.history, "notes": report.notes})
     ctx.curves.update(report.history)
     if report.best_iteration is not None:

@@ -25,9 +25,9 @@ from trainpipe.pipeline._steps import (
     SPLITS,
     TASK,
     _gate_metrics,
-    best_of_history,
     checkpoint_dir,
     prune_checkpoint_sets,
+    record_training,
 )
 from trainpipe.pipeline._steps_tuning import TUNE_STEP as TABULAR_TUNE
 from trainpipe.pipeline._steps_tuning import _study_key
@@ -212,15 +212,7 @@ def train(ctx: StepContext) -> None:
     model_dir = ctx.out_dir / "model"
     adapter.save(model_dir)
     (model_dir / SPEC_FILE).write_text(json.dumps(spec.to_dict(), indent=2, default=str))
-    write_json(ctx.out_dir / "train.json", {"best_iteration": report.best_iteration,
-                                            "n_iterations": report.n_iterations, "params": spec.to_dict()["params"],
-                                            "history": report.history, "notes": report.notes})
-    ctx.curves.update(report.history)
-    if report.best_iteration is not None:
-        ctx.metrics["best_iteration"] = float(report.best_iteration)
-    if report.n_iterations is not None:
-        ctx.metrics["n_iterations"] = float(report.n_iterations)
-    ctx.metrics.update(best_of_history(report.history))
+    record_training(ctx, report, spec.to_dict()["params"])
 
 
 def evaluate(ctx: StepContext) -> None:
