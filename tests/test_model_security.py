@@ -357,3 +357,16 @@ def test_a_module_beside_the_config_is_never_imported(tmp_path: Path) -> None:
 def test_a_scikit_learn_classifier_still_validates(tmp_path: Path) -> None:
     proc = _validate_in_subprocess(tmp_path, LOGREG)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("package", ["os", "evil", "trainpipe_inference_../x", "trainpipe.x", "subprocess"])
+def test_the_pyfunc_loader_imports_only_trainpipes_bundled_package(package: str) -> None:
+    """The registered model's MLmodel names the bundled code package; an edited name must not pick any other
+    module to import."""
+    from types import SimpleNamespace
+
+    from trainpipe.registry._pyfunc_model import CODE_CONFIG_KEY, TrainpipeModel
+
+    context = SimpleNamespace(model_config={CODE_CONFIG_KEY: package}, artifacts={"model_dir": "/nonexistent"})
+    with pytest.raises(ValueError, match=r"expected trainpipe's bundled inference package"):
+        TrainpipeModel().load_context(context)

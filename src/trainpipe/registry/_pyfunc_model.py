@@ -14,6 +14,7 @@ regression) and, for classifiers, one ``proba_<label>`` column per class.
 from __future__ import annotations
 
 import importlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,10 @@ CODE_CONFIG_KEY = "trainpipe_code"
 
 class TrainpipeModel(PythonModel):
     def load_context(self, context: Any) -> None:
-        package = (context.model_config or {}).get(CODE_CONFIG_KEY, "trainpipe")
+        package = str((context.model_config or {}).get(CODE_CONFIG_KEY, "trainpipe"))
+        if not re.fullmatch(r"trainpipe(_inference_[0-9a-f]{12})?", package):  # MLmodel names no other module
+            raise ValueError(f"MLmodel model_config {CODE_CONFIG_KEY}: expected trainpipe's bundled inference "
+                             f"package (trainpipe_inference_<12 hex digits>), got {package[:80]!r}")
         trained = importlib.import_module(f"{package}.models._trained")
         self._predict_frame = importlib.import_module(f"{package}.registry._predict").predict_frame
         self.model = trained.TrainedModel.load(Path(context.artifacts["model_dir"]))
