@@ -184,6 +184,7 @@ def _run_pipeline(workdir: Path, text: str, frame: Any, until: str = "train") ->
     return PipelineRunner(loaded, workdir=workdir, steps=steps, registry=InMemoryRegistry()).run().run_dir / "steps"
 
 
+@pytest.mark.slow  # a whole pipeline run with tuning (20-30 s): out of make test-fast
 def test_the_chosen_family_trains_the_final_model(workdir: Path) -> None:
     from sklearn.datasets import load_breast_cancer
 
@@ -259,6 +260,7 @@ tuning: {{n_trials: 5, selection: cv, cv_folds: 3, families: [lightgbm, {EXTRA}]
     np.testing.assert_array_equal(runs[0][3], runs[1][3])
 
 
+@pytest.mark.slow  # a whole pipeline run with tuning (20-30 s): out of make test-fast
 def test_final_model_fold_average_averages_k_fold_models(workdir: Path) -> None:
     from sklearn.datasets import load_breast_cancer
 
