@@ -300,26 +300,14 @@ class TextEncoderAdapter:
         return result
 
     def predict(self, X: Any) -> np.ndarray:
-        import numpy as np
+        from trainpipe.models.torch._heads import head_predict
 
-        if self.task.task == "regression":
-            return self._outputs(X)[:, 0] * self.meta["target_std"] + self.meta["target_mean"]
-        proba = self.predict_proba(X)
-        assert proba is not None
-        return np.asarray(proba.argmax(axis=1), dtype=np.int64)
+        return head_predict(self.task.task, self._outputs(X), self.meta)
 
     def predict_proba(self, X: Any) -> np.ndarray | None:
-        import numpy as np
+        from trainpipe.models.torch._heads import head_proba
 
-        if self.task.task == "regression":
-            return None
-        out = self._outputs(X)
-        if self.task.task == "binary":
-            p = 1.0 / (1.0 + np.exp(-out[:, 0]))
-            return np.column_stack([1.0 - p, p])
-        out -= out.max(axis=1, keepdims=True)
-        e = np.exp(out)
-        return np.asarray(e / e.sum(axis=1, keepdims=True))
+        return None if self.task.task == "regression" else head_proba(self.task.task, self._outputs(X))
 
     def feature_importances(self) -> np.ndarray | None:
         return None
