@@ -217,14 +217,18 @@ def kfp_open_cmd(
     _guard(debug, go)
 
 
+# the steps a Kubeflow component reads, each with its artifact folder
+FromOpt = Annotated[list[str] | None, typer.Option("--from", help="A step this one reads (repeatable).")]
+PathOpt = Annotated[list[Path] | None, typer.Option("--path", help="Its artifact folder (one per --from).")]
+
+
 @orchestrate_app.command("kfp-step", hidden=True)
 def kfp_step_cmd(
     name: Annotated[str, typer.Argument()],
     run: Annotated[Path, typer.Option("--run")],
     output: Annotated[Path, typer.Option("--output")],
-    froms: Annotated[list[str] | None, typer.Option("--from", help="A step this one reads (repeatable).")] = None,
-    paths: Annotated[list[Path] | None, typer.Option("--path", help="Its artifact folder (one per --from).")]
-    = None,
+    froms: FromOpt = None,
+    paths: PathOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Kubeflow component: run one step on the artifacts of the steps it reads."""
@@ -241,9 +245,8 @@ def kfp_step_cmd(
 @orchestrate_app.command("kfp-close", hidden=True)
 def kfp_close_cmd(
     run: Annotated[Path, typer.Option("--run")],
-    froms: Annotated[list[str] | None, typer.Option("--from", help="A step this one reads (repeatable).")] = None,
-    paths: Annotated[list[Path] | None, typer.Option("--path", help="Its artifact folder (one per --from).")]
-    = None,
+    froms: FromOpt = None,
+    paths: PathOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Kubeflow component: close the run from every step's artifact."""
