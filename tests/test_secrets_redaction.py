@@ -262,6 +262,25 @@ def test_a_real_run_leaves_the_interpolated_secret_nowhere(workdir: Path) -> Non
         assert stat.S_IMODE(run_json.stat().st_mode) == 0o600
 
 
+@pytest.mark.slow
+def test_a_secret_interpolated_into_the_data_path_stays_out_of_every_record(workdir: Path) -> None:
+    """``data.source: ${DATA_DIR_TOKEN}/...``: the value is a secret-named variable's; no record keeps it."""
+    hidden = "tok3nDirectory9"
+    (workdir / hidden).mkdir()
+    make_frame(300).to_csv(workdir / hidden / "data.csv", index=False)
+    write_pipeline(workdir, "name: secret-path\ndata: {source: '${DATA_DIR_TOKEN}/data.csv', target: label}\n"
+                            "model: {type: sklearn.linear_model.LogisticRegression}\n"
+                            "evaluation: {latency: false, plots: false}\n")
+    env = {**os.environ, "DATA_DIR_TOKEN": hidden, "COLUMNS": "200"}
+    proc = subprocess.run([sys.executable, "-m", "trainpipe.cli", "run", "pipeline.yaml"], cwd=workdir,
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert hidden not in proc.stdout + proc.stderr
+    ingest = next((workdir / ".trainpipe" / "runs").glob("*/steps/ingest/ingest.json"))
+    assert "***" in ingest.read_text()
+    assert [h for h in _grep_tree(workdir, hidden.encode()) if not h.startswith(hidden)] == []
+
+
 # -- MLflow's own "View run ... at: URI" line -------------------------------------------------------------
 
 def test_mlflow_never_prints_the_view_run_line_with_credentials(

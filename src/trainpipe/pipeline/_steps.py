@@ -68,7 +68,10 @@ def ingest(ctx: StepContext) -> None:
     info = {"source": cfg.source, "kind": source.kind, "location": source.location, "rows": len(df),
             "columns": list(map(str, df.columns)), "dtypes": {str(c): str(t) for c, t in df.dtypes.items()},
             "fingerprint": fingerprint}
-    _write_json(ctx.out_dir / "ingest.json", info)
+    from trainpipe.config._secrets import scrub_strings
+
+    # data.source may hold an interpolated ${VAR}: the secret values the config used never reach the file
+    _write_json(ctx.out_dir / "ingest.json", scrub_strings(info, ctx.loaded.secret_values))
     ctx.metrics.update({"rows": float(len(df)), "columns": float(df.shape[1])})
     ctx.params["data_fingerprint"] = fingerprint
 
