@@ -62,6 +62,33 @@ def test_bootstrap_sign_for_lower_is_better_metrics() -> None:
     assert delta > 0 and lo > 0  # lower rmse is better, so the challenger's advantage is positive
 
 
+@pytest.mark.parametrize(("metric", "kind"), [("roc_auc", "binary"), ("log_loss", "binary"), ("rmse", "regression")])
+def test_a_large_test_split_uses_the_m_out_of_n_paired_bootstrap(metric: str, kind: str) -> None:
+    """Above 20,000 rows: the values and delta are the whole split's, the interval is the bootstrap of a
+    20,000-row subsample rescaled to the whole split: close to the full bootstrap's, and said in the report."""
+    rng = np.random.default_rng(5)
+    n = 60_000
+    if kind == "binary":
+        y = rng.integers(0, 2, size=n)
+        a, b, k = _binary_scores(rng, y, 0.30), _binary_scores(rng, y, 0.32), 2
+    else:
+        y = rng.normal(size=n) * 3
+        a, b, k = (y + rng.normal(size=n), None), (y + 1.03 * rng.normal(size=n), None), 0
+    sampled = paired_bootstrap(metric, y, a, b, k, confidence=0.9, n_boot=200, seed=1)
+    full = paired_bootstrap(metric, y, a, b, k, confidence=0.9, n_boot=200, seed=1, max_rows=n)
+    assert sampled[:3] == pytest.approx(full[:3], rel=1e-12)  # the whole split's values, not the subsample's
+    width_s, width_f = sampled[4] - sampled[3], full[4] - full[3]
+    assert 0.7 < width_s / width_f < 1.4  # the same spread, up to bootstrap noise
+    assert abs((sampled[3] + sampled[4]) / 2 - (full[3] + full[4]) / 2) < 0.5 * width_f
+    assert sampled[3] < sampled[2] < sampled[4]
+    cmp = compare_to_champion(metric, y, a, b, k, version="2", confidence=0.9, min_delta=0.0, n_boot=50)
+    assert "m-out-of-n paired bootstrap" in cmp.note and "60,000 test rows" in cmp.note
+    small = compare_to_champion(metric, y[:500], (a[0][:500], None if a[1] is None else a[1][:500]),
+                                (b[0][:500], None if b[1] is None else b[1][:500]), k, version="2",
+                                confidence=0.9, min_delta=0.0, n_boot=50)
+    assert "m-out-of-n" not in small.note
+
+
 def test_profile_and_psi_see_a_shift_and_ignore_a_resample() -> None:
     rng = np.random.default_rng(3)
     n = 5000

@@ -212,13 +212,24 @@ def metric_scores(metric: str, y: np.ndarray, pred: np.ndarray, proba: np.ndarra
 
 def paired_bootstrap(metric: str, y: np.ndarray, challenger: tuple[np.ndarray, np.ndarray | None],
                      champion: tuple[np.ndarray, np.ndarray | None], k: int, *, confidence: float,
-                     n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float, float, float, int]:
+                     n_boot: int = 1000, seed: int = 0, max_rows: int | None = None,
+                     ) -> tuple[float, float, float, float, float, int]:
     """(challenger value, champion value, delta, ci_low, ci_high, resamples used); delta > 0 = challenger better.
 
-    Resamples where the metric is undefined (one class only) are dropped.
+    Resamples where the metric is undefined (one class only) are dropped. A test split of more than
+    ``max_rows`` rows (default: the evaluation intervals' ``MAX_ROWS``, 20,000) is resampled on a seeded random
+    subsample of that many rows, and the interval's spread is rescaled by sqrt(m / n) around the whole split's
+    delta (the m-out-of-n bootstrap, as for the evaluation intervals; valid for these asymptotically normal
+    statistics): the gate then costs the same on 65,000 rows as on 20,000, not three times as much.
     """
     import numpy as np
 
+    from trainpipe.evaluation._intervals import MAX_ROWS
+
+    limit = MAX_ROWS if max_rows is None else max_rows
+    if len(y) > limit:
+        return _m_out_of_n(metric, y, challenger, champion, k, confidence=confidence, n_boot=n_boot, seed=seed,
+                           rows=limit)
     m = METRICS[metric]
     sign = 1.0 if m.greater_is_better else -1.0
     fast = metric == "roc_auc" and k == 2  # the common case: rank-based AUC, ~20x cheaper than sklearn's
@@ -256,6 +267,45 @@ def paired_bootstrap(metric: str, y: np.ndarray, challenger: tuple[np.ndarray, n
     alpha = (1.0 - confidence) / 2.0
     lo, hi = np.quantile(np.asarray(deltas), [alpha, 1.0 - alpha])
     return a, b, sign * (a - b), float(lo), float(hi), len(deltas)
+
+
+def _m_out_of_n(metric: str, y: np.ndarray, challenger: tuple[np.ndarray, np.ndarray | None],
+                champion: tuple[np.ndarray, np.ndarray | None], k: int, *, confidence: float, n_boot: int,
+                seed: int, rows: int) -> tuple[float, float, float, float, float, int]:
+    """:func:`paired_bootstrap` on ``rows`` of the ``n`` test rows, its interval rescaled to the whole split."""
+    import numpy as np
+
+    n = len(y)
+    keep = np.sort(np.random.default_rng([seed, n]).choice(n, size=rows, replace=False))
+
+    def part(pair: tuple[np.ndarray, np.ndarray | None]) -> tuple[np.ndarray, np.ndarray | None]:
+        return np.asarray(pair[0])[keep], None if pair[1] is None else np.asarray(pair[1])[keep]
+
+    sign = 1.0 if METRICS[metric].greater_is_better else -1.0
+    a, b = _point(metric, y, challenger, k), _point(metric, y, champion, k)  # the whole split's values
+    delta = sign * (a - b)
+    sub = paired_bootstrap(metric, np.asarray(y)[keep], part(challenger), part(champion), k,
+                           confidence=confidence, n_boot=n_boot, seed=seed, max_rows=rows)
+    scale = float(np.sqrt(rows / n))
+    return a, b, delta, delta + scale * (sub[3] - sub[2]), delta + scale * (sub[4] - sub[2]), sub[5]
+
+
+def _point(metric: str, y: np.ndarray, pair: tuple[np.ndarray, np.ndarray | None], k: int) -> float:
+    """``metric`` of one model on all of ``y`` (rank-based for binary ROC AUC, equal to scikit-learn's)."""
+    pred, proba = pair
+    if metric == "roc_auc" and k == 2 and proba is not None:
+        return _binary_auc(y, proba[:, 1])
+    return float(METRICS[metric].fn(y, pred, proba, k))
+
+
+def bootstrap_rows_note(n: int) -> str:
+    """What the gate report says when the champion comparison used the m-out-of-n bootstrap ('' when not)."""
+    from trainpipe.evaluation._intervals import MAX_ROWS
+
+    if n <= MAX_ROWS:
+        return ""
+    return (f"The interval is an m-out-of-n paired bootstrap: resamples of a seeded random {MAX_ROWS:,} of the "
+            f"{n:,} test rows, their spread rescaled by sqrt({MAX_ROWS:,}/{n:,}) to the whole split.")
 
 
 class _WeightedAuc:
@@ -312,6 +362,11 @@ def compare_to_champion(metric: str, y: np.ndarray, challenger: tuple[np.ndarray
     a, b, delta, lo, hi, used = statistic(metric, y, challenger, champion, k, confidence=confidence,
                                           n_boot=n_boot, seed=seed)
     passed = delta > min_delta and lo >= min_delta
+    from trainpipe.tasks import Task as _Task
+
+    if task is None or type(task).champion_statistic is _Task.champion_statistic:  # the paired bootstrap
+        how = bootstrap_rows_note(len(y))
+        note = f"{note} {how}".strip() if how else note
     return ChampionComparison(version, metric, a, b, delta, lo, hi, confidence, min_delta, used, passed, note,
                               alias)
 
