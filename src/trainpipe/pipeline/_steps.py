@@ -286,12 +286,18 @@ def train(ctx: StepContext) -> None:
             )
     model_cfg, training_cfg = cfg.model, cfg.training
     refit: dict[str, Any] | None = None
+    preprocessing: Any = None  # the preprocessor refitted with tuned TF-IDF settings (_steps_tuning)
     if ctx.has_input("best_params.json"):
         tuned = _read_json(ctx.artifact("best_params.json"))
+        from trainpipe.pipeline._steps_tuning import tuned_preprocessing
+
+        preprocessing = tuned_preprocessing(ctx, tuned)
+        if preprocessing is not None:
+            X, X_val = preprocessing.X, preprocessing.X_val
         if tuned.get("ensemble"):  # tuning.ensemble beat the single best trial: one model of several
             from trainpipe.pipeline._steps_tuning import train_ensemble
 
-            train_ensemble(ctx, tuned, task, X, y, X_val, y_val)
+            train_ensemble(ctx, tuned, task, X, y, X_val, y_val, preprocessing)
             return
         if tuned.get("model_type", model_cfg.type) != model_cfg.type:  # a multi-family study chose this family
             from trainpipe.tuning._multi import family_config
@@ -305,7 +311,7 @@ def train(ctx: StepContext) -> None:
 
         model_cfg, X, y, X_val, y_val, refit = refit_on_train_val(ctx, tuned, model_cfg, X, y, X_val, y_val)
     family = family_for(model_cfg.type)
-    feats = _read_json(ctx.artifact("features.json"))
+    feats = preprocessing.features if preprocessing is not None else _read_json(ctx.artifact("features.json"))
     adapter = create_adapter(task, model_cfg, training_cfg,
                              categorical_indices=list(feats.get("categorical_indices", [])))
     checkpointing = ctx.state_dir is not None and configure_checkpoints(model_cfg.type, adapter,
@@ -329,7 +335,10 @@ def train(ctx: StepContext) -> None:
     if refit is not None:
         from trainpipe.pipeline._steps_tuning import record_refit
 
-        record_refit(ctx, tuned, refit, time.perf_counter() - fit_started)
+        text_seconds = preprocessing.seconds if preprocessing is not None else 0.0
+        if preprocessing is not None:
+            refit = {**refit, "preprocessor_refit_seconds": text_seconds}
+        record_refit(ctx, tuned, refit, time.perf_counter() - fit_started + text_seconds)
     if checkpointing:
         from trainpipe.pipeline._rank import distributed_rank
 
@@ -341,7 +350,10 @@ def train(ctx: StepContext) -> None:
                      features=FeatureSpec.from_dict(feats["spec"]), feature_names=feats["feature_names"],
                      input_dtypes=feats["input_dtypes"], best_iteration=report.best_iteration,
                      params=report.params)
-    save_model_dir(ctx.out_dir / "model", spec, adapter, ctx.artifact(PREPROCESSOR_FILE))
+    save_model_dir(ctx.out_dir / "model", spec, adapter,
+                   preprocessing.file if preprocessing is not None else ctx.artifact(PREPROCESSOR_FILE))
+    if preprocessing is not None:
+        preprocessing.file.unlink(missing_ok=True)
     record_training(ctx, report, spec.to_dict()["params"])
 
 

@@ -3,12 +3,19 @@
 The objective is the mean score over the folds of the selection plan (``tuning.selection``, see
 ``trainpipe.tuning._selection``): k-fold CV or repeated 80/20 holdouts of the training split, with the
 preprocessor re-fitted on each fold's training part (no leakage), or the validation split once.
+
+Tuned TF-IDF settings (``features.text_options.*``): each trial's folds are preprocessed with its settings
+(:class:`TrainingRowFolds`), and the train step refits the preprocessor with the chosen ones
+(:func:`tuned_preprocessing`) and ships it in the model directory, which evaluate and register read: the
+preprocess step's artifacts stay those of the config's settings, so its cache entry and lineage are unchanged.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainpipe._exceptions import ConfigError, DataError
@@ -31,17 +38,34 @@ def _holdout(ctx: StepContext) -> list[Fold]:
 
     X_val = load_matrix(ctx.artifact("X_val"))
     if X_val is None or not ctx.artifact("y_val.npy").exists():
-        raise DataError("tuning: the validation split is empty, so trials have nothing to be scored on. Set "
-                        "data.split.val_size > 0, or tuning.cv_folds to score on folds of the training split.")
+        raise DataError(_NO_VALIDATION)
     return [Fold(load_matrix(ctx.artifact("X_train")), np.load(ctx.artifact("y_train.npy")), X_val,
                  np.load(ctx.artifact("y_val.npy")))]
 
 
-class TrainingRowFolds:
-    """The folds of a selection plan, cut from the training split (made once per plan)."""
+_NO_VALIDATION = ("tuning: the validation split is empty, so trials have nothing to be scored on. Set "
+                  "data.split.val_size > 0, or tuning.cv_folds to score on folds of the training split.")
+TEXT_FOLD_CACHE = 3  # fold sets of TF-IDF settings other than the config's kept at once (sparse matrices each)
 
-    def __init__(self, ctx: StepContext, task: TaskInfo) -> None:
-        self.ctx, self.task = ctx, task
+
+class TrainingRowFolds:
+    """The folds of a selection plan, cut from the training split (made once per plan).
+
+    With tuned TF-IDF settings (``features.text_options.*`` keys, see ``trainpipe.tuning._space``) a trial asks
+    for the folds of its own settings: each fold's preprocessor is fitted with them on the fold's training part
+    (the ``holdout`` plan: on the training split's raw rows, then transforms the validation split's raw rows),
+    so no setting leaks the held-out rows. The config's settings keep their folds for the whole study; the fold
+    sets of the last ``TEXT_FOLD_CACHE`` other settings are kept too (least recently used dropped first), so
+    trials that share a setting (the default text space's sizes are a few choices) share the fitting."""
+
+    def __init__(self, ctx: StepContext, task: TaskInfo, keep: int = TEXT_FOLD_CACHE) -> None:
+        from collections import OrderedDict
+
+        from trainpipe.features import FeatureSpec
+        from trainpipe.features._text import text_options
+        from trainpipe.pipeline._steps import reads_raw_text
+
+        self.ctx, self.task, self.keep = ctx, task, keep
         self.train = read_frame(ctx.artifact("train.parquet"))
         self.n_rows = len(self.train)
         y_val = ctx.artifact("y_val.npy")
@@ -51,26 +75,67 @@ class TrainingRowFolds:
 
             n_val = int(np.load(y_val, mmap_mode="r").shape[0])
         self.refit_rows = self.n_rows + n_val
+        cfg = ctx.config
+        feats = _read_json(ctx.artifact("features.json"))
+        self.spec = FeatureSpec.from_dict(feats["spec"])
+        self.features = cfg.features.model_copy(update={"categorical_encoding": feats.get(
+            "categorical_encoding", cfg.features.categorical_encoding)})
+        self.raw_text = reads_raw_text(ctx.loaded)
+        # the columns each fold's preprocessor runs through TF-IDF: what features.text_options.* keys can tune
+        self.tfidf_columns: tuple[str, ...] = () if self.raw_text else tuple(self.spec.text)
+        self.base_options = text_options(cfg.features)
         self._made: dict[tuple[str, int], list[Fold]] = {}
+        self._tuned: OrderedDict[tuple[Any, ...], list[Fold]] = OrderedDict()
+        self.fitted: list[tuple[tuple[Any, ...], str, int]] = []  # (settings, plan kind, k) of every fold set made
 
-    def __call__(self, plan: SelectionPlan) -> list[Fold]:
-        key = (plan.kind, plan.k)
-        if key not in self._made:
-            self._made[key] = _holdout(self.ctx) if plan.kind == "holdout" else self._cut(plan)
-        return self._made[key]
+    def __call__(self, plan: SelectionPlan, text_options: dict[str, Any] | None = None) -> list[Fold]:
+        """The folds of ``plan``; ``text_options``: a trial's TF-IDF settings (None or the config's: the
+        preprocess step's)."""
+        options = {**self.base_options, **(text_options or {})}
+        if options == self.base_options:
+            key = (plan.kind, plan.k)
+            if key not in self._made:
+                self._made[key] = (_holdout(self.ctx) if plan.kind == "holdout" else self._cut(plan, self.features))
+                self.fitted.append((tuple(sorted(options.items())), plan.kind, plan.k))
+            return self._made[key]
+        from trainpipe.config._schema import TextOptions
 
-    def _cut(self, plan: SelectionPlan) -> list[Fold]:
+        settings = tuple(sorted(options.items()))
+        tuned_key = (plan.kind, plan.k, settings)
+        if tuned_key in self._tuned:
+            self._tuned.move_to_end(tuned_key)
+            return self._tuned[tuned_key]
+        features = self.features.model_copy(update={"text_options": TextOptions.model_validate(options)})
+        folds = self._refit_holdout(features) if plan.kind == "holdout" else self._cut(plan, features)
+        self.fitted.append((settings, plan.kind, plan.k))
+        self._tuned[tuned_key] = folds
+        while len(self._tuned) > self.keep:
+            self._tuned.popitem(last=False)
+        return folds
+
+    def _refit_holdout(self, features: Any) -> list[Fold]:
+        """The holdout fold with other TF-IDF settings: fitted on the training split's raw rows, the validation
+        split's raw rows transformed (as the preprocess step does with the config's settings)."""
+        from trainpipe.features import build_preprocessor, prepare_frame
+        from trainpipe.tuning import Fold
+
+        val = read_frame(self.ctx.artifact("val.parquet")) if self.ctx.has_input("val.parquet") else None
+        if val is None or len(val) == 0:
+            raise DataError(_NO_VALIDATION)
+        target = self.ctx.config.data.target
+        pre = build_preprocessor(self.spec, features, raw_text=self.raw_text)
+        X = pre.fit_transform(prepare_frame(self.train, self.spec))
+        return [Fold(X, self.task.encode(self.train[target]), pre.transform(prepare_frame(val, self.spec)),
+                     self.task.encode(val[target]))]
+
+    def _cut(self, plan: SelectionPlan, features: Any) -> list[Fold]:
         import pandas as pd
         from sklearn.model_selection import KFold, ShuffleSplit, StratifiedKFold, StratifiedShuffleSplit
 
-        from trainpipe.features import FeatureSpec, build_preprocessor, prepare_frame
+        from trainpipe.features import build_preprocessor, prepare_frame
         from trainpipe.tuning import Fold
 
-        cfg, task, train, k = self.ctx.config, self.task, self.train, plan.k
-        feats = _read_json(self.ctx.artifact("features.json"))
-        spec = FeatureSpec.from_dict(feats["spec"])
-        features = cfg.features.model_copy(update={"categorical_encoding": feats.get(
-            "categorical_encoding", cfg.features.categorical_encoding)})
+        cfg, task, train, k, spec = self.ctx.config, self.task, self.train, plan.k, self.spec
         y_all = task.encode(train[cfg.data.target])
         seed = cfg.data.split.seed
         cv = plan.kind == "cv"
@@ -90,7 +155,8 @@ class TrainingRowFolds:
         folds = []
         for fit_idx, val_idx in splitter.split(train, y_all):
             part, held = train.iloc[fit_idx], train.iloc[val_idx]
-            pre = build_preprocessor(spec, features)
+            # a family that reads raw text gets the strings, as from the preprocess step
+            pre = build_preprocessor(spec, features, raw_text=self.raw_text)
             X = pre.fit_transform(prepare_frame(part, spec))
             folds.append(Fold(X, y_all[fit_idx], pre.transform(prepare_frame(held, spec)), y_all[val_idx]))
         return folds
@@ -226,7 +292,7 @@ def _study_key(loaded: LoadedConfig) -> dict[str, str]:
 
 TUNE_STEP = Step(
     "tune", tune, refs("preprocess.X_train", "preprocess.y_train.npy", "preprocess.X_val", "preprocess.y_val.npy",
-                       "preprocess.features.json", "validate.task.json", "split.train.parquet"),
+                       "preprocess.features.json", "validate.task.json", "split.train.parquet", "split.val.parquet"),
     ("tuning", "model", "training", "cost"),
     ("optuna", "scikit-learn", *family_libraries(), "numpy"),
     external=_study_key, description="Optuna study over tuning.space; best parameters for train",
@@ -236,7 +302,65 @@ TUNE_STEP = Step(
         "`trainpipe tune` first (several workers can share one study), then start torchrun with the best "
         "parameters (--set model.params.KEY=VALUE), without the tuning section."),
 )
-TUNED_INPUT = refs("tune.best_params.json")  # what train reads when the graph has the tune step
+# what train reads when the graph has the tune step: the best parameters, and the raw training and validation
+# rows to refit the preprocessor with tuned TF-IDF settings (see tuned_preprocessing)
+TUNED_INPUT = refs("tune.best_params.json", "split.train.parquet", "split.val.parquet")
+
+
+@dataclass
+class TunedPreprocessing:
+    """The preprocessor refitted with the study's chosen TF-IDF settings, and what it makes of the rows."""
+
+    X: Any
+    X_val: Any
+    features: dict[str, Any]  # features.json with this preprocessor's feature names
+    file: Path  # the fitted preprocessor (skops), copied into the model directory
+    seconds: float
+
+
+def tuned_preprocessing(ctx: StepContext, tuned: dict[str, Any]) -> TunedPreprocessing | None:
+    """The train step after a study that tuned ``features.text_options.*``: the preprocessor fitted again with the
+    chosen settings (``text_options`` in best_params.json) on the training split's raw rows, as the preprocess
+    step fits it with the config's, and the training and validation rows transformed; None when the chosen
+    settings are the config's (the preprocess step's preprocessor and matrices are used as they are).
+
+    Fitted on the training rows only, also when the final model is then fitted on train + validation (as every
+    other preprocessing step is, and as each trial's fold was): the trials chose these settings for a
+    preprocessor that never saw the rows it was scored on. The model directory ships this preprocessor, so
+    evaluate, register and the registered pyfunc (raw text in) use it; its time counts in refit.json."""
+    chosen = tuned.get("text_options")
+    if not chosen:
+        return None
+    from trainpipe.config._schema import TextOptions
+    from trainpipe.features import FeatureSpec, build_preprocessor, feature_names, prepare_frame
+    from trainpipe.features._text import compact_vocabularies, text_options
+    from trainpipe.models import _skops_io
+
+    cfg = ctx.config
+    if dict(chosen) == text_options(cfg.features):
+        return None
+    started = time.perf_counter()
+    feats = _read_json(ctx.artifact("features.json"))
+    spec = FeatureSpec.from_dict(feats["spec"])
+    encoding = str(feats.get("categorical_encoding", cfg.features.categorical_encoding))
+    features = cfg.features.model_copy(update={"categorical_encoding": encoding,
+                                               "text_options": TextOptions.model_validate(chosen)})
+    train_rows = read_frame(ctx.artifact("train.parquet"))
+    val_rows = read_frame(ctx.artifact("val.parquet"))
+    pre = build_preprocessor(spec, features)
+    X = pre.fit_transform(prepare_frame(train_rows, spec))
+    X_val = pre.transform(prepare_frame(val_rows, spec)) if len(val_rows) else None
+    compact_vocabularies(pre)
+    file = ctx.out_dir / ".tuned_preprocessor.skops"  # copied into the model directory, then removed
+    ctx.out_dir.mkdir(parents=True, exist_ok=True)
+    _skops_io.dump(pre, file)
+    names = feature_names(pre)
+    cat_idx = [i for i, n in enumerate(names) if n.startswith("categorical__")] if encoding == "ordinal" else []
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(chosen.items()))
+    ctx.hooks.on_message(f"preprocessor refitted with the study's TF-IDF settings ({shown}): {len(names)} features "
+                         f"(the preprocess step's: {len(feats.get('feature_names', []))})")
+    return TunedPreprocessing(X, X_val, {**feats, "feature_names": names, "categorical_indices": cat_idx,
+                                         "text_options": dict(chosen)}, file, time.perf_counter() - started)
 
 
 def refit_on_train_val(ctx: StepContext, tuned: dict[str, Any], model_cfg: Any, X: Any, y: Any, X_val: Any,
@@ -312,7 +436,7 @@ def _fold_of(ctx: StepContext, task: Any, X: Any, y: Any, X_val: Any, y_val: Any
 
 
 def train_ensemble(ctx: StepContext, tuned: dict[str, Any], task: Any, X: Any, y: Any, X_val: Any,
-                   y_val: Any) -> None:
+                   y_val: Any, preprocessing: TunedPreprocessing | None = None) -> None:
     """The train step after a study whose ``tuning.ensemble`` beat the single best trial: each member's final
     fit (as for a single chosen trial: refit on train + validation with scaled rounds, or the untuned defaults),
     then one :class:`~trainpipe.models._ensemble.EnsembleAdapter` saved as the model directory. With
@@ -326,7 +450,7 @@ def train_ensemble(ctx: StepContext, tuned: dict[str, Any], task: Any, X: Any, y
     from trainpipe.tuning._multi import family_config
 
     cfg = ctx.config
-    feats = _read_json(ctx.artifact("features.json"))
+    feats = preprocessing.features if preprocessing is not None else _read_json(ctx.artifact("features.json"))
     members: list[tuple[str, Any]] = []
     weights: list[float] = []
     params: dict[str, Any] = {}
@@ -353,10 +477,16 @@ def train_ensemble(ctx: StepContext, tuned: dict[str, Any], task: Any, X: Any, y
     ctx.hooks.on_message(f"ensemble of {len(members)} models: " + "; ".join(params.values()))
     spec = ModelSpec(model_type=TYPE, family=TYPE, task=task, features=FeatureSpec.from_dict(feats["spec"]),
                      feature_names=feats["feature_names"], input_dtypes=feats["input_dtypes"], params=params)
-    save_model_dir(ctx.out_dir / "model", spec, ensemble, ctx.artifact(PREPROCESSOR_FILE))
+    save_model_dir(ctx.out_dir / "model", spec, ensemble,
+                   preprocessing.file if preprocessing is not None else ctx.artifact(PREPROCESSOR_FILE))
+    if preprocessing is not None:
+        preprocessing.file.unlink(missing_ok=True)
     write_json(ctx.out_dir / "train.json", {"best_iteration": None, "n_iterations": None,
                                             "params": spec.to_dict()["params"], "history": {}, "notes": [],
                                             "ensemble": tuned["ensemble"]})
     mode = "fold_average" if (tuned.get("final_fit") or {}).get("mode") == "fold_average" else "ensemble"
-    record_refit(ctx, tuned, {"mode": mode, "members": len(members)}, time.perf_counter() - started)
+    text_seconds = preprocessing.seconds if preprocessing is not None else 0.0
+    record_refit(ctx, tuned, {"mode": mode, "members": len(members),
+                              **({"preprocessor_refit_seconds": text_seconds} if preprocessing is not None else {})},
+                 time.perf_counter() - started + text_seconds)
     ctx.metrics["ensemble_members"] = float(len(members))

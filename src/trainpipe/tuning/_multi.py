@@ -6,6 +6,8 @@ space with its names prefixed ``TYPE/`` (``xgboost/max_depth``, ``lightgbm/num_l
 define-by-run spaces; TPE with ``group=True`` models each family's parameters apart). A family takes the
 keys of ``tuning.space`` prefixed with its type, or its declared default space when there are none.
 ``model.params`` apply to ``model.type``'s family only; the other families start from their own defaults.
+The TF-IDF settings (``features.text_options.*``) are the exception: shared by every family, written without a
+prefix and sampled in every trial (one preprocessing per trial, whatever the family).
 
 **The defaults** of every family are trials ``0 .. k-1`` (enqueued with ``family`` fixed), so the study knows
 each family's quality and cost before it spends anything on search.
@@ -41,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from trainpipe._exceptions import ConfigError
 from trainpipe.config import PipelineConfig
 from trainpipe.config._schema import SearchParam
+from trainpipe.tuning._space_checks import TEXT_PREFIX
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
@@ -142,6 +145,8 @@ def family_spaces(config: PipelineConfig, families: Sequence[str],
         raise ConfigError("tuning.space: empty search space: remove `space:` to use every family's default space.")
     per: dict[str, dict[str, SearchParam]] = {f: {} for f in families}
     for name, param in (given or {}).items():
+        if name.startswith(TEXT_PREFIX):
+            continue  # the TF-IDF settings: shared by every family, no prefix (trainpipe.tuning._space)
         head, _, rest = name.partition(SEP)
         if not rest or head not in per:
             raise _family_key_error(name, families)

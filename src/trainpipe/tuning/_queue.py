@@ -49,8 +49,12 @@ class QueueStudy(optuna.Study):
     def for_trial(self, sampler: Any) -> optuna.Study:
         """A fresh study object on the same storage for one trial: its sampler sees every worker's latest
         trials (a study object caches the trial list it samples from within a trial)."""
-        return optuna.load_study(study_name=self.study_name, storage=self.queue_storage, sampler=sampler,
-                                 pruner=self.pruner)
+        study = optuna.load_study(study_name=self.study_name, storage=self.queue_storage, sampler=sampler,
+                                  pruner=self.pruner)
+        # Optuna wraps an RDB storage in a cache that records a trial's parameters only for trials it has read:
+        # TPE reads them all before it samples, the random and grid samplers read none (KeyError: trial id)
+        study.get_trials(deepcopy=False)
+        return study
 
     def trial_id(self, number: int) -> int:
         return int(self.queue_storage.get_trial_id_from_study_id_trial_number(self.study_id, number))

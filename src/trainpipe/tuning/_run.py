@@ -1,4 +1,11 @@
-"""Tune a pipeline's model on prepared folds: settings from the config, the study, the files it leaves."""
+"""Tune a pipeline's model on prepared folds: settings from the config, the study, the files it leaves.
+
+TF-IDF settings (``features.text_options.*`` keys of the space) need a fold source that re-fits the
+preprocessor (the tune step's ``TrainingRowFolds``; it says which columns go through TF-IDF in
+``tfidf_columns``): each trial asks it for the folds of its own settings (``source(plan, text_options)``),
+records the matrix width it was scored on (user attr ``n_features``), and ``best_params.json`` carries the chosen
+trial's full settings under ``text_options``, which the train step refits the preprocessor with.
+"""
 
 from __future__ import annotations
 
@@ -25,8 +32,8 @@ from trainpipe.tuning._selection import (
     final_fit,
     refit_estimate,
 )
-from trainpipe.tuning._space import check_space, split_params
-from trainpipe.tuning._space_checks import space_notes
+from trainpipe.tuning._space import check_space, defaults_text_params, split_params, text_params
+from trainpipe.tuning._space_checks import space_notes, text_keys
 from trainpipe.tuning._storage import parse_storage
 from trainpipe.tuning._study import StudySettings, open_study, run_study
 from trainpipe.tuning._tracking import (
@@ -145,9 +152,12 @@ def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold] | F
     ``folds``: fixed folds, or a :class:`FoldSource` that makes the folds of the selection plan (``tuning.selection``).
     ``started``: when the timeout started counting (the tune step's start; default now)."""
     started = time.perf_counter() if started is None else started
-    space = check_space(config, task.task)
+    tfidf: tuple[str, ...] = () if isinstance(folds, Sequence) else tuple(getattr(folds, "tfidf_columns", ()))
+    space = check_space(config, task.task, tfidf)
+    tunes_text = bool(text_keys(space))
     settings = settings_for(config, task.task, study_name=study_name, on_gpu=on_gpu, max_resource=rounds_of(config),
                             fingerprint=fingerprint)
+    settings = replace(settings, defaults_params=defaults_text_params(config, space))
     probe: _Probe | None = None
     if isinstance(folds, Sequence):
         made = list(folds)
@@ -173,11 +183,21 @@ def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold] | F
         oof[trial.number] = counter.oof
         return value
 
+    def trial_folds(text: dict[str, Any]) -> list[Fold]:
+        """The plan's folds preprocessed with the trial's TF-IDF settings (the config's: ``made``)."""
+        if not text or isinstance(folds, Sequence):
+            return made
+        return folds(plan, text_options=text)  # type: ignore[call-arg]
+
     def _objective(trial: Any, params: dict[str, Any], counter: RoundCounter) -> float:
+        text = text_params(params)
         family, params = split_family(params)
         scoped = config if family is None else family_config(config, family)
+        mine = trial_folds(text)
+        if tunes_text:
+            trial.set_user_attr("n_features", int(mine[0].X.shape[1]))
         if (probe is not None and not params and not counter.prunable and family == probe_family
-                and _same_split(probe.fold, made[0])):
+                and mine is made and _same_split(probe.fold, made[0])):
             # the defaults' trial: its first fold is the probe's split, fitted already with the same parameters
             done = probe.counter
             for name in ("fold_scores", "fit_seconds", "fit_rows", "fold_rounds", "best_rounds"):
@@ -190,7 +210,7 @@ def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold] | F
                 fit_and_score(scoped, task, params, made[1:], settings.metric, settings.direction, trial, counter,
                               categorical_indices, first_fold=1)
             return float(sum(counter.fold_scores) / len(counter.fold_scores))
-        return fit_and_score(scoped, task, params, made, settings.metric, settings.direction, trial, counter,
+        return fit_and_score(scoped, task, params, mine, settings.metric, settings.direction, trial, counter,
                              categorical_indices)
 
     def trial_end(frozen: FrozenTrial) -> None:
@@ -275,12 +295,19 @@ def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold] | F
                          "margin_estimate_seconds": None if settings.timeout is None
                          else settings.timeout - study_seconds - refit}
     summary["model_type"] = model_type
+    chosen_text: dict[str, Any] = {}
+    if tunes_text:
+        from trainpipe.features._text import text_options
+
+        chosen_text = {**text_options(config.features), **text_params(chosen.params)}
+        summary["text_options"] = chosen_text
     write_json(out_dir / "best_params.json", {"model_type": model_type,
                                               "model_params": model_params, "training": training_params,
                                               "metric": settings.metric, "best_value": summary["best_value"],
                                               "best_trial": summary["best_trial"],
                                               "study_name": settings.study_name,
                                               "final_fit": summary["final_fit"], "budget": summary["budget"],
+                                              **({"text_options": chosen_text} if chosen_text else {}),
                                               **({"ensemble": members} if members else {})})
     write_json(out_dir / "study_summary.json", summary)
     if tracker is not None and parent_run_id is not None:

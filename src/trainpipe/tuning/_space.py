@@ -5,17 +5,24 @@ a model parameter; a key the model ignores or trainpipe sets itself is refused (
 ``space:`` the default space the model's family declares (``ModelFamily.default_space``) is used;
 ``space: {}`` is refused. A parameter with ``when: {other: value}`` is sampled only in trials where the
 categorical parameter ``other`` took ``value`` (Optuna's define-by-run conditional spaces).
+
+Keys prefixed ``features.text_options.`` (``max_features``, ``min_df``, ``analyzer``, ``sublinear_tf``) tune the
+TF-IDF step of the text columns: each trial's folds are preprocessed with its settings (the tune step's fold
+source re-fits the preprocessor per distinct setting) and train refits the preprocessor with the chosen ones.
+Without ``space:``, a pipeline whose text columns go through TF-IDF tunes :func:`default_text_space` beside the
+family's default space (not with ``tuning.ensemble``, whose members share one preprocessor). In a multi-family
+study these keys are written without a family prefix: the text settings are shared by every family.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from trainpipe._exceptions import ConfigError
 from trainpipe.config import PipelineConfig, TrainingConfig
 from trainpipe.config._schema import SearchParam
-from trainpipe.tuning._space_checks import TRAINING_PREFIX, check_consumed
+from trainpipe.tuning._space_checks import TEXT_PREFIX, TRAINING_PREFIX, check_consumed, check_text_keys, text_keys
 
 if TYPE_CHECKING:
     import optuna
@@ -39,11 +46,61 @@ def default_space(model_type: str) -> dict[str, SearchParam]:
                           f"valid ({exc}); list the parameters to tune under tuning.space.") from None
 
 
-def resolve_space(config: PipelineConfig) -> dict[str, SearchParam]:
+# features.text_options.max_features choices of the default text space (per analyzer; plus the config's value)
+DEFAULT_MAX_FEATURES = (2000, 5000, 20000, 50000)
+DEFAULT_MIN_DF_HIGH = 5
+
+
+def default_text_space(config: PipelineConfig) -> dict[str, SearchParam]:
+    """The TF-IDF part of the default space: ``max_features`` (a few sizes, categorical so that trials share
+    their preprocessed folds), ``min_df`` 1..5 and the ``analyzer``. Every range holds the config's own value,
+    which the defaults' trial 0 takes."""
+    from trainpipe.features._text import text_options
+
+    opts = text_options(config.features)
+    sizes: list[Any] = sorted({*DEFAULT_MAX_FEATURES, *([opts["max_features"]] if opts["max_features"] else [])})
+    if opts["max_features"] is None:
+        sizes.append(None)  # all terms: the config's value
+    return {f"{TEXT_PREFIX}max_features": SearchParam(type="categorical", choices=sizes),
+            f"{TEXT_PREFIX}min_df": SearchParam(type="int", low=1, high=max(DEFAULT_MIN_DF_HIGH, opts["min_df"])),
+            f"{TEXT_PREFIX}analyzer": SearchParam(type="categorical", choices=["word+char", "word", "char"])}
+
+
+def with_text_part(config: PipelineConfig, space: dict[str, SearchParam],
+                   tfidf_columns: Sequence[str] | None) -> dict[str, SearchParam]:
+    """``space`` plus :func:`default_text_space` when the pipeline has TF-IDF columns (``tfidf_columns``; None:
+    not known yet, nothing added) and no ``tuning.ensemble``."""
+    if not tfidf_columns or (config.tuning is not None and config.tuning.ensemble is not None):
+        return space
+    return {**space, **default_text_space(config)}
+
+
+def defaults_text_params(config: PipelineConfig, space: Mapping[str, SearchParam]) -> dict[str, Any]:
+    """The config's TF-IDF settings for the text keys of ``space`` whose range holds them: the values the
+    defaults' trial 0 is enqueued with (a value outside the range is not recorded; the trial uses it anyway)."""
+    from trainpipe.features._text import text_options
+
+    opts = text_options(config.features)
+    out: dict[str, Any] = {}
+    for name in text_keys(space):
+        option, param = name[len(TEXT_PREFIX):], space[name]
+        value = opts.get(option)
+        if param.type == "categorical":
+            if value in (param.choices or []):
+                out[name] = value
+        elif (value is not None and not isinstance(value, bool) and param.low is not None
+              and param.high is not None and param.low <= value <= param.high):
+            out[name] = value
+    return out
+
+
+def resolve_space(config: PipelineConfig, tfidf_columns: Sequence[str] | None = None) -> dict[str, SearchParam]:
+    """``tuning.space``, or the family's default space (plus the TF-IDF part when ``tfidf_columns`` is given and
+    not empty: the columns the preprocessor runs through TF-IDF)."""
     if config.tuning is None:
         raise ConfigError("tuning: this pipeline has no tuning section.")
     if config.tuning.space is None:
-        return default_space(config.model.type)
+        return with_text_part(config, default_space(config.model.type), tfidf_columns)
     if not config.tuning.space:
         raise ConfigError("tuning.space: empty search space: remove `space:` to use the model's default space, "
                           "or list parameters to tune under it, e.g. "
@@ -98,10 +155,15 @@ def _suggest_one(trial: optuna.Trial, name: str, p: SearchParam) -> Any:
 
 
 def split_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(model params, training overrides) from a trial's parameters."""
-    model = {k: v for k, v in params.items() if not k.startswith(TRAINING_PREFIX)}
+    """(model params, training overrides) from a trial's parameters (its TF-IDF settings: :func:`text_params`)."""
+    model = {k: v for k, v in params.items() if not k.startswith((TRAINING_PREFIX, TEXT_PREFIX))}
     training = {k[len(TRAINING_PREFIX):]: v for k, v in params.items() if k.startswith(TRAINING_PREFIX)}
     return model, training
+
+
+def text_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A trial's TF-IDF settings, ``{option: value}`` (empty when the space tunes none)."""
+    return {k[len(TEXT_PREFIX):]: v for k, v in params.items() if k.startswith(TEXT_PREFIX)}
 
 
 def grid_of(space: Mapping[str, SearchParam]) -> dict[str, list[Any]]:
@@ -159,15 +221,30 @@ def _probe_values(p: SearchParam) -> list[Any]:
     return [float(p.low), float(p.high)]
 
 
-def check_space(config: PipelineConfig, task: str | None = None) -> dict[str, SearchParam]:
+def check_space(config: PipelineConfig, task: str | None = None,
+                tfidf_columns: Sequence[str] | None = None) -> dict[str, SearchParam]:
     """Refuse a space the model cannot take (unknown parameter, bound out of range, a key the model ignores or
     trainpipe sets itself), before any trial. A multi-family study (``tuning.families``, ``model.type: auto``)
     checks each family's space and returns the conditional space over them (``trainpipe.tuning._multi``);
-    ``task``: the inferred task (default ``config.task``)."""
+    ``task``: the inferred task (default ``config.task``). ``tfidf_columns``: the columns the preprocessor runs
+    through TF-IDF (the tune step knows them from the preprocess step), or None before the data is read."""
     from trainpipe.tuning._multi import SEP, check_families, family_config, is_multi, multi_space
 
     if not is_multi(config):
-        return _check_one(config, resolve_space(config))
+        space = resolve_space(config, tfidf_columns)
+        check_text_keys(config, space, tfidf_columns)
+        return _check_one(config, space)
+    assert config.tuning is not None
+    given = config.tuning.space or {}
+    prefixed = [n for n in given if SEP in n and n.split(SEP, 1)[1].startswith(TEXT_PREFIX)]
+    if prefixed:
+        raise ConfigError(f"tuning.space.{prefixed[0]}: the TF-IDF settings are shared by every family of the study "
+                          f"(one preprocessing per trial); write {prefixed[0].split(SEP, 1)[1]} without the family "
+                          "prefix.")
+    shared = {n: p for n, p in given.items() if n.startswith(TEXT_PREFIX)}
+    if config.tuning.space is None:
+        shared = with_text_part(config, {}, tfidf_columns)
+    check_text_keys(config, shared, tfidf_columns)
     per = check_families(config, task or config.task, default_space)
     for family, own in per.items():
         assert config.tuning is not None
@@ -181,7 +258,7 @@ def check_space(config: PipelineConfig, task: str | None = None) -> dict[str, Se
             for name in own:
                 text = text.replace(f"tuning.space.{name}", f"tuning.space.{family}{SEP}{name}")
             raise ConfigError(f"tuning.families: {family}: {text}") from None
-    return multi_space(per)
+    return {**multi_space(per), **shared}
 
 
 def _check_one(config: PipelineConfig, space: dict[str, SearchParam]) -> dict[str, SearchParam]:
@@ -195,6 +272,8 @@ def _check_one(config: PipelineConfig, space: dict[str, SearchParam]) -> dict[st
     fields = set(TrainingConfig.model_fields)
     base_training = config.training.model_dump()
     for name, param in space.items():
+        if name.startswith(TEXT_PREFIX):
+            continue  # checked by check_text_keys
         for value in _probe_values(param):
             if name.startswith(TRAINING_PREFIX):
                 key = name[len(TRAINING_PREFIX):]

@@ -9,18 +9,26 @@ is honoured (the trial's value wins, as it always has) and reported as a note.
 Which ``training.*`` settings a family reads, what it uses instead of the others, and which model parameters
 trainpipe sets itself, the family declares (``ModelFamily.training_settings``, ``training_hint``,
 ``owned_params``); this module asks it.
+
+Keys prefixed ``features.text_options.`` (``features.text_options.max_features``) tune the TF-IDF step of the
+text columns (:func:`check_text_keys`): accepted only when the pipeline has text columns that go through
+TF-IDF (``features.text``, or string columns the preprocess step inferred as free text), never for a family
+that reads the raw text itself (``input_kind == "text"``, e.g. ``text_encoder``), and not with
+``tuning.ensemble`` (the members of an ensemble share one fitted preprocessor).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from trainpipe._exceptions import ConfigError
 from trainpipe.config import PipelineConfig, TrainingConfig
-from trainpipe.config._schema import SearchParam
+from trainpipe.config._schema import SearchParam, TextOptions
 
 TRAINING_PREFIX = "training."
+TEXT_PREFIX = "features.text_options."
+TEXT_OPTIONS = tuple(TextOptions.model_fields)
 
 _ALL_TRAINING = frozenset(TrainingConfig.model_fields)
 # training settings that never change what is learned: tuning them repeats one model
@@ -79,6 +87,8 @@ def check_consumed(config: PipelineConfig, space: Mapping[str, SearchParam]) -> 
     owned = family_for(model_type).owned_params
     problems: list[str] = []
     for name, param in space.items():
+        if name.startswith(TEXT_PREFIX):
+            continue  # the TF-IDF settings: check_text_keys
         if name.startswith(TRAINING_PREFIX):
             setting = name[len(TRAINING_PREFIX):]
             if setting not in _ALL_TRAINING:
@@ -107,8 +117,16 @@ def space_notes(config: PipelineConfig, space: Mapping[str, Any]) -> list[str]:
     """Keys tuned and also fixed in the config: the trial's value wins (and train uses the best one)."""
     notes = []
     fixed_training = config.training.model_fields_set
+    fixed_text = config.features.text_options.model_fields_set
     for name in space:
-        if name.startswith(TRAINING_PREFIX):
+        if name.startswith(TEXT_PREFIX):
+            option = name[len(TEXT_PREFIX):]
+            if option in fixed_text:
+                value = getattr(config.features.text_options, option, None)
+                notes.append(f"features.text_options.{option} ({value!r}) is also tuned by tuning.space.{name}: each "
+                             "trial fits its own TF-IDF step with its value and train refits it with the best one, "
+                             "so the fixed value is used only by the defaults' trial 0.")
+        elif name.startswith(TRAINING_PREFIX):
             setting = name[len(TRAINING_PREFIX):]
             if setting in fixed_training:
                 value = getattr(config.training, setting, None)
@@ -120,3 +138,80 @@ def space_notes(config: PipelineConfig, space: Mapping[str, Any]) -> list[str]:
                          f"tuning.space.{name}: each trial uses its own value and train uses the best one found, "
                          "so the fixed value is not used while tuning is on.")
     return notes
+
+
+def text_keys(space: Mapping[str, Any]) -> list[str]:
+    """The keys of ``space`` that tune the TF-IDF step (``features.text_options.<option>``)."""
+    return [name for name in space if name.startswith(TEXT_PREFIX)]
+
+
+def reads_raw_text(config: PipelineConfig) -> bool:
+    """Whether the pipeline's (lead) family reads the text columns itself, so no TF-IDF step is fitted."""
+    from trainpipe.models import family_for
+    from trainpipe.tuning._multi import lead_type
+
+    return family_for(lead_type(config)).input_kind == "text"
+
+
+def no_text_possible(config: PipelineConfig) -> bool:
+    """True when the config alone shows there will be no TF-IDF column: none declared, and declared feature
+    lists (which turn the inference of text columns off)."""
+    fc = config.features
+    return not fc.text and (fc.numeric is not None or fc.categorical is not None)
+
+
+def _probe_text_values(param: SearchParam) -> list[Any]:
+    if param.type == "categorical":
+        return list(param.choices or [])
+    assert param.low is not None and param.high is not None
+    if param.type == "int":
+        return [int(param.low), int(param.high)]
+    return [param.low, param.high]
+
+
+def check_text_keys(config: PipelineConfig, space: Mapping[str, SearchParam],
+                    tfidf_columns: Sequence[str] | None) -> None:
+    """Refuse, all at once, the ``features.text_options.*`` keys of ``space`` that cannot be tuned: an unknown
+    option (did-you-mean), a value ``features.text_options`` refuses, no TF-IDF text column, a family that reads
+    raw text, ``tuning.ensemble``. ``tfidf_columns``: the columns the preprocessor runs through TF-IDF, or None
+    before the data is read (then only what the config alone decides is checked)."""
+    import difflib
+
+    keys = text_keys(space)
+    if not keys:
+        return
+    problems: list[str] = []
+    base = config.features.text_options.model_dump()
+    for name in keys:
+        option = name[len(TEXT_PREFIX):]
+        if option not in TEXT_OPTIONS:
+            close = difflib.get_close_matches(option, TEXT_OPTIONS, n=1, cutoff=0.5)
+            hint = f" Did you mean '{TEXT_PREFIX}{close[0]}'?" if close else ""
+            problems.append(f"tuning.space.{name}: unknown TF-IDF setting {option!r}.{hint} Settings: "
+                            f"{', '.join(TEXT_PREFIX + o for o in TEXT_OPTIONS)}.")
+            continue
+        for value in _probe_text_values(space[name]):
+            try:
+                TextOptions.model_validate({**base, option: value})
+            except ValueError as exc:
+                problems.append(f"tuning.space.{name}: the value {value!r} is not a valid features.text_options."
+                                f"{option} ({str(exc).splitlines()[-1].strip()}).")
+                break
+    shown = ", ".join(keys)
+    if reads_raw_text(config):
+        from trainpipe.tuning._multi import lead_type
+
+        problems.append(f"tuning.space: {shown}: {lead_type(config)} reads the text columns itself (no TF-IDF step "
+                        "is fitted), so the TF-IDF settings would change nothing. Remove them from tuning.space; "
+                        "tune the model's own parameters instead (e.g. max_length, training.learning_rate).")
+    elif (tfidf_columns is not None and not tfidf_columns) or (tfidf_columns is None and no_text_possible(config)):
+        problems.append(f"tuning.space: {shown}: this pipeline has no text column going through TF-IDF, so there is "
+                        "nothing for them to tune. Declare the text columns under features.text (string columns "
+                        "with long, mostly distinct values are inferred as text when no feature lists are "
+                        "declared), or remove these keys from tuning.space.")
+    if config.tuning is not None and config.tuning.ensemble is not None:
+        problems.append(f"tuning.space: {shown}: tuning.ensemble combines several trials' models behind one fitted "
+                        "preprocessor, so its trials cannot each fit their own TF-IDF step. Remove these keys, or "
+                        "remove tuning.ensemble.")
+    if problems:
+        raise ConfigError("\n".join(problems))

@@ -15,7 +15,8 @@ when it was the last. The sampler is re-seeded per trial from (seed, trial numbe
 fixed seed gives the same study trial by trial, and concurrent workers never draw the same start.
 
 With ``defaults_trial`` (every study the tune step creates), the first queued trial is the family's defaults
-(an empty override, marked with the ``trainpipe.defaults`` user attr, never pruned): the creator enqueues it
+(an empty override, or the config's TF-IDF settings when the space tunes them; marked with the
+``trainpipe.defaults`` user attr, never pruned): the creator enqueues it
 once, before the other slots, so the chosen configuration is never worse than the untuned model on the
 selection estimate. With a deadline (``tuning.timeout``, counted from the tune step's start), no trial starts
 once the time left is only the reserve for the final refit, and a running trial stops within one round.
@@ -79,6 +80,8 @@ class StudySettings:
     defaults_trial: bool = False  # trial 0 runs the family's defaults (the tune step always sets it)
     plan: Mapping[str, Any] | None = None  # the selection plan, stored by the creator for every worker
     families: tuple[str, ...] = ()  # a multi-family study's model types (``family`` in the space); () otherwise
+    # what the defaults' trial is enqueued with beyond its family: the config's TF-IDF settings (tuned text keys)
+    defaults_params: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -187,11 +190,11 @@ def _open_study(settings: StudySettings, space: Mapping[str, SearchParam]) -> Qu
         from trainpipe.tuning._multi import FAMILY_PARAM
 
         for family in settings.families:
-            study.enqueue_trial({FAMILY_PARAM: family}, user_attrs={DEFAULTS_ATTR: True})
+            study.enqueue_trial({FAMILY_PARAM: family, **settings.defaults_params}, user_attrs={DEFAULTS_ATTR: True})
         first = len(settings.families)
         n = max(n, first)
     elif settings.defaults_trial:  # once, by the creator, before every other slot: it is popped first
-        study.enqueue_trial({}, user_attrs={DEFAULTS_ATTR: True})
+        study.enqueue_trial(dict(settings.defaults_params), user_attrs={DEFAULTS_ATTR: True})
         first = 1
     if settings.sampler == "grid":  # the distinct points, each queued with its parameters fixed
         points = grid_points(space, settings.seed)[:n - first]
@@ -329,7 +332,7 @@ def _run_one(study: QueueStudy, settings: StudySettings, space: Mapping[str, Sea
             raise
         meter = Meter(settings.prices, settings.on_gpu).start()
         try:
-            params = _defaults_params(trial, settings) if defaults else suggest(trial, space)
+            params = _defaults_params(trial, settings, space) if defaults else suggest(trial, space)
             value = float(objective(trial, params, counter))
             if math.isfinite(value):
                 state = TrialState.COMPLETE
@@ -373,13 +376,15 @@ def _run_one(study: QueueStudy, settings: StudySettings, space: Mapping[str, Sea
     return storage.get_trial(trial_id)
 
 
-def _defaults_params(trial: Any, settings: StudySettings) -> dict[str, Any]:
-    """The defaults' trial samples nothing; in a multi-family study it reads its (enqueued) family."""
+def _defaults_params(trial: Any, settings: StudySettings, space: Mapping[str, SearchParam]) -> dict[str, Any]:
+    """The defaults' trial samples nothing: it reads what it was enqueued with (its family in a multi-family
+    study, the config's TF-IDF settings when the space tunes them)."""
+    fixed = suggest(trial, {n: space[n] for n in settings.defaults_params if n in space})
     if not settings.families:
-        return {}
+        return fixed
     from trainpipe.tuning._multi import FAMILY_PARAM
 
-    return {FAMILY_PARAM: trial.suggest_categorical(FAMILY_PARAM, list(settings.families))}
+    return {FAMILY_PARAM: trial.suggest_categorical(FAMILY_PARAM, list(settings.families)), **fixed}
 
 
 def _family_sampler(study: QueueStudy, settings: StudySettings, sampler: Any, number: int,
