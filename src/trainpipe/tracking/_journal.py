@@ -31,15 +31,36 @@ JOURNAL = "tracking_journal.jsonl"
 OFFLINE_PREFIX = "offline-"
 _NET_NAMES = {"ConnectionError", "Timeout", "ReadTimeout", "ConnectTimeout", "MaxRetryError",
               "NewConnectionError", "ProtocolError", "RemoteDisconnected", "ConnectionRefusedError"}
+# A tracking store that is a database (MLflow's SQLAlchemy store on PostgreSQL/MySQL): the driver raises an
+# OperationalError (psycopg, pymysql; SQLAlchemy wraps it, MLflow wraps that as TEMPORARILY_UNAVAILABLE). The
+# same type also means a bad query or a locked SQLite file, so only these texts count as "the database is gone".
+_DB_ERROR_NAMES = {"OperationalError", "InterfaceError", "AdminShutdown", "CrashShutdown", "CannotConnectNow",
+                   "ConnectionTimeout", "ConnectionException"}
+_DB_GONE = ("connection refused", "could not connect to server", "connection failed", "connection timed out",
+            "timeout expired", "server closed the connection unexpectedly", "terminating connection due to "
+            "administrator command", "the database system is shutting down", "the database system is starting up",
+            "consuming input failed", "connection is closed", "connection not open", "no route to host",
+            "could not translate host name", "name or service not known", "can't connect to mysql server",
+            "lost connection to mysql server", "mysql server has gone away", "ssl syscall error")
+
+
+def _database_gone(exc: BaseException) -> bool:
+    if type(exc).__name__ not in _DB_ERROR_NAMES:
+        return False
+    text = str(exc).lower()
+    return any(marker in text for marker in _DB_GONE)
 
 
 def is_unreachable(exc: BaseException) -> bool:
-    """True when ``exc`` (or what it was raised from) says the tracking server did not answer."""
+    """True when ``exc`` (or what it was raised from) says the tracking server, or the database a SQLAlchemy
+    store URI names, did not answer."""
     seen: BaseException | None = exc
     for _ in range(12):
         if seen is None:
             return False
         if isinstance(seen, ConnectionError | TimeoutError) or type(seen).__name__ in _NET_NAMES:
+            return True
+        if _database_gone(seen):
             return True
         text = str(seen)
         if "API request to" in text and ("failed with exception" in text or "failed with timeout" in text):

@@ -43,6 +43,73 @@ def bound_http_defaults() -> None:
         os.environ.setdefault(name, value)
 
 
+# A database URI (MLflow's SQLAlchemy store): libpq waits for ever on a host that drops packets (it reads
+# PGCONNECT_TIMEOUT), and MLflow's engine creation retries 10 times with backoff (about 100 s) before it says
+# the database is down. trainpipe asks once itself, with a bounded wait, before MLflow does.
+DB_CONNECT_TIMEOUT = "10"
+
+
+def _is_database_uri(uri: str) -> bool:
+    scheme = uri.split(":", 1)[0].split("+", 1)[0].lower()
+    return scheme in {"postgresql", "postgres", "mysql", "mssql"}
+
+
+def probe_database(uri: str) -> None:
+    """Connect once to the database a SQLAlchemy store URI names; a database that does not answer is a
+    :class:`~trainpipe.ConfigError` naming the URI (password redacted) and what to do."""
+    if not _is_database_uri(uri):
+        return
+    os.environ.setdefault("PGCONNECT_TIMEOUT", DB_CONNECT_TIMEOUT)
+    _quiet_store_logger()
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    from trainpipe._exceptions import ConfigError
+    from trainpipe.tracking._journal import is_unreachable
+
+    try:
+        engine = sqlalchemy.create_engine(uri, poolclass=NullPool)
+    except Exception:  # a driver or URL problem: MLflow's own message (below) says which
+        return
+    try:
+        with engine.connect():
+            pass
+    except Exception as exc:
+        if not is_unreachable(exc):
+            return
+        orig = getattr(exc, "orig", None) or exc
+        why = redact_uri(" ".join(str(orig).split())[:300])
+        raise ConfigError(
+            f"tracking.uri: the MLflow tracking database {redact_uri(uri)} does not answer ({why}). Start the "
+            "database (or check its host, port and firewall) and run again, or point tracking.uri (or "
+            "MLFLOW_TRACKING_URI) at a store that is running; nothing was run."
+        ) from None
+    finally:
+        engine.dispose()
+
+
+class _DropUnreachable:
+    """MLflow logs every SQLAlchemy OperationalError with a traceback (``mlflow.store.db.utils``); a database
+    that went away is reported by trainpipe (offline, ``runs sync``), so those records are dropped."""
+
+    def filter(self, record: Any) -> bool:
+        from trainpipe.tracking._journal import _DB_GONE, is_unreachable
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None:
+            return not is_unreachable(exc)
+        text = record.getMessage().lower()
+        return not ("sqlalchemy" in text and any(marker in text for marker in _DB_GONE))
+
+
+def _quiet_store_logger() -> None:
+    import logging
+
+    logger = logging.getLogger("mlflow.store.db.utils")
+    if not any(isinstance(f, _DropUnreachable) for f in logger.filters):
+        logger.addFilter(_DropUnreachable())
+
+
 def default_tracking_uri(workdir: Path) -> str:
     return f"sqlite:///{(workdir / DEFAULT_DIR / 'mlflow.db').resolve()}"
 
@@ -71,6 +138,7 @@ class MlflowTracker:
         if uri.startswith("sqlite:///"):
             Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         self._uri = uri
+        probe_database(uri)  # a database that is down: exit 2 now, not after MLflow's ~100 s of retries
         from trainpipe.tracking._relocate import check_moved
 
         # a copied or moved project: its store names the old artifact folder (see tracking/_relocate.py)
