@@ -124,7 +124,8 @@ def reviews() -> tuple[pd.DataFrame, pd.DataFrame]:
     return train.sample(400, random_state=3).reset_index(drop=True), test.head(60).reset_index(drop=True)
 
 
-def _pipeline(workdir: Path, reviews: tuple[pd.DataFrame, pd.DataFrame], tuning: str, registry: str = "") -> Path:
+def _pipeline(workdir: Path, reviews: tuple[pd.DataFrame, pd.DataFrame], tuning: str, registry: str = "",
+              max_features: int = 600) -> Path:
     train, test = reviews
     train.to_csv(workdir / "train.csv", index=False)
     test.to_csv(workdir / "test.csv", index=False)
@@ -132,7 +133,7 @@ def _pipeline(workdir: Path, reviews: tuple[pd.DataFrame, pd.DataFrame], tuning:
 name: reviews
 data: {{source: train.csv, test_source: test.csv, target: score, positive_label: great,
        split: {{method: stratified, val_size: 0.2}}}}
-features: {{text: [review], text_options: {{analyzer: word, max_features: 600, min_df: 2}}}}
+features: {{text: [review], text_options: {{analyzer: word, max_features: {max_features}, min_df: 2}}}}
 model: {{type: lightgbm, params: {{n_estimators: 15, num_leaves: 7, min_child_samples: 5, n_jobs: 1}}}}
 training: {{early_stopping_rounds: 5}}
 evaluation: {{metrics: [f1_macro, roc_auc], plots: false, latency: false}}
@@ -192,13 +193,17 @@ def test_tuned_text_pipeline_registers_a_model_whose_vocabulary_has_the_chosen_s
     from trainpipe.models import _skops_io
 
     space = f"{{{MF}: {{type: categorical, choices: [150, 600]}}}}"
+    # the config keeps 5 terms: its trial 0 is far behind, so a tuned size is chosen and train must refit
     path = _pipeline(workdir, reviews, f"{{n_trials: 3, selection: holdout, metric: roc_auc, space: {space}}}",
-                     "registry: {model_name: reviews-tuned}\n")
+                     "registry: {model_name: reviews-tuned}\n", max_features=5)
     result = trainpipe.run(path, workdir=workdir)
     assert result.status == "finished", result
     best = json.loads(next((workdir / ".trainpipe").rglob("best_params.json")).read_text())
     chosen = best["text_options"]["max_features"]
     assert chosen in (150, 600)
+    refit = json.loads(next((workdir / ".trainpipe").rglob("refit.json")).read_text())
+    assert refit["preprocessor_refit_seconds"] > 0  # counted in the refit, and so in tuning.timeout's accounting
+    assert refit["refit_seconds"] >= refit["preprocessor_refit_seconds"]
     summary = json.loads(next((workdir / ".trainpipe").rglob("study_summary.json")).read_text())
     assert summary["text_options"] == best["text_options"]
 
