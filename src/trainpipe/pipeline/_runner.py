@@ -587,9 +587,10 @@ def load_run_config(run_dir: Path) -> LoadedConfig:
                           f"Runs live under {STATE_DIR}/runs/.")
     # only the secret-named variables: the ${NAME} put in place of their values (no profile overlay here)
     loaded = load_config(path, env={k: v for k, v in os.environ.items() if is_secret_name(k)})
-    source_dir = run_dir / "source_dir.txt"
-    if source_dir.exists():
-        base = Path(source_dir.read_text().strip())
+    from trainpipe.tracking._relocate import recorded_source_dir
+
+    base = recorded_source_dir(run_dir)  # followed into this project when it was copied or moved
+    if base is not None:
         return LoadedConfig(loaded.config, loaded.path, base, None, loaded.raw, loaded.secret_values)
     return loaded
 
