@@ -245,4 +245,46 @@ def relocate_store(uri: str, state_dir: Path, *, allow_missing: bool = False) ->
     return describe(move) + lost + "."
 
 
-__all__ = ["Move", "check_moved", "find_move", "project_store", "relocate", "relocate_store"]
+def recorded_source_dir(run_dir: Path) -> Path | None:
+    """The folder a run's pipeline file was in (its relative paths, e.g. ``data.source``, start there), as
+    recorded in ``source_dir.txt``, followed when the project was copied or moved.
+
+    The file holds the absolute path at run time; ``run.json`` holds where the run directory was then. When the
+    run directory now lives under another project folder (``<project>/.trainpipe/runs/<id>``) and the recorded
+    folder was inside the old project, the same place inside this project is used: a copy reproduces from its
+    own files, never from the original's (which may have changed, or be gone). A folder outside the project is
+    used as recorded. ``None`` when nothing was recorded; a recorded folder that is nowhere is exit 2.
+    """
+    import json
+
+    marker = run_dir / "source_dir.txt"
+    if not marker.is_file():
+        return None
+    recorded = Path(marker.read_text().strip())
+    here = run_dir.resolve()
+    then: Path | None = None
+    try:
+        then = Path(json.loads((run_dir / "run.json").read_text())["run_dir"])
+    except (OSError, ValueError, KeyError, TypeError):
+        then = None
+    if then is not None and then != here and then.parent.name == "runs" and then.parent.parent.name == ".trainpipe" \
+            and here.parent.name == "runs" and here.parent.parent.name == ".trainpipe":
+        old_project, new_project = then.parent.parent.parent, here.parent.parent.parent
+        try:
+            inside = recorded.relative_to(old_project)
+        except ValueError:
+            inside = None
+        if inside is not None and (new_project / inside).is_dir():
+            return new_project / inside
+    if recorded.is_dir():
+        return recorded
+    raise ConfigError(
+        f"run {run_dir.name}: the folder of its pipeline file, {recorded}, recorded in {marker}, does not exist "
+        "(the project was moved or copied, and that folder is not at the same place in this project either). "
+        "Run from the project folder that holds the run's pipeline file and data, or write the folder that now "
+        f"holds them into {marker}."
+    )
+
+
+__all__ = ["Move", "check_moved", "find_move", "project_store", "recorded_source_dir", "relocate",
+           "relocate_store"]
