@@ -377,6 +377,10 @@ def _check_ranking_keys(cfg: PipelineConfig) -> None:
         if data.implicit_threshold is not None and data.label is None:
             raise ValueError("data.implicit_threshold: set data.label to the column it applies to (e.g. rating), "
                              "or remove the threshold")
+        if cfg.validation.min_class_fraction is not None:
+            raise ValueError("validation.min_class_fraction: a ranking task has no target and no classes, so this "
+                             "check cannot apply to interactions; remove it (validation.min_rows, "
+                             "max_missing_fraction, max_duplicate_fraction and columns do apply)")
         if data.split.type in ("temporal_per_user", "leave_last_out") and not data.timestamp:
             raise ValueError(f"data.split.type {data.split.type!r} orders each user's interactions in time and "
                              "needs data.timestamp; set it, or use data.split.type: per_user_random")
