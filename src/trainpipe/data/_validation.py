@@ -91,8 +91,6 @@ def validate_frame(df: pd.DataFrame, config: PipelineConfig, is_classification: 
     given test set (``data.test_source``), checked against ``df``'s columns and labels."""
     import numpy as np
     import pandas as pd
-    import pandera.pandas as pa
-    from pandera.errors import SchemaErrors
 
     vc = config.validation
     target = config.data.target
@@ -151,6 +149,23 @@ def validate_frame(df: pd.DataFrame, config: PipelineConfig, is_classification: 
             results.append(_numeric_feature_check(df[col], col))
     results.extend(_numeric_looking_checks(df, config))
 
+    results.extend(_declared_column_results(df, vc))
+    from trainpipe.data._text_checks import test_source_checks, text_validation
+
+    text_checks, text_notes = text_validation(df, config)
+    results.extend(CheckResult(*c) for c in text_checks)
+    if test is not None:
+        classification = target in df.columns and _looks_categorical(df[target], config.task)
+        results.extend(CheckResult(*c) for c in test_source_checks(df, test, config, classification))
+    return ValidationReport(n, df.shape[1], results, [*notes, *text_notes, *_infinite_notes(df, config)])
+
+
+def _declared_column_results(df: pd.DataFrame, vc: Any) -> list[CheckResult]:
+    """``validation.columns``: each declared column's checks, run by one pandera schema."""
+    import pandera.pandas as pa
+    from pandera.errors import SchemaErrors
+
+    results: list[CheckResult] = []
     columns: dict[str, Any] = {}
     for col, spec in vc.columns.items():
         if col not in df.columns:
@@ -175,14 +190,29 @@ def validate_frame(df: pd.DataFrame, config: PipelineConfig, is_classification: 
                 passed = (col, name) not in failed
                 observed = "ok" if passed else f"{count} failing rows"
                 results.append(CheckResult(col, name, passed, observed, expected, count, examples))
-    from trainpipe.data._text_checks import test_source_checks, text_validation
+    return results
 
-    text_checks, text_notes = text_validation(df, config)
-    results.extend(CheckResult(*c) for c in text_checks)
-    if test is not None:
-        classification = target in df.columns and _looks_categorical(df[target], config.task)
-        results.extend(CheckResult(*c) for c in test_source_checks(df, test, config, classification))
-    return ValidationReport(n, df.shape[1], results, [*notes, *text_notes, *_infinite_notes(df, config)])
+
+def validate_interactions(df: pd.DataFrame, config: PipelineConfig) -> ValidationReport:
+    """The ``validation:`` checks that apply to user-item interactions (``task: ranking``), on the ingested
+    rows, with the same engine as :func:`validate_frame`: ``min_rows`` (interactions), ``max_missing_fraction``
+    (per column), ``max_duplicate_fraction`` (repeated (user, item) pairs) and ``columns``. The keys that cannot
+    apply (``min_class_fraction``: there are no classes) are refused when the config is loaded."""
+    vc, n = config.validation, len(df)
+    user, item = str(config.data.user), str(config.data.item)
+    results: list[CheckResult] = []
+    notes: list[str] = []
+    if vc.min_rows is not None:
+        results.append(_compare(_TABLE, "min_rows", f"{n} interactions", f">= {vc.min_rows}", n >= vc.min_rows))
+    if vc.max_duplicate_fraction is not None and n and user in df.columns and item in df.columns:
+        dup = int(df.duplicated([user, item]).sum())
+        frac = dup / n
+        results.append(_compare(f"{user}, {item}", "max_duplicate_fraction", f"{frac:.4f} ({dup} repeated pairs)",
+                                f"<= {vc.max_duplicate_fraction}", frac <= vc.max_duplicate_fraction, dup))
+    if vc.max_missing_fraction is not None:
+        results.extend(_missing_checks(df, config, [], notes))
+    results.extend(_declared_column_results(df, vc))
+    return ValidationReport(n, df.shape[1], results, notes)
 
 
 RARE_CLASS_NOTE = 0.01  # a class below this share of the labels gets a note (not a failure) by default

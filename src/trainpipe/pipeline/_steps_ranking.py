@@ -68,20 +68,43 @@ def validate(ctx: StepContext) -> None:
     from trainpipe.tasks import TaskInfo
 
     cfg = ctx.config
-    frame, report = prepare_interactions(read_frame(ctx.artifact(DATA)), cfg)
+    raw = read_frame(ctx.artifact(DATA))
+    checked = _declared_checks(ctx, raw)  # the validation: section, on the ingested rows (exit 3 on a failure)
+    frame, report = prepare_interactions(raw, cfg)
     _check_cutoffs(cfg, report.items)  # again after every run, cached or not: cutoffs_after_validate
     for note in report.notes:
         ctx.hooks.on_message(note)
     summary = report.to_dict()
     md = ["# Interaction checks", "", "| check | value |", "|---|---|",
           *(f"| {k} | {v} |" for k, v in summary.items() if k != "notes"), "", *(f"- {n}" for n in report.notes)]
+    if checked is not None and checked.checks:
+        md += ["", checked.to_markdown().replace("# Data validation", "## Declared checks", 1)]
     for out in (ctx.out_dir, ctx.run_dir):
-        write_json(out / "validation_report.json", {"passed": True, "interactions": summary})
+        write_json(out / "validation_report.json", {**(checked.to_dict() if checked is not None else {}),
+                                                    "passed": True, "interactions": summary})
         (out / "validation_report.md").write_text("\n".join(md) + "\n")
     write_parquet(frame, ctx.out_dir / INTERACTIONS)
     write_json(ctx.out_dir / TASK, TaskInfo("ranking", notes=tuple(report.notes)).to_dict())
     ctx.metrics.update({"positives": float(report.positives), "users": float(report.users),
                         "items": float(report.items), "duplicate_pairs": float(report.duplicates)})
+
+
+def _declared_checks(ctx: StepContext, raw: pd.DataFrame) -> Any:
+    """The ``validation:`` checks that apply to interactions (:func:`~trainpipe.data._validation.
+    validate_interactions`); a failure writes the report and raises DataValidationError (exit 3)."""
+    from trainpipe._exceptions import DataValidationError
+    from trainpipe.data._validation import validate_interactions
+
+    checked = validate_interactions(raw, ctx.config)
+    if not checked.checks:
+        return None
+    ctx.metrics.update({"checks": float(len(checked.checks)), "failed_checks": float(len(checked.failures))})
+    if not checked.passed:
+        for out in (ctx.out_dir, ctx.run_dir):  # run_dir: kept though the step fails and is not cached
+            write_json(out / "validation_report.json", checked.to_dict())
+            (out / "validation_report.md").write_text(checked.to_markdown())
+        raise DataValidationError(checked.summary(), checked)
+    return checked
 
 
 def cutoffs_after_validate(loaded: LoadedConfig, out_dir: Path) -> None:
@@ -281,8 +304,10 @@ STEPS: tuple[Step, ...] = (
     _INGEST,
     Step("validate", validate, refs(f"ingest.{DATA}"),
          ("task", "data.user", "data.item", "data.label", "data.implicit_threshold", "data.timestamp",
-          "data.min_user_interactions", "features.user", "features.item"),
-         ("pandas",), description="interaction checks (ids, label, timestamps, duplicates); the positives",
+          "data.min_user_interactions", "features.user", "features.item", "validation.min_rows",
+          "validation.max_missing_fraction", "validation.max_duplicate_fraction", "validation.columns"),
+         ("pandas", "pandera"),
+         description="interaction checks (ids, label, timestamps, duplicates, validation: checks); the positives",
          run_files=("validation_report.json", "validation_report.md"),
          outputs=(TASK, INTERACTIONS, "validation_report.json", "validation_report.md"),
          after=cutoffs_after_validate),
