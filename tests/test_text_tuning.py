@@ -215,3 +215,19 @@ def test_tuned_text_pipeline_registers_a_model_whose_vocabulary_has_the_chosen_s
     model = mlflow.pyfunc.load_model("models:/reviews-tuned@staging")
     scored = model.predict(reviews[1][["review"]])  # raw text in
     assert len(scored) == 60 and set(scored["prediction"].astype(str)) <= {"great", "other"}
+
+
+@pytest.mark.slow
+def test_a_multi_family_study_shares_the_text_settings_and_every_familys_defaults_take_the_config(
+        workdir: Path, reviews: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    tuning = (f"{{n_trials: 4, families: [lightgbm, xgboost], selection: holdout, storage: sqlite:///optuna.db, "
+              f"metric: roc_auc, space: {{{MF}: {{type: categorical, choices: [150, 600]}}, "
+              f"xgboost/max_depth: {{type: int, low: 2, high: 3}}}}}}")
+    study, best = _tune(workdir, reviews, tuning)
+    trials = study.get_trials()
+    assert [t.params for t in trials[:2]] == [{"family": "lightgbm", MF: 600}, {"family": "xgboost", MF: 600}]
+    assert all(MF in t.params for t in trials)  # sampled in every trial, whatever the family
+    done = [t for t in trials if t.state.name == "COMPLETE"]
+    assert done and all(t.user_attrs["n_features"] == t.params[MF] for t in done)
+    assert best["text_options"]["max_features"] == trials[best["best_trial"]].params[MF]
+    assert not any(k.startswith("features.") for k in best["model_params"])

@@ -87,6 +87,13 @@ class TrainingRowFolds:
         self._made: dict[tuple[str, int], list[Fold]] = {}
         self._tuned: OrderedDict[tuple[Any, ...], list[Fold]] = OrderedDict()
         self.fitted: list[tuple[tuple[Any, ...], str, int]] = []  # (settings, plan kind, k) of every fold set made
+        self._fit_seconds, self._fit_rows = 0.0, 0  # preprocessors fitted for tuned settings: time, rows
+
+    @property
+    def preprocess_seconds_per_row(self) -> float:
+        """Seconds per training row the preprocessors of tuned TF-IDF settings took to fit and transform (0 before
+        any): the tune step's estimate of train's preprocessor refit (``tuning.timeout`` reserve)."""
+        return self._fit_seconds / self._fit_rows if self._fit_rows else 0.0
 
     def __call__(self, plan: SelectionPlan, text_options: dict[str, Any] | None = None) -> list[Fold]:
         """The folds of ``plan``; ``text_options``: a trial's TF-IDF settings (None or the config's: the
@@ -106,7 +113,10 @@ class TrainingRowFolds:
             self._tuned.move_to_end(tuned_key)
             return self._tuned[tuned_key]
         features = self.features.model_copy(update={"text_options": TextOptions.model_validate(options)})
+        started = time.perf_counter()
         folds = self._refit_holdout(features) if plan.kind == "holdout" else self._cut(plan, features)
+        self._fit_seconds += time.perf_counter() - started
+        self._fit_rows += sum(int(f.X.shape[0]) for f in folds)
         self.fitted.append((settings, plan.kind, plan.k))
         self._tuned[tuned_key] = folds
         while len(self._tuned) > self.keep:

@@ -219,6 +219,10 @@ def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold] | F
         if on_trial is not None:  # with the study's direction: "maximize" or "minimize"
             on_trial(frozen, settings.direction)
 
+    def text_refit_estimate() -> float:
+        """Seconds of train's preprocessor refit with tuned TF-IDF settings: the folds' fitting time per row."""
+        return float(getattr(folds, "preprocess_seconds_per_row", 0.0)) * n_all if tunes_text else 0.0
+
     def reserve(study: Any) -> float:
         """Seconds kept for the refit of the configuration chosen so far (with an ensemble: of the best trials it
         may pick, at most ``size``), and the files written after."""
@@ -227,6 +231,7 @@ def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold] | F
         seconds = refit_estimate(chosen, n_all, probe_refit / REFIT_SAFETY)
         if config.tuning is not None and config.tuning.final_model == "fold_average":
             seconds *= FOLD_AVERAGE_K
+        seconds += text_refit_estimate()
         if ensemble is not None:
             sign = 1.0 if settings.direction == "maximize" else -1.0
             done = sorted((t for t in trials if t.state.name == "COMPLETE" and t.value is not None),
@@ -289,6 +294,7 @@ def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold] | F
     if not members and config.tuning.final_model == "fold_average":
         members = fold_members(summary, chosen, model_type, model_params, training_params, plan)
         refit *= len(members)
+    refit += text_refit_estimate()
     study_seconds = time.perf_counter() - started
     summary["budget"] = {"timeout": settings.timeout, "study_seconds": study_seconds,
                          "refit_estimate_seconds": refit,
