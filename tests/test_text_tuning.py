@@ -125,7 +125,7 @@ def reviews() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _pipeline(workdir: Path, reviews: tuple[pd.DataFrame, pd.DataFrame], tuning: str, registry: str = "",
-              max_features: int = 600) -> Path:
+              max_features: int = 600, text: str = "text: [review], ") -> Path:
     train, test = reviews
     train.to_csv(workdir / "train.csv", index=False)
     test.to_csv(workdir / "test.csv", index=False)
@@ -133,7 +133,7 @@ def _pipeline(workdir: Path, reviews: tuple[pd.DataFrame, pd.DataFrame], tuning:
 name: reviews
 data: {{source: train.csv, test_source: test.csv, target: score, positive_label: great,
        split: {{method: stratified, val_size: 0.2}}}}
-features: {{text: [review], text_options: {{analyzer: word, max_features: {max_features}, min_df: 2}}}}
+features: {{{text}text_options: {{analyzer: word, max_features: {max_features}, min_df: 2}}}}
 model: {{type: lightgbm, params: {{n_estimators: 15, num_leaves: 7, min_child_samples: 5, n_jobs: 1}}}}
 training: {{early_stopping_rounds: 5}}
 evaluation: {{metrics: [f1_macro, roc_auc], plots: false, latency: false}}
@@ -141,11 +141,12 @@ tuning: {tuning}
 {registry}""")
 
 
-def _tune(workdir: Path, reviews: tuple[pd.DataFrame, pd.DataFrame], tuning: str) -> tuple[Any, dict[str, Any]]:
+def _tune(workdir: Path, reviews: tuple[pd.DataFrame, pd.DataFrame], tuning: str, text: str = "text: [review], "
+          ) -> tuple[Any, dict[str, Any]]:
     """Run the pipeline up to the tune step; the study (SQLite storage) and best_params.json."""
     import optuna
 
-    path = _pipeline(workdir, reviews, tuning)
+    path = _pipeline(workdir, reviews, tuning, text=text)
     loaded = load_config(path)
     result = PipelineRunner(loaded, workdir=workdir, tracker=InMemoryTracker(),
                             steps=StepGraph.for_config(loaded.config).until("tune")).run()
@@ -171,15 +172,20 @@ def test_each_trial_is_scored_on_folds_preprocessed_with_its_own_settings_and_tr
     assert MF not in best["model_params"]  # a TF-IDF setting, not a LightGBM parameter
 
 
-def test_the_same_seed_gives_the_same_text_settings_and_best_params(
+@pytest.mark.slow
+def test_the_default_space_tunes_an_inferred_text_column_and_the_same_seed_gives_the_same_study(
         tmp_path: Path, reviews: tuple[pd.DataFrame, pd.DataFrame], monkeypatch: pytest.MonkeyPatch) -> None:
-    tuning = TUNED.replace("sampler: grid, ", "")  # TPE, seeded per trial from training.seed
+    # no features.text and no tuning.space: 'review' is inferred as free text, the default space gets the text part
+    tuning = "{n_trials: 4, selection: repeated_holdout, cv_folds: 2, storage: sqlite:///optuna.db, metric: roc_auc}"
     runs = []
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
         monkeypatch.chdir(tmp_path / name)
-        study, best = _tune(tmp_path / name, reviews, tuning)
-        runs.append(([t.params for t in study.get_trials()], best["model_params"], best["text_options"]))
+        study, best = _tune(tmp_path / name, reviews, tuning, text="")
+        trials = study.get_trials()
+        assert trials[0].params == {MF: 600, MIN_DF: 2, ANALYZER: "word"}  # the config's settings
+        assert all({MF, MIN_DF, ANALYZER, "num_leaves"} <= set(t.params) for t in trials[1:])
+        runs.append(([t.params for t in trials], best["model_params"], best["text_options"]))
     assert runs[0] == runs[1]
 
 
