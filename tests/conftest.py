@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -54,6 +55,22 @@ def write_pipeline(directory: Path, text: str, name: str = "pipeline.yaml") -> P
     path = directory / name
     path.write_text(text)
     return path
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path) -> Iterator[Any]:
+    """A real ``mlflow server`` (SQLite store, artifact folder) on a free 127.0.0.1 port, in its own process
+    group: ``.url``; ``.stop()``/``.start()`` for outages (tests/_servers.py)."""
+    from tests._servers import MlflowServer, free_port
+
+    root = tmp_path / "mlflow-server"
+    root.mkdir()
+    server = MlflowServer(root, free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -3,65 +3,19 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests._servers import MlflowServer
 from tests.conftest import make_frame, write_pipeline
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def mlflow_server(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    mlflow_bin = Path(sys.executable).with_name("mlflow")
-    assert mlflow_bin.exists(), f"the mlflow CLI is missing next to {sys.executable}; install trainpipe's deps"
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen(
-        [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
-         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"mlflow server did not start: {(tmp_path / 'server.log').read_text()[-2000:]}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
-
-
-def test_pipeline_logs_to_a_real_mlflow_server(workdir: Path, mlflow_server: str) -> None:
+def test_pipeline_logs_to_a_real_mlflow_server(workdir: Path, mlflow_server: MlflowServer) -> None:
     from mlflow import MlflowClient
 
     make_frame(400, task="multiclass").to_csv(workdir / "data.csv", index=False)
@@ -69,14 +23,14 @@ def test_pipeline_logs_to_a_real_mlflow_server(workdir: Path, mlflow_server: str
 name: server-test
 data: {{source: data.csv, target: label}}
 model: {{type: lightgbm, params: {{n_estimators: 30, min_child_samples: 5}}}}
-tracking: {{uri: "{mlflow_server}"}}
+tracking: {{uri: "{mlflow_server.url}"}}
 evaluation: {{slices: [colour]}}
 """)
     proc = subprocess.run([sys.executable, "-m", "trainpipe.cli", "run", str(path)], cwd=workdir,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert not (workdir / ".trainpipe" / "mlflow.db").exists(), "tracking.uri was ignored"
-    client = MlflowClient(tracking_uri=mlflow_server)
+    client = MlflowClient(tracking_uri=mlflow_server.url)
     exp = client.get_experiment_by_name("server-test")
     assert exp is not None
     runs = client.search_runs([exp.experiment_id], filter_string="tags.`trainpipe.kind` = 'pipeline'")
@@ -91,7 +45,8 @@ evaluation: {{slices: [colour]}}
     children = client.search_runs([exp.experiment_id],
                                   filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'")
     assert len(children) == 9
-    listing = subprocess.run([sys.executable, "-m", "trainpipe.cli", "runs", "list", "--tracking-uri", mlflow_server],
+    listing = subprocess.run([sys.executable, "-m", "trainpipe.cli", "runs", "list", "--tracking-uri",
+                              mlflow_server.url],
                              cwd=workdir, capture_output=True, text=True, timeout=120,
                              env={**os.environ, "COLUMNS": "250"})
     assert listing.returncode == 0 and run.info.run_id in listing.stdout
@@ -99,6 +54,6 @@ evaluation: {{slices: [colour]}}
     (version,) = client.search_model_versions("name = 'server-test'")
     assert client.get_model_version_by_alias("server-test", "staging").version == version.version
     models = subprocess.run([sys.executable, "-m", "trainpipe.cli", "models", "list", "server-test",
-                             "--tracking-uri", mlflow_server], cwd=workdir, capture_output=True, text=True,
+                             "--tracking-uri", mlflow_server.url], cwd=workdir, capture_output=True, text=True,
                             timeout=120, env={**os.environ, "COLUMNS": "250"})
     assert models.returncode == 0 and "@staging" in models.stdout, models.stderr

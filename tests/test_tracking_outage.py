@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
@@ -20,13 +19,13 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests._servers import MlflowServer
 from tests.conftest import make_frame, write_pipeline
 from trainpipe._exceptions import StorageFull, TrackingUnavailable
 from trainpipe._signals import SignalInterrupt, raise_interrupt
@@ -209,61 +208,6 @@ def test_a_dead_process_run_is_marked_killed_and_a_recycled_pid_is_not_taken_for
 # -- slow: a real MLflow server and the CLI -------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    def __init__(self, root: Path, port: int) -> None:
-        self.root, self.port = root, port
-        self.url = f"http://127.0.0.1:{port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        mlflow_bin = Path(sys.executable).with_name("mlflow")
-        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
-        log = (self.root / "server.log").open("a")
-        self.proc = subprocess.Popen(
-            [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{self.root}/server.db",
-             "--artifacts-destination", str(self.root / "server-artifacts"), "--host", "127.0.0.1",
-             "--port", str(self.port), "--workers", "1"],
-            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"mlflow server did not start: {(self.root / 'server.log').read_text()[-2000:]}")
-            time.sleep(0.5)
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        for sig in (signal.SIGCONT, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, sig)
-        self.proc.wait()
-        self.proc = None
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    root = tmp_path / "server"
-    root.mkdir()
-    srv = Server(root, _free_port())
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
 # `trainpipe run`, with the server's process group sent SIG (kill or stop) when step STEP ends
 RUN_WITH_OUTAGE = """
 import os, signal, sys
@@ -281,7 +225,7 @@ main()
 """
 
 
-def _run_with_outage(workdir: Path, path: Path, srv: Server, after: str, sig: str) -> subprocess.Popen[str]:
+def _run_with_outage(workdir: Path, path: Path, srv: MlflowServer, after: str, sig: str) -> subprocess.Popen[str]:
     assert srv.proc is not None
     env = {**os.environ, "OUTAGE_AFTER": after, "OUTAGE_PGID": str(srv.proc.pid), "OUTAGE_SIGNAL": sig,
            "COLUMNS": "250"}
@@ -296,9 +240,10 @@ def _cli(workdir: Path, *args: str, timeout: int = 300) -> subprocess.CompletedP
 
 @pytest.mark.slow
 @pytest.mark.server
-def test_server_killed_mid_run_exit_2_then_runs_sync_uploads_and_registers(workdir: Path, server: Server) -> None:
-    path = _pipeline(workdir, "outage", extra=f'tracking: {{uri: "{server.url}"}}\n')
-    proc = _run_with_outage(workdir, path, server, "gate", "SIGKILL")
+def test_server_killed_mid_run_exit_2_then_runs_sync_uploads_and_registers(
+        workdir: Path, mlflow_server: MlflowServer) -> None:
+    path = _pipeline(workdir, "outage", extra=f'tracking: {{uri: "{mlflow_server.url}"}}\n')
+    proc = _run_with_outage(workdir, path, mlflow_server, "gate", "SIGKILL")
     t0 = time.monotonic()
     stdout, stderr = proc.communicate(timeout=300)
     after_outage = time.monotonic() - t0
@@ -306,18 +251,18 @@ def test_server_killed_mid_run_exit_2_then_runs_sync_uploads_and_registers(workd
     assert "OUTAGE" in stdout
     (run_dir,) = (workdir / ".trainpipe" / "runs").iterdir()
     run_id = run_dir.name
-    assert f"tracking server unreachable at {server.url}: the run's results are in .trainpipe/runs/{run_id}" \
+    assert f"tracking server unreachable at {mlflow_server.url}: the run's results are in .trainpipe/runs/{run_id}" \
         in " ".join(stderr.split()), stderr
     assert f"trainpipe runs sync {run_id}" in " ".join(stderr.split())
     assert "Traceback" not in stderr and after_outage < 240
     registration = json.loads((run_dir / "steps" / "register" / "registration.json").read_text())
     assert registration["pending"] is True and registration["registered"] is False
 
-    server.stop()  # the dead server comes back on the same store
-    server.start()
+    mlflow_server.stop()  # the dead server comes back on the same store
+    mlflow_server.start()
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=server.url)
+    client = MlflowClient(tracking_uri=mlflow_server.url)
     assert client.get_run(run_id).info.status == "RUNNING"  # what the outage left behind
     synced = _cli(workdir, "runs", "sync", run_id)
     assert synced.returncode == 0, synced.stderr
@@ -346,9 +291,10 @@ def test_server_killed_mid_run_exit_2_then_runs_sync_uploads_and_registers(workd
 
 @pytest.mark.slow
 @pytest.mark.server
-def test_sigterm_during_a_hung_server_ends_the_run_promptly_with_143(workdir: Path, server: Server) -> None:
-    path = _pipeline(workdir, "hung", extra=f'tracking: {{uri: "{server.url}"}}\n')
-    proc = _run_with_outage(workdir, path, server, "train", "SIGSTOP")  # the server stops answering
+def test_sigterm_during_a_hung_server_ends_the_run_promptly_with_143(
+        workdir: Path, mlflow_server: MlflowServer) -> None:
+    path = _pipeline(workdir, "hung", extra=f'tracking: {{uri: "{mlflow_server.url}"}}\n')
+    proc = _run_with_outage(workdir, path, mlflow_server, "train", "SIGSTOP")  # the server stops answering
     assert proc.stdout is not None
     deadline = time.monotonic() + 240
     while "OUTAGE" not in proc.stdout.readline():
