@@ -126,6 +126,16 @@ main()
 def test_database_stopped_mid_run_exit_2_then_runs_sync_uploads_and_registers(
         workdir: Path, cluster: PostgresCluster) -> None:
     from tests._servers import _as_postgres
+    from trainpipe import ConfigError
+    from trainpipe.tracking import MlflowTracker
+
+    missing = f"postgresql+psycopg://postgres:{PASSWORD}@127.0.0.1:{cluster.port}/nosuchdb"
+    with pytest.raises(ConfigError, match=r"tracking.uri: cannot connect to the MLflow tracking database "
+                                          r"postgresql\+psycopg://postgres:\*\*\*@.*/nosuchdb \(.*database "
+                                          r"\"nosuchdb\" does not exist.*\)\. Check the user, password and "
+                                          r"database name") as info:
+        MlflowTracker(missing, "exp")  # refused at once, not after MLflow's ~100 s of retries
+    assert PASSWORD not in str(info.value)
 
     uri = f"postgresql+psycopg://postgres:{PASSWORD}@127.0.0.1:{cluster.port}/mlflow"
     path = _pipeline(workdir, "pgoutage", uri)

@@ -36,12 +36,15 @@ _NET_NAMES = {"ConnectionError", "Timeout", "ReadTimeout", "ConnectTimeout", "Ma
 # same type also means a bad query or a locked SQLite file, so only these texts count as "the database is gone".
 _DB_ERROR_NAMES = {"OperationalError", "InterfaceError", "AdminShutdown", "CrashShutdown", "CannotConnectNow",
                    "ConnectionTimeout", "ConnectionException"}
-_DB_GONE = ("connection refused", "could not connect to server", "connection failed", "connection timed out",
-            "timeout expired", "server closed the connection unexpectedly", "terminating connection due to "
-            "administrator command", "the database system is shutting down", "the database system is starting up",
-            "consuming input failed", "connection is closed", "connection not open", "no route to host",
-            "could not translate host name", "name or service not known", "can't connect to mysql server",
-            "lost connection to mysql server", "mysql server has gone away", "ssl syscall error")
+# (not "connection failed" alone: psycopg also says it before "password authentication failed", which is the
+# user's to fix, not an outage)
+_DB_GONE = ("connection refused", "could not connect to server", "connection timed out", "timeout expired",
+            "server closed the connection unexpectedly", "terminating connection due to administrator command",
+            "the database system is shutting down", "the database system is starting up", "consuming input failed",
+            "connection is closed", "connection not open", "connection reset", "no route to host",
+            "network is unreachable", "could not translate host name", "name or service not known",
+            "can't connect to mysql server", "lost connection to mysql server", "mysql server has gone away",
+            "ssl syscall error")
 
 
 def _database_gone(exc: BaseException) -> bool:

@@ -75,15 +75,20 @@ def probe_database(uri: str) -> None:
         with engine.connect():
             pass
     except Exception as exc:
-        if not is_unreachable(exc):
-            return
         orig = getattr(exc, "orig", None) or exc
-        why = redact_uri(" ".join(str(orig).split())[:300])
-        raise ConfigError(
-            f"tracking.uri: the MLflow tracking database {redact_uri(uri)} does not answer ({why}). Start the "
-            "database (or check its host, port and firewall) and run again, or point tracking.uri (or "
-            "MLFLOW_TRACKING_URI) at a store that is running; nothing was run."
-        ) from None
+        why = scrub(redact_uri(" ".join(str(orig).split())[:300]))
+        if is_unreachable(exc):
+            raise ConfigError(
+                f"tracking.uri: the MLflow tracking database {redact_uri(uri)} does not answer ({why}). Start the "
+                "database (or check its host, port and firewall) and run again, or point tracking.uri (or "
+                "MLFLOW_TRACKING_URI) at a store that is running; nothing was run."
+            ) from None
+        if type(orig).__name__ in {"OperationalError", "InterfaceError"} or type(exc).__name__ == "OperationalError":
+            raise ConfigError(  # a wrong password, user or database name: MLflow would retry it for ~100 s too
+                f"tracking.uri: cannot connect to the MLflow tracking database {redact_uri(uri)} ({why}). Check "
+                "the user, password and database name in the URI (the database must exist); nothing was run."
+            ) from None
+        return  # anything else: MLflow's own error, below, says it
     finally:
         engine.dispose()
 
