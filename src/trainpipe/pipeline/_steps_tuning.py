@@ -63,7 +63,7 @@ class TrainingRowFolds:
 
         from trainpipe.features import FeatureSpec
         from trainpipe.features._text import text_options
-        from trainpipe.pipeline._steps import reads_raw_text
+        from trainpipe.tuning._space_checks import reads_raw_text
 
         self.ctx, self.task, self.keep = ctx, task, keep
         self.train = read_frame(ctx.artifact("train.parquet"))
@@ -80,7 +80,7 @@ class TrainingRowFolds:
         self.spec = FeatureSpec.from_dict(feats["spec"])
         self.features = cfg.features.model_copy(update={"categorical_encoding": feats.get(
             "categorical_encoding", cfg.features.categorical_encoding)})
-        self.raw_text = reads_raw_text(ctx.loaded)
+        self.raw_text = reads_raw_text(cfg)  # as the preprocess step decided
         # the columns each fold's preprocessor runs through TF-IDF: what features.text_options.* keys can tune
         self.tfidf_columns: tuple[str, ...] = () if self.raw_text else tuple(self.spec.text)
         self.base_options = text_options(cfg.features)

@@ -43,7 +43,6 @@ from typing import TYPE_CHECKING, Any
 from trainpipe._exceptions import ConfigError
 from trainpipe.config import PipelineConfig
 from trainpipe.config._schema import SearchParam
-from trainpipe.tuning._space_checks import TEXT_PREFIX
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
@@ -145,8 +144,6 @@ def family_spaces(config: PipelineConfig, families: Sequence[str],
         raise ConfigError("tuning.space: empty search space: remove `space:` to use every family's default space.")
     per: dict[str, dict[str, SearchParam]] = {f: {} for f in families}
     for name, param in (given or {}).items():
-        if name.startswith(TEXT_PREFIX):
-            continue  # the TF-IDF settings: shared by every family, no prefix (trainpipe.tuning._space)
         head, _, rest = name.partition(SEP)
         if not rest or head not in per:
             raise _family_key_error(name, families)

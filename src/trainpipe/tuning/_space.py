@@ -245,6 +245,13 @@ def check_space(config: PipelineConfig, task: str | None = None,
     if config.tuning.space is None:
         shared = with_text_part(config, {}, tfidf_columns)
     check_text_keys(config, shared, tfidf_columns)
+    tuning = config.tuning
+    if tuning.space is not None and len(shared) < len(tuning.space):
+        # each family's keys are TYPE/ prefixed; the shared TF-IDF keys are not theirs
+        rest = {n: p for n, p in tuning.space.items() if not n.startswith(TEXT_PREFIX)}
+        config = config.model_copy(update={"tuning": tuning.model_copy(update={"space": rest})})
+    elif shared and tuning.space is not None:  # only TF-IDF keys: every family tunes its default space
+        config = config.model_copy(update={"tuning": tuning.model_copy(update={"space": None})})
     per = check_families(config, task or config.task, default_space)
     for family, own in per.items():
         assert config.tuning is not None
