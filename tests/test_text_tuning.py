@@ -146,11 +146,23 @@ def _tune(workdir: Path, reviews: tuple[pd.DataFrame, pd.DataFrame], tuning: str
     """Run the pipeline up to the tune step; the study (SQLite storage) and best_params.json."""
     import optuna
 
+    from trainpipe._hooks import Hooks
+
+    class Messages(Hooks):
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        def on_message(self, text: str) -> None:
+            self.seen.append(text)
+
     path = _pipeline(workdir, reviews, tuning, text=text)
     loaded = load_config(path)
-    result = PipelineRunner(loaded, workdir=workdir, tracker=InMemoryTracker(),
+    messages = Messages()
+    result = PipelineRunner(loaded, workdir=workdir, tracker=InMemoryTracker(), hooks=messages,
                             steps=StepGraph.for_config(loaded.config).until("tune")).run()
     assert result.status == "finished", result
+    shown = [m for m in messages.seen if m.startswith("TF-IDF settings of the chosen trial: ")]
+    assert len(shown) == 1 and "max_features=" in shown[0]
     best = json.loads(next((workdir / ".trainpipe").rglob("best_params.json")).read_text())
     return optuna.load_study(study_name="reviews", storage=f"sqlite:///{workdir / 'optuna.db'}"), best
 

@@ -227,6 +227,7 @@ class TrialProgress:
 
 def tune(ctx: StepContext) -> None:
     from trainpipe.data import TaskInfo
+    from trainpipe.features._text import text_options
     from trainpipe.tuning import metrics_of, tune_folds
 
     cfg = ctx.config
@@ -270,6 +271,12 @@ def tune(ctx: StepContext) -> None:
         f"{summary['work_saved_fraction']:.0%} of the rounds saved"
     )
     ctx.hooks.on_message(selection_message(summary))
+    chosen_text = summary.get("text_options")
+    if chosen_text:
+        same = chosen_text == text_options(cfg.features)
+        ctx.hooks.on_message("TF-IDF settings of the chosen trial: " + ", ".join(
+            f"{k}={v}" for k, v in sorted(chosen_text.items())) + (" (the config's)" if same else
+                                                                   " (train refits the preprocessor with them)"))
     budget = summary["budget"]
     if budget["timeout"] is not None:
         ctx.hooks.on_message(
