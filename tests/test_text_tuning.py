@@ -249,3 +249,25 @@ def test_a_multi_family_study_shares_the_text_settings_and_every_familys_default
     assert done and all(t.user_attrs["n_features"] == t.params[MF] for t in done)
     assert best["text_options"]["max_features"] == trials[best["best_trial"]].params[MF]
     assert not any(k.startswith("features.") for k in best["model_params"])
+
+
+def test_a_holdout_trial_fits_its_tfidf_on_the_training_split_alone(
+        workdir: Path, reviews: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    # max_features null keeps every term: the trial's width is the vocabulary its preprocessor was fitted on
+    tuning = (f"{{n_trials: 2, sampler: grid, selection: holdout, storage: sqlite:///optuna.db, metric: roc_auc, "
+              f"space: {{{MF}: {{type: categorical, choices: [null]}}}}}}")
+    study, _ = _tune(workdir, reviews, tuning)
+    trials = study.get_trials()
+    assert trials[0].params == {} and trials[0].user_attrs["n_features"] == 600  # 600 lies outside [null]
+    width = trials[1].user_attrs["n_features"]
+    split = next(p.parent for p in (workdir / ".trainpipe").rglob("split.json"))
+    train, val = pd.read_parquet(split / "train.parquet"), pd.read_parquet(split / "val.parquet")
+
+    def vocabulary(texts: pd.Series) -> int:
+        words = TfidfVectorizer(analyzer="word", ngram_range=(1, 2), min_df=2, strip_accents="unicode")
+        return len(words.fit(texts.fillna("")).vocabulary_)
+
+    assert width == vocabulary(train["review"])  # fitted on the training split's rows
+    assert width < vocabulary(pd.concat([train["review"], val["review"]]))  # never on the rows it is scored on
