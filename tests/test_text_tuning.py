@@ -271,3 +271,34 @@ def test_a_holdout_trial_fits_its_tfidf_on_the_training_split_alone(
 
     assert width == vocabulary(train["review"])  # fitted on the training split's rows
     assert width < vocabulary(pd.concat([train["review"], val["review"]]))  # never on the rows it is scored on
+
+
+def test_fold_sets_are_kept_per_text_setting_the_configs_for_good_the_others_least_recently_used_first(
+        workdir: Path, reviews: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    from trainpipe._hooks import Hooks
+    from trainpipe.data import TaskInfo
+    from trainpipe.pipeline._step import StepContext
+    from trainpipe.pipeline._steps_tuning import TUNE_STEP, TrainingRowFolds
+    from trainpipe.tuning import SelectionPlan
+
+    loaded = load_config(_pipeline(workdir, reviews, "{n_trials: 2}"))
+    result = PipelineRunner(loaded, workdir=workdir, tracker=InMemoryTracker(),
+                            steps=StepGraph.for_config(loaded.config).until("preprocess")).run()
+    assert result.status == "finished", result
+    state = workdir / ".trainpipe"
+    inputs = {"preprocess": next(state.rglob("features.json")).parent, "split": next(state.rglob("split.json")).parent,
+              "validate": next(state.rglob("task.json")).parent}
+    ctx = StepContext(step="tune", loaded=loaded, inputs=inputs, out_dir=workdir / "out", run_dir=workdir / "out",
+                      hooks=Hooks(), declared=dict(TUNE_STEP.inputs))
+    folds = TrainingRowFolds(ctx, TaskInfo.from_dict(json.loads((inputs["validate"] / "task.json").read_text())),
+                             keep=2)
+    assert folds.tfidf_columns == ("review",)
+    plan = SelectionPlan("cv", 2)
+    base = folds(plan)
+    assert folds(plan, {"max_features": 600, "analyzer": "word"}) is base  # the config's settings
+    made = {n: folds(plan, {"max_features": n}) for n in (100, 50)}
+    assert [f.X.shape[1] for f in made[100]] == [100, 100] and [f.X.shape[1] for f in made[50]] == [50, 50]
+    assert folds(plan, {"max_features": 100}) is made[100]  # cached, and now the most recently used
+    folds(plan, {"max_features": 30})  # a third setting: 50, the least recently used, is dropped
+    assert folds(plan, {"max_features": 100}) is made[100] and folds(plan, {"max_features": 50}) is not made[50]
+    assert folds(plan) is base and folds.preprocess_seconds_per_row > 0

@@ -86,7 +86,6 @@ class TrainingRowFolds:
         self.base_options = text_options(cfg.features)
         self._made: dict[tuple[str, int], list[Fold]] = {}
         self._tuned: OrderedDict[tuple[Any, ...], list[Fold]] = OrderedDict()
-        self.fitted: list[tuple[tuple[Any, ...], str, int]] = []  # (settings, plan kind, k) of every fold set made
         self._fit_seconds, self._fit_rows = 0.0, 0  # preprocessors fitted for tuned settings: time, rows
 
     @property
@@ -103,7 +102,6 @@ class TrainingRowFolds:
             key = (plan.kind, plan.k)
             if key not in self._made:
                 self._made[key] = (_holdout(self.ctx) if plan.kind == "holdout" else self._cut(plan, self.features))
-                self.fitted.append((tuple(sorted(options.items())), plan.kind, plan.k))
             return self._made[key]
         from trainpipe.config._schema import TextOptions
 
@@ -117,7 +115,6 @@ class TrainingRowFolds:
         folds = self._refit_holdout(features) if plan.kind == "holdout" else self._cut(plan, features)
         self._fit_seconds += time.perf_counter() - started
         self._fit_rows += sum(int(f.X.shape[0]) for f in folds)
-        self.fitted.append((settings, plan.kind, plan.k))
         self._tuned[tuned_key] = folds
         while len(self._tuned) > self.keep:
             self._tuned.popitem(last=False)
