@@ -89,7 +89,7 @@ def export_airflow(
             return
         mode = "kubernetes" if kubernetes else ("docker" if image else "bash")
         text = render_dag(plan, mode=mode, image=image, trainpipe=_trainpipe_command(), volume_claim=volume_claim,
-                          namespace=namespace, env=_env(env))
+                          namespace=namespace, env=_env(env), profile=profile, overrides=set_ or [])
         path = write_dag(text, output, loaded.config.name)
         out.print(f"wrote {path} ({mode} tasks: open_run, {', '.join(s['name'] for s in plan['steps'])}, "
                   "close_run)", markup=False, highlight=False)

@@ -13,6 +13,8 @@ spliced into a shell line.
 from __future__ import annotations
 
 import pprint
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +118,8 @@ with DAG(
     defaults = PLAN["defaults"]
     opened = _operator("open_run", ["orchestrate", "open", PLAN["config"], "--run-dir", RUN_DIR,
                                     "--orchestrator", "airflow", "--run-type", "{{{{ dag_run.run_type }}}}",
-                                    "--id", "dag_id={{{{ dag.dag_id }}}}", "--id", "run_id={{{{ run_id }}}}"], defaults)
+                                    "--id", "dag_id={{{{ dag.dag_id }}}}", "--id", "run_id={{{{ run_id }}}}",
+                                    *PLAN.get("open_args", [])], defaults)
     tasks = {{}}
     for step in PLAN["steps"]:
         tasks[step["name"]] = _operator(step["name"], ["step", step["name"], "--run-dir", RUN_DIR], step)
@@ -136,16 +139,82 @@ def dag_id_of(pipeline: str) -> str:
     return "trainpipe_" + "".join(c if c.isalnum() or c in "_-." else "_" for c in pipeline)
 
 
+# Airflow renders an operator's templated fields (bash_command, env, cwd, image, command, arguments, env_vars,
+# namespace, volumes, ...) with Jinja when a task runs, and reads a value ending in one of the operator's
+# template_ext (BashOperator: .sh, .bash; DockerOperator: .env too) as the NAME of a template file. A value the
+# DAG file embeds for such a field must hold neither: it would be run as a template (``{{ conn.db.password }}``
+# in an --env value would put a connection's password into every task's environment).
+_JINJA_MARKS = ("{{", "{%", "{#")  # what opens an expression, a statement, a comment
+_TEMPLATE_EXT = (".sh", ".bash", ".env")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _literal(what: str, value: str | None) -> None:
+    """ConfigError (exit 2) for a value Airflow would render as a Jinja template or read as a template file."""
+    if value is None:
+        return
+    marks = [m for m in _JINJA_MARKS if m in value]
+    if marks:
+        raise ConfigError(f"{what}: {value!r} holds {marks[0]!r}; Airflow renders the tasks' arguments and "
+                          "environment as Jinja templates, so this text would run as a template when the task "
+                          "starts. Remove the braces (set such values in the workers' environment instead).")
+    if value.strip().endswith(_TEMPLATE_EXT):
+        raise ConfigError(f"{what}: {value!r} ends with {value.strip().rsplit('.', 1)[-1]!r}; Airflow reads a task "
+                          f"value ending in {', '.join(_TEMPLATE_EXT)} as the name of a template file to render, "
+                          "not as text. Rename it, or set it in the workers' environment instead.")
+
+
+def check_literals(plan: dict[str, Any], *, image: str | None, trainpipe: str, volume_claim: str, namespace: str,
+                   env: dict[str, str]) -> None:
+    """Every value the DAG hands to an operator's templated fields is plain text (see :func:`_literal`), and every
+    --env name is an environment variable name."""
+    _literal("--workdir (the project folder)", plan["workdir"])
+    _literal("the pipeline file's path", plan["config"])
+    _literal("the trainpipe command", trainpipe)
+    _literal("--image", image)
+    _literal("--volume-claim", volume_claim)
+    _literal("--namespace", namespace)
+    for key, value in env.items():
+        if not _ENV_NAME.match(key):
+            raise ConfigError(f"--env {key!r}: expected an environment variable name (letters, digits and '_', "
+                              "not starting with a digit).")
+        _literal(f"--env {key}", value)
+
+
+def open_args(profile: str | None, overrides: Sequence[str]) -> list[str]:
+    """The export's ``--profile`` and ``--set`` as arguments of open_run (every run of the DAG applies them, as the
+    plan did); a secret among them is refused: the DAG file is not the place for one."""
+    from trainpipe.config._secrets import is_secret_name, scrub
+
+    args: list[str] = []
+    if profile:
+        _literal("--profile", profile)
+        args += ["--profile", profile]
+    for item in overrides:
+        key = item.partition("=")[0]
+        if is_secret_name(key) or scrub(item) != item:
+            raise ConfigError(f"--set {key}=...: a secret (its name or its value looks like one); the exported DAG "
+                              "file would hold it in clear text. Write ${NAME} in the pipeline file and set NAME in "
+                              "the workers' environment instead.")
+        _literal(f"--set {key}", item)
+        args += ["--set", item]
+    return args
+
+
 def render_dag(plan: dict[str, Any], *, mode: str = "bash", image: str | None = None, trainpipe: str = "trainpipe",
                volume_claim: str = "trainpipe-project", namespace: str = "default",
-               env: dict[str, str] | None = None) -> str:
-    """The DAG file's text for a plan (``_plan.build_plan``)."""
+               env: dict[str, str] | None = None, profile: str | None = None, overrides: Sequence[str] = ()) -> str:
+    """The DAG file's text for a plan (``_plan.build_plan``); ``profile`` and ``overrides`` (the export's
+    ``--profile`` and ``--set``) are applied by every run's open_run."""
     if mode not in MODES:
         raise ConfigError(f"export mode: expected one of {', '.join(MODES)}, got {mode!r}.")
     if mode != "bash" and not image:
         raise ConfigError(f"the {mode} mode runs the trainpipe image: give --image IMAGE.")
+    check_literals(plan, image=image, trainpipe=trainpipe, volume_claim=volume_claim, namespace=namespace,
+                   env=dict(env or {}))
     embedded = {**plan, "mode": mode, "image": image, "trainpipe": trainpipe, "volume_claim": volume_claim,
-                "namespace": namespace, "dag_id": dag_id_of(plan["pipeline"]), "env": dict(env or {})}
+                "namespace": namespace, "dag_id": dag_id_of(plan["pipeline"]), "env": dict(env or {}),
+                "open_args": open_args(profile, overrides)}
     embedded.pop("graph", None)  # the steps (with their upstream) are the graph; the rest is documentation
     text = pprint.pformat(embedded, indent=4, width=116, sort_dicts=False)
     return DAG_TEMPLATE.format(pipeline=plan["pipeline"], mode=mode, plan=text)
@@ -188,4 +257,5 @@ def write_dag(text: str, out_dir: Path, pipeline: str) -> Path:
     return target
 
 
-__all__ = ["DAG_TEMPLATE", "MODES", "dag_file_name", "dag_id_of", "dag_mermaid", "render_dag", "write_dag"]
+__all__ = ["DAG_TEMPLATE", "MODES", "check_literals", "dag_file_name", "dag_id_of", "dag_mermaid", "render_dag",
+           "write_dag"]

@@ -1,0 +1,123 @@
+"""Hostile input against ``trainpipe export airflow``: text from the pipeline file or the command line stays data.
+
+- Python: quotes, triple quotes, backslashes, newlines, ``{{ }}``/``${}`` in the description, the data path,
+  ``--set`` values: the DAG file parses and holds them only inside string literals (its code is the same code as
+  a plain pipeline's).
+- Jinja: Airflow renders an operator's arguments and environment as templates when a task starts, so a value the
+  DAG hands to them (``--env``, ``--workdir``, ``--image``, ``--set``, ...) holding ``{{``/``{%``/``{#``, or ending
+  in a template-file extension (``.sh``), is refused with exit 2.
+- The export's ``--set``/``--profile`` reach every run (open_run's arguments); a secret among them is refused.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import write_pipeline
+from trainpipe._exceptions import ConfigError
+from trainpipe.config import load_config
+from trainpipe.export import build_plan, render_dag
+
+HOSTILE = 'x""" \'\'\' \\ \\n {{ dag_run.conf }} {% if 1 %}\n__import__("os").system("id") #'
+PIPELINE = """\
+name: hostile
+description: {description}
+data: {{source: {source}, target: target}}
+model: {{type: sklearn.linear_model.LogisticRegression}}
+"""
+
+
+def _yaml_str(text: str) -> str:
+    import json
+
+    return json.dumps(text)  # a JSON string is a YAML double-quoted scalar
+
+
+def _plan(workdir: Path, description: str = "plain", source: str = "data.csv",
+          overrides: list[str] | None = None) -> dict[str, Any]:
+    path = write_pipeline(workdir, PIPELINE.format(description=_yaml_str(description), source=_yaml_str(source)))
+    loaded = load_config(path, overrides=overrides or [])
+    return build_plan(loaded, workdir=workdir, config_path=path)
+
+
+def _code_shape(text: str) -> list[str]:
+    """Everything of a module but its string constants: node types and names, in order."""
+    shape = []
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            continue
+        shape.append(type(node).__name__ + ":" + str(getattr(node, "id", getattr(node, "attr", ""))))
+    return shape
+
+
+def _embedded_plan(text: str) -> dict[str, Any]:
+    for node in ast.parse(text).body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "PLAN":
+            value: dict[str, Any] = ast.literal_eval(node.value)
+            return value
+    raise AssertionError("no PLAN in the DAG file")
+
+
+def test_hostile_text_stays_inside_string_literals_of_the_dag(workdir: Path) -> None:
+    plain = render_dag(_plan(workdir), overrides=["model.params.C=2"])
+    hostile_source = f"data/{HOSTILE.replace(chr(10), ' ')}.csv"
+    plan = _plan(workdir, description=HOSTILE, source=hostile_source,
+                 overrides=[f"model.params.solver={HOSTILE}"])
+    text = render_dag(plan, overrides=["model.params.C=2"])
+    assert _code_shape(text) == _code_shape(plain)  # no new code: the hostile text is only string constants
+    embedded = _embedded_plan(text)
+    assert embedded["description"] == HOSTILE  # read back exactly
+    assert "__import__" not in "".join(ast.unparse(n) for n in ast.parse(text).body
+                                       if not (isinstance(n, ast.Assign) and ast.unparse(n.targets[0]) == "PLAN"))
+
+
+def test_the_exports_set_and_profile_are_applied_by_every_run(workdir: Path) -> None:
+    (workdir / "pipeline.yaml").write_text("")
+    (workdir / "pipeline.fast.yaml").write_text("model: {params: {max_iter: 50}}\n")
+    plan = _plan(workdir)
+    text = render_dag(plan, profile="fast", overrides=["model.params.C=2", "description=it's \"quoted\""])
+    assert _embedded_plan(text)["open_args"] == ["--profile", "fast", "--set", "model.params.C=2",
+                                                  "--set", "description=it's \"quoted\""]
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"env": {"A": "x{{ conn.db.password }}"}}, r"--env A: 'x\{\{ conn.db.password \}\}' holds '\{\{'; Airflow "
+                                                r"renders"),
+    ({"env": {"A": "{% for x in y %}"}}, r"--env A: .* holds '\{%'"),
+    ({"env": {"A": "{# gone #}"}}, r"--env A: .* holds '\{#'"),
+    ({"env": {"B\"; import os": "1"}}, r"--env 'B\"; import os': expected an environment variable name"),
+    ({"env": {"SETUP": "/opt/init.sh"}}, r"--env SETUP: '/opt/init.sh' ends with 'sh'; Airflow reads a task value "
+                                         r"ending in .sh, .bash, .env as the name of a template file"),
+    ({"mode": "docker", "image": "registry/{{ var.value.x }}:1"}, r"--image: .* holds '\{\{'"),
+    ({"mode": "kubernetes", "image": "img:1", "namespace": "{{ conn.k.host }}"}, r"--namespace: .* holds"),
+    ({"mode": "kubernetes", "image": "img:1", "volume_claim": "{{x}}"}, r"--volume-claim: .* holds"),
+    ({"trainpipe": "/opt/{{ 7*7 }}/trainpipe"}, r"the trainpipe command: .* holds"),
+    ({"overrides": ["description={{ conn.db.password }}"]}, r"--set description: .* holds '\{\{'"),
+    ({"profile": "{{x}}"}, r"--profile: .* holds"),
+    ({"overrides": ["tracking.uri=postgresql://u:hunter2@db/mlflow"]},
+     r"--set tracking.uri=\.\.\.: a secret .* Write \$\{NAME\} in the pipeline file"),
+    ({"overrides": ["model.params.api_key=abc"]}, r"--set model.params.api_key=\.\.\.: a secret"),
+])
+def test_values_airflow_would_render_as_templates_are_refused(workdir: Path, kwargs: dict[str, Any],
+                                                               match: str) -> None:
+    plan = _plan(workdir)
+    with pytest.raises(ConfigError, match=match):
+        render_dag(plan, **kwargs)
+
+
+def test_a_workdir_with_jinja_is_exit_2_and_nothing_is_written(workdir: Path) -> None:
+    path = write_pipeline(workdir, PIPELINE.format(description='"d"', source='"sklearn:breast_cancer"'))
+    done = subprocess.run([sys.executable, "-m", "trainpipe.cli", "export", "airflow", str(path), "-o", "dags",
+                           "--workdir", str(workdir / "w{{ 7*7 }}")], cwd=workdir, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    assert done.returncode == 2, done.stderr
+    assert "--workdir (the project folder)" in done.stderr and "holds '{{'" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (workdir / "dags").exists()
