@@ -302,3 +302,22 @@ def test_fold_sets_are_kept_per_text_setting_the_configs_for_good_the_others_lea
     folds(plan, {"max_features": 30})  # a third setting: 50, the least recently used, is dropped
     assert folds(plan, {"max_features": 100}) is made[100] and folds(plan, {"max_features": 50}) is not made[50]
     assert folds(plan) is base and folds.preprocess_seconds_per_row > 0
+
+
+def test_fold_average_members_are_fitted_on_the_refitted_preprocessors_matrix_and_ship_it(
+        workdir: Path, reviews: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    from trainpipe.models import TrainedModel
+
+    space = f"{{{MF}: {{type: categorical, choices: [150, 300]}}}}"
+    tuning = f"{{n_trials: 3, selection: holdout, metric: roc_auc, final_model: fold_average, space: {space}}}"
+    path = _pipeline(workdir, reviews, tuning, max_features=5)
+    result = PipelineRunner(load_config(path), workdir=workdir, tracker=InMemoryTracker()).run()
+    assert result.status == "finished" and "test_roc_auc" in result.metrics
+    best = json.loads(next((workdir / ".trainpipe").rglob("best_params.json")).read_text())
+    chosen = best["text_options"]["max_features"]
+    assert best["final_fit"]["mode"] == "fold_average" and len(best["ensemble"]) == 5
+    model = TrainedModel.load(next(p for p in (workdir / ".trainpipe").rglob("model") if (p / "spec.json").exists()))
+    assert len(model.spec.feature_names) == chosen  # the refitted preprocessor's features, not the config's 5
+    assert len(model.predict(reviews[1][["review"]])) == 60  # raw text in
+    refit = json.loads(next((workdir / ".trainpipe").rglob("refit.json")).read_text())
+    assert refit["mode"] == "fold_average" and refit["preprocessor_refit_seconds"] > 0
