@@ -371,6 +371,7 @@ def tuned_preprocessing(ctx: StepContext, tuned: dict[str, Any]) -> TunedPreproc
     names = feature_names(pre)
     cat_idx = [i for i, n in enumerate(names) if n.startswith("categorical__")] if encoding == "ordinal" else []
     shown = ", ".join(f"{k}={v}" for k, v in sorted(chosen.items()))
+    ctx.params["tuned_text_options"] = shown  # the train run records what its preprocessor was fitted with
     ctx.hooks.on_message(f"preprocessor refitted with the study's TF-IDF settings ({shown}): {len(names)} features "
                          f"(the preprocess step's: {len(feats.get('feature_names', []))})")
     return TunedPreprocessing(X, X_val, {**feats, "feature_names": names, "categorical_indices": cat_idx,
