@@ -321,3 +321,19 @@ def test_fold_average_members_are_fitted_on_the_refitted_preprocessors_matrix_an
     assert len(model.predict(reviews[1][["review"]])) == 60  # raw text in
     refit = json.loads(next((workdir / ".trainpipe").rglob("refit.json")).read_text())
     assert refit["mode"] == "fold_average" and refit["preprocessor_refit_seconds"] > 0
+
+
+@pytest.mark.slow  # the CLI's tracking store and the steps up to tune: ~10 s
+def test_text_keys_with_no_inferred_text_column_are_exit_2_from_the_tune_step(workdir: Path) -> None:
+    from tests.conftest import make_frame
+    from trainpipe.cli import app
+
+    make_frame(200).to_csv(workdir / "table.csv", index=False)  # numbers and a 3-value category: no free text
+    write_pipeline(workdir, "name: t\ndata: {source: table.csv, target: label}\nmodel: {type: lightgbm}\n"
+                            f"tuning: {{n_trials: 2, space: {{{MF}: {{type: categorical, choices: [100, 200]}}}}}}\n")
+    result = CliRunner().invoke(app, ["tune", "pipeline.yaml"], env={"COLUMNS": "400", "NO_COLOR": "1"})
+    shown = " ".join(result.output.split())
+    assert result.exit_code == 2, shown
+    assert ("tuning.space: features.text_options.max_features: this pipeline has no text column going through "
+            "TF-IDF") in shown
+    assert "Traceback" not in shown
