@@ -106,7 +106,39 @@ def resolve_encoder(value: Any) -> Path:
     if not any(path.glob("*.safetensors")):
         raise ConfigError(f"model.params.encoder: {path} holds no .safetensors weights; trainpipe loads no "
                           "pickled weights (pytorch_model.bin). Convert them to safetensors first.")
+    problem = remote_code_problem(path)
+    if problem:
+        raise ConfigError(f"model.params.encoder: {problem}")
     return path
+
+
+# The files through which a Hugging Face folder asks for its own Python classes (auto_map: "module.Class" names
+# of .py files next to them, run only with trust_remote_code=True, which trainpipe never passes).
+_HF_CONFIG_FILES = ("config.json", "tokenizer_config.json", "preprocessor_config.json", "processor_config.json",
+                    "generation_config.json", "feature_extractor_config.json")
+_REMOTE_CODE_KEYS = ("auto_map", "trust_remote_code", "custom_pipelines")
+
+
+def remote_code_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot be loaded as a plain transformers model (it asks for custom code, or a config file
+    is not a JSON object), or None. trainpipe loads only the library's own classes: a folder whose config names
+    its own (``auto_map``) is refused rather than loaded with ``trust_remote_code``."""
+    for name in _HF_CONFIG_FILES:
+        file = folder / name
+        if not file.is_file():
+            continue
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            return f"{file} is not a readable JSON file ({type(exc).__name__}); the folder is damaged."
+        if not isinstance(data, dict):
+            return f"{file} is not a JSON object; the folder is damaged."
+        keys = [k for k in _REMOTE_CODE_KEYS if k in data]
+        if keys:
+            return (f"{file} asks for custom model code ({keys[0]}: {str(data[keys[0]])[:120]}). trainpipe never "
+                    "runs code shipped with a model (no trust_remote_code): use a model of a standard "
+                    "transformers architecture (BERT, MiniLM, RoBERTa, ...), or remove the custom classes.")
+    return None
 
 
 def _int(params: Mapping[str, Any], key: str, low: int, problems: list[str]) -> None:
@@ -191,9 +223,20 @@ class TextEncoderAdapter:
         self.resume = resume
 
     def _load_encoder(self, folder: Path) -> None:
+        problem = remote_code_problem(folder)
+        if problem:  # a model folder whose files were replaced after it was saved
+            raise DataError(f"text_encoder: {problem}")
         tf = _transformers()
-        self.tokenizer = tf.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-        self.encoder = tf.AutoModel.from_pretrained(str(folder), local_files_only=True, use_safetensors=True)
+        from safetensors import SafetensorError
+
+        try:
+            self.tokenizer = tf.AutoTokenizer.from_pretrained(str(folder), local_files_only=True,
+                                                              trust_remote_code=False)
+            self.encoder = tf.AutoModel.from_pretrained(str(folder), local_files_only=True, use_safetensors=True,
+                                                        trust_remote_code=False)
+        except (OSError, ValueError, KeyError, SafetensorError) as exc:  # missing/damaged files, unknown classes
+            raise DataError(f"text_encoder: could not load the encoder in {folder}: {str(exc).splitlines()[0][:300]} "
+                            "The folder is damaged or not a transformers model: save or train it again.") from None
 
     def fit(self, X: Any, y: np.ndarray, X_val: Any | None, y_val: np.ndarray | None,
             on_round: RoundCallback | None = None) -> FitReport:
