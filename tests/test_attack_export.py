@@ -121,3 +121,18 @@ def test_a_workdir_with_jinja_is_exit_2_and_nothing_is_written(workdir: Path) ->
     assert "--workdir (the project folder)" in done.stderr and "holds '{{'" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (workdir / "dags").exists()
+
+
+def test_kubeflow_export_never_overwrites_a_python_file_it_did_not_write(workdir: Path) -> None:
+    from trainpipe.export._kubeflow import check_output, render_pipeline
+
+    (workdir / "train.py").write_text("print('my own code')\n")
+    with pytest.raises(ConfigError, match=r"-o .*train.yaml: .*train.py exists and was not written by trainpipe "
+                                          r"export kubeflow; it would be overwritten"):
+        check_output(workdir / "train.yaml")
+    assert (workdir / "train.py").read_text() == "print('my own code')\n"
+    with pytest.raises(ConfigError, match=r"-o .*train.py: expected the pipeline spec's file name ending in .yaml"):
+        check_output(workdir / "train.py")
+    ours = render_pipeline(_plan(workdir), config_text="name: x\n", image="trainpipe:1")
+    (workdir / "pipe.py").write_text(ours)  # a file an earlier export wrote is replaced
+    assert check_output(workdir / "pipe.yaml") == workdir / "pipe.py"

@@ -160,6 +160,29 @@ def render_pipeline(plan: dict[str, Any], *, config_text: str, image: str, pytho
     return "".join(parts)
 
 
+_MARK = '"""Kubeflow pipeline of the trainpipe pipeline '  # how every file render_pipeline writes starts
+
+
+def check_output(output: Path) -> Path:
+    """The ``<output>.py`` written beside the spec; ConfigError (exit 2) when ``-o`` is not a YAML file name or
+    when that ``.py`` exists and was not written by ``trainpipe export kubeflow`` (it would be overwritten)."""
+    from trainpipe._exceptions import ConfigError
+
+    if output.suffix.lower() not in (".yaml", ".yml", ".json") or output.is_dir():
+        raise ConfigError(f"-o {output}: expected the pipeline spec's file name ending in .yaml (e.g. "
+                          "pipeline.kfp.yaml); the pipeline's Python source is written beside it as .py.")
+    source = output.with_suffix(".py")
+    if source.exists():
+        try:
+            ours = source.is_file() and source.read_text(errors="replace").startswith(_MARK)
+        except OSError:
+            ours = False
+        if not ours:
+            raise ConfigError(f"-o {output}: {source} exists and was not written by trainpipe export kubeflow; "
+                              "it would be overwritten by the pipeline's source. Choose another -o name.")
+    return source
+
+
 def compile_pipeline(loaded: LoadedConfig, output: Path, *, image: str, python_components: bool = False) -> Path:
     """Write ``<output>.py`` and compile it to ``output`` with the kfp virtual environment's Python."""
     import yaml
@@ -174,8 +197,8 @@ def compile_pipeline(loaded: LoadedConfig, output: Path, *, image: str, python_c
     text = render_pipeline(plan, config_text=yaml.safe_dump(dump, sort_keys=False), image=image,
                            python_components=python_components)
     output = output.resolve()
+    source = check_output(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    source = output.with_suffix(".py")
     source.write_text(text)
     tmp = output.with_name(f".{output.stem}.tmp.yaml")
     run_script("kfp", str(source), str(tmp), timeout=300)
@@ -183,4 +206,4 @@ def compile_pipeline(loaded: LoadedConfig, output: Path, *, image: str, python_c
     return output
 
 
-__all__ = ["compile_pipeline", "render_pipeline"]
+__all__ = ["check_output", "compile_pipeline", "render_pipeline"]
