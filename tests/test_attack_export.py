@@ -136,3 +136,13 @@ def test_kubeflow_export_never_overwrites_a_python_file_it_did_not_write(workdir
     ours = render_pipeline(_plan(workdir), config_text="name: x\n", image="trainpipe:1")
     (workdir / "pipe.py").write_text(ours)  # a file an earlier export wrote is replaced
     assert check_output(workdir / "pipe.yaml") == workdir / "pipe.py"
+
+
+def test_hostile_text_stays_inside_string_literals_of_the_kubeflow_source(workdir: Path) -> None:
+    from trainpipe.export._kubeflow import render_pipeline
+
+    plain = render_pipeline(_plan(workdir), config_text="name: x\n", image="trainpipe:1")
+    hostile = render_pipeline(_plan(workdir, description=HOSTILE, source=HOSTILE.replace("\n", " ")),
+                              config_text=f"description: {HOSTILE!r}\n", image=f"img{HOSTILE}")
+    assert _code_shape(hostile) == _code_shape(plain)
+    assert _embedded_plan(hostile)["description"] == HOSTILE
