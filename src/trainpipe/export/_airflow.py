@@ -257,5 +257,5 @@ def write_dag(text: str, out_dir: Path, pipeline: str) -> Path:
     return target
 
 
-__all__ = ["DAG_TEMPLATE", "MODES", "check_literals", "dag_file_name", "dag_id_of", "dag_mermaid", "render_dag",
-           "write_dag"]
+__all__ = ["DAG_TEMPLATE", "MODES", "check_literals", "dag_file_name", "dag_id_of", "dag_mermaid", "open_args",
+           "render_dag", "write_dag"]
