@@ -146,3 +146,30 @@ def test_hostile_text_stays_inside_string_literals_of_the_kubeflow_source(workdi
                               config_text=f"description: {HOSTILE!r}\n", image=f"img{HOSTILE}")
     assert _code_shape(hostile) == _code_shape(plain)
     assert _embedded_plan(hostile)["description"] == HOSTILE
+
+
+@pytest.mark.slow
+def test_real_airflow_open_run_applies_the_exports_set_and_a_quoted_env_value(workdir: Path) -> None:
+    """`airflow tasks test DAG open_run` in Airflow's own venv (made by `make test`): the run's config holds the
+    export's --set (it was dropped before); a DAG with a quoted, backslashed --env value loads and runs."""
+    airflow = Path(__file__).resolve().parents[1] / ".venv-airflow" / "bin" / "airflow"
+    if not airflow.is_file():
+        pytest.fail(f"{airflow} is missing: create Airflow's virtual environment with `make .venv-airflow/.installed`")
+    path = write_pipeline(workdir, "name: bc\ndata: {source: \"sklearn:breast_cancer\", target: target}\n"
+                                   "model: {type: sklearn.linear_model.LogisticRegression}\n")
+    env = {**os.environ, "AIRFLOW_HOME": str(workdir / "airflow-home"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+           "AIRFLOW__CORE__DAGS_FOLDER": str(workdir / "dags"), "MLFLOW_DISABLE_TELEMETRY": "true"}
+    env.pop("PYTHONPATH", None)
+    trainpipe = Path(sys.executable).with_name("trainpipe")
+    exported = subprocess.run([str(trainpipe), "export", "airflow", str(path), "-o", "dags", "--set",
+                               "model.params.C=0.25", "--env", "TRAINPIPE_NOTE=it's \"quoted\" \\ $HOME"],
+                              cwd=workdir, capture_output=True, text=True, timeout=120, env=env)
+    assert exported.returncode == 0, exported.stderr
+    for args in (["db", "migrate"], ["tasks", "test", "trainpipe_bc", "open_run"]):
+        done = subprocess.run([str(airflow), *args], cwd=workdir, capture_output=True, text=True, timeout=300,
+                              env=env)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    import yaml
+
+    (run,) = (workdir / ".trainpipe" / "runs").iterdir()
+    assert yaml.safe_load((run / "config.yaml").read_text())["model"]["params"]["C"] == 0.25
