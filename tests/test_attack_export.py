@@ -148,6 +148,33 @@ def test_hostile_text_stays_inside_string_literals_of_the_kubeflow_source(workdi
     assert _embedded_plan(hostile)["description"] == HOSTILE
 
 
+@pytest.mark.parametrize(("overrides", "match"), [
+    (["tracking.uri=postgresql://u:hunter2@db/mlflow"], r"^tracking.uri: a secret written in the pipeline file or "
+                                                        r"given with --set; the exported pipeline embeds the config"),
+    (["model.params.api_token=abc123"], r"^model.params.api_token: a secret"),
+])
+def test_kubeflow_export_refuses_a_secret_in_clear_text(workdir: Path, overrides: list[str], match: str) -> None:
+    from trainpipe.export._kubeflow import compile_pipeline
+
+    path = write_pipeline(workdir, PIPELINE.format(description='"d"', source='"sklearn:breast_cancer"'))
+    with pytest.raises(ConfigError, match=match):
+        compile_pipeline(load_config(path, overrides=overrides), workdir / "kfp.yaml", image="trainpipe:1")
+    assert not list(workdir.glob("kfp*"))
+
+
+def test_a_secret_from_the_environment_stays_a_placeholder_in_the_kubeflow_config(
+        workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainpipe.config._secrets import env_placeholders
+    from trainpipe.export._kubeflow import clear_secrets
+
+    monkeypatch.setenv("MY_DB_PASSWORD", "pw-123456")
+    path = write_pipeline(workdir, PIPELINE.format(description='"d"', source='"sklearn:breast_cancer"'))
+    loaded = load_config(path, overrides=["tracking.uri=postgresql://u:${MY_DB_PASSWORD}@db/mlflow"])
+    dump = env_placeholders(loaded.config.model_dump(mode="json"), loaded.secret_values)
+    assert dump["tracking"]["uri"] == "postgresql://u:${MY_DB_PASSWORD}@db/mlflow"
+    assert clear_secrets(dump) == []
+
+
 @pytest.mark.slow
 def test_real_airflow_open_run_applies_the_exports_set_and_a_quoted_env_value(workdir: Path) -> None:
     """`airflow tasks test DAG open_run` in Airflow's own venv (made by `make test`): the run's config holds the

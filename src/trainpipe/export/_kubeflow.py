@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from trainpipe.config import LoadedConfig
 
 _IDENT = re.compile(r"[^A-Za-z0-9_]")
+_PLACEHOLDER = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\}")
 
 HEADER = '''\
 """Kubeflow pipeline of the trainpipe pipeline {pipeline!r}: written by `trainpipe export kubeflow`; do not edit,
@@ -183,6 +184,24 @@ def check_output(output: Path) -> Path:
     return source
 
 
+def clear_secrets(value: Any, key: str = "") -> list[str]:
+    """The config keys (dotted) whose value is a secret in clear text: a secret-named key that is not a
+    ``${NAME}`` placeholder, or a value that looks like one (a URI password, a token, ``API_KEY=...``)."""
+    from trainpipe.config._secrets import is_secret_name, scrub
+
+    if isinstance(value, dict):
+        return [k for name, item in value.items() for k in clear_secrets(item, f"{key}.{name}" if key else name)]
+    if isinstance(value, list):
+        return [k for i, item in enumerate(value) for k in clear_secrets(item, f"{key}[{i}]")]
+    if not isinstance(value, str) or not value:
+        return []
+    bare = _PLACEHOLDER.sub("", value)  # what is left once the ${NAME} the pods resolve are taken out
+    leaf = key.rsplit(".", 1)[-1]
+    if (is_secret_name(leaf) and bare.strip() and bare != "***") or scrub(bare) != bare:
+        return [key]
+    return []
+
+
 def compile_pipeline(loaded: LoadedConfig, output: Path, *, image: str, python_components: bool = False) -> Path:
     """Write ``<output>.py`` and compile it to ``output`` with the kfp virtual environment's Python."""
     import yaml
@@ -194,6 +213,13 @@ def compile_pipeline(loaded: LoadedConfig, output: Path, *, image: str, python_c
     plan = build_plan(loaded, workdir=loaded.base_dir, config_path=loaded.path or loaded.base_dir / "pipeline.yaml")
     # the resolved config, secrets back to the ${NAME} they came from (read from each pod's environment)
     dump = env_placeholders(loaded.config.model_dump(mode="json"), loaded.secret_values)
+    clear = clear_secrets(dump)
+    if clear:
+        from trainpipe._exceptions import ConfigError
+
+        raise ConfigError(f"{', '.join(clear)}: a secret written in the pipeline file or given with --set; the "
+                          "exported pipeline embeds the config, so it would hold the secret in clear text. Write "
+                          "${NAME} there instead and give NAME to the pods' environment (a Kubernetes secret).")
     text = render_pipeline(plan, config_text=yaml.safe_dump(dump, sort_keys=False), image=image,
                            python_components=python_components)
     output = output.resolve()
@@ -206,4 +232,4 @@ def compile_pipeline(loaded: LoadedConfig, output: Path, *, image: str, python_c
     return output
 
 
-__all__ = ["check_output", "compile_pipeline", "render_pipeline"]
+__all__ = ["check_output", "clear_secrets", "compile_pipeline", "render_pipeline"]
