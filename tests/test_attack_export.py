@@ -95,7 +95,8 @@ def test_the_exports_set_and_profile_are_applied_by_every_run(workdir: Path) -> 
     ({"env": {"B\"; import os": "1"}}, r"--env 'B\"; import os': expected an environment variable name"),
     ({"env": {"SETUP": "/opt/init.sh"}}, r"--env SETUP: '/opt/init.sh' ends with 'sh'; Airflow reads a task value "
                                          r"ending in .sh, .bash, .env as the name of a template file"),
-    ({"mode": "docker", "image": "registry/{{ var.value.x }}:1"}, r"--image: .* holds '\{\{'"),
+    ({"mode": "docker", "image": "registry/{{ var.value.x }}:1"}, r"--image: expected a container image reference"),
+    ({"mode": "docker", "image": "img:1\" ; rm -rf /"}, r"--image: expected a container image reference such as "),
     ({"mode": "kubernetes", "image": "img:1", "namespace": "{{ conn.k.host }}"}, r"--namespace: .* holds"),
     ({"mode": "kubernetes", "image": "img:1", "volume_claim": "{{x}}"}, r"--volume-claim: .* holds"),
     ({"trainpipe": "/opt/{{ 7*7 }}/trainpipe"}, r"the trainpipe command: .* holds"),

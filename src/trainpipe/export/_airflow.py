@@ -164,6 +164,16 @@ def _literal(what: str, value: str | None) -> None:
                           "not as text. Rename it, or set it in the workers' environment instead.")
 
 
+_IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/:@+]{0,254}$")  # [registry[:port]/]name[:tag][@digest]
+
+
+def check_image(image: str | None) -> None:
+    """ConfigError (exit 2) unless ``image`` looks like a container image reference (no spaces, quotes, braces)."""
+    if image is not None and not _IMAGE.match(image):
+        raise ConfigError(f"--image: expected a container image reference such as registry.example/trainpipe:0.1.0 "
+                          f"(letters, digits and . _ - / : @ +), got {image!r}.")
+
+
 def check_literals(plan: dict[str, Any], *, image: str | None, trainpipe: str, volume_claim: str, namespace: str,
                    env: dict[str, str]) -> None:
     """Every value the DAG hands to an operator's templated fields is plain text (see :func:`_literal`), and every
@@ -171,7 +181,7 @@ def check_literals(plan: dict[str, Any], *, image: str | None, trainpipe: str, v
     _literal("--workdir (the project folder)", plan["workdir"])
     _literal("the pipeline file's path", plan["config"])
     _literal("the trainpipe command", trainpipe)
-    _literal("--image", image)
+    check_image(image)
     _literal("--volume-claim", volume_claim)
     _literal("--namespace", namespace)
     for key, value in env.items():
@@ -257,5 +267,5 @@ def write_dag(text: str, out_dir: Path, pipeline: str) -> Path:
     return target
 
 
-__all__ = ["DAG_TEMPLATE", "MODES", "check_literals", "dag_file_name", "dag_id_of", "dag_mermaid", "open_args",
-           "render_dag", "write_dag"]
+__all__ = ["DAG_TEMPLATE", "MODES", "check_image", "check_literals", "dag_file_name", "dag_id_of", "dag_mermaid",
+           "open_args", "render_dag", "write_dag"]

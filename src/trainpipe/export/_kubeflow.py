@@ -207,9 +207,11 @@ def compile_pipeline(loaded: LoadedConfig, output: Path, *, image: str, python_c
     import yaml
 
     from trainpipe.config._secrets import env_placeholders
+    from trainpipe.export._airflow import check_image
     from trainpipe.export._engines import run_script
     from trainpipe.export._plan import build_plan
 
+    check_image(image)
     plan = build_plan(loaded, workdir=loaded.base_dir, config_path=loaded.path or loaded.base_dir / "pipeline.yaml")
     # the resolved config, secrets back to the ${NAME} they came from (read from each pod's environment)
     dump = env_placeholders(loaded.config.model_dump(mode="json"), loaded.secret_values)
