@@ -7,7 +7,10 @@ opens: the worker (or the container, which mounts the project at the same path) 
 
 Every task runs the ``trainpipe`` command with a fixed argument list; values that come from the run (its id,
 its params) reach it as arguments of a list (Docker, Kubernetes) or environment variables (Bash), never
-spliced into a shell line.
+spliced into a shell line. Airflow renders those arguments and the environment as Jinja templates when a task
+starts, so every value the file embeds for them (--env, --workdir, --image, --set, ...) is checked to be plain
+text first (:func:`check_literals`: no ``{{``/``{%``/``{#``, no template-file extension); the export's ``--set``
+and ``--profile`` become open_run's arguments, so every run applies them.
 """
 
 from __future__ import annotations

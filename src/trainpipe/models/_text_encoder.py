@@ -16,7 +16,9 @@ gradient), ``mode`` (``finetune``: encoder and head train together, with layer-w
 Weights are never downloaded: ``HF_HUB_OFFLINE=1`` and ``TRANSFORMERS_OFFLINE=1`` are set in-process before
 ``transformers`` is imported, every load passes ``local_files_only=True``, and an ``encoder`` that is not a
 local folder (a hub name) is a ConfigError (exit 2) when the config is checked, before any data is read.
-Only safetensors weights are read (a folder with only a pickled ``pytorch_model.bin`` is refused).
+Only safetensors weights are read (a folder with only a pickled ``pytorch_model.bin`` is refused), and only
+transformers' own classes: a folder whose config files name custom code (``auto_map``, ``trust_remote_code``) is
+refused, at the config check and again when a saved model is loaded (:func:`remote_code_problem`).
 
 Saved in the model folder: ``text_encoder/`` (the encoder's ``config.json``, ``model.safetensors`` and tokenizer
 files, as ``save_pretrained`` writes them), ``text_head.safetensors`` and ``text_encoder.json``. No pickle.
