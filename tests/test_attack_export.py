@@ -93,6 +93,8 @@ def test_the_exports_set_and_profile_are_applied_by_every_run(workdir: Path) -> 
     ({"env": {"A": "{% for x in y %}"}}, r"--env A: .* holds '\{%'"),
     ({"env": {"A": "{# gone #}"}}, r"--env A: .* holds '\{#'"),
     ({"env": {"B\"; import os": "1"}}, r"--env 'B\"; import os': expected an environment variable name"),
+    ({"env": {"TRAINPIPE_OVERRIDES": "{}"}}, r"--env TRAINPIPE_OVERRIDES: the DAG sets this variable itself"),
+    ({"env": {"TRAINPIPE_ARG_0": "run"}}, r"--env TRAINPIPE_ARG_0: the DAG sets this variable itself"),
     ({"env": {"SETUP": "/opt/init.sh"}}, r"--env SETUP: '/opt/init.sh' ends with 'sh'; Airflow reads a task value "
                                          r"ending in .sh, .bash, .env as the name of a template file"),
     ({"mode": "docker", "image": "registry/{{ var.value.x }}:1"}, r"--image: expected a container image reference"),

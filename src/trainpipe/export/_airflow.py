@@ -150,6 +150,7 @@ def dag_id_of(pipeline: str) -> str:
 _JINJA_MARKS = ("{{", "{%", "{#")  # what opens an expression, a statement, a comment
 _TEMPLATE_EXT = (".sh", ".bash", ".env")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_RESERVED_ENV = ("TRAINPIPE_OVERRIDES", "TRAINPIPE_FAST_EXIT", "TRAINPIPE_BIN", "TRAINPIPE_WORKDIR")
 
 
 def _literal(what: str, value: str | None) -> None:
@@ -191,6 +192,9 @@ def check_literals(plan: dict[str, Any], *, image: str | None, trainpipe: str, v
         if not _ENV_NAME.match(key):
             raise ConfigError(f"--env {key!r}: expected an environment variable name (letters, digits and '_', "
                               "not starting with a digit).")
+        if key in _RESERVED_ENV or key.startswith("TRAINPIPE_ARG_"):
+            raise ConfigError(f"--env {key}: the DAG sets this variable itself (the run's overrides, the command and "
+                              "its arguments); choose another name.")
         _literal(f"--env {key}", value)
 
 
