@@ -159,3 +159,17 @@ def test_a_saved_text_encoder_model_with_replaced_files_is_refused_and_runs_noth
     with pytest.raises(DataError, match=match):
         TextEncoderAdapter.load(folder, TaskInfo("binary", classes=("neg", "pos")), "text_encoder")
     assert not marker.exists()
+
+
+def test_a_tokenizer_class_transformers_does_not_have_runs_no_code(tmp_path: Path) -> None:
+    """transformers 5 ignores an unknown tokenizer_class without auto_map (tokenizer.json is read as data)."""
+    from trainpipe.models._text_encoder import TextEncoderAdapter
+
+    enc = _encoder_copy(tmp_path / "enc")
+    marker = tmp_path / "pwned"
+    (enc / "evil_tok.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    _add(enc / "tokenizer_config.json", tokenizer_class="EvilTokenizer")
+    adapter = TextEncoderAdapter.__new__(TextEncoderAdapter)
+    adapter._load_encoder(enc)
+    assert adapter.tokenizer("a review")["input_ids"][0] == 101  # BERT's [CLS]: the plain tokenizer
+    assert not marker.exists()
