@@ -50,9 +50,10 @@ def _two_tower_folder(folder: Path) -> Path:
     (folder / "spec.json").write_text(json.dumps(_spec("two_tower", "ranking")))
     meta = {"user_ids": [1, 2, 3], "item_ids": [10, 11, 12, 13], "params": {}, "arch": {}}
     (folder / "two_tower.json").write_text(json.dumps(meta))
-    arrays = {"user_embeddings": np.ones((3, 4), np.float32), "item_embeddings": np.ones((4, 4), np.float32),
-              "seen_ptr": np.zeros(4, np.int64), "seen_items": np.zeros(0, np.int64),
-              "popular": np.arange(4, dtype=np.int64)}
+    arrays: dict[str, np.ndarray] = {
+        "user_embeddings": np.ones((3, 4), np.float32), "item_embeddings": np.ones((4, 4), np.float32),
+        "seen_ptr": np.zeros(4, np.int64), "seen_items": np.zeros(0, np.int64),
+        "popular": np.arange(4, dtype=np.int64)}
     for name, value in arrays.items():
         np.save(folder / f"{name}.npy", value, allow_pickle=False)
     return folder
@@ -60,9 +61,10 @@ def _two_tower_folder(folder: Path) -> Path:
 
 def test_a_well_formed_two_tower_folder_loads(tmp_path: Path) -> None:
     from trainpipe.models._trained import TrainedModel
+    from trainpipe.models._two_tower import TwoTowerAdapter
 
     loaded = TrainedModel.load(_two_tower_folder(tmp_path / "m"))
-    assert loaded.adapter.n_items == 4
+    assert isinstance(loaded.adapter, TwoTowerAdapter) and loaded.adapter.n_items == 4
 
 
 @pytest.mark.parametrize("target", ["item_embeddings.npy", "two_tower.json"])
