@@ -58,3 +58,28 @@ def test_a_carriage_return_in_a_text_does_not_split_its_row(tmp_path: Path) -> N
         rows = list(csv.reader(handle))
     assert len(rows) == 3 and all(len(r) == 5 for r in rows)
     assert sorted(r[0] for r in rows[1:]) == ["first\rsecond", "one\r\ntwo\nthree"]
+
+
+def test_the_model_card_holds_no_html_and_hostile_names_cannot_break_its_tables() -> None:
+    from trainpipe.registry._card import CardInputs, render_card
+
+    xss = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
+    card = render_card(CardInputs(
+        name="m", description=f"Flags reviews {xss}", model_type="sklearn.linear_model.LogisticRegression",
+        task={"task": "binary", "classes": [xss, "ok"], "positive_label": xss},
+        data={"source": "data/`evil`.csv", "fingerprint": "ab", "rows": 10, "split": {}},
+        profile="", gate={"verdict": "passed", "champion_note": xss},
+        metrics={"metrics": {"roc_auc": 0.9}, "slices": {"col`x": [{"slice": f"a|b\n{xss}", "count": 3,
+                                                                      "roc_auc": 0.5}]}},
+        params={"model.params.x": "1 | 2\n| injected | row |"}, lineage={"run_id": "r"},
+        features={"columns": ["`review`", xss]}, drift={"reference": "none", "features": {xss: 0.3}}))
+    import re
+
+    outside_code = re.sub(r"`[^`\n]*`", "", card)  # a code span shows its text literally (CommonMark)
+    assert "<script" not in outside_code and "<img" not in outside_code
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in card
+    assert "| a\\|b &lt;script&gt;" in card  # one cell, its | escaped, the line break gone
+    assert "| model.params.x | 1 \\| 2 \\| injected \\| row \\| |" in card
+    assert "### By `col'x`" in card and "- source: `data/'evil'.csv`" in card and "`'review'`" in card
+    rows = [line for line in card.splitlines() if line.startswith("|")]
+    assert all(line.endswith("|") for line in rows)
