@@ -203,3 +203,13 @@ def test_real_airflow_open_run_applies_the_exports_set_and_a_quoted_env_value(wo
 
     (run,) = (workdir / ".trainpipe" / "runs").iterdir()
     assert yaml.safe_load((run / "config.yaml").read_text())["model"]["params"]["C"] == 0.25
+
+
+def test_an_output_that_is_a_file_is_exit_2_naming_it(workdir: Path) -> None:
+    from trainpipe.export import write_dag
+
+    (workdir / "afile").write_text("x")
+    with pytest.raises(ConfigError, match=r"-o .*afile: cannot write the DAG file there \(File exists\); -o names "
+                                          r"the DAG folder"):
+        write_dag("x = 1\n", workdir / "afile", "p")
+    assert (workdir / "afile").read_text() == "x"

@@ -266,11 +266,15 @@ def dag_file_name(pipeline: str) -> str:
 
 def write_dag(text: str, out_dir: Path, pipeline: str) -> Path:
     """Write the DAG into ``out_dir`` (created), atomically: a DAG folder's parser never sees half a file."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / dag_file_name(pipeline)
     tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(target)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text)
+        tmp.replace(target)
+    except (FileExistsError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as exc:
+        raise ConfigError(f"-o {out_dir}: cannot write the DAG file there ({exc.strerror or exc}); -o names the DAG "
+                          "folder to write into (created if missing).") from None
     return target
 
 

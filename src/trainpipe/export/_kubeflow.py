@@ -226,8 +226,13 @@ def compile_pipeline(loaded: LoadedConfig, output: Path, *, image: str, python_c
                            python_components=python_components)
     output = output.resolve()
     source = check_output(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    source.write_text(text)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        source.write_text(text)
+    except (FileExistsError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as exc:
+        from trainpipe._exceptions import ConfigError
+
+        raise ConfigError(f"-o {output}: cannot write there ({exc.strerror or exc}).") from None
     tmp = output.with_name(f".{output.stem}.tmp.yaml")
     run_script("kfp", str(source), str(tmp), timeout=300)
     tmp.replace(output)
