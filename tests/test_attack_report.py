@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from trainpipe.evaluation._text_report import csv_cell, write_text_report
 
@@ -83,3 +84,16 @@ def test_the_model_card_holds_no_html_and_hostile_names_cannot_break_its_tables(
     assert "### By `col'x`" in card and "- source: `data/'evil'.csv`" in card and "`'review'`" in card
     rows = [line for line in card.splitlines() if line.startswith("|")]
     assert all(line.endswith("|") for line in rows)
+
+
+def test_a_report_path_that_cannot_be_written_is_exit_2_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    from trainpipe._exceptions import ConfigError
+    from trainpipe.report._render import write_page
+
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ConfigError, match=r"-o .*afile/r.html: cannot write the page there \(File exists\)"):
+        write_page("<p>x</p>", tmp_path / "afile" / "r.html")
+    with pytest.raises(ConfigError, match=r"-o .*: a folder; give the page's file name \(e.g. .*report.html\)"):
+        write_page("<p>x</p>", tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+    assert write_page("<p>x</p>", tmp_path / "new" / "r.html").read_text() == "<p>x</p>"

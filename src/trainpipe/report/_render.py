@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -173,11 +174,21 @@ def render_model(rec: ModelRecord) -> str:
 
 
 def write_page(html: str, path: Path) -> Path:
-    """Write atomically (a temporary name, then a rename): a reader never sees half a page."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write atomically (a temporary name, then a rename): a reader never sees half a page. A path that cannot
+    be written (a folder, a file where a folder goes, no permission) is a ConfigError (exit 2) naming it."""
+    from trainpipe._exceptions import ConfigError
+
+    if path.is_dir():
+        raise ConfigError(f"-o {path}: a folder; give the page's file name (e.g. {path / 'report.html'}).")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(html, encoding="utf-8")
+        os.replace(tmp, path)
+    except (FileExistsError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise ConfigError(f"-o {path}: cannot write the page there ({exc.strerror or exc}).") from None
     return path
 
 
