@@ -389,8 +389,8 @@ def selection_summary(trials: Sequence[FrozenTrial], chosen: FrozenTrial, plan: 
             "best_std": chosen.user_attrs.get("score_std"), "best_estimate": estimate(chosen),
             "defaults_estimate": None if defaults is None else estimate(defaults),
             "selection": {**plan.to_dict(), "shown": plan.shown,
-                          "rule": "best mean; the cheapest (fewest rounds) within one standard error of it and "
-                                  "not worse than the defaults' trial"},
+                          "rule": "best mean (ties within a tenth of a standard error: the fewest rounds); the "
+                                  "defaults' trial unless beaten by more than the paired per-fold noise"},
             "final_fit": final_fit(chosen, n_all)}
 
 
