@@ -48,7 +48,7 @@ test: $(VENV)/.installed-dev $(AIRFLOW_VENV)/.installed $(KFP_VENV)/.installed
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
-	MLFLOW_DISABLE_TELEMETRY=true $(PY) -m pytest -q -ra -n 2 --dist loadfile
+	MLFLOW_DISABLE_TELEMETRY=true $(PY) -m pytest -q -ra -n 2 --dist loadfile --durations=40
 
 # The unit tests on both cores (pytest-xdist): under 2 minutes on a quiet 2-core machine.
 test-fast: $(VENV)/.installed-dev
