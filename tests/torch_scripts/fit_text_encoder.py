@@ -1,6 +1,7 @@
 """Fine-tune text_encoder on a small fixed sample of the fine-foods reviews (the SIGKILL resume test runs it).
 
 usage: python fit_text_encoder.py OUT_DIR [--resume] [--step-sleep S]
+       python -m torch.distributed.run --standalone --nproc_per_node=2 fit_text_encoder.py OUT_DIR (DDP, gloo)
 
 Writes OUT_DIR/weights.pt (the final state_dict: encoder + head) and OUT_DIR/result.json (history, notes,
 resumed position); checkpoints go to OUT_DIR/ckpt.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -65,9 +67,11 @@ def main() -> int:
     except TrainingInterrupted as exc:
         print(exc, file=sys.stderr, flush=True)
         return exc.exit_code
-    torch.save(adapter.module.state_dict(), args.out / "weights.pt")
-    (args.out / "result.json").write_text(json.dumps({"history": report.history, "resumed_at": position,
-                                                      "notes": report.notes}))
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 writes
+        torch.save(adapter.module.state_dict(), args.out / "weights.pt")
+        (args.out / "result.json").write_text(json.dumps({
+            "history": report.history, "resumed_at": position, "notes": report.notes,
+            "world_size": int(os.environ.get("WORLD_SIZE", "1"))}))
     return 0
 
 
