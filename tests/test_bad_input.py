@@ -386,12 +386,14 @@ DATA = "{source: data.csv, target: label}"
                      (r"evaluation\.metrics", r"do not fit a multiclass task \(inferred from target 'label'\)"),
                      id="metrics"),
         pytest.param(XGB, DATA, 'gate: {thresholds: {r2: ">= 0.5"}}\n', "binary",
-                     (r"gate\.thresholds\.r2", r"does not fit a binary task \(inferred"), id="gate"),
+                     (r"gate\.thresholds\.r2", r"does not fit a binary task \(inferred"), id="gate",
+                     marks=pytest.mark.slow),  # the same check as "metrics" (~3 s each: make test-fast < 2 min)
         pytest.param(f"{{type: {RIDGE}}}", DATA, "", "multiclass",
                      (r"model\.type", r"Ridge \(a regressor\) does not fit a multiclass task", r"pick a classifier"),
-                     id="regressor"),
+                     id="regressor", marks=pytest.mark.slow),
         pytest.param(XGB, "{source: data.csv, target: label, positive_label: mid}", "", "multiclass",
-                     (r"data\.positive_label", r"'mid' does not fit a multiclass task"), id="positive-label"),
+                     (r"data\.positive_label", r"'mid' does not fit a multiclass task"), id="positive-label",
+                     marks=pytest.mark.slow),
     ],
 )
 def test_config_that_does_not_fit_the_inferred_task_fails_in_validate(
