@@ -8,15 +8,11 @@ with the reason; they are never skipped.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tests._servers import PostgresCluster
 from tests.conftest import make_frame, write_pipeline
 
 pytestmark = pytest.mark.slow
@@ -113,66 +110,16 @@ def check_exact(study: Any, n: int, log: Path) -> dict[str, Any]:
 # -- PostgreSQL fixture -----------------------------------------------------------------------------------
 
 
-def _pg_bin() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if found:
-        return Path(found[-1]).parent
-    which = shutil.which("initdb")
-    if which:
-        return Path(which).parent
-    pytest.fail("PostgreSQL is not installed: no initdb under /usr/lib/postgresql/*/bin or on PATH. Install "
-                "Debian's package (apt-get install -y postgresql); .ci/run does this on a fresh machine.")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _as_postgres(args: list[str]) -> list[str]:
-    if os.geteuid() != 0:
-        return args
-    if shutil.which("runuser") is None:
-        pytest.fail("running as root, PostgreSQL's initdb must run as another user, and runuser is missing")
-    return ["runuser", "-u", "postgres", "--", *args]
-
-
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
-    bindir = _pg_bin()
-    base = Path(tempfile.mkdtemp(prefix="trainpipe-pg-"))
-    data, log = base / "data", base / "server.log"
-    if os.geteuid() == 0:
-        try:
-            import pwd
-
-            pw = pwd.getpwnam("postgres")
-        except KeyError:
-            subprocess.run(["useradd", "--system", "--no-create-home", "postgres"], check=True)
-            pw = pwd.getpwnam("postgres")
-        os.chown(base, pw.pw_uid, pw.pw_gid)
-    port = _free_port()
-    run = subprocess.run(_as_postgres([str(bindir / "initdb"), "-A", "trust", "-U", "postgres", "-D", str(data)]),
-                         capture_output=True, text=True)
-    if run.returncode != 0:
-        pytest.fail(f"initdb failed: {run.stderr[-2000:]}")
-    opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {base} -c max_connections=200"
-    run = subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(log), "-w",
-                                       "-t", "60", "start"]), capture_output=True, text=True)
-    if run.returncode != 0:
-        server_log = log.read_text()[-2000:] if log.exists() else ""
-        pytest.fail(f"PostgreSQL did not start: {run.stderr[-2000:]} {server_log}")
+    """A private PostgreSQL cluster (Debian's package, tests/_servers.py) with an ``optuna`` database."""
+    cluster = PostgresCluster()
     try:
-        created = subprocess.run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
-                                  "optuna"], capture_output=True, text=True)
-        if created.returncode != 0:
-            pytest.fail(f"createdb failed: {created.stderr}")
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/optuna"
+        cluster.start()
+        cluster.createdb("optuna")
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{cluster.port}/optuna"
     finally:
-        subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]),
-                       capture_output=True, text=True)
-        shutil.rmtree(base, ignore_errors=True)
+        cluster.remove()
 
 
 # -- PostgreSQL: many workers on one study -------------------------------------------------------------------
