@@ -176,6 +176,17 @@ def test_the_defaults_are_kept_unless_beaten_by_more_than_the_paired_noise() -> 
     assert choose_best([_folds(0, auc_defaults, True), _folds(1, auc_better)], "maximize").number == 1  # type: ignore[union-attr]
 
 
+def test_the_best_of_the_trials_that_beat_the_defaults_is_chosen_not_the_defaults() -> None:
+    """A best-mean trial whose advantage swings from fold to fold does not send the study back to the
+    defaults when a steadier trial beats them on every fold: that one is chosen."""
+    defaults = [0.50, 0.48, 0.52, 0.49, 0.51]  # log loss per fold
+    swinging = [0.30, 0.62, 0.33, 0.60, 0.32]  # mean 0.434: best, but worse than the defaults on two folds
+    steady = [0.45, 0.43, 0.47, 0.44, 0.46]  # mean 0.45: better by 0.05 on every fold
+    trials = [_folds(0, defaults, True), _folds(1, swinging), _folds(2, steady)]
+    assert choose_best(trials, "minimize").number == 2  # type: ignore[union-attr]
+    assert choose_best(trials[:2], "minimize").number == 0  # type: ignore[union-attr]
+
+
 # -- the estimate -------------------------------------------------------------------------------------------
 
 
