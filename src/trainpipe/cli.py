@@ -104,6 +104,7 @@ def run(
 
     def go() -> None:
         from trainpipe._api import build_runner
+        from trainpipe._gc import start_up_without_collection
         from trainpipe.pipeline._rank import distributed_rank
 
         loaded = _load(config, profile, set_)
@@ -111,7 +112,8 @@ def run(
         if distributed_rank() > 0:  # a torchrun worker: trains its shard, rank 0 tracks, evaluates and registers
             build_runner(loaded, tracker=None, **options).run()  # type: ignore[arg-type]
             return
-        tracker = _tracker(loaded)
+        with start_up_without_collection():  # the store's imports: no full collections (see trainpipe/_gc.py)
+            tracker = _tracker(loaded)
         with RichHooks(err) as hooks:
             result = build_runner(loaded, tracker=tracker, hooks=hooks, **options).run()  # type: ignore[arg-type]
         _print_result(result)
