@@ -76,6 +76,37 @@ def test_model_type_auto_searches_the_default_families_for_the_task(cancer_fold:
     assert auto_families("regression")[-1] == "sklearn.ensemble.ExtraTreesRegressor"
 
 
+def test_model_type_auto_builds_an_ensemble_unless_turned_off(cancer_fold: Fold, tmp_path: Path) -> None:
+    from trainpipe.tuning._ensemble import AUTO_ENSEMBLE, ensemble_settings
+
+    summary = tune_folds(_cfg("auto", n_trials=6), BINARY, [cancer_fold], tmp_path / "auto")
+    decision = summary["ensemble"]  # decided on, whether or not it beat the single best trial
+    assert decision["method"] == "greedy" and decision["size"] == AUTO_ENSEMBLE.size == 10
+    assert 2 <= len(decision["candidates"]) <= AUTO_ENSEMBLE.candidates
+    assert decision["used"] == (len(decision.get("members", {})) >= 2), decision
+    off = tune_folds(_cfg("auto", n_trials=4, ensemble=False), BINARY, [cancer_fold], tmp_path / "off")
+    assert "ensemble" not in off
+    one_family = tune_folds(_cfg("xgboost", n_trials=3), BINARY, [cancer_fold], tmp_path / "one")
+    assert "ensemble" not in one_family  # only model.type: auto builds one unasked
+    assert ensemble_settings(_cfg(families=FAMILIES, ensemble=True)).size == 5  # true: the explicit defaults
+    assert ensemble_settings(_cfg("xgboost", families=FAMILIES)) is None
+    # when the study tunes TF-IDF settings (every trial its own preprocessor) auto's ensemble yields to them; an
+    # explicit one is kept (and the text keys are refused: test_text_tuning)
+    assert ensemble_settings(_cfg("auto"), tunes_text=True) is None
+    assert ensemble_settings(_cfg("auto", ensemble={"size": 3}), tunes_text=True).size == 3
+
+
+def test_bagged_trees_start_from_300_trees_in_a_study_unless_they_are_model_type() -> None:
+    from trainpipe.tuning._multi import family_config
+
+    assert family_config(_cfg("auto"), EXTRA).model.params == {"n_estimators": 300}
+    assert family_config(_cfg("auto"), "lightgbm").model.params == {}
+    raw = {"name": "fam", "data": {"source": "x.csv", "target": "y"},
+           "model": {"type": EXTRA, "params": {"max_depth": 4}}, "tuning": {"families": [EXTRA, "xgboost"]}}
+    mine = validate_config(raw, source="test.yaml")
+    assert family_config(mine, EXTRA).model.params == {"max_depth": 4}  # model.params are the user's whole say
+
+
 def test_cost_aware_allocation_favours_quality_per_second() -> None:
     from types import SimpleNamespace
 

@@ -246,7 +246,9 @@ class TuningConfig(_Section):
     space: dict[str, SearchParam] | None = None  # None: the model's default space; {} is refused (tuning)
     # several model families in one study (model.type: auto = the default list for the task); None: model.type
     families: list[str] | None = None
-    ensemble: EnsembleConfig | None = None  # a weighted ensemble of the top trials instead of the best one
+    # a weighted ensemble of the top trials instead of the best one; None: on with model.type auto (unless TF-IDF
+    # settings are tuned), off otherwise; true: on with the defaults; false: off
+    ensemble: EnsembleConfig | bool | None = None
     # the chosen trial's final model: refit on train + validation (scaled rounds), or the average of k fold
     # models of train + validation, each early-stopped on its held-out fold (benchmarks/tuning_quality.py)
     final_model: Literal["refit", "fold_average"] = "refit"

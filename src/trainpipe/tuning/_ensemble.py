@@ -20,11 +20,39 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from trainpipe.config import PipelineConfig
+from trainpipe.config._schema import EnsembleConfig
+
 if TYPE_CHECKING:
     import numpy as np
     from optuna.trial import FrozenTrial
 
     from trainpipe.data import TaskInfo
+
+# the ensemble model.type: auto builds when tuning.ensemble is not set: more rounds than the explicit default (5) so
+# that weights are finer, from the 10 best trials (whose refits the budget reserves)
+AUTO_ENSEMBLE = EnsembleConfig(size=10, candidates=10)
+
+
+def explicit_ensemble(config: PipelineConfig) -> EnsembleConfig | None:
+    """``tuning.ensemble`` as written: a mapping, or ``true`` (the defaults); None when unset or ``false``."""
+    value = None if config.tuning is None else config.tuning.ensemble
+    if value is True:
+        return EnsembleConfig()
+    return value if isinstance(value, EnsembleConfig) else None
+
+
+def ensemble_settings(config: PipelineConfig, tunes_text: bool = False) -> EnsembleConfig | None:
+    """The ensemble the study builds: the explicit one; with ``model.type: auto`` and ``tuning.ensemble`` unset,
+    :data:`AUTO_ENSEMBLE` (AutoML libraries return an ensemble by default: AutoGluon, auto-sklearn, H2O) unless
+    the study tunes TF-IDF settings (``tunes_text``: every trial fits its own preprocessor, an ensemble shares
+    one); ``tuning.ensemble: false`` turns it off."""
+    explicit = explicit_ensemble(config)
+    if explicit is not None or config.tuning is None or config.tuning.ensemble is False:
+        return explicit
+    from trainpipe.tuning._multi import AUTO
+
+    return AUTO_ENSEMBLE if config.model.type == AUTO and not tunes_text else None
 
 
 def _score(metric: str, task: TaskInfo, y: np.ndarray, pred: np.ndarray) -> float:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainpipe._exceptions import ConfigError, TuningFailed
 from trainpipe.tuning._budget import infer_direction, objective_metric
+from trainpipe.tuning._ensemble import ensemble_settings
 from trainpipe.tuning._multi import family_config, family_stats, is_multi, lead_type, split_family, study_families
 from trainpipe.tuning._objective import Fold, RoundCounter, fit_and_score, metric_params
 from trainpipe.tuning._selection import (
@@ -112,7 +113,7 @@ class _Probe:
 
 
 def _plan_and_folds(config: PipelineConfig, task: TaskInfo, source: FoldSource, settings: StudySettings,
-                    started: float, categorical_indices: Sequence[int]
+                    started: float, categorical_indices: Sequence[int], keep_oof: bool = False
                     ) -> tuple[SelectionPlan, list[Fold], _Probe | None]:
     """The selection plan (configured, or ``auto``'s rule), its folds, and the probe when one was fitted."""
     assert config.tuning is not None
@@ -123,7 +124,7 @@ def _plan_and_folds(config: PipelineConfig, task: TaskInfo, source: FoldSource, 
         plan = auto_plan(source.n_rows, n_trials=settings.n_trials)
         return plan, source(plan), None
     probe_folds = source(SelectionPlan("repeated_holdout", 1))
-    counter = RoundCounter(oof=[] if config.tuning.ensemble is not None else None)
+    counter = RoundCounter(oof=[] if keep_oof else None)
     # a multi-family study times its first family's defaults (trial 0)
     fit_and_score(family_config(config, lead_type(config, task.task)), task, {}, probe_folds, settings.metric,
                   settings.direction, None, counter, categorical_indices)
@@ -164,7 +165,8 @@ def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold] | F
         plan = SelectionPlan("given", len(made), "folds given by the caller")
         n_all = int(made[0].X.shape[0] + made[0].X_val.shape[0]) if made else 0
     else:
-        plan, made, probe = _plan_and_folds(config, task, folds, settings, started, categorical_indices)
+        plan, made, probe = _plan_and_folds(config, task, folds, settings, started, categorical_indices,
+                                            keep_oof=ensemble_settings(config, tunes_text) is not None)
         n_all = folds.refit_rows
     settings = replace(settings, plan=plan.to_dict())
 
@@ -172,7 +174,7 @@ def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold] | F
 
     probe_family = lead_type(config, task.task) if settings.families else None
     assert config.tuning is not None
-    ensemble = config.tuning.ensemble
+    ensemble = ensemble_settings(config, tunes_text)
     oof: dict[int, list[Any]] = {}  # trial number -> its per-fold validation predictions (tuning.ensemble)
 
     def objective(trial: Any, params: dict[str, Any], counter: RoundCounter) -> float:

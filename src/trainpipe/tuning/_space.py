@@ -69,8 +69,11 @@ def default_text_space(config: PipelineConfig) -> dict[str, SearchParam]:
 def with_text_part(config: PipelineConfig, space: dict[str, SearchParam],
                    tfidf_columns: Sequence[str] | None) -> dict[str, SearchParam]:
     """``space`` plus :func:`default_text_space` when the pipeline has TF-IDF columns (``tfidf_columns``; None:
-    not known yet, nothing added) and no ``tuning.ensemble``."""
-    if not tfidf_columns or (config.tuning is not None and config.tuning.ensemble is not None):
+    not known yet, nothing added) and no explicit ``tuning.ensemble`` (``model.type: auto``'s own ensemble yields
+    to the text settings)."""
+    from trainpipe.tuning._ensemble import explicit_ensemble
+
+    if not tfidf_columns or explicit_ensemble(config) is not None:
         return space
     return {**space, **default_text_space(config)}
 

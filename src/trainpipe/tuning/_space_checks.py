@@ -209,7 +209,9 @@ def check_text_keys(config: PipelineConfig, space: Mapping[str, SearchParam],
                         "nothing for them to tune. Declare the text columns under features.text (string columns "
                         "with long, mostly distinct values are inferred as text when no feature lists are "
                         "declared), or remove these keys from tuning.space.")
-    if config.tuning is not None and config.tuning.ensemble is not None:
+    from trainpipe.tuning._ensemble import explicit_ensemble
+
+    if explicit_ensemble(config) is not None:
         problems.append(f"tuning.space: {shown}: tuning.ensemble combines several trials' models behind one fitted "
                         "preprocessor, so its trials cannot each fit their own TF-IDF step. Remove these keys, or "
                         "remove tuning.ensemble.")
