@@ -58,6 +58,10 @@ def run_cli(cwd: Path, *args: str, env: dict[str, str] | None = None) -> Outcome
                if k not in ("MLFLOW_TRACKING_URI", "TRAINPIPE_PROFILE") and not k.startswith("TP_TEST_")}
     # A wide console keeps each message on one line; no colour codes in the captured text.
     environ.update({"MLFLOW_DISABLE_TELEMETRY": "true", "COLUMNS": "400", "NO_COLOR": "1", "TERM": "dumb"})
+    # No plot worker process: these runs fail before evaluate (or, once, draw in-process), and a worker started
+    # with the run is waited for while it still imports matplotlib (~2 s a case). tests/test_plot_worker.py
+    # covers the worker, a run that uses it and its fallback.
+    environ.setdefault("TRAINPIPE_PLOT_WORKER", "0")
     environ.update(env or {})
     if os.environ.get("TP_BAD_INPUT_SUBPROCESS") != "1":
         return _run_in_process(cwd, args, environ)
