@@ -81,6 +81,18 @@ def telco() -> pd.DataFrame:
 
 
 @pytest.fixture(autouse=True)
+def _plots_in_process_in_fast_tests(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fast tests draw a run's plots in the step's own process (``TRAINPIPE_PLOT_WORKER=0``): the worker process
+    a run starts re-imports matplotlib every run (~1.5 s of CPU, and a run that fails early waits for it), while
+    in-process drawing imports it once per test process; the plots are drawn by the same code. The worker itself,
+    a run that uses it and its fallback are tested in tests/test_plot_worker.py, and the slow end-to-end tests
+    run with the default (the worker). An explicit TRAINPIPE_PLOT_WORKER in the environment is kept."""
+    if ("TRAINPIPE_PLOT_WORKER" not in os.environ and request.node.get_closest_marker("slow") is None
+            and request.node.path.name != "test_plot_worker.py"):
+        monkeypatch.setenv("TRAINPIPE_PLOT_WORKER", "0")
+
+
+@pytest.fixture(autouse=True)
 def _no_leaked_mlflow_uris() -> Iterator[None]:
     """``mlflow.set_tracking_uri`` in a test (to load ``models:/...`` in-process) sets a process-wide default and
     the MLFLOW_TRACKING_URI variable: every later test in that process would track into that test's store.
