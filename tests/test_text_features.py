@@ -195,7 +195,7 @@ def test_xgboost_gets_the_sparse_tfidf_matrix(reviews: tuple[pd.DataFrame, pd.Da
 
     train, test = reviews
     cfg = config_from_dict({"name": "t", "data": {"source": "a.csv", "target": "score"},
-                            "model": {"type": "xgboost", "params": {"n_estimators": 20}},
+                            "model": {"type": "xgboost", "params": {"n_estimators": 3}},
                             "features": {"text": ["review"], "categorical": []}}).config
     spec = infer_feature_spec(train, cfg)
     pre = build_preprocessor(spec, cfg.features)
