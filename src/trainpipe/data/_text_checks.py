@@ -38,6 +38,11 @@ def looks_like_text(s: pd.Series) -> bool:
     present = s.dropna()
     if len(present) < 2 or not all(isinstance(v, str) for v in present.head(200)):
         return False
+    try:  # the cheapest condition first (one hash count: categories repeat); the verdict does not depend on order
+        if present.nunique() / len(present) < MIN_DISTINCT_SHARE:
+            return False
+    except TypeError:  # unhashable cells further down the column: the length conditions decide, as before
+        pass
     sample = present.astype(str)
     if sample.str.len().median() < MIN_MEDIAN_CHARS:
         return False
