@@ -107,6 +107,24 @@ def test_bagged_trees_start_from_300_trees_in_a_study_unless_they_are_model_type
     assert family_config(mine, EXTRA).model.params == {"max_depth": 4}  # model.params are the user's whole say
 
 
+def test_a_boosters_round_cap_follows_a_sampled_learning_rate() -> None:
+    from trainpipe.config import ModelConfig, TrainingConfig
+    from trainpipe.models import create_adapter
+    from trainpipe.tuning._objective import BOOSTER_DEFAULT_ROUNDS, rounds_for_learning_rate, trial_configs
+
+    for model_type, (rounds, rate) in BOOSTER_DEFAULT_ROUNDS.items():  # the adapters' own defaults
+        params = create_adapter(BINARY, ModelConfig(type=model_type), TrainingConfig()).params
+        assert (params["n_estimators"], params["learning_rate"]) == (rounds, rate), model_type
+    assert rounds_for_learning_rate("xgboost", {}, {"learning_rate": 0.025}) == {"n_estimators": 2000}
+    assert rounds_for_learning_rate("xgboost", {}, {"learning_rate": 0.001}) == {"n_estimators": 5000}  # at most x10
+    assert rounds_for_learning_rate("xgboost", {}, {"learning_rate": 0.2}) == {}  # above the default: the cap stays
+    assert rounds_for_learning_rate("xgboost", {"n_estimators": 80}, {"learning_rate": 0.01}) == {}  # the user's
+    assert rounds_for_learning_rate("xgboost", {}, {"learning_rate": 0.01, "n_estimators": 90}) == {}  # tuned
+    assert rounds_for_learning_rate(EXTRA, {}, {"learning_rate": 0.01}) == {}
+    model, _ = trial_configs(_cfg("lightgbm"), {"learning_rate": 0.01, "num_leaves": 8})
+    assert model.params == {"n_estimators": 2500, "learning_rate": 0.01, "num_leaves": 8}
+
+
 def test_cost_aware_allocation_favours_quality_per_second() -> None:
     from types import SimpleNamespace
 

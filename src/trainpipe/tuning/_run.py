@@ -20,7 +20,13 @@ from trainpipe._exceptions import ConfigError, TuningFailed
 from trainpipe.tuning._budget import infer_direction, objective_metric
 from trainpipe.tuning._ensemble import ensemble_settings
 from trainpipe.tuning._multi import family_config, family_stats, is_multi, lead_type, split_family, study_families
-from trainpipe.tuning._objective import Fold, RoundCounter, fit_and_score, metric_params
+from trainpipe.tuning._objective import (
+    Fold,
+    RoundCounter,
+    fit_and_score,
+    metric_params,
+    rounds_for_learning_rate,
+)
 from trainpipe.tuning._selection import (
     PLAN_ATTR,
     POST_STUDY_SECONDS,
@@ -33,7 +39,7 @@ from trainpipe.tuning._selection import (
     final_fit,
     refit_estimate,
 )
-from trainpipe.tuning._space import check_space, defaults_text_params, split_params, text_params
+from trainpipe.tuning._space import check_space, default_space, defaults_text_params, split_params, text_params
 from trainpipe.tuning._space_checks import space_notes, text_keys
 from trainpipe.tuning._storage import parse_storage
 from trainpipe.tuning._study import StudySettings, open_study, run_study
@@ -97,9 +103,17 @@ def rounds_of(config: PipelineConfig) -> int | None:
 
     if config.tuning is None or is_multi(config):
         return None
-    space = config.tuning.space or {}
+    space = config.tuning.space
+    if space is None:
+        try:
+            space = default_space(config.model.type)
+        except ConfigError:
+            space = {}
     if "n_estimators" in space or "training.epochs" in space:
         return None  # tuned budget: the pruners infer it from the trials
+    if rounds_for_learning_rate(config.model.type, config.model.params, {"learning_rate": 1e-9}) and \
+            "learning_rate" in space:
+        return None  # the round cap follows the sampled learning rate (rounds_for_learning_rate)
     return family_for(config.model.type).rounds(config.model.params, config.training)
 
 
@@ -350,6 +364,7 @@ def trial_model(config: PipelineConfig, task: TaskInfo, metric: str, trial: Froz
     family, params = split_family(trial.params)
     scoped = config if family is None else family_config(config, family)
     model_params, training_params = split_params(params)
+    model_params = {**rounds_for_learning_rate(scoped.model.type, scoped.model.params, model_params), **model_params}
     model_params = {**metric_params(scoped.model.type, metric, task.task, {**scoped.model.params, **model_params}),
                     **model_params}
     return scoped.model.type, model_params, training_params
