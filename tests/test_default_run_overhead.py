@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 
 def test_default_validation_does_not_import_pandera() -> None:
@@ -51,3 +52,42 @@ def test_text_detection_checks_repetition_first_with_the_same_verdicts() -> None
     # strings first, unhashable cells further down: no error, decided by the length conditions as before
     mixed = pd.Series([f"id{i}" for i in range(300)] + [["a", "b"]] * 5, dtype=object)
     assert not looks_like_text(mixed)
+
+
+def _synchronous(engine: object) -> int:
+    with engine.connect() as connection:  # type: ignore[attr-defined]
+        return int(connection.exec_driver_sql("PRAGMA synchronous").fetchone()[0])
+
+
+def test_a_new_sqlite_store_is_created_without_syncs_and_then_syncs_again(tmp_path: Path) -> None:
+    """While a new store file is created its connections skip fdatasync (MLflow's ~60 migrations made ~1,080 of
+    them); afterwards the same pooled connections are back at SQLite's default (FULL = 2). Other files and an
+    existing store are left alone."""
+    import sqlalchemy
+
+    from trainpipe.tracking._new_store import unsynced_while_created
+
+    new, other = f"sqlite:///{tmp_path / 'new.db'}", f"sqlite:///{tmp_path / 'other.db'}"
+    engine, other_engine = sqlalchemy.create_engine(new), sqlalchemy.create_engine(other)
+    with unsynced_while_created(new):
+        assert _synchronous(engine) == 0
+        assert _synchronous(other_engine) == 2
+    assert _synchronous(engine) == 2  # the pooled connection opened inside the block
+    assert _synchronous(sqlalchemy.create_engine(new)) == 2
+    with engine.begin() as connection:  # the file holds a table now: an existing store
+        connection.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+    with unsynced_while_created(new):  # nothing changes for it
+        assert _synchronous(sqlalchemy.create_engine(new)) == 2
+    with unsynced_while_created("postgresql://u@127.0.0.1:1/x"):  # not a SQLite file: nothing to do
+        pass
+
+
+def test_the_tracker_creates_its_store_and_keeps_durable_writes(tmp_path: Path) -> None:
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    from trainpipe.tracking import MlflowTracker
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = MlflowTracker(uri, "exp", tmp_path / "mlartifacts")
+    assert tracker.client.get_experiment(tracker.experiment_id).name == "exp"
+    assert _synchronous(SqlAlchemyStore._engine_map[uri]) == 2

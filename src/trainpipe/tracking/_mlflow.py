@@ -152,7 +152,10 @@ class MlflowTracker:
         try:
             # Two runs starting on a fresh store race through MLflow's table creation and migrations, which
             # can leave the file broken for good: the first one in creates the store, the other waits.
-            with sqlite_file_lock(uri):
+            # a new SQLite file is created without an fdatasync per migration (see tracking/_new_store.py)
+            from trainpipe.tracking._new_store import unsynced_while_created
+
+            with sqlite_file_lock(uri), unsynced_while_created(uri):
                 self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
                 self.experiment_id = self._experiment(experiment, artifact_root)
                 if uri.startswith("sqlite:///"):
