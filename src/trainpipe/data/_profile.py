@@ -38,12 +38,18 @@ def _numeric_profile(s: pd.Series) -> dict[str, Any]:
 
     values = s.to_numpy(dtype=float, na_value=np.nan)
     finite = values[np.isfinite(values)]
-    edges = np.unique(np.quantile(finite, np.linspace(0, 1, 11))) if len(finite) else np.array([])
+    # the bin edges (deciles) and the reported quantiles in one pass over the column: each value equals what
+    # its own np.quantile call gives (the same order statistics and interpolation), at a sixth of the cost
+    at = np.quantile(finite, [*np.linspace(0, 1, 11), *_REPORTED]) if len(finite) else np.array([])
+    edges = np.unique(at[:11]) if len(finite) else np.array([])
     inner = edges[1:-1].tolist()
     return {"kind": "numeric", "edges": inner, "shares": _numeric_shares(values, inner),
             "mean": float(finite.mean()) if len(finite) else None,
-            "quantiles": {str(q): float(np.quantile(finite, q)) for q in (0.01, 0.25, 0.5, 0.75, 0.99)}
+            "quantiles": {str(q): float(v) for q, v in zip(_REPORTED, at[11:], strict=True)}
             if len(finite) else {}}
+
+
+_REPORTED = (0.01, 0.25, 0.5, 0.75, 0.99)
 
 
 def _numeric_shares(values: Any, edges: list[float]) -> list[float]:
