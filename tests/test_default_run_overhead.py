@@ -114,3 +114,27 @@ def test_numeric_profile_takes_all_its_quantiles_in_one_pass_with_the_same_value
             continue
         assert got["edges"] == np.unique(np.quantile(finite, np.linspace(0, 1, 11)))[1:-1].tolist()
         assert got["quantiles"] == {str(q): float(np.quantile(finite, q)) for q in (0.01, 0.25, 0.5, 0.75, 0.99)}
+
+
+def test_bootstrap_rank_metrics_share_one_grouping_pass_with_the_same_values() -> None:
+    """ROC AUC and average precision take their tie-group sums from one pass per resample chunk (the bootstrap
+    of a flights test split: 0.203 -> 0.176 s CPU); every value equals the metric's own pass."""
+    import numpy as np
+
+    from trainpipe.evaluation._intervals import Scores, _average_precision, _binary_auc, _by_score, _formulas
+
+    rng = np.random.default_rng(3)
+    n = 3000
+    y = rng.integers(0, 2, n)
+    p1 = np.round(rng.random(n), 2)  # many tied scores
+    s = _by_score(Scores("binary", y, (p1 > 0.5).astype(int), np.c_[1 - p1, p1]))
+    score, positive = s.proba[:, 1], (s.y == 1).astype(float)
+    weights = np.bincount((np.arange(50)[:, None] * n + rng.integers(0, n, (50, n))).ravel(),
+                          minlength=50 * n).reshape(50, n).astype(float)
+    formulas = _formulas(s)
+    shuffled = rng.permutation(n)  # the general path sorts by itself
+    for w in (weights, np.ones((1, n))):
+        assert np.array_equal(formulas["roc_auc"](w), _binary_auc(score, positive, w), equal_nan=True)
+        assert np.array_equal(formulas["pr_auc"](w), _average_precision(score, positive, w), equal_nan=True)
+        assert np.array_equal(formulas["pr_auc"](w), _average_precision(score[shuffled], positive[shuffled],
+                                                                         w[:, shuffled]), equal_nan=True)

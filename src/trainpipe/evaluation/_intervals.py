@@ -88,6 +88,55 @@ def _average_precision(score: np.ndarray, positive: np.ndarray, weights: np.ndar
     return np.asarray((steps * precision).sum(axis=1))
 
 
+class _TieGroupSums:
+    """For scores in ascending order: per resample (row of ``weights``), the weighted positives and the weighted
+    rows of each group of tied scores, computed once per weights matrix for both rank metrics. The bootstrap's
+    weights are whole counts, so these sums are exact whatever the order of addition, and the descending groups
+    ``_average_precision`` forms are these, reversed: the same numbers as its own pass (the test compares)."""
+
+    def __init__(self, score: np.ndarray, positive: np.ndarray) -> None:
+        import numpy as np
+
+        self.positive = positive
+        self.starts = np.flatnonzero(np.r_[True, score[1:] != score[:-1]])
+        self._weights: np.ndarray | None = None
+        self._sums: tuple[np.ndarray, np.ndarray] | None = None
+
+    def __call__(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import numpy as np
+
+        if self._sums is None or self._weights is not weights:
+            self._sums = (np.add.reduceat(weights * self.positive, self.starts, axis=1),
+                          np.add.reduceat(weights, self.starts, axis=1))
+            self._weights = weights
+        return self._sums
+
+
+def _auc_of_sums(pos: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """``_binary_auc`` from the ascending tie-group sums."""
+    import numpy as np
+
+    neg = total - pos
+    below = np.cumsum(neg, axis=1) - neg
+    n1, n0 = pos.sum(axis=1), neg.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray((pos * below + 0.5 * pos * neg).sum(axis=1) / (n1 * n0))
+
+
+def _ap_of_sums(pos: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """``_average_precision`` from the ascending tie-group sums (walked from the highest score down)."""
+    import numpy as np
+
+    tp = np.cumsum(pos[:, ::-1], axis=1)
+    seen = np.cumsum(total[:, ::-1], axis=1)
+    total_tp = tp[:, -1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(seen > 0, tp / seen, 1.0)
+        recall = tp / total_tp
+    steps = np.diff(np.concatenate([np.zeros_like(recall[:, :1]), recall], axis=1), axis=1)
+    return np.asarray((steps * precision).sum(axis=1))
+
+
 def _formulas(s: Scores) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     """metric -> f(weights B x n) -> B values, for the metrics that have a weighted form here."""
     import numpy as np
@@ -127,8 +176,13 @@ def _formulas(s: Scores) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
         if s.proba is not None:
             score = np.asarray(s.proba, dtype=float)[:, 1]
             sq = (score - positive) ** 2
-            out["roc_auc"] = lambda w: _binary_auc(score, positive, w)
-            out["pr_auc"] = lambda w: _average_precision(score, positive, w)
+            if _ascending(score):  # the bootstrap's order (see _by_score): one grouping pass for both
+                sums = _TieGroupSums(score, positive)
+                out["roc_auc"] = lambda w: _auc_of_sums(*sums(w))
+                out["pr_auc"] = lambda w: _ap_of_sums(*sums(w))
+            else:
+                out["roc_auc"] = lambda w: _binary_auc(score, positive, w)
+                out["pr_auc"] = lambda w: _average_precision(score, positive, w)
             out["brier"] = lambda w: w @ sq / n
     if s.task == "regression":
         yf, pf = y.astype(float), np.asarray(s.pred, dtype=float)
