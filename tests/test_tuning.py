@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -406,11 +405,11 @@ def test_cli_invalid_space_exits_2_before_any_trial(workdir: Path, space: str, m
     make_frame(200).to_csv(workdir / "d.csv", index=False)
     write_pipeline(workdir, f"name: t\ndata: {{source: d.csv, target: label}}\nmodel: {{type: xgboost}}\n"
                             f"tuning: {{n_trials: 3, storage: 'sqlite:///{workdir}/study.db', space: {space}}}\n")
-    env = {**os.environ, "COLUMNS": "400", "NO_COLOR": "1", "MLFLOW_DISABLE_TELEMETRY": "true"}
-    out = subprocess.run([sys.executable, "-m", "trainpipe.cli", "tune", "pipeline.yaml"], cwd=workdir, env=env,
-                         capture_output=True, text=True, timeout=300)
+    from tests.test_bad_input import run_cli  # in-process (typer's runner); TP_BAD_INPUT_SUBPROCESS=1: a subprocess
+
+    out = run_cli(workdir, "tune", "pipeline.yaml")
     assert out.returncode == 2, out.stderr
-    assert message in " ".join(out.stderr.split())
+    assert message in out.message
     assert "Traceback" not in out.stderr
     assert not (workdir / "study.db").exists()  # no study was opened, so no trial ran
 
