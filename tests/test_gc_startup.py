@@ -39,3 +39,13 @@ def test_collection_stays_off_when_it_was_off_and_errors_pass_through(gc_state: 
         raise RuntimeError("boom")
     assert not gc.isenabled()
     assert gc.get_freeze_count() > 0
+
+
+def test_thaw_makes_the_frozen_objects_collectable_again(gc_state: None) -> None:
+    from trainpipe._gc import thaw
+
+    with start_up_without_collection():
+        kept = [[i] for i in range(100)]
+    assert gc.get_freeze_count() >= len(kept)
+    thaw()
+    assert gc.get_freeze_count() == 0

@@ -8,7 +8,8 @@ turns collection off while it imports and opens the store, then moves the surviv
 (``gc.freeze``): later full collections, during the steps, scan only what the run allocates itself.
 
 Only the CLI does this (it owns its process, which ends after the run). Frozen objects are still freed by
-reference counting; only a reference cycle among them would outlive the command, which ends anyway.
+reference counting; only a reference cycle among them would outlive the command, which ends anyway; the
+command unfreezes them when its work is done (:func:`thaw`), for callers that run it in their own process.
 """
 
 from __future__ import annotations
@@ -35,4 +36,11 @@ def start_up_without_collection() -> Iterator[None]:
             gc.enable()
 
 
-__all__ = ["start_up_without_collection"]
+def thaw() -> None:
+    """Undo the freeze once the command's work is done (``gc.unfreeze``): in its own process it changes nothing
+    that matters; in a caller's process (a test invoking the command in-process, many times) the objects frozen
+    at start-up are collectable again, so cycles among them that die later do not accumulate."""
+    gc.unfreeze()
+
+
+__all__ = ["start_up_without_collection", "thaw"]

@@ -104,7 +104,7 @@ def run(
 
     def go() -> None:
         from trainpipe._api import build_runner
-        from trainpipe._gc import start_up_without_collection
+        from trainpipe._gc import start_up_without_collection, thaw
         from trainpipe.pipeline._rank import distributed_rank
 
         loaded = _load(config, profile, set_)
@@ -114,8 +114,11 @@ def run(
             return
         with start_up_without_collection():  # the store's imports: no full collections (see trainpipe/_gc.py)
             tracker = _tracker(loaded)
-        with RichHooks(err) as hooks:
-            result = build_runner(loaded, tracker=tracker, hooks=hooks, **options).run()  # type: ignore[arg-type]
+        try:
+            with RichHooks(err) as hooks:
+                result = build_runner(loaded, tracker=tracker, hooks=hooks, **options).run()  # type: ignore[arg-type]
+        finally:
+            thaw()  # a caller that runs the command in its own process (typer's test runner) gets a whole collector
         _print_result(result)
 
     _guard(debug, go)
