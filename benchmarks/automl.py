@@ -173,15 +173,17 @@ def _counts(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def render(rows: list[dict[str, Any]], seeds: int, wall: float, label: str, load_before: str) -> str:
+def render(rows: list[dict[str, Any]], seeds: int, wall: float | None, label: str, load_before: str) -> str:
+    """``wall`` None: the rows were run earlier (``--render-only``), and the label says when and how loaded."""
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     lines = ["## AutoML comparison (automl.py)", ""]
     if label:
         lines += [f"**{label}**", ""]
+    when = (f"`uptime` before: {load_before}; after: {load}. Wall {wall:.0f} s." if wall is not None else
+            "rendered from the rows file of earlier runs (--render-only): their times and loads are in the label.")
     lines += [
         f"`benchmarks/automl.py`, {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}, {platform.machine()} "
-        f"{os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; `uptime` before: "
-        f"{load_before}; after: {load}. Wall {wall:.0f} s.", "",
+        f"{os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; {when}", "",
         "Same split (seed 0) for every column. *default*: trainpipe, no tuning (XGBoost, model seed 0); *seed "
         f"band*: max - min of the default's test score over {seeds} model seeds; *tuned*: `model.type: auto` + "
         "`tuning.timeout: BUDGET` (no other setting: auto's default ensemble included); *±90 % paired*: half-width "
@@ -243,7 +245,8 @@ def main() -> None:
             if args.rows is not None:
                 with args.rows.open("a") as fh:
                     fh.write(json.dumps(rows[-1], default=str) + "\n")
-    text = render(rows, args.seeds, time.perf_counter() - started, args.label, load_before)
+    text = render(rows, args.seeds, None if args.render_only else time.perf_counter() - started, args.label,
+                  load_before)
     print(text)
     if not args.no_write:
         replace_section("## AutoML comparison (automl.py)", text)
