@@ -50,9 +50,10 @@ test: $(VENV)/.installed-dev $(AIRFLOW_VENV)/.installed $(KFP_VENV)/.installed
 	$(VENV)/bin/lint-imports
 	MLFLOW_DISABLE_TELEMETRY=true $(PY) -m pytest -q -ra -n 2 --dist loadfile --durations=40
 
-# The unit tests on both cores (pytest-xdist): under 2 minutes on a quiet 2-core machine.
+# The unit tests on both cores (pytest-xdist): under 2 minutes on a quiet 2-core machine. worksteal: an idle
+# worker takes queued tests from the busy one (98 s against 119 s with the default 'load' split, quiet, 985 tests).
 test-fast: $(VENV)/.installed-dev
-	MLFLOW_DISABLE_TELEMETRY=true $(PY) -m pytest -q -m "not slow" -n 2
+	MLFLOW_DISABLE_TELEMETRY=true $(PY) -m pytest -q -m "not slow" -n 2 --dist worksteal
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check src tests benchmarks

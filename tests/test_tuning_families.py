@@ -79,14 +79,14 @@ def test_model_type_auto_searches_the_default_families_for_the_task(cancer_fold:
 def test_model_type_auto_builds_an_ensemble_unless_turned_off(cancer_fold: Fold, tmp_path: Path) -> None:
     from trainpipe.tuning._ensemble import AUTO_ENSEMBLE, ensemble_settings
 
-    summary = tune_folds(_cfg("auto", n_trials=6), BINARY, [cancer_fold], tmp_path / "auto")
+    summary = tune_folds(_cfg("auto", n_trials=4), BINARY, [cancer_fold], tmp_path / "auto")
     decision = summary["ensemble"]  # decided on, whether or not it beat the single best trial
     assert decision["method"] == "greedy" and decision["size"] == AUTO_ENSEMBLE.size == 10
     assert 2 <= len(decision["candidates"]) <= AUTO_ENSEMBLE.candidates
     assert decision["used"] == (len(decision.get("members", {})) >= 2), decision
-    off = tune_folds(_cfg("auto", n_trials=4, ensemble=False), BINARY, [cancer_fold], tmp_path / "off")
+    off = tune_folds(_cfg("auto", n_trials=3, ensemble=False), BINARY, [cancer_fold], tmp_path / "off")
     assert "ensemble" not in off
-    one_family = tune_folds(_cfg("xgboost", n_trials=3), BINARY, [cancer_fold], tmp_path / "one")
+    one_family = tune_folds(_cfg("xgboost", n_trials=2), BINARY, [cancer_fold], tmp_path / "one")
     assert "ensemble" not in one_family  # only model.type: auto builds one unasked
     assert ensemble_settings(_cfg(families=FAMILIES, ensemble=True)).size == 5  # true: the explicit defaults
     assert ensemble_settings(_cfg("xgboost", families=FAMILIES)) is None
