@@ -118,3 +118,20 @@ def test_no_worker_when_plots_are_off(workdir: Path) -> None:
                                    "model: {type: sklearn.linear_model.LogisticRegression}\n"
                                    "evaluation: {plots: false}\n")
     assert start_plot_worker(load_config(path)) is None
+
+
+def test_a_worker_that_never_got_a_job_is_killed_at_close_not_waited_for(tmp_path: Path) -> None:
+    import signal
+
+    idle = PlotWorker()
+    proc = idle.proc
+    assert proc is not None
+    idle.close()  # at once: it may still be importing matplotlib
+    assert proc.returncode == -signal.SIGKILL
+    busy = PlotWorker()
+    busy.submit(("confusion_matrix",), np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0]), None, ["0", "1"], [],
+                None, tmp_path)
+    assert busy.collect() == ["confusion_matrix.png"]
+    proc = busy.proc
+    busy.close()
+    assert proc is not None and proc.returncode == 0  # a worker that drew a job ends on end of input

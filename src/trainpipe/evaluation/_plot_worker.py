@@ -48,6 +48,7 @@ class PlotWorker:
         self._lock = threading.Lock()
         self._scratch: Path | None = None
         self._pending: dict[str, Any] | None = None
+        self._had_job = False  # a worker that never got a job is killed at close, not waited for
 
     @property
     def alive(self) -> bool:
@@ -79,6 +80,7 @@ class PlotWorker:
             self._cleanup()
             raise PlotWorkerError(f"the plot worker did not take the job ({exc})") from exc
         self._pending = job
+        self._had_job = True
 
     def collect(self, timeout: float = 120.0) -> list[str]:
         """The file names the worker wrote for the submitted job."""
@@ -101,11 +103,16 @@ class PlotWorker:
         return [str(name) for name in answer.get("written", [])]
 
     def close(self) -> None:
-        """End the worker (it exits on end of input; killed if it does not within 5 s)."""
+        """End the worker: one that drew a job exits on end of input (killed if it does not within 5 s); one
+        that never got a job (the run failed or stopped before evaluate) is killed at once, since it has
+        nothing to finish and would otherwise be waited for while it still imports matplotlib (~2 s)."""
         proc, self.proc = self.proc, None
         self._cleanup()
         if proc is None:
             return
+        if not self._had_job:
+            with contextlib.suppress(OSError):
+                proc.kill()
         with contextlib.suppress(OSError):
             if proc.stdin is not None:
                 proc.stdin.close()
