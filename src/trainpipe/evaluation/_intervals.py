@@ -80,6 +80,14 @@ def _average_precision(score: np.ndarray, positive: np.ndarray, weights: np.ndar
     starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
     tp = np.cumsum(np.add.reduceat(w * positive_r, starts, axis=1), axis=1)
     seen = np.cumsum(np.add.reduceat(w, starts, axis=1), axis=1)
+    return _average_precision_from_counts(tp, seen)
+
+
+def _average_precision_from_counts(tp: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """Average precision per row from cumulative true positives and cumulative rows at each threshold (best
+    score first): the sum of precision times the recall step."""
+    import numpy as np
+
     total = tp[:, -1:]
     with np.errstate(invalid="ignore", divide="ignore"):
         precision = np.where(seen > 0, tp / seen, 1.0)
@@ -129,12 +137,7 @@ def _ap_of_sums(pos: np.ndarray, total: np.ndarray) -> np.ndarray:
 
     tp = np.cumsum(pos[:, ::-1], axis=1)
     seen = np.cumsum(total[:, ::-1], axis=1)
-    total_tp = tp[:, -1:]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.where(seen > 0, tp / seen, 1.0)
-        recall = tp / total_tp
-    steps = np.diff(np.concatenate([np.zeros_like(recall[:, :1]), recall], axis=1), axis=1)
-    return np.asarray((steps * precision).sum(axis=1))
+    return _average_precision_from_counts(tp, seen)
 
 
 def _formulas(s: Scores) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
