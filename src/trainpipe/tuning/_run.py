@@ -21,6 +21,7 @@ from trainpipe.tuning._budget import infer_direction, objective_metric
 from trainpipe.tuning._ensemble import ensemble_settings
 from trainpipe.tuning._multi import family_config, family_stats, is_multi, lead_type, split_family, study_families
 from trainpipe.tuning._objective import (
+    BOOSTER_DEFAULT_ROUNDS,
     Fold,
     RoundCounter,
     fit_and_score,
@@ -111,8 +112,8 @@ def rounds_of(config: PipelineConfig) -> int | None:
             space = {}
     if "n_estimators" in space or "training.epochs" in space:
         return None  # tuned budget: the pruners infer it from the trials
-    if rounds_for_learning_rate(config.model.type, config.model.params, {"learning_rate": 1e-9}) and \
-            "learning_rate" in space:
+    if (config.model.type in BOOSTER_DEFAULT_ROUNDS and "n_estimators" not in config.model.params
+            and "learning_rate" in space):
         return None  # the round cap follows the sampled learning rate (rounds_for_learning_rate)
     return family_for(config.model.type).rounds(config.model.params, config.training)
 
@@ -174,13 +175,14 @@ def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold] | F
                             fingerprint=fingerprint)
     settings = replace(settings, defaults_params=defaults_text_params(config, space))
     probe: _Probe | None = None
+    ensemble = ensemble_settings(config, tunes_text)  # None: the single best trial
     if isinstance(folds, Sequence):
         made = list(folds)
         plan = SelectionPlan("given", len(made), "folds given by the caller")
         n_all = int(made[0].X.shape[0] + made[0].X_val.shape[0]) if made else 0
     else:
         plan, made, probe = _plan_and_folds(config, task, folds, settings, started, categorical_indices,
-                                            keep_oof=ensemble_settings(config, tunes_text) is not None)
+                                            keep_oof=ensemble is not None)
         n_all = folds.refit_rows
     settings = replace(settings, plan=plan.to_dict())
 
@@ -188,7 +190,6 @@ def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold] | F
 
     probe_family = lead_type(config, task.task) if settings.families else None
     assert config.tuning is not None
-    ensemble = ensemble_settings(config, tunes_text)
     oof: dict[int, list[Any]] = {}  # trial number -> its per-fold validation predictions (tuning.ensemble)
 
     def objective(trial: Any, params: dict[str, Any], counter: RoundCounter) -> float:
