@@ -200,6 +200,43 @@ def test_auto_plan_rule() -> None:
     assert auto_plan(5_000, timeout=60, probe_seconds=9.0, available=55, n_trials=30).k == 1
 
 
+def test_auto_repeats_the_cv_on_a_small_table_when_the_budget_allows() -> None:
+    # a small table, a budget of minutes: 100 trials of 3 x 5-fold CV fit, so the estimate is repeated
+    plan = auto_plan(455, timeout=300, probe_seconds=0.05, available=290, n_trials=100_000)
+    assert (plan.kind, plan.k, plan.repeats, plan.n_folds) == ("cv", 5, 3, 15)
+    assert "3 x 5-fold cross-validation" in plan.shown and "100 trials" in plan.reason
+    # the same table at 60 s (15 x 0.05 x 100 = 75 s does not fit), or too many rows: one 5-fold CV
+    assert auto_plan(455, timeout=60, probe_seconds=0.05, available=50, n_trials=100_000).repeats == 1
+    assert auto_plan(30_000, timeout=3600, probe_seconds=0.05, available=3500, n_trials=100).repeats == 1
+    # n_trials below 100 counts as it is
+    assert auto_plan(455, timeout=60, probe_seconds=0.05, available=50, n_trials=30).repeats == 3
+    # without a timeout: unchanged
+    assert auto_plan(455).repeats == 1
+    # a stored plan from before repeats existed reads as one repeat, and the key tells the two apart
+    assert SelectionPlan.from_dict({"kind": "cv", "k": 5}).repeats == 1
+    assert SelectionPlan("cv", 5, "", 3).key != SelectionPlan("cv", 5).key
+
+
+def test_the_standard_error_of_a_repeated_cv_counts_one_repeat_of_folds() -> None:
+    from trainpipe.tuning._selection import fold_stats
+
+    scores = [0.80, 0.82, 0.78, 0.81, 0.79, 0.83]
+    mean, std, se = fold_stats(scores)
+    assert se == pytest.approx(std / np.sqrt(6))
+    mean2, std2, se2 = fold_stats(scores, repeats=2)  # 2 x 3-fold: the same rows held out twice
+    assert (mean2, std2) == (mean, std) and se2 == pytest.approx(std / np.sqrt(3))
+
+
+def test_cv_repeats_with_a_holdout_selection_is_refused() -> None:
+    from trainpipe._exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match=r"cv_repeats: repeats the k-fold cross-validation, but selection is "
+                                          r"'repeated_holdout'.*the repeats of repeated_holdout are cv_folds"):
+        cfg(selection="repeated_holdout", cv_repeats=2)
+    with pytest.raises(ConfigError, match=r"cv_repeats: .* selection is 'holdout'"):
+        cfg(selection="holdout", cv_repeats=2)
+
+
 def _run_pipeline(workdir: Path, text: str, frame: Any, until: str = "train") -> Path:
     from trainpipe.config import load_config
     from trainpipe.pipeline import PipelineRunner, steps_for
@@ -228,6 +265,45 @@ tuning: {n_trials: 4, space: {max_depth: {type: int, low: 2, high: 4}}}
     assert summary["best_estimate"]["mean"] == pytest.approx(float(np.mean(scores)))
     header = (steps / "tune" / "trials.csv").read_text().splitlines()[0].split(",")
     assert "score_std" in header and "n_folds" in header
+
+
+def test_a_repeated_cv_holds_every_row_out_once_per_repeat(workdir: Path) -> None:
+    steps = _run_pipeline(workdir, """\
+name: cvrep
+data: {source: d.csv, target: label}
+model: {type: xgboost, params: {n_estimators: 30}}
+training: {early_stopping_rounds: 5}
+tuning: {n_trials: 3, cv_folds: 3, cv_repeats: 2, space: {max_depth: {type: int, low: 2, high: 4}}}
+""", make_frame(300), until="tune")
+    summary = json.loads((steps / "tune" / "study_summary.json").read_text())
+    selection = summary["selection"]
+    assert (selection["kind"], selection["k"], selection["repeats"]) == ("cv", 3, 2)
+    assert selection["shown"] == "2 x 3-fold cross-validation on the training rows (other shuffles)"
+    best = summary["best_estimate"]
+    assert len(best["fold_scores"]) == 6
+    # the standard error divides by the 3 folds of one repeat, not by all 6 scores
+    assert best["std"] == pytest.approx(float(np.std(best["fold_scores"], ddof=1)))
+    import csv
+
+    rows = list(csv.DictReader((steps / "tune" / "trials.csv").open()))
+    assert {r["n_folds"] for r in rows if r["state"] == "complete"} == {"6"}
+    # the folds themselves: each repeat's held-out parts cover the training rows once, and the repeats differ
+    from trainpipe._hooks import Hooks
+    from trainpipe.config import load_config
+    from trainpipe.pipeline._step import StepContext
+    from trainpipe.pipeline._steps_tuning import TUNE_STEP, TrainingRowFolds
+
+    inputs = {name: steps / name for name in ("preprocess", "split", "validate")}
+    ctx = StepContext(step="tune", loaded=load_config(workdir / "pipeline.yaml"), inputs=inputs,
+                      out_dir=workdir / "out", run_dir=workdir / "out", hooks=Hooks(), declared=dict(TUNE_STEP.inputs))
+    source = TrainingRowFolds(ctx, TaskInfo.from_dict(json.loads((steps / "validate" / "task.json").read_text())))
+    folds = source(SelectionPlan("cv", 3, "", 2))
+    assert len(folds) == 6 and source(SelectionPlan("cv", 3)) is not folds
+    n = source.n_rows
+    for repeat in (folds[:3], folds[3:]):
+        assert sum(len(f.y_val) for f in repeat) == n
+        assert all(len(f.y) + len(f.y_val) == n for f in repeat)
+    assert not all(np.array_equal(a.y_val, b.y_val) for a, b in zip(folds[:3], folds[3:], strict=True))
 
 
 def test_holdout_with_cv_folds_is_refused() -> None:

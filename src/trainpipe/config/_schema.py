@@ -242,6 +242,8 @@ class TuningConfig(_Section):
     # how trials are scored: auto (CV or repeated holdout by data size and timeout), cv, repeated_holdout, holdout
     selection: Literal["auto", "cv", "repeated_holdout", "holdout"] = "auto"
     cv_folds: int | None = Field(None, ge=1)  # k of cv (default 5), repeats of repeated_holdout (default 3)
+    # cv: the k-fold cut repeated with other shuffles (default 1; auto repeats 3 x on small tables with a budget)
+    cv_repeats: int | None = Field(None, ge=1, le=20)
     storage: str | None = None
     space: dict[str, SearchParam] | None = None  # None: the model's default space; {} is refused (tuning)
     # several model families in one study (model.type: auto = the default list for the task); None: model.type
@@ -258,6 +260,11 @@ class TuningConfig(_Section):
         if self.cv_folds is not None and self.selection == "holdout":
             raise ValueError("cv_folds: selection 'holdout' scores on the validation split, so cv_folds has no "
                              "use; remove it, or set selection: cv")
+        if self.cv_repeats is not None and self.selection in ("holdout", "repeated_holdout"):
+            raise ValueError(f"cv_repeats: repeats the k-fold cross-validation, but selection is "
+                             f"'{self.selection}'; set selection: cv (or auto), or remove cv_repeats"
+                             + (" (the repeats of repeated_holdout are cv_folds)"
+                                if self.selection == "repeated_holdout" else ""))
         if self.cv_folds == 1 and self.selection != "repeated_holdout":
             raise ValueError("cv_folds: cross-validation needs at least 2 folds, got 1 (a single 80/20 split is "
                              "selection: repeated_holdout with cv_folds: 1)")

@@ -84,7 +84,7 @@ class TrainingRowFolds:
         # the columns each fold's preprocessor runs through TF-IDF: what features.text_options.* keys can tune
         self.tfidf_columns: tuple[str, ...] = () if self.raw_text else tuple(self.spec.text)
         self.base_options = text_options(cfg.features)
-        self._made: dict[tuple[str, int], list[Fold]] = {}
+        self._made: dict[tuple[str, int, int], list[Fold]] = {}
         self._tuned: OrderedDict[tuple[Any, ...], list[Fold]] = OrderedDict()
         self._fit_seconds, self._fit_rows = 0.0, 0  # preprocessors fitted for tuned settings: time, rows
 
@@ -99,14 +99,14 @@ class TrainingRowFolds:
         preprocess step's)."""
         options = {**self.base_options, **(text_options or {})}
         if options == self.base_options:
-            key = (plan.kind, plan.k)
+            key = plan.key
             if key not in self._made:
                 self._made[key] = (_holdout(self.ctx) if plan.kind == "holdout" else self._cut(plan, self.features))
             return self._made[key]
         from trainpipe.config._schema import TextOptions
 
         settings = tuple(sorted(options.items()))
-        tuned_key = (plan.kind, plan.k, settings)
+        tuned_key = (*plan.key, settings)
         if tuned_key in self._tuned:
             self._tuned.move_to_end(tuned_key)
             return self._tuned[tuned_key]
@@ -137,7 +137,14 @@ class TrainingRowFolds:
 
     def _cut(self, plan: SelectionPlan, features: Any) -> list[Fold]:
         import pandas as pd
-        from sklearn.model_selection import KFold, ShuffleSplit, StratifiedKFold, StratifiedShuffleSplit
+        from sklearn.model_selection import (
+            KFold,
+            RepeatedKFold,
+            RepeatedStratifiedKFold,
+            ShuffleSplit,
+            StratifiedKFold,
+            StratifiedShuffleSplit,
+        )
 
         from trainpipe.features import build_preprocessor, prepare_frame
         from trainpipe.tuning import Fold
@@ -156,9 +163,13 @@ class TrainingRowFolds:
                                 "tuning.selection: holdout to score on the validation split.")
             splitter: Any = (StratifiedKFold(n_splits=k, shuffle=True, random_state=seed) if cv
                              else StratifiedShuffleSplit(n_splits=k, test_size=0.2, random_state=seed))
+            if cv and plan.repeats > 1:
+                splitter = RepeatedStratifiedKFold(n_splits=k, n_repeats=plan.repeats, random_state=seed)
         else:
             splitter = (KFold(n_splits=k, shuffle=True, random_state=seed) if cv
                         else ShuffleSplit(n_splits=k, test_size=0.2, random_state=seed))
+            if cv and plan.repeats > 1:
+                splitter = RepeatedKFold(n_splits=k, n_repeats=plan.repeats, random_state=seed)
         folds = []
         for fit_idx, val_idx in splitter.split(train, y_all):
             part, held = train.iloc[fit_idx], train.iloc[val_idx]

@@ -132,7 +132,7 @@ def _plan_and_folds(config: PipelineConfig, task: TaskInfo, source: FoldSource, 
                     ) -> tuple[SelectionPlan, list[Fold], _Probe | None]:
     """The selection plan (configured, or ``auto``'s rule), its folds, and the probe when one was fitted."""
     assert config.tuning is not None
-    plan = configured_plan(config.tuning.selection, config.tuning.cv_folds)
+    plan = configured_plan(config.tuning.selection, config.tuning.cv_folds, config.tuning.cv_repeats)
     if plan is not None:
         return plan, source(plan), None
     if settings.timeout is None:
@@ -250,10 +250,12 @@ def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold] | F
             seconds *= FOLD_AVERAGE_K
         seconds += text_refit_estimate()
         if ensemble is not None:
-            sign = 1.0 if settings.direction == "maximize" else -1.0
-            done = sorted((t for t in trials if t.state.name == "COMPLETE" and t.value is not None),
-                          key=lambda t: -sign * float(t.value))[:min(ensemble.size, ensemble.candidates)]
-            seconds = max(seconds, sum(refit_estimate(t, n_all, 0.0) for t in done))
+            from trainpipe.tuning._ensemble import ensemble_pool
+
+            # the members are at most `size` of the pool: the best `size`, and the families' best that join it
+            pool = ensemble_pool(trials, settings.direction, ensemble.candidates)
+            likely = pool[:min(ensemble.size, ensemble.candidates)] + pool[ensemble.candidates:]
+            seconds = max(seconds, sum(refit_estimate(t, n_all, 0.0) for t in likely))
         return seconds * REFIT_SAFETY + POST_STUDY_SECONDS
 
     if tracker is not None and parent_run_id is not None:
@@ -264,7 +266,7 @@ def tune_folds(config: PipelineConfig, task: TaskInfo, folds: Sequence[Fold] | F
     stored = study.user_attrs.get(PLAN_ATTR)
     if stored and not isinstance(folds, Sequence):  # a joined study: score as its creator decided
         theirs = SelectionPlan.from_dict(stored)
-        if (theirs.kind, theirs.k) != (plan.kind, plan.k):
+        if theirs.key != plan.key:
             plan, made = theirs, folds(theirs)
     run = run_study(settings, space, objective, trial_end, study=study, started=started, reserve=reserve)
     summary = summarize(study, run.stopped_by, run.ran)

@@ -2,14 +2,21 @@
 
 **The estimate.** ``tuning.selection``:
 
-* ``cv``: k-fold cross-validation on the training rows (k = ``tuning.cv_folds``, default 5);
+* ``cv``: k-fold cross-validation on the training rows (k = ``tuning.cv_folds``, default 5), repeated with
+  other shuffles ``tuning.cv_repeats`` times (default 1): every row is held out once per repeat;
 * ``repeated_holdout``: r shuffled 80/20 splits of the training rows (r = ``tuning.cv_folds``, default 3);
 * ``holdout``: the validation split, once (the pre-0.x behaviour; the cheapest and the noisiest);
 * ``auto`` (default): without ``tuning.timeout``, 5-fold CV up to 100,000 training rows and 2 repeated
   holdouts above. With a timeout, one fit of the defaults on one 80/20 split is timed (``t``) and the most
   thorough plan is taken whose cost for ``min(n_trials, 20)`` full trials fits in what is left of the
   budget after the refit reserve: 5-fold CV if ``5 t P`` fits, then 3-fold CV, then 2 repeated holdouts,
-  else one 80/20 holdout of the training rows.
+  else one 80/20 holdout of the training rows. When the budget is that large against one fit that
+  ``REPEATED_TRIALS`` (100) trials of 3 x 5-fold CV fit (``15 t min(n_trials, 100)``; small tables with a
+  minutes-long budget), on at most ``AUTO_REPEAT_MAX_ROWS`` rows, the 5-fold CV is repeated 3 times with
+  other shuffles: on a few hundred rows one 5-fold estimate swings with the shuffle (penguins' 275 rows:
+  fold log losses 0.0006 .. 0.10), and hundreds of trials compared on it pick noise; 100 trials is past
+  where the search gains much, so the budget buys a steadier estimate instead of more trials (AutoGluon's
+  best-quality presets repeat their k-fold bagging for the same reason).
 
 Every trial records the estimate's mean (the study's objective value), its spread (``score_std``, the
 standard deviation over folds) and the per-fold scores, fit seconds and best rounds.
@@ -54,6 +61,9 @@ DEFAULTS_ATTR = "trainpipe.defaults"  # user attr of the trial that runs the fam
 PLAN_ATTR = "trainpipe.selection"  # study user attr: the plan every worker scores with
 AUTO_CV_MAX_ROWS = 100_000
 PLANNED_TRIALS = 20
+REPEATED_TRIALS = 100  # auto repeats the 5-fold CV when this many trials of it fit the budget
+REPEATS = 3
+AUTO_REPEAT_MAX_ROWS = 20_000  # above, the 15 preprocessed fold copies cost more memory than the noise they save
 REFIT_SAFETY = 1.25  # the refit reserve is the estimated refit time times this
 POST_STUDY_SECONDS = 1.5  # writing trials.csv, plots and artifacts after the last trial
 
@@ -63,16 +73,28 @@ class SelectionPlan:
     kind: str  # cv | repeated_holdout | holdout | given
     k: int
     reason: str = ""
+    repeats: int = 1  # cv: the k-fold cut repeated with other shuffles (k * repeats folds)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SelectionPlan:
-        return cls(str(data["kind"]), int(data["k"]), str(data.get("reason", "")))
+        return cls(str(data["kind"]), int(data["k"]), str(data.get("reason", "")), int(data.get("repeats", 1)))
+
+    @property
+    def key(self) -> tuple[str, int, int]:
+        """What makes two plans score on the same folds."""
+        return self.kind, self.k, self.repeats
+
+    @property
+    def n_folds(self) -> int:
+        return self.k * self.repeats if self.kind == "cv" else self.k
 
     @property
     def shown(self) -> str:
+        if self.kind == "cv" and self.repeats > 1:
+            return f"{self.repeats} x {self.k}-fold cross-validation on the training rows (other shuffles)"
         if self.kind == "cv":
             return f"{self.k}-fold cross-validation on the training rows"
         if self.kind == "repeated_holdout":
@@ -91,12 +113,13 @@ class FoldSource(Protocol):
     def __call__(self, plan: SelectionPlan) -> list[Fold]: ...
 
 
-def configured_plan(selection: str, cv_folds: int | None) -> SelectionPlan | None:
+def configured_plan(selection: str, cv_folds: int | None, cv_repeats: int | None = None) -> SelectionPlan | None:
     """The plan the config fixes, or None for ``auto`` (decided from the data and the budget)."""
-    if selection == "auto" and cv_folds:
-        return SelectionPlan("cv", cv_folds, "tuning.cv_folds")
+    if selection == "auto" and (cv_folds or cv_repeats):
+        keys = " and ".join(k for k, v in (("tuning.cv_folds", cv_folds), ("tuning.cv_repeats", cv_repeats)) if v)
+        return SelectionPlan("cv", cv_folds or 5, keys, cv_repeats or 1)
     if selection == "cv":
-        return SelectionPlan("cv", cv_folds or 5, "tuning.selection: cv")
+        return SelectionPlan("cv", cv_folds or 5, "tuning.selection: cv", cv_repeats or 1)
     if selection == "repeated_holdout":
         return SelectionPlan("repeated_holdout", cv_folds or 3, "tuning.selection: repeated_holdout")
     if selection == "holdout":
@@ -111,6 +134,10 @@ def auto_plan(n_rows: int, *, timeout: float | None = None, probe_seconds: float
         if n_rows <= AUTO_CV_MAX_ROWS:
             return SelectionPlan("cv", 5, f"auto: {n_rows} training rows <= {AUTO_CV_MAX_ROWS}, no timeout")
         return SelectionPlan("repeated_holdout", 2, f"auto: {n_rows} training rows > {AUTO_CV_MAX_ROWS}")
+    repeated = REPEATS * 5 * probe_seconds * min(n_trials, REPEATED_TRIALS)
+    if n_rows <= AUTO_REPEAT_MAX_ROWS and repeated <= available:
+        return SelectionPlan("cv", 5, f"auto: {REPEATS} x 5 x {probe_seconds:.2f} s x {min(n_trials, REPEATED_TRIALS)}"
+                                      f" trials = {repeated:.0f} s fits in {available:.0f} s", REPEATS)
     planned = min(n_trials, PLANNED_TRIALS)
     for kind, k in (("cv", 5), ("cv", 3), ("repeated_holdout", 2)):
         need = k * probe_seconds * planned
@@ -121,11 +148,20 @@ def auto_plan(n_rows: int, *, timeout: float | None = None, probe_seconds: float
                                                 f"would not fit in {available:.0f} s")
 
 
-def fold_stats(scores: Sequence[float]) -> tuple[float, float, float]:
-    """(mean, std over folds (n-1), standard error of the mean)."""
+def fold_stats(scores: Sequence[float], repeats: int = 1) -> tuple[float, float, float]:
+    """(mean, std over folds (n-1), standard error of the mean).
+
+    With a repeated k-fold CV (``repeats`` > 1) the n = k * repeats fold scores are not independent: every
+    repeat holds out the same rows again. The standard error then divides by sqrt(k), the folds of one repeat,
+    not sqrt(n): conservative (the repeats do average some noise away), never optimistic."""
     mean = float(statistics.fmean(scores))
     std = float(statistics.stdev(scores)) if len(scores) > 1 else 0.0
-    return mean, std, std / math.sqrt(len(scores))
+    return mean, std, std / math.sqrt(independent_folds(len(scores), repeats))
+
+
+def independent_folds(n_scores: int, repeats: int) -> float:
+    """The fold count a standard error divides by (:func:`fold_stats`)."""
+    return max(1.0, n_scores / max(1, repeats))
 
 
 def trial_rounds(t: FrozenTrial) -> float:
@@ -175,7 +211,8 @@ def beats_defaults(trial: FrozenTrial, defaults: FrozenTrial, sign: float) -> bo
         return sign * float(trial.value) > sign * float(defaults.value)  # type: ignore[arg-type]
     diffs = [sign * (float(a) - float(b)) for a, b in zip(mine, base, strict=True)]
     mean = statistics.fmean(diffs)
-    se = statistics.stdev(diffs) / math.sqrt(len(diffs))
+    repeats = int(trial.user_attrs.get("cv_repeats", 1) or 1)  # repeated CV: see fold_stats
+    se = statistics.stdev(diffs) / math.sqrt(independent_folds(len(diffs), repeats))
     return mean > se
 
 

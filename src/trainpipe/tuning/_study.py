@@ -350,7 +350,10 @@ def _run_one(study: QueueStudy, settings: StudySettings, space: Mapping[str, Sea
                                  "cost": usage.cost, "rounds_trained": counter.trained,
                                  "rounds_budget": counter.budget}
         if counter.fold_scores:
-            mean, std, se = fold_stats(counter.fold_scores)
+            repeats = int((settings.plan or {}).get("repeats", 1) or 1)
+            mean, std, se = fold_stats(counter.fold_scores, repeats)
+            if repeats > 1:
+                attrs["cv_repeats"] = repeats
             attrs.update({"score_mean": mean, "score_std": std, "score_se": se, "n_folds": len(counter.fold_scores),
                           "fold_scores": counter.fold_scores, "fit_seconds": counter.fit_seconds,
                           "fit_rows": counter.fit_rows, "fold_rounds": counter.fold_rounds,
