@@ -90,10 +90,33 @@ def _average_precision_from_counts(tp: np.ndarray, seen: np.ndarray) -> np.ndarr
 
     total = tp[:, -1:]
     with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.where(seen > 0, tp / seen, 1.0)
+        precision = np.divide(tp, seen, out=np.ones_like(tp), where=seen > 0)  # 1.0 before the first row
         recall = tp / total
-    steps = np.diff(np.concatenate([np.zeros_like(recall[:, :1]), recall], axis=1), axis=1)
-    return np.asarray((steps * precision).sum(axis=1))
+    # the recall steps (from 0) times the precision, in place: the same values and the same row sums as
+    # np.diff(np.concatenate([0, recall])) * precision, without two more arrays of the resamples' size
+    steps = np.empty_like(recall)
+    steps[:, :1] = recall[:, :1]
+    np.subtract(recall[:, 1:], recall[:, :-1], out=steps[:, 1:])
+    np.multiply(steps, precision, out=steps)
+    return np.asarray(steps.sum(axis=1))
+
+
+class _IndicatorCounts:
+    """Per resample (row of ``weights``): the weighted count of each 0/1 row indicator (columns of
+    ``indicators``: correct rows, true/false positives, false negatives), one matrix product per weights matrix
+    for all of them. Whole-count weights times 0/1 values: exact sums whatever the order, so each column equals
+    ``weights @ indicator`` bit for bit."""
+
+    def __init__(self, indicators: np.ndarray) -> None:
+        self.indicators = indicators
+        self._weights: np.ndarray | None = None
+        self._counts: np.ndarray | None = None
+
+    def __call__(self, weights: np.ndarray) -> np.ndarray:
+        if self._counts is None or self._weights is not weights:
+            self._counts = weights @ self.indicators
+            self._weights = weights
+        return self._counts
 
 
 class _TieGroupSums:
@@ -121,14 +144,17 @@ class _TieGroupSums:
 
 
 def _auc_of_sums(pos: np.ndarray, total: np.ndarray) -> np.ndarray:
-    """``_binary_auc`` from the ascending tie-group sums."""
+    """``_binary_auc`` from the ascending tie-group sums. With whole-count weights every term is a whole or
+    half number and every sum is exact, so ``sum(pos * (below + neg / 2))`` in one pass equals
+    ``sum(pos * below + 0.5 * pos * neg)`` bit for bit (the test compares)."""
     import numpy as np
 
     neg = total - pos
-    below = np.cumsum(neg, axis=1) - neg
+    half = np.cumsum(neg, axis=1)
+    half -= 0.5 * neg  # rows of lower score, plus half the tied ones: below + neg / 2
     n1, n0 = pos.sum(axis=1), neg.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.asarray((pos * below + 0.5 * pos * neg).sum(axis=1) / (n1 * n0))
+        return np.asarray(np.einsum("ij,ij->i", pos, half) / (n1 * n0))
 
 
 def _ap_of_sums(pos: np.ndarray, total: np.ndarray) -> np.ndarray:
@@ -149,29 +175,33 @@ def _formulas(s: Scores) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     out: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
     if s.task in ("binary", "multiclass"):
         correct = (np.asarray(s.pred) == y).astype(float)
-        out["accuracy"] = lambda w: w @ correct / n
+        if s.task == "binary":  # accuracy, f1, precision and recall from one product per weights matrix
+            positive = (y == 1).astype(float)
+            pred1 = (np.asarray(s.pred) == 1).astype(float)
+            counts = _IndicatorCounts(np.column_stack([correct, positive * pred1, (1 - positive) * pred1,
+                                                       positive * (1 - pred1)]))
+            out["accuracy"] = lambda w: counts(w)[:, 0] / n
+        else:
+            out["accuracy"] = lambda w: w @ correct / n
         if s.proba is not None:
             proba = np.asarray(s.proba, dtype=float)
             picked = np.clip(proba[np.arange(n), y.astype(int)] / np.maximum(proba.sum(axis=1), EPS), EPS, 1 - EPS)
             row_loss = -np.log(picked)
             out["log_loss"] = lambda w: w @ row_loss / n
     if s.task == "binary":
-        positive = (y == 1).astype(float)
-        pred1 = (np.asarray(s.pred) == 1).astype(float)
-        tp_rows, fp_rows, fn_rows = positive * pred1, (1 - positive) * pred1, positive * (1 - pred1)
 
         def f1(w: np.ndarray) -> np.ndarray:
-            tp, fp, fn = w @ tp_rows, w @ fp_rows, w @ fn_rows
+            _, tp, fp, fn = counts(w).T
             with np.errstate(invalid="ignore", divide="ignore"):
                 return np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
 
         def precision(w: np.ndarray) -> np.ndarray:
-            tp, fp = w @ tp_rows, w @ fp_rows
+            _, tp, fp, _ = counts(w).T
             with np.errstate(invalid="ignore", divide="ignore"):
                 return np.where(tp + fp > 0, tp / (tp + fp), 0.0)
 
         def recall(w: np.ndarray) -> np.ndarray:
-            tp, fn = w @ tp_rows, w @ fn_rows
+            _, tp, _, fn = counts(w).T
             with np.errstate(invalid="ignore", divide="ignore"):
                 return np.where(tp + fn > 0, tp / (tp + fn), 0.0)
 
