@@ -56,3 +56,52 @@ def test_bootstrap_counts_and_rank_sums_equal_the_plain_formulas_bit_for_bit() -
             assert np.array_equal(_auc_of_sums(pos, total), auc, equal_nan=True)
             assert np.array_equal(_average_precision_from_counts(tp_c, seen), (steps * precision).sum(axis=1),
                                   equal_nan=True)
+
+
+def _proxies_every_row(train, target, columns, classification):  # type: ignore[no-untyped-def]
+    """target_proxies as it was: every column checked on every row (the reference)."""
+    import pandas as pd
+
+    y = train[target]
+    found = []
+    for col in columns:
+        x = train[col]
+        if x.isna().any() or len(x) < 10:
+            continue
+        if classification:
+            if x.nunique() <= y.nunique() and bool((y.groupby(x.astype(str)).nunique() <= 1).all()):
+                found.append(col)
+        elif (pd.api.types.is_numeric_dtype(x) and not pd.api.types.is_bool_dtype(x)
+              and np.allclose(x.to_numpy(dtype=float), y.to_numpy(dtype=float), equal_nan=False)):
+            found.append(col)
+    return found
+
+
+def test_target_proxies_checks_a_sample_first_with_the_same_result() -> None:
+    """Columns that fail on a 1,000-row sample are not checked on every row (preprocess on flights: the 11
+    feature columns of 229k rows); the found columns equal the every-row check's, including columns that differ
+    from the target on one row only, which the sample misses."""
+    import pandas as pd
+
+    from trainpipe.pipeline._steps import target_proxies
+
+    rng = np.random.default_rng(11)
+    for n in (12, 1999, 2000, 5003, 40_000):
+        y = rng.integers(0, 3, n)
+        almost = y.copy()
+        almost[n // 2 + 1] = (almost[n // 2 + 1] + 1) % 3  # one row off: not a proxy
+        gap = y.astype(float)
+        gap[n - 1] = np.nan  # one missing value: not a proxy
+        df = pd.DataFrame({
+            "label": y, "copy": y, "relabelled": np.array(["a", "b", "c"])[y], "almost": almost, "gap": gap,
+            "noise": rng.integers(0, 3, n), "many": rng.random(n), "constant": np.zeros(n, dtype=int),
+            "amount": rng.random(n)})
+        df["amount_again"] = df["amount"]
+        df["amount_off"] = df["amount"].where(df.index != n - 2, 5.0)
+        columns = [c for c in df.columns if c != "label"]
+        for target, classification in (("label", True), ("amount", False)):
+            cols = [c for c in df.columns if c != target]
+            assert target_proxies(df, target, cols, classification) == _proxies_every_row(df, target, cols,
+                                                                                          classification)
+        assert target_proxies(df, "label", columns, True) == ["copy", "relabelled"]
+        assert target_proxies(df, "amount", ["amount_again", "amount_off", "many"], False) == ["amount_again"]
