@@ -152,16 +152,23 @@ class MlflowTracker:
         try:
             # Two runs starting on a fresh store race through MLflow's table creation and migrations, which
             # can leave the file broken for good: the first one in creates the store, the other waits.
-            # a new SQLite file is created without an fdatasync per migration (see tracking/_new_store.py)
-            from trainpipe.tracking._new_store import unsynced_while_created
+            # a new SQLite file is a copy of a migrated empty store, or else created without an fdatasync per
+            # migration (see tracking/_new_store.py)
+            from trainpipe.tracking import _new_store
 
-            with sqlite_file_lock(uri), unsynced_while_created(uri):
-                self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-                self.experiment_id = self._experiment(experiment, artifact_root)
-                if uri.startswith("sqlite:///"):
-                    self.client.search_registered_models(max_results=1)  # the registry's tables too, now
+            copied = False
+            with sqlite_file_lock(uri):
+                copied = _new_store.copy_migrated_template(uri)
+                with _new_store.unsynced_while_created(uri):
+                    self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+                    self.experiment_id = self._experiment(experiment, artifact_root)
+                    if uri.startswith("sqlite:///"):
+                        self.client.search_registered_models(max_results=1)  # the registry's tables too, now
         except Exception as exc:  # MLflow raises several unrelated types for a bad or unreachable URI
             from trainpipe._exceptions import ConfigError
+
+            if copied:  # never seen: the next run creates the store (and the template) afresh
+                _new_store.discard_copied_store(uri)
 
             first = redact_uri(str(exc).strip().splitlines()[0][:300]) if str(exc).strip() else type(exc).__name__
             raise ConfigError(
