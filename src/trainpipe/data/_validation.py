@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING, Any
 from trainpipe.data._leakage import comparison_columns, duplicate_note
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import numpy as np
     import pandas as pd
 
     from trainpipe.config import ColumnCheck, PipelineConfig
@@ -85,10 +88,12 @@ class ValidationReport:
 
 
 def validate_frame(df: pd.DataFrame, config: PipelineConfig, is_classification: bool | None = None,
-                   test: pd.DataFrame | None = None) -> ValidationReport:
+                   test: pd.DataFrame | None = None,
+                   hasher: Callable[[list[str]], np.ndarray] | None = None) -> ValidationReport:
     """Run every declared and default check and return the report. Bad data does not raise; a ``data.target``
     that is not a column, or that no task can learn, raises :class:`DataError` (a config mistake). ``test``: the
-    given test set (``data.test_source``), checked against ``df``'s columns and labels."""
+    given test set (``data.test_source``), checked against ``df``'s columns and labels. ``hasher``: the row
+    hashes of ``df`` (see :func:`~trainpipe.data._leakage.duplicate_mask`)."""
     import numpy as np
     import pandas as pd
 
@@ -102,7 +107,7 @@ def validate_frame(df: pd.DataFrame, config: PipelineConfig, is_classification: 
     results.append(_min_rows_check(n, config, notes))
     compared = comparison_columns(df, config) if n else []  # feature columns + target
     if n:
-        dup, note = duplicate_note(df, compared)
+        dup, note = duplicate_note(df, compared, hasher)
         if note:
             notes.append(note)
         if vc.max_duplicate_fraction is not None:

@@ -10,6 +10,8 @@ stale.
 
 - Data frames are kept after they are first *read* (``read_frame``): the second reader gets exactly what
   ``pandas.read_parquet`` returned, as a shallow copy (pandas copy-on-write keeps the entry unchanged).
+- Values derived from such a frame (``derived``: the row hashes validate and split both take of the
+  ingested table) are kept with the file's identity and a key naming what they are, read-only.
 - Numeric arrays are kept when they are *written* (``save_array``): ``np.load(np.save(a))`` is ``a`` bit for
   bit. They are handed over, not shared: the first reader gets the very array (writable, as from
   ``np.load``; a custom estimator may centre X in place) and the entry is gone, so a second reader of the
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
 
 _DEFAULT_MB = 2048
 _lock = threading.Lock()
-_entries: OrderedDict[tuple[int, int, int, int], tuple[Any, int]] = OrderedDict()
+_entries: OrderedDict[tuple[Any, ...], tuple[Any, int]] = OrderedDict()
 
 
 def _limit_bytes() -> int:
@@ -71,11 +73,12 @@ def _get(path: Path, take: bool = False) -> Any:
         return entry[0]
 
 
-def _put(path: Path, value: Any, nbytes: int) -> None:
+def _put(path: Path, value: Any, nbytes: int, suffix: tuple[str, ...] = ()) -> None:
     limit = _limit_bytes()
-    key = _identity(path)
-    if key is None or nbytes > limit:
+    identity = _identity(path)
+    if identity is None or nbytes > limit:
         return
+    key = (*identity, *suffix)
     with _lock:
         _entries[key] = (value, nbytes)
         _entries.move_to_end(key)
@@ -100,6 +103,24 @@ def read_frame(path: Path) -> pd.DataFrame:
         cached = pd.read_parquet(path)
         _put(path, cached, int(cached.memory_usage(index=True, deep=True).sum()))
     return cached.copy(deep=False)
+
+
+def derived(path: Path, key: tuple[str, ...], compute: Callable[[], np.ndarray]) -> np.ndarray:
+    """``compute()``: an array derived from the frame :func:`read_frame` gives for ``path`` and from ``key``
+    alone (e.g. ``("row_hashes", *columns)``), kept while the file is unchanged, so a later step of this process
+    that derives the same ``key`` from the same file gets it without computing it again. Read-only: every
+    caller shares it."""
+    identity = _identity(path)
+    full = None if identity is None else (*identity, *key)
+    if full is not None:
+        with _lock:
+            entry = _entries.get(full)
+        if entry is not None:
+            return entry[0]
+    value = compute()
+    value.setflags(write=False)
+    _put(path, value, int(value.nbytes), key)
+    return value
 
 
 def save_array(array: np.ndarray, path: Path) -> None:

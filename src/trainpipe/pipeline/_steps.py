@@ -83,7 +83,7 @@ def validate(ctx: StepContext) -> None:
     cfg = ctx.config
     target = cfg.data.target
     given_test = read_frame(ctx.artifact(TEST_DATA)) if ctx.artifact(TEST_DATA).exists() else None
-    report = validate_frame(df, cfg, test=given_test)
+    report = validate_frame(df, cfg, test=given_test, hasher=_shared_row_hashes(ctx.artifact(DATA), df))
     for note in report.notes:
         ctx.hooks.on_message(note)
     for out in (ctx.out_dir, ctx.run_dir):  # run_dir: kept even when the step fails and is not cached
@@ -126,7 +126,10 @@ def split(ctx: StepContext) -> None:
         train, val = _split_without_test(df, cfg, task.is_classification)
         test = np.arange(len(df), len(df) + len(given_test))
         df = _concat_frames(df, given_test)
-    leak = cross_split_duplicates_at(df, (train, val, test), columns)
+    # the table as ingested (neither deduplicated nor joined with data.test_source): validate hashed its rows
+    as_read = not dropped and given_test is None
+    leak = cross_split_duplicates_at(df, (train, val, test), columns,
+                                     _shared_row_hashes(ctx.artifact(DATA), df) if as_read else None)
     for note in leakage_notes(leak, cfg.deduplicate):
         ctx.hooks.on_message(note)
     sizes = {}
@@ -138,6 +141,16 @@ def split(ctx: StepContext) -> None:
                                               "deduplicated_rows": dropped, "rows_equal_to_train": leak})
     ctx.metrics.update({f"{k}_rows": float(v) for k, v in sizes.items()})
     ctx.metrics["test_rows_equal_to_train_share"] = float(leak["test"]["share"])
+
+
+def _shared_row_hashes(path: Path, df: pd.DataFrame) -> Any:
+    """``columns -> row_hashes(df, columns)`` for ``df``, the frame ``read_frame(path)`` gave: kept with the
+    file for this process, so validate (duplicate rows) and split (rows shared across the split) hash the
+    ingested table once (0.045 s CPU on flights' 327k rows)."""
+    from trainpipe.data._leakage import row_hashes
+    from trainpipe.pipeline._handoff import derived
+
+    return lambda columns: derived(path, ("row_hashes", *columns), lambda: row_hashes(df, columns))
 
 
 def _split_without_test(df: pd.DataFrame, cfg: Any, stratify: bool) -> tuple[Any, Any]:
