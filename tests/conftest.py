@@ -92,6 +92,91 @@ def _plots_in_process_in_fast_tests(request: pytest.FixtureRequest, monkeypatch:
         monkeypatch.setenv("TRAINPIPE_PLOT_WORKER", "0")
 
 
+# Files whose tests are about creating a store itself: they always run MLflow's migrations.
+_REAL_STORE_CREATION = {"test_default_run_overhead.py", "test_store_init.py"}
+
+
+def _migrated_store_template(base: Path) -> Path:
+    """A SQLite file holding MLflow's migrated schema and no experiment, made once per test process (xdist
+    worker) by the code trainpipe creates a store with (the file lock, ``unsynced_while_created``, the
+    ``MlflowClient`` that MlflowTracker opens, the registry's tables). MLflow's own ``Default`` experiment
+    (id 0) is deleted: its artifact location is taken from the cwd at creation, so the store that opens a copy
+    re-creates it with its own cwd and time, as a fresh store does. What is copied is schema, the alembic
+    version and the ``default`` workspace row: nothing that names a path of this template."""
+    import sqlite3
+
+    template = base / "mlflow.db"
+    if template.is_file():
+        return template
+    from mlflow.tracking import MlflowClient
+
+    from trainpipe._locks import sqlite_file_lock
+    from trainpipe.tracking import _new_store
+
+    base.mkdir(parents=True, exist_ok=True)
+    building = base / "building.db"
+    building.unlink(missing_ok=True)
+    uri = f"sqlite:///{building}"
+    real = getattr(_new_store.unsynced_while_created, "__wrapped_real__", _new_store.unsynced_while_created)
+    with sqlite_file_lock(uri), real(uri):
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        client.search_registered_models(max_results=1)
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    engine = SqlAlchemyStore._engine_map.pop(uri, None)  # no pooled connection left on the renamed file
+    if engine is not None:
+        engine.dispose()
+    con = sqlite3.connect(building)
+    try:
+        with con:
+            con.execute("DELETE FROM experiment_tags WHERE experiment_id = 0")
+            con.execute("DELETE FROM experiments WHERE experiment_id = 0")
+        names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        leftovers = {n: con.execute(f'SELECT COUNT(*) FROM "{n}"').fetchone()[0] for n in names}
+    finally:
+        con.close()
+    unexpected = {n: c for n, c in leftovers.items() if c and n not in ("alembic_version", "workspaces")}
+    if unexpected:  # a newer MLflow seeding other rows: they might name this template; copy nothing then
+        raise RuntimeError(f"tests/conftest.py: the migrated MLflow store template holds rows in {unexpected}; "
+                           "check they name no path of the template before allowing them here")
+    os.replace(building, template)
+    return template
+
+
+@pytest.fixture(autouse=True)
+def _new_mlflow_stores_from_a_migrated_template(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
+                                                tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Fast tests get each new embedded SQLite store as a copy of a migrated empty one instead of running
+    MLflow's ~60 schema migrations again (~0.5-1 s per project, hundreds of times). The copy is made where
+    trainpipe creates the store (under its file lock, in ``tracking._new_store.unsynced_while_created``), so
+    everything after it (the ``Default`` experiment, this project's experiment, ids, artifact locations) is
+    done by MLflow and trainpipe as for a fresh store. Slow tests, the files in ``_REAL_STORE_CREATION`` and
+    every subprocess create their stores for real, and so does every test with ``TP_TEST_REAL_STORES=1``."""
+    if (request.node.get_closest_marker("slow") is not None or request.node.path.name in _REAL_STORE_CREATION
+            or os.environ.get("TP_TEST_REAL_STORES") == "1"):
+        return
+    import contextlib
+    import shutil
+
+    from trainpipe.tracking import _new_store
+
+    real = _new_store.unsynced_while_created
+    base = tmp_path_factory.getbasetemp() / "mlflow-store-template"
+
+    @contextlib.contextmanager
+    def from_template(uri: str) -> Iterator[None]:
+        target = _new_store._new_sqlite_file(uri)
+        if target is not None:
+            partial = f"{target}.template-copy"
+            shutil.copyfile(_migrated_store_template(base), partial)
+            os.replace(partial, target)
+        with real(uri):
+            yield
+
+    from_template.__wrapped_real__ = real  # type: ignore[attr-defined]
+    monkeypatch.setattr(_new_store, "unsynced_while_created", from_template)
+
+
 @pytest.fixture(autouse=True)
 def _no_leaked_mlflow_uris() -> Iterator[None]:
     """``mlflow.set_tracking_uri`` in a test (to load ``models:/...`` in-process) sets a process-wide default and
