@@ -32,7 +32,15 @@ ODD_NAMES = ["churn's model", "a%b", "a_b", "back\\slash", 'say "hi"', "both ' a
 
 
 def _store(root: Path) -> tuple[Any, str]:
+    """A new embedded store, made as a run makes one (MlflowTracker: a copy of the migrated empty store, see
+    tracking/_new_store.py), opened by the registry's writing client. ``client_for`` creating a store itself
+    (MLflow's ~60 migrations with a sync each: 5-10 s a test on a busy disk) is covered by
+    tests/test_registry_lock.py."""
+    from trainpipe.tracking._new_store import copy_migrated_template
+
     uri = f"sqlite:///{root}/.trainpipe/mlflow.db"
+    (root / ".trainpipe").mkdir(parents=True, exist_ok=True)
+    assert copy_migrated_template(uri), "no migrated store template could be made (trainpipe/__pycache__)"
     return client_for(uri), uri
 
 
