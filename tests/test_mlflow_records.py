@@ -174,8 +174,10 @@ def test_audit_log_lives_on_an_audit_run_and_old_tags_are_still_read(tmp_path: P
 
     from trainpipe.registry import history, promote, register_version, rollback
     from trainpipe.registry._registry import AUDIT_RUN_TAG, LAST_MOVE_TAG
+    from trainpipe.tracking._new_store import copy_migrated_template
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
+    assert copy_migrated_template(uri)  # a new store as a run makes one, not MLflow's migrations with their syncs
     c = MlflowClient(tracking_uri=uri, registry_uri=uri)
     exp = c.create_experiment("e", artifact_location=(tmp_path / "art").as_uri())
     run = c.create_run(exp).info.run_id
