@@ -55,3 +55,16 @@ def test_a_corrupt_or_unwritable_cache_is_skipped(tmp_path: Path) -> None:
     blocked.write_text("")
     assert _package._cached_closure(blocked) == computed  # cannot write below a file: computed, no error
     assert not list(tmp_path.glob(".*closure*"))  # no temporary file left behind
+
+
+def test_a_cache_naming_a_file_that_is_not_a_trainpipe_module_is_recomputed(tmp_path: Path) -> None:
+    computed = _package._closure()
+    _package._cached_closure(tmp_path)
+    cache = tmp_path / _package._CLOSURE_CACHE
+    stored = json.loads(cache.read_text())
+    module = next(m for m, (rel, _lines) in stored["modules"].items() if rel is not None)
+    for rel in ("../../../../../../etc/passwd", "models/_xgboost.py", "/etc/hostname"):
+        stored["modules"][module][0] = rel  # another file's contents would be bundled into every model folder
+        cache.write_text(json.dumps(stored))
+        assert _package._cached_closure(tmp_path) == computed
+        stored = json.loads(cache.read_text())  # rewritten from the computed closure

@@ -229,8 +229,12 @@ def _cached_closure(cache_dir: Path | None = None) -> dict[str, _Bundled]:
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
         stored = json.loads(cache.read_text(encoding="utf-8"))
         if stored["key"] == key:
-            return {module: _Bundled(None if rel is None else root / rel, tuple(int(n) for n in lines))
-                    for module, (rel, lines) in stored["modules"].items()}
+            found = {module: _Bundled(None if rel is None else root / rel, tuple(int(n) for n in lines))
+                     for module, (rel, lines) in stored["modules"].items()}
+            # what gets bundled into a model folder: trainpipe modules' own sources, nothing else (a cache
+            # edited to name another file is recomputed, not followed)
+            if all(_is_module_source(root, module, b.path) for module, b in found.items()):
+                return found
     found = _closure()
     with contextlib.suppress(OSError, ValueError):
         modules = {module: [None if b.path is None else b.path.relative_to(root).as_posix(), list(b.import_lines)]
@@ -243,6 +247,17 @@ def _cached_closure(cache_dir: Path | None = None) -> dict[str, _Bundled]:
         finally:
             tmp.unlink(missing_ok=True)
     return found
+
+
+def _is_module_source(root: Path, module: str, path: Path | None) -> bool:
+    """Whether ``path`` is the source file of trainpipe module ``module`` under ``root`` (or None)."""
+    if path is None:
+        return True
+    parts = module.split(".")
+    if parts[0] != _PACKAGE or any(not p.isidentifier() for p in parts):
+        return False
+    expected = {root.joinpath(*parts[1:]).with_suffix(".py"), root.joinpath(*parts[1:], "__init__.py")}
+    return path in expected and path.is_file()
 
 
 def inference_modules() -> dict[str, bool]:
