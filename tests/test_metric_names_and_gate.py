@@ -238,3 +238,20 @@ def test_a_worse_model_cannot_take_staging_when_nothing_is_in_production(workdir
     assert lenient.returncode == 0, lenient.stderr
     assert _aliases(workdir) == (["1", "2"], {"staging": "2"})
     assert _latest_gate_report(workdir)["champion"]["champion_version"] == "1"
+
+
+def test_log_loss_of_float32_probabilities_is_computed_without_a_warning() -> None:
+    import warnings
+
+    from sklearn.metrics import log_loss
+
+    from trainpipe.evaluation._metrics import compute_metrics
+
+    rng = np.random.default_rng(0)
+    proba = rng.dirichlet([1.0, 1.0, 1.0], size=500).astype(np.float32)  # as XGBoost returns them
+    y = rng.integers(0, 3, size=500)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scikit-learn warns when rows sum to 1 only within float32 rounding
+        value = compute_metrics(["log_loss"], "multiclass", y, proba.argmax(axis=1), proba, 3)["log_loss"]
+    exact = proba.astype(np.float64) / proba.astype(np.float64).sum(axis=1, keepdims=True)
+    assert value == pytest.approx(log_loss(y, exact, labels=[0, 1, 2]), rel=1e-12)

@@ -44,9 +44,16 @@ def _pr_auc(y: Any, pred: Any, proba: Any, k: int) -> float:
 
 
 def _log_loss(y: Any, pred: Any, proba: Any, k: int) -> float:
+    import numpy as np
     from sklearn.metrics import log_loss
 
-    return float(log_loss(y, proba, labels=list(range(k))))
+    # rows of float32 probabilities (XGBoost's) or of a weighted ensemble sum to 1 only within float32
+    # rounding; scikit-learn now warns on each such call (hundreds per study) instead of renormalising as it
+    # used to, so renormalise here in float64, as it did
+    p = np.asarray(proba, dtype=np.float64)
+    if p.ndim == 2 and p.shape[1] > 1:
+        p = p / p.sum(axis=1, keepdims=True)
+    return float(log_loss(y, p, labels=list(range(k))))
 
 
 def _accuracy(y: Any, pred: Any, proba: Any, k: int) -> float:
