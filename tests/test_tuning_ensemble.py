@@ -39,18 +39,18 @@ def test_the_pool_adds_the_best_trial_of_every_family_missing_from_the_top() -> 
 
     from trainpipe.tuning._ensemble import ensemble_pool
 
-    def trial(number: int, family: str, value: float, state: str = "COMPLETE") -> optuna.trial.FrozenTrial:
-        return optuna.trial.create_trial(
-            params={"family": family}, value=value if state == "COMPLETE" else None,
-            distributions={"family": optuna.distributions.CategoricalDistribution(["lightgbm", "xgboost", EXTRA])},
-            state=getattr(optuna.trial.TrialState, state)) if state == "COMPLETE" else optuna.trial.create_trial(
-            params={"family": family}, state=optuna.trial.TrialState.FAIL,
-            distributions={"family": optuna.distributions.CategoricalDistribution(["lightgbm", "xgboost", EXTRA])})
+    families = optuna.distributions.CategoricalDistribution(["lightgbm", "xgboost", EXTRA])
+
+    def trial(number: int, family: str, value: float, failed: bool = False) -> optuna.trial.FrozenTrial:
+        made = (optuna.trial.create_trial(params={"family": family}, distributions={"family": families},
+                                          state=optuna.trial.TrialState.FAIL) if failed else
+                optuna.trial.create_trial(params={"family": family}, distributions={"family": families}, value=value))
+        made.number = number
+        return made
 
     trials = [trial(i, "lightgbm", 0.90 - i / 100) for i in range(5)]
-    trials += [trial(5, "xgboost", 0.80), trial(6, "xgboost", 0.81), trial(7, EXTRA, 0.70), trial(8, EXTRA, 0.5, "FAIL")]
-    for number, t in enumerate(trials):
-        t.number = number
+    trials += [trial(5, "xgboost", 0.80), trial(6, "xgboost", 0.81), trial(7, EXTRA, 0.70),
+               trial(8, EXTRA, 0.5, failed=True)]
     pool = ensemble_pool(trials, "maximize", candidates=3)
     # the 3 best (all LightGBM), then xgboost's best (0.81, trial 6) and ExtraTrees' best complete trial (7)
     assert [t.number for t in pool] == [0, 1, 2, 6, 7]
