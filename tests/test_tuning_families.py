@@ -21,6 +21,7 @@ from trainpipe.tuning import Fold, tune_folds
 
 BINARY = TaskInfo("binary", (0, 1))
 EXTRA = "sklearn.ensemble.ExtraTreesClassifier"
+LOGISTIC = "sklearn.linear_model.LogisticRegression"
 FAMILIES = ["lightgbm", "xgboost", EXTRA]
 
 
@@ -69,11 +70,14 @@ def test_every_familys_defaults_come_first_and_every_family_has_trials(cancer_fo
 
 
 def test_model_type_auto_searches_the_default_families_for_the_task(cancer_fold: Fold, tmp_path: Path) -> None:
-    from trainpipe.tuning._multi import auto_families
+    from trainpipe.tuning._multi import auto_families, family_config
 
-    summary = tune_folds(_cfg("auto", n_trials=4), BINARY, [cancer_fold], tmp_path)
-    assert list(summary["families"]) == auto_families("binary") == FAMILIES
-    assert auto_families("regression")[-1] == "sklearn.ensemble.ExtraTreesRegressor"
+    summary = tune_folds(_cfg("auto", n_trials=5), BINARY, [cancer_fold], tmp_path)
+    assert list(summary["families"]) == auto_families("binary") == [*FAMILIES, LOGISTIC]
+    # every family's defaults ran (trials 0..3), the logistic regression with its study base (1,000 iterations)
+    assert all(summary["families"][f]["complete"] >= 1 for f in auto_families("binary")), summary["families"]
+    assert auto_families("regression") == ["lightgbm", "xgboost", "sklearn.ensemble.ExtraTreesRegressor"]
+    assert family_config(_cfg("auto"), LOGISTIC).model.params == {"max_iter": 1000}
 
 
 def test_model_type_auto_builds_an_ensemble_unless_turned_off(cancer_fold: Fold, tmp_path: Path) -> None:
@@ -273,7 +277,7 @@ tuning: {n_trials: 500, timeout: 15}
     assert summary["stopped_by"] == "timeout" and summary["n_trials"] < 500
     # the first family's defaults trial is the fallback and always completes; how many of the others fit in
     # 15 s depends on the machine
-    assert list(summary["families"]) == FAMILIES and summary["families"]["lightgbm"]["complete"] >= 1
+    assert list(summary["families"]) == [*FAMILIES, LOGISTIC] and summary["families"]["lightgbm"]["complete"] >= 1
     budget = summary["budget"]
     assert budget["study_seconds"] + budget["refit_estimate_seconds"] <= 15 + 1.0, budget
     assert refit["timeout"] == 15
