@@ -153,6 +153,34 @@ def test_cost_aware_allocation_favours_quality_per_second() -> None:
     assert pick_family(trials[:1], ["fast", "slow"], 3, 2) == "slow"
 
 
+def test_a_family_past_its_saturation_gives_way_to_the_others() -> None:
+    """A cheap leader with one parameter (a logistic regression's C) does not take nearly every trial: past 25
+    trials per searched parameter its weight falls as 25 d / n."""
+    from types import SimpleNamespace
+
+    from trainpipe.tuning._multi import SATURATION_TRIALS_PER_PARAM, pick_family
+
+    def trial(family: str, value: float, seconds: float, params: dict[str, float]) -> Any:
+        return SimpleNamespace(params={"family": family, **{f"{family}/{k}": v for k, v in params.items()}},
+                               state=SimpleNamespace(name="COMPLETE"), value=value,
+                               user_attrs={"wall_seconds": seconds, "oriented_value": value, "score_se": 0.01})
+
+    booster = [trial("lgbm", 0.899, 1.0, {"a": 0.1, "b": 2, "c": 3})]  # within the noise, 10x the cost
+    few = [trial("linear", 0.90, 0.1, {"C": 1.0})] * 10
+    many = [trial("linear", 0.90, 0.1, {"C": 1.0})] * (SATURATION_TRIALS_PER_PARAM * 8)
+    share_few = [pick_family(booster + few, ["lgbm", "linear"], 3, n) for n in range(2, 602)].count("lgbm") / 600
+    share_many = [pick_family(booster + many, ["lgbm", "linear"], 3, n) for n in range(2, 602)].count("lgbm") / 600
+    # unsaturated: sqrt(0.1 / 1) ~ 0.3 of the leader's weight -> ~ 24 % of draws; saturated at 8x: the linear
+    # family's weight is 1/8 -> the booster gets ~ 70 %
+    assert 0.12 < share_few < 0.36, share_few
+    assert share_many > 0.55, share_many
+    # saturation counts a family's own parameters: 3 of them saturate at 75 trials; at 200 its weight is 0.375
+    many_boost = [trial("lgbm", 0.90, 0.1, {"a": 0.1, "b": 2, "c": 3})] * 200
+    other = [trial("et", 0.899, 0.1, {"d": 1.0, "e": 2, "f": 3})]
+    share = [pick_family(many_boost + other, ["lgbm", "et"], 3, n) for n in range(2, 602)].count("et") / 600
+    assert share > 0.55, share  # et's weight exp(-0.1) = 0.9 against 0.375: about 70 % of the draws
+
+
 def test_same_seed_same_multi_family_study(cancer_fold: Fold, tmp_path: Path) -> None:
     runs = []
     for name in ("a", "b"):

@@ -217,6 +217,49 @@ def test_auto_repeats_the_cv_on_a_small_table_when_the_budget_allows() -> None:
     assert SelectionPlan("cv", 5, "", 3).key != SelectionPlan("cv", 5).key
 
 
+def test_the_repeat_rule_prices_a_multi_family_trial_at_every_familys_defaults(
+        fold: Fold, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lead family (LightGBM) is cheap, ExtraTrees is 40x dearer: priced at LightGBM's fit the rule would
+    repeat the CV; priced at the mean of every family's defaults it does not, and every family was timed on the
+    probe split once (fit times made up: the rule, not the machine, is under test)."""
+    import time as time_mod
+
+    from trainpipe.tuning import _run
+
+    made_up = {"lightgbm": 0.05, "xgboost": 0.1, "sklearn.ensemble.ExtraTreesClassifier": 2.0,
+               "sklearn.linear_model.LogisticRegression": 0.01}
+    timed: list[str] = []
+
+    def fake_fit(config: Any, task: Any, params: Any, folds: Any, metric: str, direction: str, trial: Any,
+                 counter: Any, categorical_indices: Any = (), first_fold: int = 0) -> float:
+        timed.append(config.model.type)
+        counter.fit_seconds.append(made_up[config.model.type])
+        counter.fit_rows.append(len(folds[0].y))
+        return 0.5
+
+    class Source:
+        n_rows, refit_rows = 455, 569
+
+        def __call__(self, plan: SelectionPlan) -> list[Fold]:
+            return [fold] * (plan.k * plan.repeats)
+
+    monkeypatch.setattr(_run, "fit_and_score", fake_fit)
+    config = cfg("auto", params={}, n_trials=100_000, timeout=300)
+    settings = settings_for(config, "binary")
+    plan, _, probe = _run._plan_and_folds(config, BINARY, Source(), settings, time_mod.perf_counter(), ())
+    assert timed == list(made_up)  # the lead first (the probe), then each other family once
+    # 15 x 0.05 x 100 = 75 s fits in ~290 s, but 15 x mean(0.54) x 100 = 810 s does not: one 5-fold CV
+    assert auto_plan(455, timeout=300, probe_seconds=0.05, available=280, n_trials=100_000).repeats == 3
+    assert (plan.kind, plan.k, plan.repeats) == ("cv", 5, 1), plan
+    assert probe is not None and probe.counter.fit_seconds == [0.05]  # trial 0 still reuses the lead's probe
+    # one family (the lead alone): no other fit, and the repeats stay
+    timed.clear()
+    single = cfg("lightgbm", params={}, n_trials=100_000, timeout=300)
+    plan, _, _ = _run._plan_and_folds(single, BINARY, Source(), settings_for(single, "binary"),
+                                      time_mod.perf_counter(), ())
+    assert timed == ["lightgbm"] and plan.repeats == 3
+
+
 def test_the_standard_error_of_a_repeated_cv_counts_one_repeat_of_folds() -> None:
     from trainpipe.tuning._selection import fold_stats
 

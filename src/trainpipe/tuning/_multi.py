@@ -22,13 +22,14 @@ one-worker study is reproducible) with a weight that favours quality per second:
 ``best_f``: the family's best mean score so far (oriented so that higher is better); ``se``: the standard error
 of the best trial's estimate (a family within the noise of the leader keeps most of its weight, one 3 SE
 behind keeps 5 %); ``cost_f``: its mean wall seconds per finished trial (the square root: a slow family that
-leads still gets trials, a slow one that trails gets few). The cost factor applies when the study has a
-time or cost budget (``timeout``, ``max_cost``); a study budgeted in trials alone (``n_trials``) weighs by
-quality only, so that with one worker and a seed it is the same run to run (timings differ).
-A family whose mean trial would not fit in the
-time left is skipped; every family with a completed trial keeps at least 2 % of the largest weight; a family
-whose every trial failed gets none. The sampler then proposes that family's parameters
-(``PartialFixedSampler`` fixing ``family``).
+leads still gets trials, a slow one that trails gets few). A family with more than 25 finished trials per
+parameter it searches (:data:`SATURATION_TRIALS_PER_PARAM`) has its weight scaled by ``25 d / n_f``: its space
+is explored, and more trials of it would mostly re-fit the noise (a logistic regression's one ``C``).
+The cost factor applies when the study has a time or cost budget (``timeout``, ``max_cost``); a study budgeted
+in trials alone (``n_trials``) weighs by quality only, so that with one worker and a seed it is the same run to
+run (timings differ). A family whose mean trial would not fit in the time left is skipped; every family with
+a completed trial keeps at least 2 % of the largest weight; a family whose every trial failed gets none. The
+sampler then proposes that family's parameters (``PartialFixedSampler`` fixing ``family``).
 
 **Pruning.** ``pruner: auto`` is ``none`` in a multi-family study: pruners compare trials at the same step, and
 a step is a boosting round in one family and an epoch in another. Set ``median`` or ``hyperband`` to prune
@@ -65,6 +66,11 @@ AUTO_FAMILIES = {
     "regression": ("lightgbm", "xgboost", "sklearn.ensemble.ExtraTreesRegressor"),
 }
 MIN_SHARE = 0.02  # the smallest weight of a family with a completed trial, relative to the largest
+# a family past this many trials per parameter it searches has its weight scaled by (that many / its trials):
+# a one-parameter space (a logistic regression's C) is explored in a few dozen trials, and a cheap family that
+# leads would otherwise take nearly every trial (penguins at 60 s: 225 of 233 trials went to C, one to
+# ExtraTrees), leaving the ensemble no diverse members
+SATURATION_TRIALS_PER_PARAM = 25
 
 
 def is_multi(config: PipelineConfig) -> bool:
@@ -223,6 +229,7 @@ def pick_family(trials: Sequence[FrozenTrial], families: Sequence[str], seed: in
     """The family of trial ``number`` (module docstring): quality per second, seeded by the trial number.
     ``by_cost=False`` (a study budgeted in trials only): quality alone, so the draw does not depend on timings."""
     finished: dict[str, list[float]] = {f: [] for f in families}
+    searched: dict[str, set[str]] = {f: set() for f in families}  # the parameter names its trials sampled
     best: dict[str, float] = {}
     best_se: dict[str, float] = {}
     for t in trials:
@@ -230,6 +237,7 @@ def pick_family(trials: Sequence[FrozenTrial], families: Sequence[str], seed: in
         if family not in finished or t.state.name not in ("COMPLETE", "PRUNED", "FAIL"):
             continue
         finished[family].append(float(t.user_attrs.get("wall_seconds", 0.0) or 0.0))
+        searched[family].update(k for k in t.params if k.startswith(f"{family}{SEP}"))
         raw = t.user_attrs.get("oriented_value")
         oriented = float(raw) if raw is not None else -math.inf
         if t.state.name == "COMPLETE" and math.isfinite(oriented) and oriented > best.get(family, -math.inf):
@@ -251,6 +259,7 @@ def pick_family(trials: Sequence[FrozenTrial], families: Sequence[str], seed: in
         w = math.exp(-min(50.0, (best[leader] - best[f]) / scale))
         if by_cost:
             w *= math.sqrt(fastest / cost[f])
+        w *= min(1.0, SATURATION_TRIALS_PER_PARAM * max(len(searched[f]), 1) / len(finished[f]))
         if remaining is not None and cost[f] > remaining and f != leader:
             w = 0.0
         weights[f] = w
