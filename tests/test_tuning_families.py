@@ -179,6 +179,11 @@ def test_a_family_past_its_saturation_gives_way_to_the_others() -> None:
     other = [trial("et", 0.899, 0.1, {"d": 1.0, "e": 2, "f": 3})]
     share = [pick_family(many_boost + other, ["lgbm", "et"], 3, n) for n in range(2, 602)].count("et") / 600
     assert share > 0.55, share  # et's weight exp(-0.1) = 0.9 against 0.375: about 70 % of the draws
+    # a saturated leader far ahead of the rest: the others' 2 % floors are shares of its unsaturated weight, so
+    # past 8x its saturation they take 3 x 2 / (3 x 2 + 100 / 8) ~ 1/3 of the draws (without it, 6 %)
+    behind = [trial(f, 0.70, 1.0, {"a": 1.0, "b": 2.0}) for f in ("x", "y", "z")]
+    drawn = [pick_family(behind + many, ["x", "y", "z", "linear"], 3, n) for n in range(2, 602)]
+    assert 0.2 < 1 - drawn.count("linear") / 600 < 0.5, drawn.count("linear")
 
 
 def test_same_seed_same_multi_family_study(cancer_fold: Fold, tmp_path: Path) -> None:

@@ -23,8 +23,9 @@ one-worker study is reproducible) with a weight that favours quality per second:
 of the best trial's estimate (a family within the noise of the leader keeps most of its weight, one 3 SE
 behind keeps 5 %); ``cost_f``: its mean wall seconds per finished trial (the square root: a slow family that
 leads still gets trials, a slow one that trails gets few). A family with more than 25 finished trials per
-parameter it searches (:data:`SATURATION_TRIALS_PER_PARAM`) has its weight scaled by ``25 d / n_f``: its space
-is explored, and more trials of it would mostly re-fit the noise (a logistic regression's one ``C``).
+parameter it searches (:data:`SATURATION_TRIALS_PER_PARAM`) has its weight scaled by ``25 d / n_f`` (after
+the floor below): its space is explored, and more trials of it would mostly re-fit the noise (a logistic
+regression's one ``C``).
 The cost factor applies when the study has a time or cost budget (``timeout``, ``max_cost``); a study budgeted
 in trials alone (``n_trials``) weighs by quality only, so that with one worker and a seed it is the same run to
 run (timings differ). A family whose mean trial would not fit in the time left is skipped; every family with
@@ -259,7 +260,6 @@ def pick_family(trials: Sequence[FrozenTrial], families: Sequence[str], seed: in
         w = math.exp(-min(50.0, (best[leader] - best[f]) / scale))
         if by_cost:
             w *= math.sqrt(fastest / cost[f])
-        w *= min(1.0, SATURATION_TRIALS_PER_PARAM * max(len(searched[f]), 1) / len(finished[f]))
         if remaining is not None and cost[f] > remaining and f != leader:
             w = 0.0
         weights[f] = w
@@ -267,6 +267,10 @@ def pick_family(trials: Sequence[FrozenTrial], families: Sequence[str], seed: in
     if top <= 0.0:
         return leader
     weights = {f: (max(w, MIN_SHARE * top) if w > 0 else 0.0) for f, w in weights.items()}
+    # saturation after the floor: the floor is a share of the unsaturated leader (scaling every weight alike
+    # would change nothing)
+    weights = {f: w * min(1.0, SATURATION_TRIALS_PER_PARAM * max(len(searched[f]), 1) / len(finished[f]))
+               for f, w in weights.items()}
     rng = random.Random((seed * 1_000_003 + number * 7_919) % (2**32))  # as the trial's sampler seed
     names = [f for f in families if weights.get(f, 0.0) > 0]
     return rng.choices(names, weights=[weights[f] for f in names], k=1)[0]
