@@ -15,6 +15,7 @@ which writes them at the exact points a bitwise resume needs.
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import pickle
@@ -221,8 +222,15 @@ class Engine:
         D.barrier(self.dist)
         if created_group:
             # Ours to close: a gloo group left to interpreter shutdown can abort a rank that exits while
-            # its peer is still writing ("terminate called without an active exception", SIGABRT).
+            # its peer is still writing ("terminate called without an active exception", SIGABRT). DDP's
+            # reducer holds the group too, and DDP sits in reference cycles: left to the collector, the C++
+            # group (and its worker threads) could be freed only during interpreter finalization, which
+            # aborted a rank now and then under CI load although destroy_process_group had been called
+            # (pytorch/pytorch#179291 describes the finalization crash). Free the wrapper first, now.
+            del net
+            gc.collect()
             D.destroy_process_group()
+            gc.collect()
         return result
 
     def _start(self, optimizer: Any, scheduler: Any, scaler: Any,
