@@ -88,6 +88,37 @@ def test_ensemble_adapter_saves_members_as_data_and_refuses_tampered_folders(tmp
         FAMILY.load(tmp_path, BINARY, "ensemble")
 
 
+def test_every_auto_family_round_trips_as_an_ensemble_member(tmp_path: Path) -> None:
+    """model.type auto's classification families (the logistic regression included) save as data and load
+    back through the ensemble folder with the same probabilities (nothing outside skops' allow-list)."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.preprocessing import StandardScaler
+
+    from trainpipe.config import ModelConfig, TrainingConfig
+    from trainpipe.models import create_adapter
+    from trainpipe.models._ensemble import FAMILY, EnsembleAdapter
+    from trainpipe.tuning._multi import STUDY_BASE_PARAMS, auto_families
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X)  # as the study's preprocessor gives them (features.scale: standard)
+    families = auto_families("binary")
+    assert "sklearn.linear_model.LogisticRegression" in families
+    members = []
+    for model_type in families:
+        params = dict(STUDY_BASE_PARAMS.get(model_type, {}))
+        if "LogisticRegression" not in model_type:
+            params["n_estimators"] = 10  # trees: a small forest is enough to round-trip
+        adapter = create_adapter(BINARY, ModelConfig(type=model_type, params=params), TrainingConfig())
+        adapter.fit(X[:400], y[:400], None, None, None)
+        members.append((model_type, adapter))
+    ensemble = EnsembleAdapter(BINARY, members, [1] * len(members))
+    expected = ensemble.predict_proba(X[400:])
+    ensemble.save(tmp_path)
+    assert not [p for p in tmp_path.rglob("*.pkl")]
+    loaded = FAMILY.load(tmp_path, BINARY, "ensemble")
+    np.testing.assert_allclose(loaded.predict_proba(X[400:]), expected, rtol=1e-6)
+
+
 def test_model_type_ensemble_is_refused_with_what_to_set() -> None:
     from trainpipe._exceptions import ConfigError
     from trainpipe.config._loader import validate_config
