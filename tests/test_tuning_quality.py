@@ -229,10 +229,16 @@ def test_the_repeat_rule_prices_a_multi_family_trial_at_every_familys_defaults(
     made_up = {"lightgbm": 0.05, "xgboost": 0.1, "sklearn.ensemble.ExtraTreesClassifier": 2.0,
                "sklearn.linear_model.LogisticRegression": 0.01}
     timed: list[str] = []
+    failing: set[str] = set()
+    caps: list[float] = []
 
     def fake_fit(config: Any, task: Any, params: Any, folds: Any, metric: str, direction: str, trial: Any,
                  counter: Any, categorical_indices: Any = (), first_fold: int = 0) -> float:
         timed.append(config.model.type)
+        if counter.deadline is not None:
+            caps.append(counter.deadline - time_mod.perf_counter())
+        if config.model.type in failing:
+            raise ValueError("this family cannot fit these rows")
         counter.fit_seconds.append(made_up[config.model.type])
         counter.fit_rows.append(len(folds[0].y))
         return 0.5
@@ -252,6 +258,12 @@ def test_the_repeat_rule_prices_a_multi_family_trial_at_every_familys_defaults(
     assert auto_plan(455, timeout=300, probe_seconds=0.05, available=280, n_trials=100_000).repeats == 3
     assert (plan.kind, plan.k, plan.repeats) == ("cv", 5, 1), plan
     assert probe is not None and probe.counter.fit_seconds == [0.05]  # trial 0 still reuses the lead's probe
+    # each further family's timing fit stops after 5 % of the study's time (~ 300 s here)
+    assert len(caps) == 3 and all(0 < c <= 0.05 * 300 for c in caps), caps
+    # a family whose defaults fail on their own is left out of the mean: (0.05 + 0.1 + 0.01) / 3 -> repeats
+    failing.add("sklearn.ensemble.ExtraTreesClassifier")
+    plan, _, _ = _run._plan_and_folds(config, BINARY, Source(), settings, time_mod.perf_counter(), ())
+    assert plan.repeats == 3, plan
     # one family (the lead alone): no other fit, and the repeats stay
     timed.clear()
     single = cfg("lightgbm", params={}, n_trials=100_000, timeout=300)

@@ -24,6 +24,7 @@ from trainpipe.tuning._objective import (
     BOOSTER_DEFAULT_ROUNDS,
     Fold,
     RoundCounter,
+    deadline_reached,
     fit_and_score,
     metric_params,
     rounds_for_learning_rate,
@@ -152,29 +153,37 @@ def _plan_and_folds(config: PipelineConfig, task: TaskInfo, source: FoldSource, 
         # the repeats are bought with trials: price a trial at the mean of every family's defaults, not the lead
         # family's alone (300-tree ExtraTrees cost ~10x a LightGBM fit; priced at LightGBM's, a study planned for
         # 100 trials ran 12)
-        seconds = _mean_family_seconds(config, task, settings, probe_folds, categorical_indices, seconds)
+        seconds = _mean_family_seconds(config, task, settings, probe_folds, categorical_indices, seconds,
+                                       cap=PROBE_SHARE * available)
         available = settings.timeout - (time.perf_counter() - started) - refit - POST_STUDY_SECONDS
         plan = auto_plan(source.n_rows, timeout=settings.timeout, probe_seconds=seconds, available=available,
                          n_trials=settings.n_trials)
     return plan, source(plan), _Probe(probe_folds[0], counter, refit)
 
 
+PROBE_SHARE = 0.05  # each further family's timing fit stops after this share of the study's time (per round)
+
+
 def _mean_family_seconds(config: PipelineConfig, task: TaskInfo, settings: StudySettings, probe_folds: list[Fold],
-                         categorical_indices: Sequence[int], lead_seconds: float) -> float:
+                         categorical_indices: Sequence[int], lead_seconds: float, cap: float) -> float:
     """The mean fit seconds of every family's defaults on the probe split (the lead family's timed already).
-    A family whose defaults fail there is left out (its trials will fail fast in the study too)."""
+    A fit still running after ``cap`` seconds stops at its next round and counts as the time it took (at least
+    ``cap``: enough to rule the repeats out); a family whose defaults fail on their own is left out (the study
+    records why, as that family's failed defaults trial)."""
     lead = lead_type(config, task.task)
     costs = [lead_seconds]
     for family in settings.families:
         if family == lead:
             continue
-        counter = RoundCounter()
+        began = time.perf_counter()
+        counter = RoundCounter(deadline=began + max(cap, 0.0))
         try:
             fit_and_score(family_config(config, family), task, {}, probe_folds, settings.metric, settings.direction,
                           None, counter, categorical_indices)
-        except Exception:  # the study records why, as that family's failed defaults trial
-            continue
-        costs.extend(counter.fit_seconds[:1])
+        except Exception:
+            if not deadline_reached(counter):
+                continue
+        costs.append(counter.fit_seconds[0] if counter.fit_seconds else time.perf_counter() - began)
     return sum(costs) / len(costs)
 
 
